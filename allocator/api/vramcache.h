@@ -1,0 +1,69 @@
+/* vramcache's C ABI: what CUDAPluggableAllocator, ctypes and C programs call. Streams are
+ * passed as cudaStream_t values (void*), so this header needs no CUDA headers. Every function
+ * is safe to call with bad input: it fails, sets the per-thread last error, and changes
+ * nothing. */
+#ifndef VRAMCACHE_API_VRAMCACHE_H_
+#define VRAMCACHE_API_VRAMCACHE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VRAMCACHE_EXPORT __attribute__((visibility("default")))
+
+/* Allocation through the pluggable-allocator signatures. vramcache_malloc throws a C++
+ * exception (std::runtime_error with the full out-of-memory report) on failure, because
+ * PyTorch's pluggable path never checks for NULL; vramcache_try_malloc returns NULL instead. */
+VRAMCACHE_EXPORT void* vramcache_malloc(size_t size, int device, void* stream);
+VRAMCACHE_EXPORT void* vramcache_try_malloc(size_t size, int device, void* stream);
+VRAMCACHE_EXPORT void vramcache_free(void* ptr, size_t size, int device, void* stream);
+/* Why the last call on this thread failed ("" when it did not). */
+VRAMCACHE_EXPORT const char* vramcache_last_error(void);
+
+VRAMCACHE_EXPORT int vramcache_record_stream(void* ptr, void* stream);
+VRAMCACHE_EXPORT int vramcache_stream_destroyed(void* stream);
+VRAMCACHE_EXPORT int vramcache_empty_cache(void);
+VRAMCACHE_EXPORT int vramcache_set_memory_fraction(double fraction, int device);
+
+/* Statistics. Every field of stats_fields.h in a flat, versioned struct: the caller sets
+ * struct_size to sizeof(vramcache_stats) and vramcache fills what both sides know. Returns 0 on
+ * success, -1 on error (see vramcache_last_error). */
+typedef struct vramcache_stat {
+  int64_t current, peak, allocated, freed;
+} vramcache_stat;
+
+#define VRAMCACHE_STATS_VERSION 1
+typedef struct vramcache_stats {
+  uint64_t struct_size;
+  uint64_t version;
+  /* {all, small_pool, large_pool} each */
+  vramcache_stat allocation[3], segment[3], active[3], inactive_split[3];
+  vramcache_stat allocated_bytes[3], reserved_bytes[3], active_bytes[3];
+  vramcache_stat inactive_split_bytes[3], requested_bytes[3];
+  vramcache_stat oversize_allocations, oversize_segments;
+  int64_t num_alloc_retries, num_ooms, num_sync_all_streams, num_device_alloc, num_device_free;
+  int64_t num_cache_hits, num_cross_stream_reuse, num_cache_releases, num_map_calls,
+      num_unmap_calls, num_stitches;
+  int64_t max_split_size, budget_bytes, address_space_reserved_bytes;
+} vramcache_stats;
+
+VRAMCACHE_EXPORT int vramcache_get_stats(int device, vramcache_stats* out);
+/* torch.cuda.memory_stats() as a JSON object (same keys); the string stays valid until the
+ * next call on this thread. */
+VRAMCACHE_EXPORT const char* vramcache_stats_json(int device);
+VRAMCACHE_EXPORT int vramcache_reset_peak_stats(int device);
+VRAMCACHE_EXPORT int vramcache_reset_accumulated_stats(int device);
+
+/* Configure before the first allocation (same syntax as VRAMCACHE_CONF; overrides it). */
+VRAMCACHE_EXPORT int vramcache_configure(const char* conf);
+/* Returns every byte to the device and forgets the allocators (tests). */
+VRAMCACHE_EXPORT int vramcache_shutdown(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VRAMCACHE_API_VRAMCACHE_H_ */

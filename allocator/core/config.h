@@ -1,0 +1,59 @@
+// Every setting the policy reads, as plain data. Parsed from VRAMCACHE_CONF and PyTorch's
+// PYTORCH_ALLOC_CONF / PYTORCH_CUDA_ALLOC_CONF by allocator/api/config_parser.h; the core never
+// reads the environment itself. Each key is documented in docs/tuning.md.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vramcache {
+
+inline constexpr std::size_t kKiB = 1024;
+inline constexpr std::size_t kMiB = 1024 * kKiB;
+inline constexpr std::size_t kGiB = 1024 * kMiB;
+
+enum class DeviceKind { kAuto, kCuda, kSim };
+enum class VmmMode { kAuto, kOn, kOff };
+// What a stream does when its own free lists have nothing that fits (docs/tuning.md).
+enum class CrossStreamPolicy {
+  kNone,   // never take another stream's cached block; grow instead
+  kQuery,  // take it only when an event recorded on its owner has already completed
+  kWait,   // take it and make the requesting stream wait on the owner's event (RMM's order)
+};
+
+struct AllocatorConfig {
+  // --- vramcache's own keys (VRAMCACHE_CONF) ---
+  DeviceKind device = DeviceKind::kAuto;
+  std::size_t sim_capacity = 80 * kGiB;
+  std::size_t sim_granularity = 2 * kMiB;
+  bool sim_accounting_only = true;  // addresses without backing memory (fast replays)
+  std::optional<std::size_t> budget_bytes;      // hard cap on reserved (physical) bytes
+  std::optional<std::size_t> soft_budget_bytes;
+  std::optional<double> soft_budget_fraction;
+  VmmMode vmm = VmmMode::kAuto;
+  CrossStreamPolicy cross_stream = CrossStreamPolicy::kWait;
+  bool poison_on_free = false;
+  bool canaries = false;
+  bool unmap_on_free = false;
+  bool zero_on_alloc = false;
+  bool record_history = false;
+
+  // --- PyTorch's keys (PYTORCH_ALLOC_CONF), same meanings ---
+  std::size_t max_split_size = std::numeric_limits<std::size_t>::max();
+  std::size_t max_non_split_rounding = 20 * kMiB;
+  // roundup_power2_divisions: entry i is the number of divisions for request sizes in
+  // [2^i, 2^(i+1)) bytes (0 or 1: no extra rounding). Empty: off everywhere.
+  std::vector<std::size_t> roundup_power2_divisions;
+  double garbage_collection_threshold = 0.0;           // 0: off
+  bool expandable_segments = false;
+  std::optional<double> per_process_memory_fraction;
+  bool release_lock_on_cudamalloc = false;
+  bool graph_capture_record_stream_reuse = false;
+  std::string backend = "native";
+};
+
+}  // namespace vramcache

@@ -1,0 +1,80 @@
+// Allocator statistics with PyTorch's names and meanings (torch.cuda.memory_stats()),
+// generated from stats_fields.h. Updated only under the allocator's lock, so every value,
+// peaks included, is exact at the instant it is read.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "allocator/core/stats_fields.h"
+
+namespace vramcache {
+
+// One counter: the value now, its high-water mark, and how much was ever added / removed.
+struct Stat {
+  std::int64_t current = 0;
+  std::int64_t peak = 0;
+  std::int64_t allocated = 0;
+  std::int64_t freed = 0;
+
+  void Increase(std::int64_t amount) {
+    current += amount;
+    allocated += amount;
+    if (current > peak) peak = current;
+  }
+  void Decrease(std::int64_t amount) {
+    current -= amount;
+    freed += amount;
+  }
+  void ResetPeak() { peak = current; }
+  void ResetAccumulated() {
+    allocated = 0;
+    freed = 0;
+  }
+};
+
+enum class Pool : int { kAll = 0, kSmall = 1, kLarge = 2 };
+inline constexpr int kNumPoolStats = 3;
+inline constexpr std::array<const char*, kNumPoolStats> kPoolStatNames = {"all", "small_pool",
+                                                                         "large_pool"};
+
+// Aggregate updates keep `all` equal to small + large by construction.
+struct PoolStat {
+  std::array<Stat, kNumPoolStats> by_pool;
+  void Increase(bool small, std::int64_t amount) {
+    by_pool[0].Increase(amount);
+    by_pool[small ? 1 : 2].Increase(amount);
+  }
+  void Decrease(bool small, std::int64_t amount) {
+    by_pool[0].Decrease(amount);
+    by_pool[small ? 1 : 2].Decrease(amount);
+  }
+  const Stat& all() const { return by_pool[0]; }
+};
+
+struct DeviceStats {
+#define VRAMCACHE_DECLARE_POOL(name) PoolStat name;
+  VRAMCACHE_POOL_STATS(VRAMCACHE_DECLARE_POOL)
+#undef VRAMCACHE_DECLARE_POOL
+#define VRAMCACHE_DECLARE_SINGLE(name) Stat name;
+  VRAMCACHE_SINGLE_STATS(VRAMCACHE_DECLARE_SINGLE)
+#undef VRAMCACHE_DECLARE_SINGLE
+#define VRAMCACHE_DECLARE_COUNTER(name) std::int64_t name = 0;
+  VRAMCACHE_EVENT_COUNTERS(VRAMCACHE_DECLARE_COUNTER)
+  VRAMCACHE_GAUGES(VRAMCACHE_DECLARE_COUNTER)
+#undef VRAMCACHE_DECLARE_COUNTER
+
+  void ResetPeak();
+  void ResetAccumulated();
+
+  // Flat key/value pairs with torch.cuda.memory_stats() names, e.g.
+  // "allocated_bytes.all.current", "num_ooms", "max_split_size". Sorted by key.
+  std::vector<std::pair<std::string, std::int64_t>> ToKeyValues() const;
+  // One JSON object with the same keys.
+  std::string ToJson() const;
+};
+
+}  // namespace vramcache

@@ -57,6 +57,15 @@ VRAMCACHE_EXPORT const char* vramcache_stats_json(int device);
 VRAMCACHE_EXPORT int vramcache_reset_peak_stats(int device);
 VRAMCACHE_EXPORT int vramcache_reset_accumulated_stats(int device);
 
+/* The allocator's segments and blocks, and (with record_history) its trace entries, as JSON in
+ * the layout of torch.cuda.memory._snapshot(): {"segments": [...], "device_traces": [[...]]}.
+ * Valid until the next call on this thread. */
+VRAMCACHE_EXPORT const char* vramcache_snapshot_json(void);
+/* The last out-of-memory report of `device` as JSON ("null" when none happened). */
+VRAMCACHE_EXPORT const char* vramcache_last_oom_json(int device);
+/* Number of devices vramcache serves (CUDA devices, or 1 on the simulated device). */
+VRAMCACHE_EXPORT int vramcache_device_count(void);
+
 /* Configure before the first allocation (same syntax as VRAMCACHE_CONF; overrides it). */
 VRAMCACHE_EXPORT int vramcache_configure(const char* conf);
 /* Returns every byte to the device and forgets the allocators (tests). */

@@ -5,7 +5,6 @@ find_package(absl REQUIRED)
 find_package(Threads REQUIRED)
 
 if(VRAMCACHE_STATIC_DEPS)
-  get_property(_absl_targets DIRECTORY "${absl_DIR}" PROPERTY IMPORTED_TARGETS)
   foreach(_lib IN ITEMS base bad_any_cast_impl bad_optional_access bad_variant_access city
           civil_time cord cord_internal cordz_functions cordz_handle cordz_info debugging_internal
           demangle_internal examine_stack exponential_biased graphcycles_internal hash

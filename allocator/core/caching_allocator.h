@@ -5,18 +5,48 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "allocator/core/block.h"
 #include "allocator/core/clock.h"
 #include "allocator/core/config.h"
+#include "allocator/core/oom_report.h"
 #include "allocator/core/stats.h"
 #include "allocator/device/device.h"
 
 namespace vramcache {
 
 class CachingAllocatorImpl;
+
+// A copy of one segment and its blocks, for snapshots (memory_viz) and tests.
+struct BlockInfo {
+  DevicePtr addr = 0;
+  std::size_t size = 0;
+  std::size_t requested = 0;
+  BlockState state = BlockState::kFree;
+};
+struct SegmentInfo {
+  DevicePtr base = 0;
+  std::size_t size = 0;
+  StreamHandle stream = 0;
+  bool small = false;
+  std::vector<BlockInfo> blocks;
+};
+
+// One entry of the allocation history (config record_history), in PyTorch's vocabulary.
+enum class TraceAction { kAlloc, kFreeRequested, kFreeCompleted, kSegmentAlloc, kSegmentFree, kOom };
+const char* TraceActionName(TraceAction action);
+struct TraceEntry {
+  TraceAction action = TraceAction::kAlloc;
+  DevicePtr addr = 0;
+  std::size_t size = 0;
+  StreamHandle stream = 0;
+  std::int64_t time_ns = 0;
+};
 
 class CachingAllocator {
  public:
@@ -42,6 +72,14 @@ class CachingAllocator {
   DeviceStats GetStats() const;
   void ResetPeakStats();
   void ResetAccumulatedStats();
+
+  std::vector<SegmentInfo> Snapshot() const;
+  // Oldest first; empty unless config.record_history.
+  std::vector<TraceEntry> History() const;
+  std::optional<OomReport> LastOom() const;
+  // Hard cap on reserved bytes (0 removes it). Takes effect for the next growth.
+  void SetBudget(std::size_t bytes);
+  std::size_t Budget() const;
 
   // The size actually reserved for `ptr` (the block's size), or NotFound.
   absl::StatusOr<std::size_t> AllocationSize(const void* ptr) const;

@@ -41,6 +41,12 @@ struct AllocatorConfig {
   bool unmap_on_free = false;
   bool zero_on_alloc = false;
   bool record_history = false;
+  std::size_t history_capacity = 100000;
+#if defined(VRAMCACHE_CHECK_INVARIANTS)
+  bool check_invariants = true;  // CheckInvariants() after every operation (slow)
+#else
+  bool check_invariants = false;
+#endif
 
   // --- PyTorch's keys (PYTORCH_ALLOC_CONF), same meanings ---
   std::size_t max_split_size = std::numeric_limits<std::size_t>::max();

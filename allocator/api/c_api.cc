@@ -1,0 +1,232 @@
+// The C ABI of allocator/api/vramcache.h over the registry. Every entry point catches every
+// failure, records it as the calling thread's last error, and leaves the allocator unchanged.
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "allocator/api/config_parser.h"
+#include "allocator/api/registry.h"
+#include "allocator/api/snapshot_json.h"
+#include "allocator/api/vramcache.h"
+
+namespace vramcache {
+namespace {
+
+thread_local std::string last_error;
+thread_local std::string json_buffer;
+
+int Fail(const absl::Status& status) {
+  last_error = std::string(status.message());
+  return -1;
+}
+
+int Succeed() {
+  last_error.clear();
+  return 0;
+}
+
+StreamHandle ToStream(void* stream) { return reinterpret_cast<StreamHandle>(stream); }
+
+absl::StatusOr<void*> AllocateOn(std::size_t size, int device, void* stream) {
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) return allocator.status();
+  return (*allocator)->Allocate(size, ToStream(stream));
+}
+
+// The allocator that owns `ptr` (a pointer is live on at most one device).
+CachingAllocator* OwnerOf(void* ptr) {
+  for (CachingAllocator* allocator : Registry::Global().Existing()) {
+    if (allocator->AllocationSize(ptr).ok()) return allocator;
+  }
+  return nullptr;
+}
+
+void CopyStat(const Stat& from, vramcache_stat& to) {
+  to = {from.current, from.peak, from.allocated, from.freed};
+}
+
+void FillStats(const DeviceStats& s, vramcache_stats& out) {
+  out.version = VRAMCACHE_STATS_VERSION;
+#define VRAMCACHE_COPY_POOL(name) \
+  for (int p = 0; p < kNumPoolStats; ++p) CopyStat(s.name.by_pool[p], out.name[p]);
+  VRAMCACHE_POOL_STATS(VRAMCACHE_COPY_POOL)
+#undef VRAMCACHE_COPY_POOL
+#define VRAMCACHE_COPY_SINGLE(name) CopyStat(s.name, out.name);
+  VRAMCACHE_SINGLE_STATS(VRAMCACHE_COPY_SINGLE)
+#undef VRAMCACHE_COPY_SINGLE
+#define VRAMCACHE_COPY_COUNTER(name) out.name = s.name;
+  VRAMCACHE_EVENT_COUNTERS(VRAMCACHE_COPY_COUNTER)
+  VRAMCACHE_GAUGES(VRAMCACHE_COPY_COUNTER)
+#undef VRAMCACHE_COPY_COUNTER
+}
+
+}  // namespace
+}  // namespace vramcache
+
+using namespace vramcache;  // NOLINT: the C entry points below are thin wrappers
+
+extern "C" {
+
+void* vramcache_malloc(size_t size, int device, void* stream) {
+  absl::StatusOr<void*> ptr = AllocateOn(size, device, stream);
+  if (!ptr.ok()) {
+    Fail(ptr.status());
+    // PyTorch's pluggable path never checks for NULL; an exception becomes a Python error.
+    throw std::runtime_error(last_error);
+  }
+  Succeed();
+  return *ptr;
+}
+
+void* vramcache_try_malloc(size_t size, int device, void* stream) {
+  absl::StatusOr<void*> ptr = AllocateOn(size, device, stream);
+  if (!ptr.ok()) {
+    Fail(ptr.status());
+    return nullptr;
+  }
+  Succeed();
+  return *ptr;
+}
+
+void vramcache_free(void* ptr, size_t /*size*/, int device, void* /*stream*/) {
+  if (ptr == nullptr) {
+    Succeed();
+    return;
+  }
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) {
+    Fail(allocator.status());
+    return;
+  }
+  absl::Status status = (*allocator)->Free(ptr);
+  if (!status.ok()) {
+    CachingAllocator* owner = OwnerOf(ptr);
+    if (owner != nullptr && owner != *allocator) {
+      status = absl::InvalidArgumentError(absl::StrFormat(
+          "vramcache: free of %p on device %d, but it was allocated on device %d; nothing freed",
+          ptr, device, owner->device()->Capabilities().ordinal));
+    }
+    Fail(status);
+    return;
+  }
+  Succeed();
+}
+
+const char* vramcache_last_error(void) { return last_error.c_str(); }
+
+int vramcache_record_stream(void* ptr, void* stream) {
+  CachingAllocator* owner = OwnerOf(ptr);
+  if (owner == nullptr) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrFormat("vramcache: record_stream of %p: not a live allocation", ptr)));
+  }
+  absl::Status status = owner->RecordStream(ptr, ToStream(stream));
+  return status.ok() ? Succeed() : Fail(status);
+}
+
+int vramcache_empty_cache(void) {
+  absl::Status status = absl::OkStatus();
+  for (CachingAllocator* allocator : Registry::Global().Existing()) {
+    status.Update(allocator->EmptyCache());
+  }
+  return status.ok() ? Succeed() : Fail(status);
+}
+
+int vramcache_set_memory_fraction(double fraction, int device) {
+  if (!(fraction > 0.0 && fraction <= 1.0)) {
+    return Fail(absl::InvalidArgumentError(absl::StrFormat(
+        "vramcache: memory fraction %g is outside (0, 1]", fraction)));
+  }
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) return Fail(allocator.status());
+  const double total = static_cast<double>((*allocator)->device()->Capabilities().total_bytes);
+  (*allocator)->SetBudget(static_cast<std::size_t>(fraction * total));
+  return Succeed();
+}
+
+int vramcache_get_stats(int device, vramcache_stats* out) {
+  if (out == nullptr) return Fail(absl::InvalidArgumentError("vramcache_get_stats: out is NULL"));
+  if (out->struct_size < 2 * sizeof(uint64_t)) {
+    return Fail(absl::InvalidArgumentError(absl::StrFormat(
+        "vramcache_get_stats: struct_size %d is too small; set it to sizeof(vramcache_stats)",
+        out->struct_size)));
+  }
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) return Fail(allocator.status());
+  vramcache_stats full{};
+  full.struct_size = sizeof(vramcache_stats);
+  FillStats((*allocator)->GetStats(), full);
+  // Older callers get the prefix they know; newer ones see struct_size shrink to ours.
+  const std::size_t n = std::min<std::size_t>(out->struct_size, sizeof(vramcache_stats));
+  const std::uint64_t caller_size = out->struct_size;
+  std::memcpy(out, &full, n);
+  out->struct_size = std::min<std::uint64_t>(caller_size, sizeof(vramcache_stats));
+  return Succeed();
+}
+
+const char* vramcache_stats_json(int device) {
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) {
+    Fail(allocator.status());
+    return nullptr;
+  }
+  json_buffer = (*allocator)->GetStats().ToJson();
+  Succeed();
+  return json_buffer.c_str();
+}
+
+int vramcache_reset_peak_stats(int device) {
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) return Fail(allocator.status());
+  (*allocator)->ResetPeakStats();
+  return Succeed();
+}
+
+int vramcache_reset_accumulated_stats(int device) {
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) return Fail(allocator.status());
+  (*allocator)->ResetAccumulatedStats();
+  return Succeed();
+}
+
+const char* vramcache_snapshot_json(void) {
+  json_buffer = SnapshotJson(Registry::Global().Existing());
+  Succeed();
+  return json_buffer.c_str();
+}
+
+const char* vramcache_last_oom_json(int device) {
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) {
+    Fail(allocator.status());
+    return nullptr;
+  }
+  std::optional<OomReport> report = (*allocator)->LastOom();
+  json_buffer = report.has_value() ? report->ToJson() : "null";
+  Succeed();
+  return json_buffer.c_str();
+}
+
+int vramcache_device_count(void) {
+  absl::StatusOr<int> count = Registry::Global().DeviceCount();
+  if (!count.ok()) return Fail(count.status());
+  Succeed();
+  return *count;
+}
+
+int vramcache_configure(const char* conf) {
+  if (conf == nullptr) return Fail(absl::InvalidArgumentError("vramcache_configure: conf is NULL"));
+  absl::StatusOr<AllocatorConfig> config = ConfigFromEnvironmentWith(conf);
+  if (!config.ok()) return Fail(config.status());
+  absl::Status status = Registry::Global().Configure(*config);
+  return status.ok() ? Succeed() : Fail(status);
+}
+
+int vramcache_shutdown(void) {
+  absl::Status status = Registry::Global().Shutdown();
+  return status.ok() ? Succeed() : Fail(status);
+}
+
+}  // extern "C"

@@ -1,0 +1,59 @@
+// Opens CUDA devices when present or demanded, else one simulated device sized by the config.
+#include "allocator/api/device_factory.h"
+
+#include "absl/strings/str_format.h"
+#include "allocator/device/sim_device.h"
+#if defined(VRAMCACHE_HAS_CUDA)
+#include "allocator/device/cuda_device.h"
+#endif
+
+namespace vramcache {
+
+int CudaDevicesAvailable() {
+#if defined(VRAMCACHE_HAS_CUDA)
+  return CudaDeviceCount();
+#else
+  return 0;
+#endif
+}
+
+namespace {
+
+std::unique_ptr<Device> OpenSimDevice(const AllocatorConfig& config) {
+  SimDeviceOptions options;
+  options.capacity = config.sim_capacity;
+  options.granularity = config.sim_granularity;
+  options.accounting_only = config.sim_accounting_only;
+  return std::make_unique<SimDevice>(options);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::unique_ptr<Device>>> OpenDevices(const AllocatorConfig& config) {
+  std::vector<std::unique_ptr<Device>> devices;
+  const int cuda_count = CudaDevicesAvailable();
+  const bool want_cuda =
+      config.device == DeviceKind::kCuda || (config.device == DeviceKind::kAuto && cuda_count > 0);
+  if (!want_cuda) {
+    devices.push_back(OpenSimDevice(config));
+    return devices;
+  }
+#if defined(VRAMCACHE_HAS_CUDA)
+  if (cuda_count == 0) {
+    return absl::FailedPreconditionError(
+        "vramcache: device:cuda was asked for but no CUDA device is usable (no driver or no "
+        "GPU); use device:sim to run on the simulated device");
+  }
+  for (int ordinal = 0; ordinal < cuda_count; ++ordinal) {
+    absl::StatusOr<std::unique_ptr<CudaDevice>> device = CudaDevice::Open(ordinal);
+    if (!device.ok()) return device.status();
+    devices.push_back(std::move(*device));
+  }
+  return devices;
+#else
+  return absl::FailedPreconditionError(
+      "vramcache: device:cuda was asked for but this build has no CUDA support");
+#endif
+}
+
+}  // namespace vramcache

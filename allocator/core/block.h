@@ -1,0 +1,63 @@
+// Blocks and segments, the allocator's unit of bookkeeping.
+//
+// Glossary:
+//   segment  one range obtained from the device in a single call (cudaMalloc). Never split
+//            across pools or streams: all its blocks belong to its stream and pool.
+//   block    a contiguous piece of a segment; the blocks of a segment tile it in address order
+//            (prev/next links). A block is allocated, free (in its pool's free set), or
+//            pending (freed by the user but still in use by another stream's work).
+//   pool     small (requests <= 1 MiB, 2 MiB segments) or large (everything else).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <tuple>
+
+#include "absl/container/btree_set.h"
+#include "absl/container/inlined_vector.h"
+#include "allocator/device/device.h"
+
+namespace vramcache {
+
+struct Segment;
+
+enum class BlockState : std::uint8_t { kFree, kAllocated, kPendingFree };
+
+struct Block {
+  DevicePtr addr = 0;
+  std::size_t size = 0;
+  std::size_t requested = 0;  // the user's size while allocated
+  StreamHandle stream = 0;    // the stream it was allocated on (its segment's stream)
+  Segment* segment = nullptr;
+  Block* prev = nullptr;
+  Block* next = nullptr;
+  BlockState state = BlockState::kFree;
+  // Streams other than `stream` that used the block (record_stream).
+  absl::InlinedVector<StreamHandle, 2> stream_uses;
+  std::int64_t last_free_time = 0;
+
+  bool is_split() const { return prev != nullptr || next != nullptr; }
+};
+
+struct Segment {
+  DevicePtr base = 0;
+  std::size_t size = 0;
+  StreamHandle stream = 0;
+  bool small = false;
+  Block* head = nullptr;  // lowest-addressed block
+
+  // True when one free block covers the whole segment: it can go back to the device.
+  bool IsWhollyFree() const { return head->next == nullptr && head->state == BlockState::kFree; }
+};
+
+// Free-set order: by stream, then size (best fit = lower_bound), then address (lowest first,
+// which keeps the heap compact).
+struct FreeBlockOrder {
+  bool operator()(const Block* a, const Block* b) const {
+    return std::tie(a->stream, a->size, a->addr) < std::tie(b->stream, b->size, b->addr);
+  }
+};
+
+using FreeBlockSet = absl::btree_set<Block*, FreeBlockOrder>;
+
+}  // namespace vramcache

@@ -1,0 +1,845 @@
+// The caching allocator's policy: find a cached block (best fit on the request's stream), else
+// grow by a segment; split on allocation, coalesce on free; statistics updated at the one place
+// each transition happens. One lock per device; it is never held across a device call that can
+// block (Malloc, Free, synchronize); non-blocking calls (event record/query) run under it.
+#include "allocator/core/caching_allocator.h"
+
+#include <algorithm>
+#include <deque>
+#include <utility>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "allocator/base/mutex.h"
+#include "allocator/core/size_classes.h"
+
+namespace vramcache {
+
+const char* TraceActionName(TraceAction action) {
+  switch (action) {
+    case TraceAction::kAlloc:
+      return "alloc";
+    case TraceAction::kFreeRequested:
+      return "free_requested";
+    case TraceAction::kFreeCompleted:
+      return "free_completed";
+    case TraceAction::kSegmentAlloc:
+      return "segment_alloc";
+    case TraceAction::kSegmentFree:
+      return "segment_free";
+    case TraceAction::kOom:
+      return "oom";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// A block freed while other streams may still use it, with one event per such stream.
+struct PendingFree {
+  Block* block;
+  absl::InlinedVector<EventHandle, 2> events;
+};
+
+}  // namespace
+
+class CachingAllocatorImpl {
+ public:
+  CachingAllocatorImpl(Device* device, const AllocatorConfig& config, Clock* clock)
+      : device_(device),
+        config_(config),
+        clock_(clock),
+        rounder_(config.roundup_power2_divisions) {
+    std::size_t budget = config.budget_bytes.value_or(0);
+    if (config.per_process_memory_fraction.has_value()) {
+      const auto fraction_bytes = static_cast<std::size_t>(
+          *config.per_process_memory_fraction *
+          static_cast<double>(device->Capabilities().total_bytes));
+      budget = budget == 0 ? fraction_bytes : std::min(budget, fraction_bytes);
+    }
+    budget_bytes_ = budget;
+  }
+
+  ~CachingAllocatorImpl() {
+    // Process-wide allocators are never destroyed (PyTorch frees tensors during static
+    // destruction); owned ones give everything back.
+    Shutdown().IgnoreError();
+  }
+
+  absl::StatusOr<void*> Allocate(std::size_t size, StreamHandle stream) {
+    if (size == 0) return nullptr;
+    if (size > kMaxRequestSize) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "vramcache: cannot allocate %d bytes: larger than any device (limit %d bytes); "
+          "the size is probably corrupted or negative",
+          size, kMaxRequestSize));
+    }
+    const std::size_t rounded = rounder_.RoundRequest(size);
+    const bool small = SizeRounder::IsSmall(size);
+
+    {
+      MutexLock lock(&mu_);
+      if (shut_down_) return ShutDownError();
+      if (absl::Status s = ProcessPendingFrees(); !s.ok()) return s;
+      if (Block* block = FindFreeBlock(small, stream, rounded)) {
+        ++stats_.num_cache_hits;
+        return FinishAllocation(block, size, rounded);
+      }
+    }
+    return AllocateWithGrowth(size, rounded, small, stream);
+  }
+
+  absl::Status Free(void* ptr) {
+    const auto addr = reinterpret_cast<DevicePtr>(ptr);
+    if (ptr == nullptr) return absl::OkStatus();  // as cudaFree(nullptr) and PyTorch
+    MutexLock lock(&mu_);
+    auto it = live_.find(addr);
+    if (it == live_.end()) return UnknownPointerError("free", addr);
+    Block* block = it->second;
+    live_.erase(it);
+    const bool small = block->segment->small;
+    stats_.allocation.Decrease(small, 1);
+    stats_.allocated_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
+    stats_.requested_bytes.Decrease(small, static_cast<std::int64_t>(block->requested));
+    if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
+    Record(TraceAction::kFreeRequested, block->addr, block->size, block->stream);
+
+    if (!block->stream_uses.empty()) {
+      absl::Status s = DeferFree(block);
+      if (!s.ok()) return s;
+    } else {
+      ReturnToPool(block);
+    }
+    return MaybeCheckInvariants();
+  }
+
+  absl::Status RecordStream(void* ptr, StreamHandle stream) {
+    MutexLock lock(&mu_);
+    auto it = live_.find(reinterpret_cast<DevicePtr>(ptr));
+    if (it == live_.end()) {
+      return UnknownPointerError("record_stream", reinterpret_cast<DevicePtr>(ptr));
+    }
+    Block* block = it->second;
+    if (stream == block->stream) return absl::OkStatus();  // PyTorch: a no-op
+    if (std::find(block->stream_uses.begin(), block->stream_uses.end(), stream) ==
+        block->stream_uses.end()) {
+      block->stream_uses.push_back(stream);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status EmptyCache() {
+    if (absl::Status s = SynchronizePendingFrees(); !s.ok()) return s;
+    std::vector<Segment*> released;
+    {
+      MutexLock lock(&mu_);
+      if (shut_down_) return absl::OkStatus();
+      released = DetachReleasableSegments(/*bytes_wanted=*/SIZE_MAX);
+    }
+    return FreeDetachedSegments(released);
+  }
+
+  absl::Status Shutdown() {
+    std::vector<Segment*> released;
+    std::vector<EventHandle> events;
+    {
+      MutexLock lock(&mu_);
+      if (shut_down_) return absl::OkStatus();
+      shut_down_ = true;
+      for (PendingFree& pending : pending_) {
+        events.insert(events.end(), pending.events.begin(), pending.events.end());
+      }
+      pending_.clear();
+      events.insert(events.end(), event_pool_.begin(), event_pool_.end());
+      event_pool_.clear();
+      // Live allocations are forgotten: their memory goes back with the segments.
+      for (auto& [addr, block] : live_) {
+        const bool small = block->segment->small;
+        stats_.allocation.Decrease(small, 1);
+        stats_.allocated_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
+        stats_.requested_bytes.Decrease(small, static_cast<std::int64_t>(block->requested));
+        stats_.active.Decrease(small, 1);
+        stats_.active_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
+        if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
+      }
+      live_.clear();
+      for (auto& [base, segment] : segments_) released.push_back(segment);
+      segments_.clear();
+      for (Segment* segment : released) ForgetSegmentBlocks(segment);
+      small_free_.clear();
+      large_free_.clear();
+    }
+    absl::Status status = absl::OkStatus();
+    for (EventHandle event : events) status.Update(device_->DestroyEvent(event));
+    status.Update(FreeSegmentMemory(released));
+    return status;
+  }
+
+  DeviceStats GetStats() const {
+    MutexLock lock(&mu_);
+    DeviceStats copy = stats_;
+    copy.max_split_size = config_.max_split_size == SIZE_MAX
+                              ? -1
+                              : static_cast<std::int64_t>(config_.max_split_size);
+    copy.budget_bytes = static_cast<std::int64_t>(budget_bytes_);
+    return copy;
+  }
+
+  void ResetPeakStats() {
+    MutexLock lock(&mu_);
+    stats_.ResetPeak();
+  }
+
+  void ResetAccumulatedStats() {
+    MutexLock lock(&mu_);
+    stats_.ResetAccumulated();
+  }
+
+  absl::StatusOr<std::size_t> AllocationSize(const void* ptr) const {
+    MutexLock lock(&mu_);
+    auto it = live_.find(reinterpret_cast<DevicePtr>(ptr));
+    if (it == live_.end()) {
+      return absl::NotFoundError(absl::StrFormat("vramcache: %#x is not a live allocation",
+                                                 reinterpret_cast<DevicePtr>(ptr)));
+    }
+    return it->second->size;
+  }
+
+  std::vector<SegmentInfo> Snapshot() const {
+    MutexLock lock(&mu_);
+    std::vector<SegmentInfo> out;
+    out.reserve(segments_.size());
+    for (const auto& [base, segment] : segments_) {
+      SegmentInfo info{segment->base, segment->size, segment->stream, segment->small, {}};
+      for (const Block* b = segment->head; b != nullptr; b = b->next) {
+        info.blocks.push_back({b->addr, b->size, b->requested, b->state});
+      }
+      out.push_back(std::move(info));
+    }
+    return out;
+  }
+
+  std::vector<TraceEntry> History() const {
+    MutexLock lock(&mu_);
+    return {history_.begin(), history_.end()};
+  }
+
+  std::optional<OomReport> LastOom() const {
+    MutexLock lock(&mu_);
+    return last_oom_;
+  }
+
+  void SetBudget(std::size_t bytes) {
+    MutexLock lock(&mu_);
+    budget_bytes_ = bytes;
+  }
+
+  std::size_t Budget() const {
+    MutexLock lock(&mu_);
+    return budget_bytes_;
+  }
+
+  absl::Status CheckInvariants() const {
+    MutexLock lock(&mu_);
+    return CheckInvariantsLocked();
+  }
+
+  const AllocatorConfig& config() const { return config_; }
+  Device* device() const { return device_; }
+
+ private:
+  // ---------------------------------------------------------------- allocation
+
+  // The growth ladder: grow by a segment; else release cached segments and grow again; else
+  // wait for pending cross-stream frees and retry; else report out-of-memory.
+  absl::StatusOr<void*> AllocateWithGrowth(std::size_t size, std::size_t rounded, bool small,
+                                           StreamHandle stream) {
+    const std::size_t preferred = SizeRounder::SegmentSizeFor(rounded);
+    // When the preferred segment does not fit, a segment of exactly the rounded size might.
+    const std::size_t tight =
+        (rounded + kLargeSegmentRounding - 1) / kLargeSegmentRounding * kLargeSegmentRounding;
+    absl::Status last_error = absl::OkStatus();
+    auto grow = [&]() -> std::optional<absl::StatusOr<void*>> {
+      const int candidates = tight < preferred ? 2 : 1;
+      for (int i = 0; i < candidates; ++i) {
+        const std::size_t segment_size = i == 0 ? preferred : tight;
+        absl::StatusOr<void*> result = TryGrow(size, rounded, small, stream, segment_size);
+        if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
+        last_error = result.status();
+      }
+      return std::nullopt;
+    };
+
+    if (auto result = grow()) return *std::move(result);
+
+    bool released_any = false;
+    if (absl::Status s = ReleaseCachedSegments(&released_any); !s.ok()) return s;
+    if (released_any) {
+      CountRetry();
+      if (auto result = grow()) return *std::move(result);
+    }
+
+    bool had_pending = false;
+    {
+      MutexLock lock(&mu_);
+      had_pending = !pending_.empty();
+    }
+    if (had_pending) {
+      if (absl::Status s = SynchronizePendingFrees(); !s.ok()) return s;
+      CountRetry();
+      if (auto result = grow()) return *std::move(result);
+    }
+    return OutOfMemory(size, rounded, preferred, stream, last_error);
+  }
+
+  void CountRetry() {
+    MutexLock lock(&mu_);
+    ++stats_.num_alloc_retries;
+  }
+
+  // One attempt to grow by `segment_size` bytes and serve the request from the new segment.
+  absl::StatusOr<void*> TryGrow(std::size_t size, std::size_t rounded, bool small,
+                                StreamHandle stream, std::size_t segment_size) {
+    {
+      MutexLock lock(&mu_);
+      if (shut_down_) return ShutDownError();
+      // Another thread may have freed a fitting block meanwhile.
+      if (Block* block = FindFreeBlock(small, stream, rounded)) {
+        ++stats_.num_cache_hits;
+        return FinishAllocation(block, size, rounded);
+      }
+      const std::size_t held = ReservedBytesLocked() + growing_bytes_;
+      if (budget_bytes_ > 0 && held + segment_size > budget_bytes_) {
+        return absl::ResourceExhaustedError(absl::StrFormat(
+            "budget of %d bytes reached (holding %d, need %d more)", budget_bytes_, held,
+            segment_size));
+      }
+      // Counted before the device call so concurrent growth cannot overshoot the budget.
+      growing_bytes_ += segment_size;
+    }
+    absl::StatusOr<DevicePtr> memory = device_->Malloc(segment_size);
+    MutexLock lock(&mu_);
+    growing_bytes_ -= segment_size;
+    if (!memory.ok()) return memory.status();
+    if (shut_down_) {
+      mu_.Unlock();
+      device_->Free(*memory).IgnoreError();
+      mu_.Lock();
+      return ShutDownError();
+    }
+    Segment* segment = AdoptSegment(*memory, segment_size, small, stream);
+    return FinishAllocation(segment->head, size, rounded);
+  }
+
+  Segment* AdoptSegment(DevicePtr base, std::size_t size, bool small, StreamHandle stream)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto* segment = new Segment{base, size, stream, small, nullptr};
+    Block* block = NewBlock();
+    block->addr = base;
+    block->size = size;
+    block->stream = stream;
+    block->segment = segment;
+    segment->head = block;
+    segments_.emplace(base, segment);
+    stats_.segment.Increase(small, 1);
+    stats_.reserved_bytes.Increase(small, static_cast<std::int64_t>(size));
+    if (size >= config_.max_split_size) stats_.oversize_segments.Increase(1);
+    ++stats_.num_device_alloc;
+    Record(TraceAction::kSegmentAlloc, base, size, stream);
+    AddFreeBlock(block);
+    return segment;
+  }
+
+  Block* FindFreeBlock(bool small, StreamHandle stream, std::size_t rounded)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    FreeBlockSet& set = small ? small_free_ : large_free_;
+    Block key;
+    key.stream = stream;
+    key.size = rounded;
+    key.addr = 0;
+    auto it = set.lower_bound(&key);
+    if (it == set.end() || (*it)->stream != stream) return nullptr;
+    Block* block = *it;
+    // PyTorch's max_split_size rules: oversize blocks serve only oversize requests, and only
+    // when they are not much larger than the request.
+    if (rounded < config_.max_split_size && block->size >= config_.max_split_size) return nullptr;
+    if (rounded >= config_.max_split_size &&
+        block->size >= rounded + config_.max_non_split_rounding) {
+      return nullptr;
+    }
+    return block;
+  }
+
+  bool ShouldSplit(const Block* block, std::size_t rounded) const {
+    const std::size_t remaining = block->size - rounded;
+    if (block->segment->small) return remaining >= kMinBlockSize;
+    return rounded < config_.max_split_size && remaining > kSmallRequestLimit;
+  }
+
+  void* FinishAllocation(Block* block, std::size_t size, std::size_t rounded)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    RemoveFreeBlock(block);
+    const bool small = block->segment->small;
+    if (ShouldSplit(block, rounded)) {
+      Block* rest = NewBlock();
+      rest->addr = block->addr + rounded;
+      rest->size = block->size - rounded;
+      rest->stream = block->stream;
+      rest->segment = block->segment;
+      rest->prev = block;
+      rest->next = block->next;
+      if (block->next != nullptr) block->next->prev = rest;
+      block->next = rest;
+      block->size = rounded;
+      AddFreeBlock(rest);
+    }
+    block->state = BlockState::kAllocated;
+    block->requested = size;
+    block->stream_uses.clear();
+    live_.emplace(block->addr, block);
+    stats_.allocation.Increase(small, 1);
+    stats_.allocated_bytes.Increase(small, static_cast<std::int64_t>(block->size));
+    stats_.requested_bytes.Increase(small, static_cast<std::int64_t>(size));
+    stats_.active.Increase(small, 1);
+    stats_.active_bytes.Increase(small, static_cast<std::int64_t>(block->size));
+    if (block->size >= config_.max_split_size) stats_.oversize_allocations.Increase(1);
+    Record(TraceAction::kAlloc, block->addr, block->size, block->stream);
+    if (config_.check_invariants) CheckInvariantsOrDie();
+    return reinterpret_cast<void*>(block->addr);
+  }
+
+  // ---------------------------------------------------------------- freeing
+
+  // The block is free for its own stream again: coalesce with free neighbours and cache it.
+  void ReturnToPool(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool small = block->segment->small;
+    stats_.active.Decrease(small, 1);
+    stats_.active_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
+    Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
+    block->state = BlockState::kFree;
+    block->stream_uses.clear();
+    if (Block* prev = block->prev; prev != nullptr && prev->state == BlockState::kFree) {
+      RemoveFreeBlock(prev);
+      prev->size += block->size;
+      prev->next = block->next;
+      if (block->next != nullptr) block->next->prev = prev;
+      DeleteBlock(block);
+      block = prev;
+    }
+    if (Block* next = block->next; next != nullptr && next->state == BlockState::kFree) {
+      RemoveFreeBlock(next);
+      block->size += next->size;
+      block->next = next->next;
+      if (next->next != nullptr) next->next->prev = block;
+      DeleteBlock(next);
+    }
+    AddFreeBlock(block);
+  }
+
+  // Another stream may still be using the block: record an event on each such stream and keep
+  // the block out of every free list until all of them have completed.
+  absl::Status DeferFree(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    PendingFree pending{block, {}};
+    for (StreamHandle use : block->stream_uses) {
+      absl::StatusOr<EventHandle> event = AcquireEvent();
+      absl::Status s = event.ok() ? device_->RecordEvent(*event, use) : event.status();
+      if (!s.ok()) {
+        for (EventHandle e : pending.events) event_pool_.push_back(e);
+        if (event.ok()) event_pool_.push_back(*event);
+        // The block's memory cannot be proven safe: keep it out of circulation rather than
+        // risk reuse while another stream writes it. It is returned at Shutdown.
+        block->state = BlockState::kPendingFree;
+        pending_.push_back({block, {}});
+        return absl::InternalError(absl::StrCat(
+            "vramcache: could not record an event for a cross-stream free; the block is "
+            "quarantined: ",
+            s.message()));
+      }
+      pending.events.push_back(*event);
+    }
+    block->state = BlockState::kPendingFree;
+    pending_bytes_ += block->size;
+    pending_.push_back(std::move(pending));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<EventHandle> AcquireEvent() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!event_pool_.empty()) {
+      EventHandle event = event_pool_.back();
+      event_pool_.pop_back();
+      return event;
+    }
+    return device_->CreateEvent();
+  }
+
+  // Returns pending blocks whose events have all completed (event queries do not block).
+  absl::Status ProcessPendingFrees() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (pending_.empty()) return absl::OkStatus();
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      bool all_done = !it->events.empty();
+      for (EventHandle event : it->events) {
+        absl::StatusOr<bool> done = device_->QueryEvent(event);
+        if (!done.ok()) return done.status();
+        if (!*done) {
+          all_done = false;
+          break;
+        }
+      }
+      if (!all_done) {
+        ++it;
+        continue;
+      }
+      for (EventHandle event : it->events) event_pool_.push_back(event);
+      pending_bytes_ -= it->block->size;
+      ReturnToPool(it->block);
+      it = pending_.erase(it);
+    }
+    return absl::OkStatus();
+  }
+
+  // Waits for every pending free (a device-wide synchronization; empty-cache and OOM paths).
+  absl::Status SynchronizePendingFrees() {
+    {
+      MutexLock lock(&mu_);
+      if (pending_.empty()) return absl::OkStatus();
+      ++stats_.num_sync_all_streams;
+    }
+    if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
+    MutexLock lock(&mu_);
+    return ProcessPendingFrees();
+  }
+
+  absl::Status ReleaseCachedSegments(bool* released_any) {
+    std::vector<Segment*> released;
+    {
+      MutexLock lock(&mu_);
+      released = DetachReleasableSegments(SIZE_MAX);
+      if (!released.empty()) ++stats_.num_cache_releases;
+    }
+    *released_any = !released.empty();
+    return FreeDetachedSegments(released);
+  }
+
+  // Takes wholly free segments out of the allocator, least recently used first, until
+  // `bytes_wanted` are collected. Their memory is freed by the caller outside the lock.
+  std::vector<Segment*> DetachReleasableSegments(std::size_t bytes_wanted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<Segment*> candidates;
+    for (auto& [base, segment] : segments_) {
+      if (segment->IsWhollyFree()) candidates.push_back(segment);
+    }
+    std::sort(candidates.begin(), candidates.end(), [](const Segment* a, const Segment* b) {
+      return a->head->last_free_time < b->head->last_free_time;
+    });
+    std::vector<Segment*> detached;
+    std::size_t collected = 0;
+    for (Segment* segment : candidates) {
+      if (collected >= bytes_wanted) break;
+      collected += segment->size;
+      RemoveFreeBlock(segment->head);
+      segments_.erase(segment->base);
+      stats_.segment.Decrease(segment->small, 1);
+      stats_.reserved_bytes.Decrease(segment->small, static_cast<std::int64_t>(segment->size));
+      if (segment->size >= config_.max_split_size) stats_.oversize_segments.Decrease(1);
+      Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
+      ForgetSegmentBlocks(segment);
+      detached.push_back(segment);
+    }
+    return detached;
+  }
+
+  absl::Status FreeDetachedSegments(const std::vector<Segment*>& segments) {
+    return FreeSegmentMemory(segments);
+  }
+
+  absl::Status FreeSegmentMemory(const std::vector<Segment*>& segments) {
+    absl::Status status = absl::OkStatus();
+    std::int64_t freed_calls = 0;
+    for (Segment* segment : segments) {
+      status.Update(device_->Free(segment->base));
+      ++freed_calls;
+      delete segment;
+    }
+    if (freed_calls > 0) {
+      MutexLock lock(&mu_);
+      stats_.num_device_free += freed_calls;
+    }
+    return status;
+  }
+
+  void ForgetSegmentBlocks(Segment* segment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (Block* b = segment->head; b != nullptr;) {
+      Block* next = b->next;
+      if (b->state == BlockState::kFree) {
+        // Blocks still in a free set are removed by the callers that own that decision;
+        // whole-segment releases removed the head already.
+        FreeBlockSet& set = segment->small ? small_free_ : large_free_;
+        if (set.erase(b) > 0 && b->is_split()) {
+          stats_.inactive_split.Decrease(segment->small, 1);
+          stats_.inactive_split_bytes.Decrease(segment->small, static_cast<std::int64_t>(b->size));
+        }
+      }
+      DeleteBlock(b);
+      b = next;
+    }
+    segment->head = nullptr;
+  }
+
+  // ---------------------------------------------------------------- free sets
+
+  void AddFreeBlock(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool small = block->segment->small;
+    block->state = BlockState::kFree;
+    block->last_free_time = clock_->NowNanos();
+    (small ? small_free_ : large_free_).insert(block);
+    if (block->is_split()) {
+      stats_.inactive_split.Increase(small, 1);
+      stats_.inactive_split_bytes.Increase(small, static_cast<std::int64_t>(block->size));
+    }
+  }
+
+  // Must run before a free block's size or neighbours change, so that the split statistics
+  // subtract exactly what AddFreeBlock added.
+  void RemoveFreeBlock(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool small = block->segment->small;
+    (small ? small_free_ : large_free_).erase(block);
+    if (block->is_split()) {
+      stats_.inactive_split.Decrease(small, 1);
+      stats_.inactive_split_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
+    }
+  }
+
+  Block* NewBlock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (spare_blocks_.empty()) return new Block();
+    Block* block = spare_blocks_.back();
+    spare_blocks_.pop_back();
+    *block = Block();
+    return block;
+  }
+
+  void DeleteBlock(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    spare_blocks_.push_back(block);
+  }
+
+  // ---------------------------------------------------------------- reports
+
+  std::size_t ReservedBytesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return static_cast<std::size_t>(stats_.reserved_bytes.all().current);
+  }
+
+  absl::Status OutOfMemory(std::size_t size, std::size_t rounded, std::size_t segment_size,
+                           StreamHandle stream, const absl::Status& device_error) {
+    absl::StatusOr<DeviceMemInfo> info = device_->MemInfo();
+    MutexLock lock(&mu_);
+    OomReport report;
+    report.device = device_->Capabilities().ordinal;
+    report.stream = stream;
+    report.requested_bytes = size;
+    report.rounded_bytes = rounded;
+    report.segment_bytes = segment_size;
+    report.device_total_bytes = device_->Capabilities().total_bytes;
+    if (info.ok()) {
+      report.device_total_bytes = info->total_bytes;
+      report.device_free_bytes = info->free_bytes;
+    }
+    report.allocated_bytes = static_cast<std::size_t>(stats_.allocated_bytes.all().current);
+    report.reserved_bytes = ReservedBytesLocked();
+    for (const FreeBlockSet* set : {&small_free_, &large_free_}) {
+      for (const Block* b : *set) {
+        report.cached_free_bytes += b->size;
+        report.largest_free_block_bytes = std::max(report.largest_free_block_bytes, b->size);
+      }
+    }
+    report.pending_free_bytes = pending_bytes_;
+    report.budget_bytes = budget_bytes_;
+    const std::size_t accounted = report.device_free_bytes + report.reserved_bytes;
+    report.other_processes_bytes =
+        report.device_total_bytes > accounted ? report.device_total_bytes - accounted : 0;
+    if (!device_error.ok()) report.device_error = std::string(device_error.message());
+    report.verdict = JudgeOom(report);
+    ++stats_.num_ooms;
+    Record(TraceAction::kOom, 0, size, stream);
+    last_oom_ = report;
+    return absl::ResourceExhaustedError(report.ToString());
+  }
+
+  absl::Status UnknownPointerError(const char* operation, DevicePtr addr) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = segments_.upper_bound(addr);
+    if (it != segments_.begin()) {
+      const Segment* segment = std::prev(it)->second;
+      if (addr < segment->base + segment->size) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "vramcache: %s of %#x: not a live allocation (a double free, or a pointer into the "
+            "middle of a block of the %d-byte segment at %#x)",
+            operation, addr, segment->size, segment->base));
+      }
+    }
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "vramcache: %s of %#x: this pointer was never allocated by vramcache on device %d",
+        operation, addr, device_->Capabilities().ordinal));
+  }
+
+  static absl::Status ShutDownError() {
+    return absl::FailedPreconditionError("vramcache: the allocator was shut down");
+  }
+
+  void Record(TraceAction action, DevicePtr addr, std::size_t size, StreamHandle stream)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!config_.record_history) return;
+    if (history_.size() >= config_.history_capacity) history_.pop_front();
+    history_.push_back({action, addr, size, stream, clock_->NowNanos()});
+  }
+
+  // ---------------------------------------------------------------- invariants
+
+  absl::Status MaybeCheckInvariants() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!config_.check_invariants) return absl::OkStatus();
+    return CheckInvariantsLocked();
+  }
+
+  void CheckInvariantsOrDie() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (absl::Status s = CheckInvariantsLocked(); !s.ok()) {
+      fprintf(stderr, "vramcache invariant violated: %s\n", std::string(s.message()).c_str());
+      abort();
+    }
+  }
+
+  absl::Status CheckInvariantsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    DeviceStats expected;
+    std::size_t free_blocks = 0;
+    DevicePtr previous_end = 0;
+    for (const auto& [base, segment] : segments_) {
+      if (base < previous_end) {
+        return absl::InternalError(absl::StrFormat("segment %#x overlaps its predecessor", base));
+      }
+      previous_end = base + segment->size;
+      const bool small = segment->small;
+      expected.segment.Increase(small, 1);
+      expected.reserved_bytes.Increase(small, static_cast<std::int64_t>(segment->size));
+      DevicePtr cursor = base;
+      const Block* prev = nullptr;
+      for (const Block* b = segment->head; b != nullptr; prev = b, b = b->next) {
+        if (b->addr != cursor || b->prev != prev || b->segment != segment ||
+            b->stream != segment->stream || b->size == 0 || b->size % kMinBlockSize != 0) {
+          return absl::InternalError(
+              absl::StrFormat("segment %#x: block %#x does not tile it", base, b->addr));
+        }
+        cursor += b->size;
+        if (b->state == BlockState::kFree) {
+          ++free_blocks;
+          if (prev != nullptr && prev->state == BlockState::kFree) {
+            return absl::InternalError(
+                absl::StrFormat("blocks %#x and %#x are free but not coalesced", prev->addr,
+                                b->addr));
+          }
+          const FreeBlockSet& set = small ? small_free_ : large_free_;
+          if (!set.contains(const_cast<Block*>(b))) {
+            return absl::InternalError(absl::StrFormat("free block %#x not in its free set",
+                                                       b->addr));
+          }
+          if (b->is_split()) {
+            expected.inactive_split.Increase(small, 1);
+            expected.inactive_split_bytes.Increase(small, static_cast<std::int64_t>(b->size));
+          }
+        } else {
+          expected.active.Increase(small, 1);
+          expected.active_bytes.Increase(small, static_cast<std::int64_t>(b->size));
+        }
+        if (b->state == BlockState::kAllocated) {
+          auto it = live_.find(b->addr);
+          if (it == live_.end() || it->second != b) {
+            return absl::InternalError(
+                absl::StrFormat("allocated block %#x missing from the live map", b->addr));
+          }
+          expected.allocation.Increase(small, 1);
+          expected.allocated_bytes.Increase(small, static_cast<std::int64_t>(b->size));
+          expected.requested_bytes.Increase(small, static_cast<std::int64_t>(b->requested));
+        }
+      }
+      if (cursor != base + segment->size) {
+        return absl::InternalError(
+            absl::StrFormat("segment %#x: blocks cover %d of %d bytes", base, cursor - base,
+                            segment->size));
+      }
+    }
+    if (free_blocks != small_free_.size() + large_free_.size()) {
+      return absl::InternalError(absl::StrFormat(
+          "%d free blocks in segments but %d in free sets", free_blocks,
+          small_free_.size() + large_free_.size()));
+    }
+    if (live_.size() != static_cast<std::size_t>(expected.allocation.all().current)) {
+      return absl::InternalError("live map holds blocks that no segment holds");
+    }
+#define VRAMCACHE_COMPARE_POOL_STAT(name)                                                   \
+  for (int p = 0; p < kNumPoolStats; ++p) {                                                 \
+    if (expected.name.by_pool[p].current != stats_.name.by_pool[p].current) {               \
+      return absl::InternalError(absl::StrFormat(                                           \
+          "statistic %s.%s.current is %d but the blocks say %d", #name, kPoolStatNames[p], \
+          stats_.name.by_pool[p].current, expected.name.by_pool[p].current));               \
+    }                                                                                       \
+    if (stats_.name.by_pool[p].peak < stats_.name.by_pool[p].current) {                     \
+      return absl::InternalError(absl::StrFormat("statistic %s peak below current", #name)); \
+    }                                                                                       \
+  }
+    VRAMCACHE_POOL_STATS(VRAMCACHE_COMPARE_POOL_STAT)
+#undef VRAMCACHE_COMPARE_POOL_STAT
+    return absl::OkStatus();
+  }
+
+  Device* const device_;
+  const AllocatorConfig config_;
+  Clock* const clock_;
+  const SizeRounder rounder_;
+
+  mutable Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  FreeBlockSet small_free_ ABSL_GUARDED_BY(mu_);
+  FreeBlockSet large_free_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<DevicePtr, Block*> live_ ABSL_GUARDED_BY(mu_);
+  absl::btree_map<DevicePtr, Segment*> segments_ ABSL_GUARDED_BY(mu_);
+  std::vector<Block*> spare_blocks_ ABSL_GUARDED_BY(mu_);
+  std::deque<PendingFree> pending_ ABSL_GUARDED_BY(mu_);
+  std::size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<EventHandle> event_pool_ ABSL_GUARDED_BY(mu_);
+  std::size_t growing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::size_t budget_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  DeviceStats stats_ ABSL_GUARDED_BY(mu_);
+  std::deque<TraceEntry> history_ ABSL_GUARDED_BY(mu_);
+  std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);
+};
+
+// ------------------------------------------------------------------ facade
+
+CachingAllocator::CachingAllocator(Device* device, const AllocatorConfig& config, Clock* clock)
+    : impl_(std::make_unique<CachingAllocatorImpl>(device, config, clock)) {}
+CachingAllocator::~CachingAllocator() = default;
+
+absl::StatusOr<void*> CachingAllocator::Allocate(std::size_t size, StreamHandle stream) {
+  return impl_->Allocate(size, stream);
+}
+absl::Status CachingAllocator::Free(void* ptr) { return impl_->Free(ptr); }
+absl::Status CachingAllocator::RecordStream(void* ptr, StreamHandle stream) {
+  return impl_->RecordStream(ptr, stream);
+}
+absl::Status CachingAllocator::EmptyCache() { return impl_->EmptyCache(); }
+absl::Status CachingAllocator::Shutdown() { return impl_->Shutdown(); }
+DeviceStats CachingAllocator::GetStats() const { return impl_->GetStats(); }
+void CachingAllocator::ResetPeakStats() { impl_->ResetPeakStats(); }
+void CachingAllocator::ResetAccumulatedStats() { impl_->ResetAccumulatedStats(); }
+std::vector<SegmentInfo> CachingAllocator::Snapshot() const { return impl_->Snapshot(); }
+std::vector<TraceEntry> CachingAllocator::History() const { return impl_->History(); }
+std::optional<OomReport> CachingAllocator::LastOom() const { return impl_->LastOom(); }
+void CachingAllocator::SetBudget(std::size_t bytes) { impl_->SetBudget(bytes); }
+std::size_t CachingAllocator::Budget() const { return impl_->Budget(); }
+absl::StatusOr<std::size_t> CachingAllocator::AllocationSize(const void* ptr) const {
+  return impl_->AllocationSize(ptr);
+}
+absl::Status CachingAllocator::CheckInvariants() const { return impl_->CheckInvariants(); }
+const AllocatorConfig& CachingAllocator::config() const { return impl_->config(); }
+Device* CachingAllocator::device() const { return impl_->device(); }
+
+}  // namespace vramcache

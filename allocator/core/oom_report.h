@@ -1,0 +1,51 @@
+// The out-of-memory report: what was asked for, what the allocator and the device hold, and a
+// verdict on why the request failed with the action that helps. Built by the allocator, read by
+// users (text in PyTorch's layout) and tools (JSON).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "allocator/device/device.h"
+
+namespace vramcache {
+
+enum class OomVerdict {
+  kBudgetReached,   // our hard cap stopped the growth
+  kFragmentation,   // enough is cached but no free range is large enough
+  kDeviceFull,      // this process holds (almost) everything the device has
+  kOtherProcesses,  // other processes hold the memory we would need
+};
+
+const char* OomVerdictName(OomVerdict verdict);
+
+struct OomReport {
+  int device = 0;
+  StreamHandle stream = 0;
+  std::size_t requested_bytes = 0;
+  std::size_t rounded_bytes = 0;
+  std::size_t segment_bytes = 0;  // what the allocator tried to obtain from the device
+  std::size_t device_total_bytes = 0;
+  std::size_t device_free_bytes = 0;
+  std::size_t allocated_bytes = 0;  // in live allocations
+  std::size_t reserved_bytes = 0;   // held from the device
+  std::size_t cached_free_bytes = 0;
+  std::size_t largest_free_block_bytes = 0;
+  std::size_t pending_free_bytes = 0;  // freed, waiting for other streams' work
+  std::size_t budget_bytes = 0;        // 0: no budget
+  std::size_t other_processes_bytes = 0;
+  std::string device_error;  // what the device said, if it refused
+  OomVerdict verdict = OomVerdict::kDeviceFull;
+
+  std::string ToString() const;
+  std::string ToJson() const;
+};
+
+// Chooses the verdict from the numbers (pure function; tested on constructed scenarios).
+OomVerdict JudgeOom(const OomReport& report);
+
+// "1.50 GiB", "20.00 MiB", "512 bytes": PyTorch's format_size.
+std::string FormatBytes(std::size_t bytes);
+
+}  // namespace vramcache

@@ -1,0 +1,319 @@
+// The caching allocator on the simulated device: reuse, split and coalesce, statistics with
+// PyTorch's meanings, bad input, the growth ladder, budgets and record_stream.
+#include "allocator/core/caching_allocator.h"
+
+#include <memory>
+
+#include "allocator/core/size_classes.h"
+#include "allocator/device/sim_device.h"
+#include "gtest/gtest.h"
+
+namespace vramcache {
+namespace {
+
+constexpr StreamHandle kStream = 0;
+constexpr StreamHandle kOtherStream = 7;
+
+class CachingAllocatorTest : public ::testing::Test {
+ protected:
+  void Make(std::size_t capacity = std::size_t{8} << 30, AllocatorConfig config = {}) {
+    SimDeviceOptions options;
+    options.capacity = capacity;
+    options.accounting_only = true;
+    device_ = std::make_unique<SimDevice>(options);
+    config.check_invariants = true;
+    allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  }
+  void SetUp() override { Make(); }
+  void TearDown() override {
+    if (allocator_) {
+      ASSERT_TRUE(allocator_->CheckInvariants().ok());
+      ASSERT_TRUE(allocator_->Shutdown().ok());
+      EXPECT_EQ(device_->HeldBytes(), 0u);
+    }
+  }
+
+  void* Alloc(std::size_t size, StreamHandle stream = kStream) {
+    absl::StatusOr<void*> p = allocator_->Allocate(size, stream);
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? *p : nullptr;
+  }
+
+  TickClock clock_;
+  std::unique_ptr<SimDevice> device_;
+  std::unique_ptr<CachingAllocator> allocator_;
+};
+
+TEST_F(CachingAllocatorTest, ZeroSizeGivesNullWithoutError) {
+  absl::StatusOr<void*> p = allocator_->Allocate(0, kStream);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(*p, nullptr);
+  EXPECT_EQ(allocator_->GetStats().allocation.all().current, 0);
+  EXPECT_TRUE(allocator_->Free(nullptr).ok());
+}
+
+TEST_F(CachingAllocatorTest, FreedBlockIsReusedOnSameStream) {
+  void* a = Alloc(1000);
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  void* b = Alloc(1000);
+  EXPECT_EQ(a, b);
+  const DeviceStats s = allocator_->GetStats();
+  EXPECT_EQ(s.num_device_alloc, 1);
+  EXPECT_EQ(s.num_cache_hits, 1);
+  ASSERT_TRUE(allocator_->Free(b).ok());
+}
+
+TEST_F(CachingAllocatorTest, OtherStreamDoesNotReuseCachedBlock) {
+  void* a = Alloc(1000, kStream);
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  void* b = Alloc(1000, kOtherStream);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(allocator_->GetStats().num_device_alloc, 2);
+  ASSERT_TRUE(allocator_->Free(b).ok());
+}
+
+TEST_F(CachingAllocatorTest, StatisticsFollowPyTorchMeanings) {
+  void* a = Alloc(1000);          // small pool, class 1024
+  void* b = Alloc(3u << 20);      // large pool, 20 MiB segment
+  DeviceStats s = allocator_->GetStats();
+  EXPECT_EQ(s.allocated_bytes.all().current, 1024 + (3 << 20));
+  EXPECT_EQ(s.requested_bytes.all().current, 1000 + (3 << 20));
+  EXPECT_EQ(s.reserved_bytes.all().current, (2 << 20) + (20 << 20));
+  EXPECT_EQ(s.reserved_bytes.by_pool[1].current, 2 << 20);
+  EXPECT_EQ(s.reserved_bytes.by_pool[2].current, 20 << 20);
+  EXPECT_EQ(s.segment.all().current, 2);
+  EXPECT_EQ(s.allocation.all().current, 2);
+  // The rest of each segment is an inactive split block.
+  EXPECT_EQ(s.inactive_split.all().current, 2);
+  EXPECT_EQ(s.inactive_split_bytes.all().current, (2 << 20) - 1024 + (17 << 20));
+  EXPECT_EQ(s.active_bytes.all().current, s.allocated_bytes.all().current);
+
+  ASSERT_TRUE(allocator_->Free(b).ok());
+  s = allocator_->GetStats();
+  EXPECT_EQ(s.allocated_bytes.all().current, 1024);
+  EXPECT_EQ(s.allocated_bytes.all().peak, 1024 + (3 << 20));
+  EXPECT_EQ(s.allocated_bytes.all().allocated, 1024 + (3 << 20));
+  EXPECT_EQ(s.allocated_bytes.all().freed, 3 << 20);
+  EXPECT_EQ(s.inactive_split.by_pool[2].current, 0);  // coalesced back to a whole segment
+
+  allocator_->ResetPeakStats();
+  EXPECT_EQ(allocator_->GetStats().allocated_bytes.all().peak, 1024);
+  allocator_->ResetAccumulatedStats();
+  s = allocator_->GetStats();
+  EXPECT_EQ(s.allocated_bytes.all().allocated, 0);
+  EXPECT_EQ(s.allocated_bytes.all().freed, 0);
+  EXPECT_EQ(s.num_device_alloc, 0);
+  EXPECT_EQ(s.allocated_bytes.all().current, 1024);
+  ASSERT_TRUE(allocator_->Free(a).ok());
+}
+
+TEST_F(CachingAllocatorTest, SplitBlocksCoalesceOnFree) {
+  void* a = Alloc(4096);
+  void* b = Alloc(4096);
+  void* c = Alloc(4096);
+  EXPECT_EQ(static_cast<char*>(b) - static_cast<char*>(a), 4096);
+  ASSERT_TRUE(allocator_->Free(b).ok());
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  ASSERT_TRUE(allocator_->Free(c).ok());
+  std::vector<SegmentInfo> segments = allocator_->Snapshot();
+  ASSERT_EQ(segments.size(), 1u);
+  ASSERT_EQ(segments[0].blocks.size(), 1u);
+  EXPECT_EQ(segments[0].blocks[0].size, kSmallSegmentSize);
+}
+
+TEST_F(CachingAllocatorTest, UnknownAndDoubleFreeAreErrorsThatChangeNothing) {
+  void* a = Alloc(5000);
+  const DeviceStats before = allocator_->GetStats();
+  int local = 0;
+  absl::Status unknown = allocator_->Free(&local);
+  EXPECT_TRUE(absl::IsInvalidArgument(unknown));
+  EXPECT_NE(unknown.message().find("never allocated by vramcache"), std::string::npos) << unknown;
+  absl::Status interior = allocator_->Free(static_cast<char*>(a) + 512);
+  EXPECT_TRUE(absl::IsInvalidArgument(interior));
+  EXPECT_NE(interior.message().find("double free"), std::string::npos) << interior;
+  EXPECT_EQ(allocator_->GetStats().ToJson(), before.ToJson());
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  absl::Status twice = allocator_->Free(a);
+  EXPECT_TRUE(absl::IsInvalidArgument(twice));
+  EXPECT_NE(twice.message().find("double free"), std::string::npos) << twice;
+}
+
+TEST_F(CachingAllocatorTest, AbsurdSizeIsInvalidArgument) {
+  absl::StatusOr<void*> p = allocator_->Allocate(std::size_t{1} << 63, kStream);
+  EXPECT_TRUE(absl::IsInvalidArgument(p.status())) << p.status();
+  p = allocator_->Allocate(SIZE_MAX, kStream);
+  EXPECT_TRUE(absl::IsInvalidArgument(p.status())) << p.status();
+  EXPECT_EQ(allocator_->GetStats().num_ooms, 0);
+  EXPECT_EQ(device_->HeldBytes(), 0u);
+}
+
+TEST_F(CachingAllocatorTest, EmptyCacheReturnsUnusedSegments) {
+  void* a = Alloc(100);
+  void* b = Alloc(50u << 20);
+  ASSERT_TRUE(allocator_->Free(b).ok());
+  ASSERT_TRUE(allocator_->EmptyCache().ok());
+  DeviceStats s = allocator_->GetStats();
+  EXPECT_EQ(s.reserved_bytes.all().current, 2 << 20);  // the small segment is still in use
+  EXPECT_EQ(s.num_device_free, 1);
+  EXPECT_EQ(device_->HeldBytes(), 2u << 20);
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  ASSERT_TRUE(allocator_->EmptyCache().ok());
+  EXPECT_EQ(allocator_->GetStats().reserved_bytes.all().current, 0);
+  EXPECT_EQ(device_->HeldBytes(), 0u);
+}
+
+TEST_F(CachingAllocatorTest, ShutdownReturnsEverythingIncludingLiveBlocks) {
+  Alloc(100);
+  Alloc(30u << 20);
+  ASSERT_TRUE(allocator_->Shutdown().ok());
+  EXPECT_EQ(device_->HeldBytes(), 0u);
+  EXPECT_TRUE(absl::IsFailedPrecondition(allocator_->Allocate(10, kStream).status()));
+  const DeviceStats s = allocator_->GetStats();
+  EXPECT_EQ(s.allocated_bytes.all().current, 0);
+  EXPECT_EQ(s.reserved_bytes.all().current, 0);
+}
+
+TEST_F(CachingAllocatorTest, CachedSegmentsAreReleasedBeforeOutOfMemory) {
+  Make(64u << 20);
+  void* a = Alloc(40u << 20);
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  // 40 MiB cached; a 50 MiB request cannot fit beside it on a 64 MiB card.
+  void* b = Alloc(50u << 20);
+  ASSERT_NE(b, nullptr);
+  const DeviceStats s = allocator_->GetStats();
+  EXPECT_EQ(s.num_alloc_retries, 1);
+  EXPECT_EQ(s.num_cache_releases, 1);
+  EXPECT_EQ(s.num_ooms, 0);
+  ASSERT_TRUE(allocator_->Free(b).ok());
+}
+
+TEST_F(CachingAllocatorTest, MidSizedRequestFallsBackToTightSegment) {
+  Make(16u << 20);
+  // A 5 MiB request prefers a 20 MiB segment, which does not fit on a 16 MiB card.
+  void* a = Alloc(5u << 20);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(allocator_->GetStats().reserved_bytes.all().current, 6 << 20);
+  ASSERT_TRUE(allocator_->Free(a).ok());
+}
+
+TEST_F(CachingAllocatorTest, OutOfMemoryExplainsItselfAndRecovers) {
+  Make(64u << 20);
+  void* a = Alloc(40u << 20);
+  absl::StatusOr<void*> big = allocator_->Allocate(30u << 20, kStream);
+  ASSERT_TRUE(absl::IsResourceExhausted(big.status())) << big.status();
+  const std::string message(big.status().message());
+  EXPECT_NE(message.find("CUDA out of memory. Tried to allocate 30.00 MiB"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("40.00 MiB is allocated by vramcache"), std::string::npos) << message;
+  EXPECT_NE(message.find("Verdict:"), std::string::npos) << message;
+  EXPECT_EQ(allocator_->GetStats().num_ooms, 1);
+  ASSERT_TRUE(allocator_->LastOom().has_value());
+  EXPECT_EQ(allocator_->LastOom()->requested_bytes, 30u << 20);
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  void* b = Alloc(30u << 20);
+  EXPECT_NE(b, nullptr);
+  ASSERT_TRUE(allocator_->Free(b).ok());
+}
+
+TEST_F(CachingAllocatorTest, BudgetCapsReservedBytes) {
+  AllocatorConfig config;
+  config.budget_bytes = 32u << 20;
+  Make(std::size_t{8} << 30, config);
+  void* a = Alloc(20u << 20);
+  absl::StatusOr<void*> b = allocator_->Allocate(20u << 20, kStream);
+  ASSERT_TRUE(absl::IsResourceExhausted(b.status()));
+  EXPECT_LE(allocator_->GetStats().reserved_bytes.all().peak, 32 << 20);
+  ASSERT_TRUE(allocator_->LastOom().has_value());
+  EXPECT_EQ(allocator_->LastOom()->verdict, OomVerdict::kBudgetReached);
+  ASSERT_TRUE(allocator_->Free(a).ok());
+}
+
+TEST_F(CachingAllocatorTest, DeviceFailureOtherThanOomPropagatesAndChangesNothing) {
+  device_->FailNext(SimOp::kMalloc, absl::InternalError("injected: device lost"));
+  absl::StatusOr<void*> p = allocator_->Allocate(1000, kStream);
+  ASSERT_FALSE(p.ok());
+  EXPECT_TRUE(absl::IsInternal(p.status())) << p.status();
+  EXPECT_EQ(allocator_->GetStats().reserved_bytes.all().current, 0);
+  EXPECT_EQ(allocator_->GetStats().num_ooms, 0);
+  void* q = Alloc(1000);
+  ASSERT_TRUE(allocator_->Free(q).ok());
+}
+
+TEST_F(CachingAllocatorTest, MaxSplitSizeKeepsOversizeBlocksForOversizeRequests) {
+  AllocatorConfig config;
+  config.max_split_size = 64u << 20;
+  Make(std::size_t{8} << 30, config);
+  void* big = Alloc(100u << 20);
+  ASSERT_TRUE(allocator_->Free(big).ok());
+  // A small large-pool request must not carve up the oversize block.
+  void* mid = Alloc(4u << 20);
+  EXPECT_NE(mid, big);
+  DeviceStats s = allocator_->GetStats();
+  EXPECT_EQ(s.oversize_segments.current, 1);
+  // An oversize request close in size reuses it whole.
+  void* big2 = Alloc(90u << 20);
+  EXPECT_EQ(big2, big);
+  EXPECT_EQ(allocator_->GetStats().oversize_allocations.current, 1);
+  ASSERT_TRUE(allocator_->Free(mid).ok());
+  ASSERT_TRUE(allocator_->Free(big2).ok());
+}
+
+TEST_F(CachingAllocatorTest, RecordStreamDefersReuseUntilOtherStreamIsDone) {
+  SimDeviceOptions options;
+  options.accounting_only = true;
+  options.completion = SimCompletion::kManual;
+  device_ = std::make_unique<SimDevice>(options);
+  AllocatorConfig config;
+  config.check_invariants = true;
+  allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+
+  void* a = Alloc(1u << 20, kStream);
+  ASSERT_TRUE(allocator_->RecordStream(a, kStream).ok());  // own stream: no-op
+  ASSERT_TRUE(allocator_->RecordStream(a, kOtherStream).ok());
+  device_->SubmitWork(kOtherStream);  // a kernel on the other stream still reads `a`
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  void* b = Alloc(1u << 20, kStream);
+  EXPECT_NE(a, b) << "reused while another stream's work was pending";
+  EXPECT_EQ(allocator_->GetStats().active.all().current, 2);
+  device_->CompleteAll();
+  ASSERT_TRUE(allocator_->Free(b).ok());
+  void* c = Alloc(1u << 20, kStream);
+  EXPECT_TRUE(c == a || c == b);
+  EXPECT_EQ(allocator_->GetStats().active.all().current, 1);
+  ASSERT_TRUE(allocator_->Free(c).ok());
+}
+
+TEST_F(CachingAllocatorTest, EmptyCacheWaitsForPendingFrees) {
+  SimDeviceOptions options;
+  options.accounting_only = true;
+  options.completion = SimCompletion::kManual;
+  device_ = std::make_unique<SimDevice>(options);
+  AllocatorConfig config;
+  config.check_invariants = true;
+  allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  void* a = Alloc(3u << 20, kStream);
+  ASSERT_TRUE(allocator_->RecordStream(a, kOtherStream).ok());
+  device_->SubmitWork(kOtherStream);
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  ASSERT_TRUE(allocator_->EmptyCache().ok());
+  const DeviceStats s = allocator_->GetStats();
+  EXPECT_EQ(s.num_sync_all_streams, 1);
+  EXPECT_EQ(s.reserved_bytes.all().current, 0);
+}
+
+TEST_F(CachingAllocatorTest, HistoryRecordsPyTorchActions) {
+  AllocatorConfig config;
+  config.record_history = true;
+  Make(std::size_t{8} << 30, config);
+  void* a = Alloc(1000);
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  std::vector<TraceEntry> history = allocator_->History();
+  ASSERT_EQ(history.size(), 4u);
+  EXPECT_EQ(history[0].action, TraceAction::kSegmentAlloc);
+  EXPECT_EQ(history[1].action, TraceAction::kAlloc);
+  EXPECT_EQ(history[2].action, TraceAction::kFreeRequested);
+  EXPECT_EQ(history[3].action, TraceAction::kFreeCompleted);
+}
+
+}  // namespace
+}  // namespace vramcache

@@ -168,7 +168,19 @@ class CachingAllocatorImpl {
       live_.clear();
       for (auto& [base, segment] : segments_) released.push_back(segment);
       segments_.clear();
-      for (Segment* segment : released) ForgetSegmentBlocks(segment);
+      for (Segment* segment : released) {
+        stats_.segment.Decrease(segment->small, 1);
+        stats_.reserved_bytes.Decrease(segment->small, static_cast<std::int64_t>(segment->size));
+        if (segment->size >= config_.max_split_size) stats_.oversize_segments.Decrease(1);
+        for (Block* b = segment->head; b != nullptr; b = b->next) {
+          if (b->state == BlockState::kPendingFree) {
+            stats_.active.Decrease(segment->small, 1);
+            stats_.active_bytes.Decrease(segment->small, static_cast<std::int64_t>(b->size));
+          }
+        }
+        ForgetSegmentBlocks(segment);
+      }
+      pending_bytes_ = 0;
       small_free_.clear();
       large_free_.clear();
     }

@@ -21,13 +21,20 @@ namespace vramcache {
 
 struct Segment;
 
+// 0 is the shared pool; others are private pools (CUDA graphs), whose blocks serve only
+// allocations made to that pool.
+using PoolId = std::uint64_t;
+inline constexpr PoolId kDefaultPool = 0;
+
 enum class BlockState : std::uint8_t { kFree, kAllocated, kPendingFree };
 
 struct Block {
   DevicePtr addr = 0;
   std::size_t size = 0;
   std::size_t requested = 0;  // the user's size while allocated
-  StreamHandle stream = 0;    // the stream it was allocated on (its segment's stream)
+  StreamHandle stream = 0;    // its home stream (its segment's): the free list it returns to
+  StreamHandle alloc_stream = 0;  // while allocated: the stream of the current allocation
+  PoolId pool_id = kDefaultPool;
   Segment* segment = nullptr;
   Block* prev = nullptr;
   Block* next = nullptr;
@@ -35,6 +42,9 @@ struct Block {
   // Streams other than `stream` that used the block (record_stream).
   absl::InlinedVector<StreamHandle, 2> stream_uses;
   std::int64_t last_free_time = 0;
+  // A stream that used it was destroyed while it was live: it waits for a device
+  // synchronization after its free, since no event can be recorded on that stream any more.
+  bool used_by_destroyed_stream = false;
 
   bool is_split() const { return prev != nullptr || next != nullptr; }
 };
@@ -44,17 +54,19 @@ struct Segment {
   std::size_t size = 0;
   StreamHandle stream = 0;
   bool small = false;
+  PoolId pool_id = kDefaultPool;
   Block* head = nullptr;  // lowest-addressed block
 
   // True when one free block covers the whole segment: it can go back to the device.
   bool IsWhollyFree() const { return head->next == nullptr && head->state == BlockState::kFree; }
 };
 
-// Free-set order: by stream, then size (best fit = lower_bound), then address (lowest first,
-// which keeps the heap compact).
+// Free-set order: by pool, stream, then size (best fit = lower_bound), then address (lowest
+// first, which keeps the heap compact).
 struct FreeBlockOrder {
   bool operator()(const Block* a, const Block* b) const {
-    return std::tie(a->stream, a->size, a->addr) < std::tie(b->stream, b->size, b->addr);
+    return std::tie(a->pool_id, a->stream, a->size, a->addr) <
+           std::tie(b->pool_id, b->stream, b->size, b->addr);
   }
 };
 

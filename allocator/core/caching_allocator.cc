@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <deque>
+#include <limits>
 #include <utility>
 #include <vector>
 
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "allocator/base/mutex.h"
@@ -38,10 +40,17 @@ const char* TraceActionName(TraceAction action) {
 
 namespace {
 
-// A block freed while other streams may still use it, with one event per such stream.
+// Blocks that must not be reused before `events` complete (one per stream that used them).
+// With no events, they wait for the next device-wide synchronization instead.
 struct PendingFree {
-  Block* block;
+  absl::InlinedVector<Block*, 1> blocks;
   absl::InlinedVector<EventHandle, 2> events;
+};
+
+// A CUDA graph capture that directs allocations to a private pool.
+struct CaptureToPool {
+  PoolId pool;
+  std::function<bool(StreamHandle)> filter;
 };
 
 }  // namespace
@@ -80,16 +89,28 @@ class CachingAllocatorImpl {
     const std::size_t rounded = rounder_.RoundRequest(size);
     const bool small = SizeRounder::IsSmall(size);
 
+    PoolId pool = kDefaultPool;
+    bool capturing = false;
     {
       MutexLock lock(&mu_);
       if (shut_down_) return ShutDownError();
-      if (absl::Status s = ProcessPendingFrees(); !s.ok()) return s;
-      if (Block* block = FindFreeBlock(small, stream, rounded)) {
+      pool = PoolForLocked(stream);
+      capturing = CapturingLocked(stream);
+      // Event queries are illegal while a capture is under way (global capture mode).
+      if (!capturing) {
+        if (absl::Status s = ProcessPendingFrees(/*all_complete=*/false); !s.ok()) return s;
+      }
+      if (Block* block = FindFreeBlock(small, pool, stream, rounded)) {
         ++stats_.num_cache_hits;
-        return FinishAllocation(block, size, rounded);
+        return FinishAllocation(block, size, rounded, stream);
+      }
+      if (!capturing && config_.cross_stream != CrossStreamPolicy::kNone) {
+        absl::StatusOr<Block*> borrowed = TakeFromOtherStream(small, pool, stream, rounded);
+        if (!borrowed.ok()) return borrowed.status();
+        if (*borrowed != nullptr) return FinishAllocation(*borrowed, size, rounded, stream);
       }
     }
-    return AllocateWithGrowth(size, rounded, small, stream);
+    return AllocateWithGrowth(size, rounded, small, stream, pool, capturing);
   }
 
   absl::Status Free(void* ptr) {
@@ -105,13 +126,26 @@ class CachingAllocatorImpl {
     stats_.allocated_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
     stats_.requested_bytes.Decrease(small, static_cast<std::int64_t>(block->requested));
     if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
-    Record(TraceAction::kFreeRequested, block->addr, block->size, block->stream);
+    Record(TraceAction::kFreeRequested, block->addr, block->size, block->alloc_stream);
 
-    if (!block->stream_uses.empty()) {
+    // Streams whose work may still touch the block: record_stream's, and the allocating stream
+    // when it borrowed the block from another stream's cache.
+    if (block->alloc_stream != block->stream && !Contains(block->stream_uses, block->alloc_stream)) {
+      block->stream_uses.push_back(block->alloc_stream);
+    }
+    if (block->used_by_destroyed_stream) {
+      block->state = BlockState::kPendingFree;
+      pending_bytes_ += block->size;
+      pending_.push_back({{block}, {}});  // resolved by the next device synchronization
+    } else if (block->stream_uses.empty()) {
+      ReturnToPool(block);
+    } else if (AnyCaptureLocked(block->stream_uses)) {
+      block->state = BlockState::kPendingFree;
+      pending_bytes_ += block->size;
+      deferred_until_capture_ends_.push_back(block);
+    } else {
       absl::Status s = DeferFree(block);
       if (!s.ok()) return s;
-    } else {
-      ReturnToPool(block);
     }
     return MaybeCheckInvariants();
   }
@@ -123,12 +157,89 @@ class CachingAllocatorImpl {
       return UnknownPointerError("record_stream", reinterpret_cast<DevicePtr>(ptr));
     }
     Block* block = it->second;
-    if (stream == block->stream) return absl::OkStatus();  // PyTorch: a no-op
-    if (std::find(block->stream_uses.begin(), block->stream_uses.end(), stream) ==
-        block->stream_uses.end()) {
-      block->stream_uses.push_back(stream);
-    }
+    if (stream == block->alloc_stream) return absl::OkStatus();  // PyTorch: a no-op
+    if (!Contains(block->stream_uses, stream)) block->stream_uses.push_back(stream);
     return absl::OkStatus();
+  }
+
+  absl::Status StreamDestroyed(StreamHandle stream) {
+    MutexLock lock(&mu_);
+    if (shut_down_) return absl::OkStatus();
+    for (auto& [addr, block] : live_) {
+      if (block->stream == stream || block->alloc_stream == stream ||
+          Contains(block->stream_uses, stream)) {
+        block->used_by_destroyed_stream = true;
+      }
+    }
+    PendingFree parked;
+    for (FreeBlockSet* set : {&small_free_, &large_free_}) {
+      for (Block* block : *set) {
+        if (block->stream == stream) parked.blocks.push_back(block);
+      }
+    }
+    if (parked.blocks.empty()) return absl::OkStatus();
+    absl::StatusOr<EventHandle> event = AcquireEvent();
+    if (!event.ok()) return event.status();
+    if (absl::Status s = device_->RecordEvent(*event, stream); !s.ok()) {
+      event_pool_.push_back(*event);
+      return s;
+    }
+    parked.events.push_back(*event);
+    for (Block* block : parked.blocks) {
+      RemoveFreeBlock(block);
+      block->state = BlockState::kPendingFree;
+      // Counted as active (unusable) until the event completes, like any pending free.
+      stats_.active.Increase(block->segment->small, 1);
+      stats_.active_bytes.Increase(block->segment->small, static_cast<std::int64_t>(block->size));
+      pending_bytes_ += block->size;
+    }
+    pending_.push_back(std::move(parked));
+    return MaybeCheckInvariants();
+  }
+
+  void BeginAllocateToPool(PoolId pool, std::function<bool(StreamHandle)> filter) {
+    MutexLock lock(&mu_);
+    captures_.push_back({pool, std::move(filter)});
+    ++private_pool_uses_[pool];
+    released_pools_.erase(pool);
+  }
+
+  absl::Status EndAllocateToPool(PoolId pool) {
+    MutexLock lock(&mu_);
+    auto it = std::find_if(captures_.begin(), captures_.end(),
+                           [pool](const CaptureToPool& c) { return c.pool == pool; });
+    if (it == captures_.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("vramcache: end_allocate_to_pool(%d): no capture to that pool", pool));
+    }
+    captures_.erase(it);
+    if (!captures_.empty()) return absl::OkStatus();
+    // The capture is over: frees that needed events can record them now.
+    std::vector<Block*> deferred;
+    deferred.swap(deferred_until_capture_ends_);
+    absl::Status status = absl::OkStatus();
+    for (Block* block : deferred) {
+      pending_bytes_ -= block->size;
+      status.Update(DeferFree(block));
+    }
+    return status;
+  }
+
+  absl::Status ReleasePool(PoolId pool) {
+    std::vector<Segment*> released;
+    {
+      MutexLock lock(&mu_);
+      auto it = private_pool_uses_.find(pool);
+      if (it == private_pool_uses_.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("vramcache: release_pool(%d): no such private pool", pool));
+      }
+      if (--it->second > 0) return absl::OkStatus();
+      private_pool_uses_.erase(it);
+      released_pools_.insert(pool);
+      released = DetachReleasableSegments(SIZE_MAX);
+    }
+    return FreeSegmentMemory(released);
   }
 
   absl::Status EmptyCache() {
@@ -153,6 +264,8 @@ class CachingAllocatorImpl {
         events.insert(events.end(), pending.events.begin(), pending.events.end());
       }
       pending_.clear();
+      deferred_until_capture_ends_.clear();
+      captures_.clear();
       events.insert(events.end(), event_pool_.begin(), event_pool_.end());
       event_pool_.clear();
       // Live allocations are forgotten: their memory goes back with the segments.
@@ -268,7 +381,7 @@ class CachingAllocatorImpl {
   // The growth ladder: grow by a segment; else release cached segments and grow again; else
   // wait for pending cross-stream frees and retry; else report out-of-memory.
   absl::StatusOr<void*> AllocateWithGrowth(std::size_t size, std::size_t rounded, bool small,
-                                           StreamHandle stream) {
+                                           StreamHandle stream, PoolId pool, bool capturing) {
     const std::size_t preferred = SizeRounder::SegmentSizeFor(rounded);
     // When the preferred segment does not fit, a segment of exactly the rounded size might.
     const std::size_t tight =
@@ -278,7 +391,8 @@ class CachingAllocatorImpl {
       const int candidates = tight < preferred ? 2 : 1;
       for (int i = 0; i < candidates; ++i) {
         const std::size_t segment_size = i == 0 ? preferred : tight;
-        absl::StatusOr<void*> result = TryGrow(size, rounded, small, stream, segment_size);
+        absl::StatusOr<void*> result =
+            TryGrow(size, rounded, small, stream, pool, segment_size);
         if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
         last_error = result.status();
       }
@@ -286,6 +400,8 @@ class CachingAllocatorImpl {
     };
 
     if (auto result = grow()) return *std::move(result);
+    // Freeing or synchronizing is illegal during a capture: no ladder, report now.
+    if (capturing) return OutOfMemory(size, rounded, preferred, stream, last_error);
 
     bool released_any = false;
     if (absl::Status s = ReleaseCachedSegments(&released_any); !s.ok()) return s;
@@ -314,14 +430,14 @@ class CachingAllocatorImpl {
 
   // One attempt to grow by `segment_size` bytes and serve the request from the new segment.
   absl::StatusOr<void*> TryGrow(std::size_t size, std::size_t rounded, bool small,
-                                StreamHandle stream, std::size_t segment_size) {
+                                StreamHandle stream, PoolId pool, std::size_t segment_size) {
     {
       MutexLock lock(&mu_);
       if (shut_down_) return ShutDownError();
       // Another thread may have freed a fitting block meanwhile.
-      if (Block* block = FindFreeBlock(small, stream, rounded)) {
+      if (Block* block = FindFreeBlock(small, pool, stream, rounded)) {
         ++stats_.num_cache_hits;
-        return FinishAllocation(block, size, rounded);
+        return FinishAllocation(block, size, rounded, stream);
       }
       const std::size_t held = ReservedBytesLocked() + growing_bytes_;
       if (budget_bytes_ > 0 && held + segment_size > budget_bytes_) {
@@ -342,17 +458,18 @@ class CachingAllocatorImpl {
       mu_.Lock();
       return ShutDownError();
     }
-    Segment* segment = AdoptSegment(*memory, segment_size, small, stream);
-    return FinishAllocation(segment->head, size, rounded);
+    Segment* segment = AdoptSegment(*memory, segment_size, small, stream, pool);
+    return FinishAllocation(segment->head, size, rounded, stream);
   }
 
-  Segment* AdoptSegment(DevicePtr base, std::size_t size, bool small, StreamHandle stream)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto* segment = new Segment{base, size, stream, small, nullptr};
+  Segment* AdoptSegment(DevicePtr base, std::size_t size, bool small, StreamHandle stream,
+                        PoolId pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto* segment = new Segment{base, size, stream, small, pool, nullptr};
     Block* block = NewBlock();
     block->addr = base;
     block->size = size;
     block->stream = stream;
+    block->pool_id = pool;
     block->segment = segment;
     segment->head = block;
     segments_.emplace(base, segment);
@@ -365,24 +482,106 @@ class CachingAllocatorImpl {
     return segment;
   }
 
-  Block* FindFreeBlock(bool small, StreamHandle stream, std::size_t rounded)
+  // Best fit among the blocks cached for `stream` in `pool`.
+  Block* FindFreeBlock(bool small, PoolId pool, StreamHandle stream, std::size_t rounded)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     FreeBlockSet& set = small ? small_free_ : large_free_;
-    Block key;
+    auto it = set.lower_bound(SearchKey(pool, stream, rounded));
+    if (it == set.end() || (*it)->pool_id != pool || (*it)->stream != stream) return nullptr;
+    return FitsSplitRules(*it, rounded) ? *it : nullptr;
+  }
+
+  // PyTorch's max_split_size rules: oversize blocks serve only oversize requests, and only
+  // when they are not much larger than the request.
+  bool FitsSplitRules(const Block* block, std::size_t rounded) const {
+    if (rounded < config_.max_split_size && block->size >= config_.max_split_size) return false;
+    return rounded < config_.max_split_size ||
+           block->size < rounded + config_.max_non_split_rounding;
+  }
+
+  static Block* SearchKey(PoolId pool, StreamHandle stream, std::size_t size) {
+    thread_local Block key;
+    key.pool_id = pool;
     key.stream = stream;
-    key.size = rounded;
+    key.size = size;
     key.addr = 0;
-    auto it = set.lower_bound(&key);
-    if (it == set.end() || (*it)->stream != stream) return nullptr;
-    Block* block = *it;
-    // PyTorch's max_split_size rules: oversize blocks serve only oversize requests, and only
-    // when they are not much larger than the request.
-    if (rounded < config_.max_split_size && block->size >= config_.max_split_size) return nullptr;
-    if (rounded >= config_.max_split_size &&
-        block->size >= rounded + config_.max_non_split_rounding) {
-      return nullptr;
+    return &key;
+  }
+
+  // The best-fitting block cached for another stream, made safe for `stream`: an event
+  // recorded now on its owner covers every use the owner made of it before freeing it; the
+  // policy either checks that event has completed or makes `stream` wait on it.
+  absl::StatusOr<Block*> TakeFromOtherStream(bool small, PoolId pool, StreamHandle stream,
+                                             std::size_t rounded)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    FreeBlockSet& set = small ? small_free_ : large_free_;
+    Block* best = nullptr;
+    auto it = set.lower_bound(SearchKey(pool, 0, 0));
+    while (it != set.end() && (*it)->pool_id == pool) {
+      const StreamHandle owner = (*it)->stream;
+      if (owner != stream) {
+        auto candidate = set.lower_bound(SearchKey(pool, owner, rounded));
+        if (candidate != set.end() && (*candidate)->pool_id == pool &&
+            (*candidate)->stream == owner && FitsSplitRules(*candidate, rounded) &&
+            (best == nullptr || (*candidate)->size < best->size)) {
+          best = *candidate;
+        }
+      }
+      if (owner == std::numeric_limits<StreamHandle>::max()) break;
+      it = set.lower_bound(SearchKey(pool, owner + 1, 0));  // next stream's run
     }
-    return block;
+    if (best == nullptr) return nullptr;
+    absl::StatusOr<bool> owner_capturing = device_->IsCapturing(best->stream);
+    if (!owner_capturing.ok()) return owner_capturing.status();
+    if (*owner_capturing) return nullptr;
+    absl::StatusOr<EventHandle> event = AcquireEvent();
+    if (!event.ok()) return event.status();
+    absl::Status status = device_->RecordEvent(*event, best->stream);
+    bool usable = status.ok();
+    if (usable && config_.cross_stream == CrossStreamPolicy::kQuery) {
+      absl::StatusOr<bool> done = device_->QueryEvent(*event);
+      status = done.status();
+      usable = done.ok() && *done;
+    } else if (usable) {
+      status = device_->StreamWaitEvent(stream, *event);
+      usable = status.ok();
+    }
+    // A wait captures the event's state when it is issued, so the event can be reused at once.
+    event_pool_.push_back(*event);
+    if (!status.ok()) return status;
+    if (!usable) return nullptr;
+    ++stats_.num_cross_stream_reuse;
+    return best;
+  }
+
+  PoolId PoolForLocked(StreamHandle stream) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const CaptureToPool& capture : captures_) {
+      if (capture.filter == nullptr || capture.filter(stream)) return capture.pool;
+    }
+    return kDefaultPool;
+  }
+
+  // Whether event queries must be avoided for a request on `stream`: a capture announced through
+  // BeginAllocateToPool, or (for callers that cannot announce it) `stream` itself capturing.
+  bool CapturingLocked(StreamHandle stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!captures_.empty()) return true;
+    if (pending_.empty()) return false;  // nothing to query: no need to ask
+    absl::StatusOr<bool> capturing = device_->IsCapturing(stream);
+    return !capturing.ok() || *capturing;
+  }
+
+  bool AnyCaptureLocked(const absl::InlinedVector<StreamHandle, 2>& streams)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!captures_.empty()) return true;
+    for (StreamHandle s : streams) {
+      absl::StatusOr<bool> capturing = device_->IsCapturing(s);
+      if (!capturing.ok() || *capturing) return true;
+    }
+    return false;
+  }
+
+  static bool Contains(const absl::InlinedVector<StreamHandle, 2>& streams, StreamHandle s) {
+    return std::find(streams.begin(), streams.end(), s) != streams.end();
   }
 
   bool ShouldSplit(const Block* block, std::size_t rounded) const {
@@ -391,8 +590,8 @@ class CachingAllocatorImpl {
     return rounded < config_.max_split_size && remaining > kSmallRequestLimit;
   }
 
-  void* FinishAllocation(Block* block, std::size_t size, std::size_t rounded)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void* FinishAllocation(Block* block, std::size_t size, std::size_t rounded,
+                         StreamHandle alloc_stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     RemoveFreeBlock(block);
     const bool small = block->segment->small;
     if (ShouldSplit(block, rounded)) {
@@ -400,6 +599,7 @@ class CachingAllocatorImpl {
       rest->addr = block->addr + rounded;
       rest->size = block->size - rounded;
       rest->stream = block->stream;
+      rest->pool_id = block->pool_id;
       rest->segment = block->segment;
       rest->prev = block;
       rest->next = block->next;
@@ -410,7 +610,9 @@ class CachingAllocatorImpl {
     }
     block->state = BlockState::kAllocated;
     block->requested = size;
+    block->alloc_stream = alloc_stream;
     block->stream_uses.clear();
+    block->used_by_destroyed_stream = false;
     live_.emplace(block->addr, block);
     stats_.allocation.Increase(small, 1);
     stats_.allocated_bytes.Increase(small, static_cast<std::int64_t>(block->size));
@@ -418,7 +620,7 @@ class CachingAllocatorImpl {
     stats_.active.Increase(small, 1);
     stats_.active_bytes.Increase(small, static_cast<std::int64_t>(block->size));
     if (block->size >= config_.max_split_size) stats_.oversize_allocations.Increase(1);
-    Record(TraceAction::kAlloc, block->addr, block->size, block->stream);
+    Record(TraceAction::kAlloc, block->addr, block->size, alloc_stream);
     if (config_.check_invariants) CheckInvariantsOrDie();
     return reinterpret_cast<void*>(block->addr);
   }
@@ -454,17 +656,19 @@ class CachingAllocatorImpl {
   // Another stream may still be using the block: record an event on each such stream and keep
   // the block out of every free list until all of them have completed.
   absl::Status DeferFree(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    PendingFree pending{block, {}};
+    PendingFree pending{{block}, {}};
     for (StreamHandle use : block->stream_uses) {
       absl::StatusOr<EventHandle> event = AcquireEvent();
       absl::Status s = event.ok() ? device_->RecordEvent(*event, use) : event.status();
       if (!s.ok()) {
         for (EventHandle e : pending.events) event_pool_.push_back(e);
         if (event.ok()) event_pool_.push_back(*event);
-        // The block's memory cannot be proven safe: keep it out of circulation rather than
-        // risk reuse while another stream writes it. It is returned at Shutdown.
+        // The block's memory cannot be proven safe: keep it out of circulation until the next
+        // device synchronization rather than risk reuse while another stream writes it.
         block->state = BlockState::kPendingFree;
-        pending_.push_back({block, {}});
+        block->used_by_destroyed_stream = true;  // only a device synchronization frees it now
+        pending_bytes_ += block->size;
+        pending_.push_back({{block}, {}});
         return absl::InternalError(absl::StrCat(
             "vramcache: could not record an event for a cross-stream free; the block is "
             "quarantined: ",
@@ -488,16 +692,19 @@ class CachingAllocatorImpl {
   }
 
   // Returns pending blocks whose events have all completed (event queries do not block).
-  absl::Status ProcessPendingFrees() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // `all_complete`: the caller just synchronized the device, so everything is done.
+  absl::Status ProcessPendingFrees(bool all_complete) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (pending_.empty()) return absl::OkStatus();
     for (auto it = pending_.begin(); it != pending_.end();) {
-      bool all_done = !it->events.empty();
-      for (EventHandle event : it->events) {
-        absl::StatusOr<bool> done = device_->QueryEvent(event);
-        if (!done.ok()) return done.status();
-        if (!*done) {
-          all_done = false;
-          break;
+      bool all_done = all_complete || !it->events.empty();
+      if (!all_complete) {
+        for (EventHandle event : it->events) {
+          absl::StatusOr<bool> done = device_->QueryEvent(event);
+          if (!done.ok()) return done.status();
+          if (!*done) {
+            all_done = false;
+            break;
+          }
         }
       }
       if (!all_done) {
@@ -505,8 +712,11 @@ class CachingAllocatorImpl {
         continue;
       }
       for (EventHandle event : it->events) event_pool_.push_back(event);
-      pending_bytes_ -= it->block->size;
-      ReturnToPool(it->block);
+      for (Block* block : it->blocks) {
+        pending_bytes_ -= block->size;
+        block->used_by_destroyed_stream = false;
+        ReturnToPool(block);
+      }
       it = pending_.erase(it);
     }
     return absl::OkStatus();
@@ -521,7 +731,7 @@ class CachingAllocatorImpl {
     }
     if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
     MutexLock lock(&mu_);
-    return ProcessPendingFrees();
+    return ProcessPendingFrees(/*all_complete=*/true);
   }
 
   absl::Status ReleaseCachedSegments(bool* released_any) {
@@ -541,7 +751,10 @@ class CachingAllocatorImpl {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<Segment*> candidates;
     for (auto& [base, segment] : segments_) {
-      if (segment->IsWhollyFree()) candidates.push_back(segment);
+      // A live private pool's memory belongs to its graph's replays even when free.
+      const bool releasable_pool = segment->pool_id == kDefaultPool ||
+                                   released_pools_.contains(segment->pool_id);
+      if (releasable_pool && segment->IsWhollyFree()) candidates.push_back(segment);
     }
     std::sort(candidates.begin(), candidates.end(), [](const Segment* a, const Segment* b) {
       return a->head->last_free_time < b->head->last_free_time;
@@ -815,6 +1028,10 @@ class CachingAllocatorImpl {
   absl::btree_map<DevicePtr, Segment*> segments_ ABSL_GUARDED_BY(mu_);
   std::vector<Block*> spare_blocks_ ABSL_GUARDED_BY(mu_);
   std::deque<PendingFree> pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<Block*> deferred_until_capture_ends_ ABSL_GUARDED_BY(mu_);
+  std::vector<CaptureToPool> captures_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<PoolId, int> private_pool_uses_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<PoolId> released_pools_ ABSL_GUARDED_BY(mu_);
   std::size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<EventHandle> event_pool_ ABSL_GUARDED_BY(mu_);
   std::size_t growing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
@@ -837,6 +1054,17 @@ absl::Status CachingAllocator::Free(void* ptr) { return impl_->Free(ptr); }
 absl::Status CachingAllocator::RecordStream(void* ptr, StreamHandle stream) {
   return impl_->RecordStream(ptr, stream);
 }
+absl::Status CachingAllocator::StreamDestroyed(StreamHandle stream) {
+  return impl_->StreamDestroyed(stream);
+}
+void CachingAllocator::BeginAllocateToPool(PoolId pool,
+                                           std::function<bool(StreamHandle)> filter) {
+  impl_->BeginAllocateToPool(pool, std::move(filter));
+}
+absl::Status CachingAllocator::EndAllocateToPool(PoolId pool) {
+  return impl_->EndAllocateToPool(pool);
+}
+absl::Status CachingAllocator::ReleasePool(PoolId pool) { return impl_->ReleasePool(pool); }
 absl::Status CachingAllocator::EmptyCache() { return impl_->EmptyCache(); }
 absl::Status CachingAllocator::Shutdown() { return impl_->Shutdown(); }
 DeviceStats CachingAllocator::GetStats() const { return impl_->GetStats(); }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,6 +64,20 @@ class CachingAllocator {
   absl::Status Free(void* ptr);
   // Marks `ptr` as used by `stream` too (PyTorch's record_stream).
   absl::Status RecordStream(void* ptr, StreamHandle stream);
+  // Call before destroying a stream (cudaStreamDestroy): CUDA hands the same handle value to a
+  // later stream that is not ordered after the old one's work, so blocks cached for it wait for
+  // an event recorded now, and live blocks it used wait for a device synchronization when freed.
+  absl::Status StreamDestroyed(StreamHandle stream);
+
+  // CUDA graphs. While a capture is under way, allocations on streams for which `filter`
+  // returns true come from private pool `pool`, whose memory nobody else gets until the pool
+  // is released; no event is queried and frees that need events wait for the capture to end.
+  void BeginAllocateToPool(PoolId pool, std::function<bool(StreamHandle)> filter);
+  absl::Status EndAllocateToPool(PoolId pool);
+  // Drops one use of `pool`; at zero, its free segments go back to the device and the rest as
+  // soon as they are free (at the next EmptyCache).
+  absl::Status ReleasePool(PoolId pool);
+
   // Returns every cached, unused segment to the device.
   absl::Status EmptyCache();
   // Returns every byte to the device, live allocations included; the allocator is unusable

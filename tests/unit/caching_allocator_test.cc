@@ -63,13 +63,144 @@ TEST_F(CachingAllocatorTest, FreedBlockIsReusedOnSameStream) {
   ASSERT_TRUE(allocator_->Free(b).ok());
 }
 
-TEST_F(CachingAllocatorTest, OtherStreamDoesNotReuseCachedBlock) {
+TEST_F(CachingAllocatorTest, CrossStreamPolicyNoneNeverBorrows) {
+  AllocatorConfig config;
+  config.cross_stream = CrossStreamPolicy::kNone;
+  Make(std::size_t{8} << 30, config);
   void* a = Alloc(1000, kStream);
   ASSERT_TRUE(allocator_->Free(a).ok());
   void* b = Alloc(1000, kOtherStream);
   EXPECT_NE(a, b);
   EXPECT_EQ(allocator_->GetStats().num_device_alloc, 2);
+  EXPECT_EQ(allocator_->GetStats().num_cross_stream_reuse, 0);
   ASSERT_TRUE(allocator_->Free(b).ok());
+}
+
+TEST_F(CachingAllocatorTest, CrossStreamWaitBorrowsAndOrdersTheBorrower) {
+  SimDeviceOptions options;
+  options.completion = SimCompletion::kManual;
+  device_ = std::make_unique<SimDevice>(options);
+  AllocatorConfig config;
+  config.check_invariants = true;
+  config.cross_stream = CrossStreamPolicy::kWait;
+  allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  void* a = Alloc(1000, kStream);
+  device_->SubmitWork(kStream);  // still running when the block is borrowed
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  const auto waits_before = device_->Calls(SimOp::kStreamWaitEvent);
+  void* b = Alloc(1000, kOtherStream);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(allocator_->GetStats().num_cross_stream_reuse, 1);
+  EXPECT_EQ(device_->Calls(SimOp::kStreamWaitEvent), waits_before + 1);
+  // Freed on the borrowing stream: an event on it guards the block before its owner reuses it.
+  device_->SubmitWork(kOtherStream);
+  ASSERT_TRUE(allocator_->Free(b).ok());
+  void* c = Alloc(1000, kStream);
+  EXPECT_NE(c, a) << "owner reused the block while the borrower's work was pending";
+  device_->CompleteAll();
+  ASSERT_TRUE(allocator_->Free(c).ok());
+}
+
+TEST_F(CachingAllocatorTest, CrossStreamQueryBorrowsOnlyCompletedBlocks) {
+  SimDeviceOptions options;
+  options.completion = SimCompletion::kManual;
+  device_ = std::make_unique<SimDevice>(options);
+  AllocatorConfig config;
+  config.check_invariants = true;
+  config.cross_stream = CrossStreamPolicy::kQuery;
+  allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  constexpr std::size_t kSize = 30u << 20;  // one exact segment each: no remainders
+  constexpr StreamHandle kThirdStream = 9;
+  void* a = Alloc(kSize, kStream);
+  device_->SubmitWork(kStream);
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  void* b = Alloc(kSize, kOtherStream);
+  EXPECT_NE(a, b) << "borrowed while the owner's work was pending";
+  EXPECT_EQ(allocator_->GetStats().num_cross_stream_reuse, 0);
+  device_->CompleteAll();
+  void* c = Alloc(kSize, kThirdStream);
+  EXPECT_EQ(c, a);
+  EXPECT_EQ(allocator_->GetStats().num_cross_stream_reuse, 1);
+  ASSERT_TRUE(allocator_->Free(b).ok());
+  ASSERT_TRUE(allocator_->Free(c).ok());
+  device_->CompleteAll();
+}
+
+TEST_F(CachingAllocatorTest, DestroyedStreamHandleReuseWaitsForOldWork) {
+  SimDeviceOptions options;
+  options.completion = SimCompletion::kManual;
+  device_ = std::make_unique<SimDevice>(options);
+  AllocatorConfig config;
+  config.check_invariants = true;
+  config.cross_stream = CrossStreamPolicy::kNone;
+  allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  constexpr std::size_t kSize = 30u << 20;
+  const StreamHandle old_stream = device_->CreateStream();
+  void* a = Alloc(kSize, old_stream);
+  device_->SubmitWork(old_stream);  // a kernel still using `a`
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  ASSERT_TRUE(allocator_->StreamDestroyed(old_stream).ok());
+  ASSERT_TRUE(device_->DestroyStream(old_stream).ok());
+  const StreamHandle new_stream = device_->CreateStream();
+  ASSERT_EQ(new_stream, old_stream) << "the simulated device reuses handle values like CUDA";
+  void* b = Alloc(kSize, new_stream);
+  EXPECT_NE(a, b) << "a new stream with the old handle got memory the old stream still uses";
+  device_->CompleteAll();
+  void* c = Alloc(kSize, new_stream);
+  EXPECT_EQ(c, a);
+  ASSERT_TRUE(allocator_->Free(b).ok());
+  ASSERT_TRUE(allocator_->Free(c).ok());
+}
+
+TEST_F(CachingAllocatorTest, CaptureDirectsAllocationsToPrivatePool) {
+  const PoolId graph_pool = 42;
+  void* before = Alloc(1000, kStream);
+  ASSERT_TRUE(allocator_->Free(before).ok());
+  allocator_->BeginAllocateToPool(graph_pool,
+                                  [](StreamHandle s) { return s == kOtherStream; });
+  void* in_graph = Alloc(1000, kOtherStream);
+  EXPECT_NE(in_graph, before) << "a private pool must not take shared cached memory";
+  void* outside = Alloc(1000, kStream);  // streams the filter rejects use the shared pool
+  EXPECT_EQ(outside, before);
+  ASSERT_TRUE(allocator_->EndAllocateToPool(graph_pool).ok());
+  ASSERT_TRUE(allocator_->Free(in_graph).ok());
+  // After the capture, the private pool's memory is not handed to anyone else...
+  void* later = Alloc(1000, kOtherStream);
+  EXPECT_NE(later, in_graph);
+  // ...and survives empty_cache until the pool is released.
+  ASSERT_TRUE(allocator_->EmptyCache().ok());
+  EXPECT_EQ(allocator_->GetStats().segment.all().current, 2);
+  ASSERT_TRUE(allocator_->ReleasePool(graph_pool).ok());
+  EXPECT_EQ(allocator_->GetStats().segment.all().current, 1);
+  EXPECT_FALSE(allocator_->ReleasePool(graph_pool).ok());
+  EXPECT_FALSE(allocator_->EndAllocateToPool(graph_pool).ok());
+  ASSERT_TRUE(allocator_->Free(outside).ok());
+  ASSERT_TRUE(allocator_->Free(later).ok());
+}
+
+TEST_F(CachingAllocatorTest, CaptureNeverQueriesEventsAndDefersCrossStreamFrees) {
+  SimDeviceOptions options;
+  options.completion = SimCompletion::kManual;
+  device_ = std::make_unique<SimDevice>(options);
+  AllocatorConfig config;
+  config.check_invariants = true;
+  allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  void* a = Alloc(1000, kStream);
+  ASSERT_TRUE(allocator_->RecordStream(a, kOtherStream).ok());
+  ASSERT_TRUE(allocator_->Free(a).ok());  // pending on an event
+  device_->SetCapturing(kStream, true);  // the simulated device fails any query now
+  allocator_->BeginAllocateToPool(1, nullptr);
+  void* b = Alloc(1000, kStream);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(allocator_->RecordStream(b, kOtherStream).ok());
+  const auto records_before = device_->Calls(SimOp::kRecordEvent);
+  ASSERT_TRUE(allocator_->Free(b).ok());
+  EXPECT_EQ(device_->Calls(SimOp::kRecordEvent), records_before) << "event recorded in capture";
+  device_->SetCapturing(kStream, false);
+  ASSERT_TRUE(allocator_->EndAllocateToPool(1).ok());
+  EXPECT_EQ(device_->Calls(SimOp::kRecordEvent), records_before + 1);
+  device_->CompleteAll();
+  ASSERT_TRUE(allocator_->ReleasePool(1).ok());
 }
 
 TEST_F(CachingAllocatorTest, StatisticsFollowPyTorchMeanings) {

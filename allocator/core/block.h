@@ -61,12 +61,24 @@ struct Segment {
   bool IsWhollyFree() const { return head->next == nullptr && head->state == BlockState::kFree; }
 };
 
+// What a best-fit search looks for: the lowest block of at least `size` bytes cached for
+// `stream` in `pool` (addr 0 sorts before every real block of that size).
+struct FreeBlockKey {
+  PoolId pool_id;
+  StreamHandle stream;
+  std::size_t size;
+  DevicePtr addr;
+};
+
 // Free-set order: by pool, stream, then size (best fit = lower_bound), then address (lowest
-// first, which keeps the heap compact).
+// first, which keeps the heap compact). Transparent, so searches need no Block.
 struct FreeBlockOrder {
-  bool operator()(const Block* a, const Block* b) const {
-    return std::tie(a->pool_id, a->stream, a->size, a->addr) <
-           std::tie(b->pool_id, b->stream, b->size, b->addr);
+  using is_transparent = void;
+  static auto Tie(const Block* b) { return std::tie(b->pool_id, b->stream, b->size, b->addr); }
+  static auto Tie(const FreeBlockKey& k) { return std::tie(k.pool_id, k.stream, k.size, k.addr); }
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const {
+    return Tie(a) < Tie(b);
   }
 };
 

@@ -499,13 +499,8 @@ class CachingAllocatorImpl {
            block->size < rounded + config_.max_non_split_rounding;
   }
 
-  static Block* SearchKey(PoolId pool, StreamHandle stream, std::size_t size) {
-    thread_local Block key;
-    key.pool_id = pool;
-    key.stream = stream;
-    key.size = size;
-    key.addr = 0;
-    return &key;
+  static FreeBlockKey SearchKey(PoolId pool, StreamHandle stream, std::size_t size) {
+    return FreeBlockKey{pool, stream, size, 0};
   }
 
   // The best-fitting block cached for another stream, made safe for `stream`: an event

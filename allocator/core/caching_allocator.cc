@@ -70,6 +70,16 @@ class CachingAllocatorImpl {
       budget = budget == 0 ? fraction_bytes : std::min(budget, fraction_bytes);
     }
     budget_bytes_ = budget;
+    const double total = static_cast<double>(device->Capabilities().total_bytes);
+    if (config.soft_budget_bytes.has_value()) {
+      soft_budget_bytes_ = *config.soft_budget_bytes;
+    } else if (config.soft_budget_fraction.has_value()) {
+      soft_budget_bytes_ = static_cast<std::size_t>(*config.soft_budget_fraction * total);
+    } else if (config.garbage_collection_threshold > 0.0) {
+      // PyTorch reclaims cached blocks once usage passes this fraction of what it may use.
+      const double limit = budget > 0 ? static_cast<double>(budget) : total;
+      soft_budget_bytes_ = static_cast<std::size_t>(config.garbage_collection_threshold * limit);
+    }
   }
 
   ~CachingAllocatorImpl() {
@@ -367,6 +377,13 @@ class CachingAllocatorImpl {
     return budget_bytes_;
   }
 
+  std::size_t SoftBudget() const { return soft_budget_bytes_; }
+
+  void AttachOomObserver(CachingAllocator::OomObserver observer) {
+    MutexLock lock(&mu_);
+    oom_observers_.push_back(std::move(observer));
+  }
+
   absl::Status CheckInvariants() const {
     MutexLock lock(&mu_);
     return CheckInvariantsLocked();
@@ -399,6 +416,9 @@ class CachingAllocatorImpl {
       return std::nullopt;
     };
 
+    if (!capturing && soft_budget_bytes_ > 0) {
+      if (absl::Status s = ReleaseForSoftBudget(preferred); !s.ok()) return s;
+    }
     if (auto result = grow()) return *std::move(result);
     // Freeing or synchronizing is illegal during a capture: no ladder, report now.
     if (capturing) return OutOfMemory(size, rounded, preferred, stream, last_error);
@@ -729,6 +749,20 @@ class CachingAllocatorImpl {
     return ProcessPendingFrees(/*all_complete=*/true);
   }
 
+  // Growing by `growth` bytes would pass the soft cap: release least recently used cached
+  // segments first, as many as it takes to stay under it.
+  absl::Status ReleaseForSoftBudget(std::size_t growth) {
+    std::vector<Segment*> released;
+    {
+      MutexLock lock(&mu_);
+      const std::size_t after = ReservedBytesLocked() + growing_bytes_ + growth;
+      if (after <= soft_budget_bytes_) return absl::OkStatus();
+      released = DetachReleasableSegments(after - soft_budget_bytes_);
+      if (!released.empty()) ++stats_.num_cache_releases;
+    }
+    return FreeSegmentMemory(released);
+  }
+
   absl::Status ReleaseCachedSegments(bool* released_any) {
     std::vector<Segment*> released;
     {
@@ -883,6 +917,14 @@ class CachingAllocatorImpl {
     ++stats_.num_ooms;
     Record(TraceAction::kOom, 0, size, stream);
     last_oom_ = report;
+    std::vector<CachingAllocator::OomObserver> observers = oom_observers_;
+    mu_.Unlock();  // observers may call back into the allocator (stats, empty_cache)
+    for (const auto& observer : observers) {
+      observer(report.device, size, report.allocated_bytes,
+               report.budget_bytes > 0 ? report.budget_bytes : report.device_total_bytes,
+               report.device_free_bytes);
+    }
+    mu_.Lock();
     return absl::ResourceExhaustedError(report.ToString());
   }
 
@@ -1031,6 +1073,8 @@ class CachingAllocatorImpl {
   std::vector<EventHandle> event_pool_ ABSL_GUARDED_BY(mu_);
   std::size_t growing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::size_t budget_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::size_t soft_budget_bytes_ = 0;  // set once at construction
+  std::vector<CachingAllocator::OomObserver> oom_observers_ ABSL_GUARDED_BY(mu_);
   DeviceStats stats_ ABSL_GUARDED_BY(mu_);
   std::deque<TraceEntry> history_ ABSL_GUARDED_BY(mu_);
   std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);
@@ -1070,6 +1114,10 @@ std::vector<TraceEntry> CachingAllocator::History() const { return impl_->Histor
 std::optional<OomReport> CachingAllocator::LastOom() const { return impl_->LastOom(); }
 void CachingAllocator::SetBudget(std::size_t bytes) { impl_->SetBudget(bytes); }
 std::size_t CachingAllocator::Budget() const { return impl_->Budget(); }
+std::size_t CachingAllocator::SoftBudget() const { return impl_->SoftBudget(); }
+void CachingAllocator::AttachOomObserver(OomObserver observer) {
+  impl_->AttachOomObserver(std::move(observer));
+}
 absl::StatusOr<std::size_t> CachingAllocator::AllocationSize(const void* ptr) const {
   return impl_->AllocationSize(ptr);
 }

@@ -95,6 +95,16 @@ class CachingAllocator {
   // Hard cap on reserved bytes (0 removes it). Takes effect for the next growth.
   void SetBudget(std::size_t bytes);
   std::size_t Budget() const;
+  // Above the soft cap, cached segments not in use are released (least recently used first)
+  // before the allocator grows. 0: none.
+  std::size_t SoftBudget() const;
+
+  // Called after every out-of-memory, outside the allocator's lock, as PyTorch's
+  // attachOutOfMemoryObserver: (device, requested, allocated, budget or device total, free).
+  using OomObserver = std::function<void(int device, std::size_t requested,
+                                         std::size_t allocated, std::size_t limit,
+                                         std::size_t device_free)>;
+  void AttachOomObserver(OomObserver observer);
 
   // The size actually reserved for `ptr` (the block's size), or NotFound.
   absl::StatusOr<std::size_t> AllocationSize(const void* ptr) const;

@@ -19,12 +19,12 @@ int CudaDevicesAvailable() {
 
 namespace {
 
-std::unique_ptr<Device> OpenSimDevice(const AllocatorConfig& config) {
+absl::StatusOr<std::unique_ptr<SimDevice>> OpenSimDevice(const AllocatorConfig& config) {
   SimDeviceOptions options;
   options.capacity = config.sim_capacity;
   options.granularity = config.sim_granularity;
   options.accounting_only = config.sim_accounting_only;
-  return std::make_unique<SimDevice>(options);
+  return SimDevice::Create(options);
 }
 
 }  // namespace
@@ -35,7 +35,9 @@ absl::StatusOr<std::vector<std::unique_ptr<Device>>> OpenDevices(const Allocator
   const bool want_cuda =
       config.device == DeviceKind::kCuda || (config.device == DeviceKind::kAuto && cuda_count > 0);
   if (!want_cuda) {
-    devices.push_back(OpenSimDevice(config));
+    absl::StatusOr<std::unique_ptr<SimDevice>> sim = OpenSimDevice(config);
+    if (!sim.ok()) return sim.status();
+    devices.push_back(std::move(*sim));
     return devices;
   }
 #if defined(VRAMCACHE_HAS_CUDA)

@@ -31,8 +31,8 @@ enum class BlockState : std::uint8_t { kFree, kAllocated, kPendingFree };
 struct Block {
   DevicePtr addr = 0;
   std::size_t size = 0;
-  std::size_t requested = 0;  // the user's size while allocated
-  StreamHandle stream = 0;    // its home stream (its segment's): the free list it returns to
+  std::size_t requested = 0;      // the user's size while allocated
+  StreamHandle stream = 0;        // its home stream (its segment's): the free list it returns to
   StreamHandle alloc_stream = 0;  // while allocated: the stream of the current allocation
   PoolId pool_id = kDefaultPool;
   Segment* segment = nullptr;

@@ -58,15 +58,12 @@ struct CaptureToPool {
 class CachingAllocatorImpl {
  public:
   CachingAllocatorImpl(Device* device, const AllocatorConfig& config, Clock* clock)
-      : device_(device),
-        config_(config),
-        clock_(clock),
-        rounder_(config.roundup_power2_divisions) {
+      : device_(device), config_(config), clock_(clock), rounder_(config.roundup_power2_divisions) {
     std::size_t budget = config.budget_bytes.value_or(0);
     if (config.per_process_memory_fraction.has_value()) {
-      const auto fraction_bytes = static_cast<std::size_t>(
-          *config.per_process_memory_fraction *
-          static_cast<double>(device->Capabilities().total_bytes));
+      const auto fraction_bytes =
+          static_cast<std::size_t>(*config.per_process_memory_fraction *
+                                   static_cast<double>(device->Capabilities().total_bytes));
       budget = budget == 0 ? fraction_bytes : std::min(budget, fraction_bytes);
     }
     budget_bytes_ = budget;
@@ -140,7 +137,8 @@ class CachingAllocatorImpl {
 
     // Streams whose work may still touch the block: record_stream's, and the allocating stream
     // when it borrowed the block from another stream's cache.
-    if (block->alloc_stream != block->stream && !Contains(block->stream_uses, block->alloc_stream)) {
+    if (block->alloc_stream != block->stream &&
+        !Contains(block->stream_uses, block->alloc_stream)) {
       block->stream_uses.push_back(block->alloc_stream);
     }
     if (block->used_by_destroyed_stream) {
@@ -180,6 +178,24 @@ class CachingAllocatorImpl {
           Contains(block->stream_uses, stream)) {
         block->used_by_destroyed_stream = true;
       }
+    }
+    // Blocks already waiting (on events of other streams) return to this stream's free list
+    // afterwards, where the new stream with this handle would find them: they must also wait
+    // for the old stream's work.
+    for (PendingFree& pending : pending_) {
+      const bool affected = std::any_of(pending.blocks.begin(), pending.blocks.end(),
+                                        [&](const Block* b) { return b->stream == stream; });
+      if (!affected || pending.events.empty()) continue;
+      absl::StatusOr<EventHandle> event = AcquireEvent();
+      if (!event.ok()) return event.status();
+      if (absl::Status s = device_->RecordEvent(*event, stream); !s.ok()) {
+        event_pool_.push_back(*event);
+        return s;
+      }
+      pending.events.push_back(*event);
+    }
+    for (Block* block : deferred_until_capture_ends_) {
+      if (block->stream == stream) block->used_by_destroyed_stream = true;
     }
     PendingFree parked;
     for (FreeBlockSet* set : {&small_free_, &large_free_}) {
@@ -229,6 +245,10 @@ class CachingAllocatorImpl {
     deferred.swap(deferred_until_capture_ends_);
     absl::Status status = absl::OkStatus();
     for (Block* block : deferred) {
+      if (block->used_by_destroyed_stream) {
+        pending_.push_back({{block}, {}});  // resolved by the next device synchronization
+        continue;
+      }
       pending_bytes_ -= block->size;
       status.Update(DeferFree(block));
     }
@@ -316,9 +336,8 @@ class CachingAllocatorImpl {
   DeviceStats GetStats() const {
     MutexLock lock(&mu_);
     DeviceStats copy = stats_;
-    copy.max_split_size = config_.max_split_size == SIZE_MAX
-                              ? -1
-                              : static_cast<std::int64_t>(config_.max_split_size);
+    copy.max_split_size =
+        config_.max_split_size == SIZE_MAX ? -1 : static_cast<std::int64_t>(config_.max_split_size);
     copy.budget_bytes = static_cast<std::int64_t>(budget_bytes_);
     return copy;
   }
@@ -408,8 +427,7 @@ class CachingAllocatorImpl {
       const int candidates = tight < preferred ? 2 : 1;
       for (int i = 0; i < candidates; ++i) {
         const std::size_t segment_size = i == 0 ? preferred : tight;
-        absl::StatusOr<void*> result =
-            TryGrow(size, rounded, small, stream, pool, segment_size);
+        absl::StatusOr<void*> result = TryGrow(size, rounded, small, stream, pool, segment_size);
         if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
         last_error = result.status();
       }
@@ -461,9 +479,9 @@ class CachingAllocatorImpl {
       }
       const std::size_t held = ReservedBytesLocked() + growing_bytes_;
       if (budget_bytes_ > 0 && held + segment_size > budget_bytes_) {
-        return absl::ResourceExhaustedError(absl::StrFormat(
-            "budget of %d bytes reached (holding %d, need %d more)", budget_bytes_, held,
-            segment_size));
+        return absl::ResourceExhaustedError(
+            absl::StrFormat("budget of %d bytes reached (holding %d, need %d more)", budget_bytes_,
+                            held, segment_size));
       }
       // Counted before the device call so concurrent growth cannot overshoot the budget.
       growing_bytes_ += segment_size;
@@ -781,8 +799,8 @@ class CachingAllocatorImpl {
     std::vector<Segment*> candidates;
     for (auto& [base, segment] : segments_) {
       // A live private pool's memory belongs to its graph's replays even when free.
-      const bool releasable_pool = segment->pool_id == kDefaultPool ||
-                                   released_pools_.contains(segment->pool_id);
+      const bool releasable_pool =
+          segment->pool_id == kDefaultPool || released_pools_.contains(segment->pool_id);
       if (releasable_pool && segment->IsWhollyFree()) candidates.push_back(segment);
     }
     std::sort(candidates.begin(), candidates.end(), [](const Segment* a, const Segment* b) {
@@ -994,14 +1012,13 @@ class CachingAllocatorImpl {
         if (b->state == BlockState::kFree) {
           ++free_blocks;
           if (prev != nullptr && prev->state == BlockState::kFree) {
-            return absl::InternalError(
-                absl::StrFormat("blocks %#x and %#x are free but not coalesced", prev->addr,
-                                b->addr));
+            return absl::InternalError(absl::StrFormat(
+                "blocks %#x and %#x are free but not coalesced", prev->addr, b->addr));
           }
           const FreeBlockSet& set = small ? small_free_ : large_free_;
           if (!set.contains(const_cast<Block*>(b))) {
-            return absl::InternalError(absl::StrFormat("free block %#x not in its free set",
-                                                       b->addr));
+            return absl::InternalError(
+                absl::StrFormat("free block %#x not in its free set", b->addr));
           }
           if (b->is_split()) {
             expected.inactive_split.Increase(small, 1);
@@ -1023,29 +1040,28 @@ class CachingAllocatorImpl {
         }
       }
       if (cursor != base + segment->size) {
-        return absl::InternalError(
-            absl::StrFormat("segment %#x: blocks cover %d of %d bytes", base, cursor - base,
-                            segment->size));
+        return absl::InternalError(absl::StrFormat("segment %#x: blocks cover %d of %d bytes", base,
+                                                   cursor - base, segment->size));
       }
     }
     if (free_blocks != small_free_.size() + large_free_.size()) {
-      return absl::InternalError(absl::StrFormat(
-          "%d free blocks in segments but %d in free sets", free_blocks,
-          small_free_.size() + large_free_.size()));
+      return absl::InternalError(absl::StrFormat("%d free blocks in segments but %d in free sets",
+                                                 free_blocks,
+                                                 small_free_.size() + large_free_.size()));
     }
     if (live_.size() != static_cast<std::size_t>(expected.allocation.all().current)) {
       return absl::InternalError("live map holds blocks that no segment holds");
     }
-#define VRAMCACHE_COMPARE_POOL_STAT(name)                                                   \
-  for (int p = 0; p < kNumPoolStats; ++p) {                                                 \
-    if (expected.name.by_pool[p].current != stats_.name.by_pool[p].current) {               \
-      return absl::InternalError(absl::StrFormat(                                           \
-          "statistic %s.%s.current is %d but the blocks say %d", #name, kPoolStatNames[p], \
-          stats_.name.by_pool[p].current, expected.name.by_pool[p].current));               \
-    }                                                                                       \
-    if (stats_.name.by_pool[p].peak < stats_.name.by_pool[p].current) {                     \
+#define VRAMCACHE_COMPARE_POOL_STAT(name)                                                    \
+  for (int p = 0; p < kNumPoolStats; ++p) {                                                  \
+    if (expected.name.by_pool[p].current != stats_.name.by_pool[p].current) {                \
+      return absl::InternalError(absl::StrFormat(                                            \
+          "statistic %s.%s.current is %d but the blocks say %d", #name, kPoolStatNames[p],   \
+          stats_.name.by_pool[p].current, expected.name.by_pool[p].current));                \
+    }                                                                                        \
+    if (stats_.name.by_pool[p].peak < stats_.name.by_pool[p].current) {                      \
       return absl::InternalError(absl::StrFormat("statistic %s peak below current", #name)); \
-    }                                                                                       \
+    }                                                                                        \
   }
     VRAMCACHE_POOL_STATS(VRAMCACHE_COMPARE_POOL_STAT)
 #undef VRAMCACHE_COMPARE_POOL_STAT
@@ -1096,8 +1112,7 @@ absl::Status CachingAllocator::RecordStream(void* ptr, StreamHandle stream) {
 absl::Status CachingAllocator::StreamDestroyed(StreamHandle stream) {
   return impl_->StreamDestroyed(stream);
 }
-void CachingAllocator::BeginAllocateToPool(PoolId pool,
-                                           std::function<bool(StreamHandle)> filter) {
+void CachingAllocator::BeginAllocateToPool(PoolId pool, std::function<bool(StreamHandle)> filter) {
   impl_->BeginAllocateToPool(pool, std::move(filter));
 }
 absl::Status CachingAllocator::EndAllocateToPool(PoolId pool) {

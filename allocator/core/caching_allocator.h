@@ -39,7 +39,14 @@ struct SegmentInfo {
 };
 
 // One entry of the allocation history (config record_history), in PyTorch's vocabulary.
-enum class TraceAction { kAlloc, kFreeRequested, kFreeCompleted, kSegmentAlloc, kSegmentFree, kOom };
+enum class TraceAction {
+  kAlloc,
+  kFreeRequested,
+  kFreeCompleted,
+  kSegmentAlloc,
+  kSegmentFree,
+  kOom
+};
 const char* TraceActionName(TraceAction action);
 struct TraceEntry {
   TraceAction action = TraceAction::kAlloc;
@@ -101,9 +108,8 @@ class CachingAllocator {
 
   // Called after every out-of-memory, outside the allocator's lock, as PyTorch's
   // attachOutOfMemoryObserver: (device, requested, allocated, budget or device total, free).
-  using OomObserver = std::function<void(int device, std::size_t requested,
-                                         std::size_t allocated, std::size_t limit,
-                                         std::size_t device_free)>;
+  using OomObserver = std::function<void(int device, std::size_t requested, std::size_t allocated,
+                                         std::size_t limit, std::size_t device_free)>;
   void AttachOomObserver(OomObserver observer);
 
   // The size actually reserved for `ptr` (the block's size), or NotFound.

@@ -30,8 +30,8 @@ struct AllocatorConfig {
   DeviceKind device = DeviceKind::kAuto;
   std::size_t sim_capacity = 80 * kGiB;
   std::size_t sim_granularity = 2 * kMiB;
-  bool sim_accounting_only = true;  // addresses without backing memory (fast replays)
-  std::optional<std::size_t> budget_bytes;      // hard cap on reserved (physical) bytes
+  bool sim_accounting_only = true;          // addresses without backing memory (fast replays)
+  std::optional<std::size_t> budget_bytes;  // hard cap on reserved (physical) bytes
   std::optional<std::size_t> soft_budget_bytes;
   std::optional<double> soft_budget_fraction;
   VmmMode vmm = VmmMode::kAuto;
@@ -54,7 +54,7 @@ struct AllocatorConfig {
   // roundup_power2_divisions: entry i is the number of divisions for request sizes in
   // [2^i, 2^(i+1)) bytes (0 or 1: no extra rounding). Empty: off everywhere.
   std::vector<std::size_t> roundup_power2_divisions;
-  double garbage_collection_threshold = 0.0;           // 0: off
+  double garbage_collection_threshold = 0.0;  // 0: off
   bool expandable_segments = false;
   std::optional<double> per_process_memory_fraction;
   bool release_lock_on_cudamalloc = false;

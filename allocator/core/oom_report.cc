@@ -66,8 +66,7 @@ std::string Advice(const OomReport& r) {
       return "Verdict: the device is full with this process's live tensors. Reduce the batch "
              "size or model size, or free tensors you no longer need.";
     case OomVerdict::kOtherProcesses:
-      return absl::StrCat("Verdict: other processes hold ",
-                          FormatBytes(r.other_processes_bytes),
+      return absl::StrCat("Verdict: other processes hold ", FormatBytes(r.other_processes_bytes),
                           " of this device. Free them (nvidia-smi lists them) or give each "
                           "process a budget.");
   }

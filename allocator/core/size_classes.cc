@@ -36,25 +36,25 @@ std::span<const std::size_t> SmallSizeClasses() { return kClasses; }
 absl::Status ValidateSizeClasses(std::span<const std::size_t> classes, double max_waste) {
   if (classes.empty()) return absl::InvalidArgumentError("size-class table is empty");
   if (classes.back() != kSmallRequestLimit) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "last size class is %d, expected the small-request limit %d", classes.back(),
-        kSmallRequestLimit));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("last size class is %d, expected the small-request limit %d",
+                        classes.back(), kSmallRequestLimit));
   }
   std::size_t previous = 0;
   for (std::size_t c : classes) {
     if (c % kMinBlockSize != 0 || c <= previous) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "size class %d after %d: classes must ascend in multiples of %d", c, previous,
-          kMinBlockSize));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("size class %d after %d: classes must ascend in multiples of %d", c,
+                          previous, kMinBlockSize));
     }
     // The worst request for class c is one byte above the previous class.
     const std::size_t worst_request = previous + 1;
     if (worst_request >= kLinearLimit) {
       const double waste = static_cast<double>(c - worst_request) / worst_request;
       if (waste >= max_waste) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "size class %d wastes %.4f of a %d-byte request (limit %.4f)", c, waste,
-            worst_request, max_waste));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("size class %d wastes %.4f of a %d-byte request (limit %.4f)", c, waste,
+                            worst_request, max_waste));
       }
     }
     previous = c;

@@ -11,7 +11,7 @@
 
 namespace vramcache {
 
-inline constexpr std::size_t kMinBlockSize = 512;          // every block is a multiple of this
+inline constexpr std::size_t kMinBlockSize = 512;            // every block is a multiple of this
 inline constexpr std::size_t kSmallRequestLimit = 1u << 20;  // <= this: small pool
 inline constexpr std::size_t kSmallSegmentSize = 2u << 20;   // segments of the small pool
 inline constexpr std::size_t kMidRequestLimit = 10u << 20;   // (1, 10] MiB share 20 MiB segments

@@ -43,8 +43,8 @@ void AppendStat(std::vector<std::pair<std::string, std::int64_t>>& out, const st
 
 std::vector<std::pair<std::string, std::int64_t>> DeviceStats::ToKeyValues() const {
   std::vector<std::pair<std::string, std::int64_t>> out;
-#define VRAMCACHE_FLATTEN_POOL(name)                                 \
-  for (int p = 0; p < kNumPoolStats; ++p) {                          \
+#define VRAMCACHE_FLATTEN_POOL(name)                                               \
+  for (int p = 0; p < kNumPoolStats; ++p) {                                        \
     AppendStat(out, absl::StrCat(#name, ".", kPoolStatNames[p]), name.by_pool[p]); \
   }
   VRAMCACHE_POOL_STATS(VRAMCACHE_FLATTEN_POOL)

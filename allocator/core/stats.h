@@ -39,7 +39,7 @@ struct Stat {
 enum class Pool : int { kAll = 0, kSmall = 1, kLarge = 2 };
 inline constexpr int kNumPoolStats = 3;
 inline constexpr std::array<const char*, kNumPoolStats> kPoolStatNames = {"all", "small_pool",
-                                                                         "large_pool"};
+                                                                          "large_pool"};
 
 // Aggregate updates keep `all` equal to small + large by construction.
 struct PoolStat {

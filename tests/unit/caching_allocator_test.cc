@@ -156,8 +156,7 @@ TEST_F(CachingAllocatorTest, CaptureDirectsAllocationsToPrivatePool) {
   const PoolId graph_pool = 42;
   void* before = Alloc(1000, kStream);
   ASSERT_TRUE(allocator_->Free(before).ok());
-  allocator_->BeginAllocateToPool(graph_pool,
-                                  [](StreamHandle s) { return s == kOtherStream; });
+  allocator_->BeginAllocateToPool(graph_pool, [](StreamHandle s) { return s == kOtherStream; });
   void* in_graph = Alloc(1000, kOtherStream);
   EXPECT_NE(in_graph, before) << "a private pool must not take shared cached memory";
   void* outside = Alloc(1000, kStream);  // streams the filter rejects use the shared pool
@@ -188,7 +187,7 @@ TEST_F(CachingAllocatorTest, CaptureNeverQueriesEventsAndDefersCrossStreamFrees)
   void* a = Alloc(1000, kStream);
   ASSERT_TRUE(allocator_->RecordStream(a, kOtherStream).ok());
   ASSERT_TRUE(allocator_->Free(a).ok());  // pending on an event
-  device_->SetCapturing(kStream, true);  // the simulated device fails any query now
+  device_->SetCapturing(kStream, true);   // the simulated device fails any query now
   allocator_->BeginAllocateToPool(1, nullptr);
   void* b = Alloc(1000, kStream);
   ASSERT_NE(b, nullptr);
@@ -204,8 +203,8 @@ TEST_F(CachingAllocatorTest, CaptureNeverQueriesEventsAndDefersCrossStreamFrees)
 }
 
 TEST_F(CachingAllocatorTest, StatisticsFollowPyTorchMeanings) {
-  void* a = Alloc(1000);          // small pool, class 1024
-  void* b = Alloc(3u << 20);      // large pool, 20 MiB segment
+  void* a = Alloc(1000);      // small pool, class 1024
+  void* b = Alloc(3u << 20);  // large pool, 20 MiB segment
   DeviceStats s = allocator_->GetStats();
   EXPECT_EQ(s.allocated_bytes.all().current, 1024 + (3 << 20));
   EXPECT_EQ(s.requested_bytes.all().current, 1000 + (3 << 20));

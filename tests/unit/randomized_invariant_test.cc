@@ -75,7 +75,9 @@ void RunSeed(std::uint64_t seed, int steps) {
       ASSERT_TRUE(block_size.ok());
       ASSERT_GE(*block_size, size);
       auto next = intervals.lower_bound(start);
-      if (next != intervals.end()) ASSERT_LE(start + *block_size, next->first) << "overlap";
+      if (next != intervals.end()) {
+        ASSERT_LE(start + *block_size, next->first) << "overlap";
+      }
       if (next != intervals.begin()) {
         auto prev = std::prev(next);
         ASSERT_LE(prev->first + prev->second, start) << "overlap";

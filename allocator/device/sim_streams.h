@@ -1,0 +1,124 @@
+// Simulated streams and events for SimDevice. Each stream runs its work in order; a work item
+// (a "kernel", a fill, or the wait that StreamWaitEvent inserts) completes only when the test
+// or the completion mode says so, so tests control exactly what the allocator can observe.
+//
+// Glossary:
+//   ticket    - the number of one submitted work item, unique across all streams, never 0.
+//   identity  - the internal id of one stream's lifetime. A stream handle may be destroyed and
+//               handed out again; the new stream gets a new identity and is not ordered after
+//               the old one's work, exactly as with reused cudaStream_t values.
+//   captured  - the (identity, ticket) an event recorded: the stream's latest work at the time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <set>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "allocator/device/device.h"
+
+namespace vramcache {
+
+// When submitted work completes.
+enum class SimCompletion {
+  kImmediate,     // as soon as it is submitted: every query reports complete
+  kManual,        // only when a test completes it (or a synchronize waits for it)
+  kAfterQueries,  // a pending event reports complete on its n-th query (and completes its work)
+};
+
+// Not thread-safe: SimDevice calls it under its own lock. Error messages name the Device call.
+class SimStreamModel {
+ public:
+  SimStreamModel(SimCompletion completion, int queries_until_complete, bool reuse_stream_handles);
+
+  SimCompletion completion() const { return completion_; }
+
+  // Simulates a kernel launch on `stream`; returns its ticket.
+  std::uint64_t SubmitWork(StreamHandle stream);
+  // Completes `stream`'s work up to and including `ticket` (the stream runs in order), and
+  // first everything that work waits on, as the GPU guarantees.
+  absl::Status CompleteWork(StreamHandle stream, std::uint64_t ticket);
+  void CompleteStream(StreamHandle stream);
+  void CompleteAll();
+  // Whether work item `ticket` (from SubmitWork, on any stream, destroyed ones too) is done.
+  bool IsWorkComplete(std::uint64_t ticket) const;
+
+  // Explicit streams. A destroyed stream's pending work stays pending under its identity.
+  StreamHandle CreateStream();
+  absl::Status DestroyStream(StreamHandle stream);
+
+  void SetCapturing(StreamHandle stream, bool capturing);
+  bool IsCapturing(StreamHandle stream) const { return capturing_.contains(stream); }
+  // The error CUDA gives for a synchronizing or querying call while any stream is capturing
+  // (cudaErrorStreamCaptureUnsupported in global capture mode); OK when none is.
+  absl::Status CheckNoCapture(absl::string_view call) const;
+
+  // The Device calls. Capture checks are left to the caller, which owns the call's name.
+  EventHandle CreateEvent();
+  absl::Status DestroyEvent(EventHandle event);
+  absl::Status RecordEvent(EventHandle event, StreamHandle stream);
+  absl::StatusOr<bool> QueryEvent(EventHandle event);
+  absl::Status SynchronizeEvent(EventHandle event);
+  absl::Status StreamWaitEvent(StreamHandle stream, EventHandle event);
+  void SynchronizeDevice() { CompleteAll(); }
+
+  std::size_t LiveEvents() const { return events_.size(); }
+  std::size_t LiveStreams() const { return created_handles_.size(); }
+  // Work items submitted but not complete, on live and destroyed streams alike.
+  std::size_t PendingWork() const;
+  std::uint64_t SubmittedWork() const { return next_ticket_ - 1; }
+
+ private:
+  using StreamId = std::uint64_t;
+  struct WorkRef {
+    StreamId stream = 0;
+    std::uint64_t ticket = 0;  // 0: no work, always complete
+  };
+  struct WorkItem {
+    std::uint64_t ticket = 0;
+    std::vector<WorkRef> waits_on;  // incomplete work this item may not overtake
+    bool wait_only = false;         // inserted by StreamWaitEvent; completes on its own
+  };
+  struct StreamState {
+    std::deque<WorkItem> pending;  // in submission order
+    std::uint64_t last_ticket = 0;
+    bool retired = false;  // its handle was destroyed or handed to a new identity
+  };
+  struct EventState {
+    WorkRef captured;
+    int queries_since_record = 0;
+  };
+
+  StreamId IdentityOf(StreamHandle stream);
+  std::uint64_t Submit(StreamHandle stream, std::vector<WorkRef> waits_on, bool wait_only);
+  bool IsComplete(const WorkRef& ref) const;
+  void CompleteThrough(const WorkRef& target);
+  // After any completion: waits whose work is done complete by themselves, and retired
+  // identities with nothing pending are forgotten.
+  void Settle();
+  void RetireHandle(StreamHandle stream);
+  absl::StatusOr<EventState*> FindEvent(absl::string_view call, EventHandle event);
+
+  const SimCompletion completion_;
+  const int queries_until_complete_;
+  const bool reuse_stream_handles_;
+
+  absl::flat_hash_map<StreamHandle, StreamId> identities_;
+  absl::flat_hash_map<StreamId, StreamState> streams_;
+  absl::flat_hash_set<StreamHandle> created_handles_;
+  std::vector<StreamHandle> free_handles_;
+  std::set<StreamHandle> capturing_;  // ordered so error messages are deterministic
+  absl::flat_hash_map<EventHandle, EventState> events_;
+  StreamId next_identity_ = 1;
+  std::uint64_t next_ticket_ = 1;
+  EventHandle next_event_ = 1;
+  StreamHandle next_stream_handle_;
+};
+
+}  // namespace vramcache

@@ -126,6 +126,14 @@ int vramcache_record_stream(void* ptr, void* stream) {
   return status.ok() ? Succeed() : Fail(status);
 }
 
+int vramcache_stream_destroyed(void* stream) {
+  absl::Status status = absl::OkStatus();
+  for (CachingAllocator* allocator : Registry::Global().Existing()) {
+    status.Update(allocator->StreamDestroyed(ToStream(stream)));
+  }
+  return status.ok() ? Succeed() : Fail(status);
+}
+
 int vramcache_empty_cache(void) {
   absl::Status status = absl::OkStatus();
   for (CachingAllocator* allocator : Registry::Global().Existing()) {
@@ -136,8 +144,8 @@ int vramcache_empty_cache(void) {
 
 int vramcache_set_memory_fraction(double fraction, int device) {
   if (!(fraction > 0.0 && fraction <= 1.0)) {
-    return Fail(absl::InvalidArgumentError(absl::StrFormat(
-        "vramcache: memory fraction %g is outside (0, 1]", fraction)));
+    return Fail(absl::InvalidArgumentError(
+        absl::StrFormat("vramcache: memory fraction %g is outside (0, 1]", fraction)));
   }
   absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());

@@ -30,9 +30,8 @@ std::string SegmentJson(int device, const SegmentInfo& segment) {
     }
     if (b.state != BlockState::kFree) active += b.size;
     blocks.push_back(absl::StrFormat(
-        "{\"address\":%d,\"size\":%d,\"requested_size\":%d,\"state\":\"%s\",\"frames\":[]}",
-        b.addr, b.size, b.state == BlockState::kAllocated ? b.requested : 0,
-        BlockStateName(b.state)));
+        "{\"address\":%d,\"size\":%d,\"requested_size\":%d,\"state\":\"%s\",\"frames\":[]}", b.addr,
+        b.size, b.state == BlockState::kAllocated ? b.requested : 0, BlockStateName(b.state)));
   }
   return absl::StrFormat(
       "{\"device\":%d,\"address\":%d,\"total_size\":%d,\"allocated_size\":%d,"

@@ -24,6 +24,9 @@ VRAMCACHE_EXPORT void vramcache_free(void* ptr, size_t size, int device, void* s
 VRAMCACHE_EXPORT const char* vramcache_last_error(void);
 
 VRAMCACHE_EXPORT int vramcache_record_stream(void* ptr, void* stream);
+/* Call before cudaStreamDestroy(stream): memory cached for it then waits for its work before a
+ * later stream with the same handle value can get it (see docs/design.md, the stream model). */
+VRAMCACHE_EXPORT int vramcache_stream_destroyed(void* stream);
 VRAMCACHE_EXPORT int vramcache_empty_cache(void);
 VRAMCACHE_EXPORT int vramcache_set_memory_fraction(double fraction, int device);
 

@@ -15,6 +15,7 @@ const char* BlockStateName(BlockState state) {
     case BlockState::kPendingFree:
       return "active_pending_free";
     case BlockState::kFree:
+    case BlockState::kCached:
       return "inactive";
   }
   return "inactive";
@@ -28,7 +29,9 @@ std::string SegmentJson(int device, const SegmentInfo& segment) {
       allocated += b.size;
       requested += b.requested;
     }
-    if (b.state != BlockState::kFree) active += b.size;
+    if (b.state == BlockState::kAllocated || b.state == BlockState::kPendingFree) {
+      active += b.size;
+    }
     blocks.push_back(absl::StrFormat(
         "{\"address\":%d,\"size\":%d,\"requested_size\":%d,\"state\":\"%s\",\"frames\":[]}", b.addr,
         b.size, b.state == BlockState::kAllocated ? b.requested : 0, BlockStateName(b.state)));

@@ -4,8 +4,10 @@
 //   segment  one range obtained from the device in a single call (cudaMalloc). Never split
 //            across pools or streams: all its blocks belong to its stream and pool.
 //   block    a contiguous piece of a segment; the blocks of a segment tile it in address order
-//            (prev/next links). A block is allocated, free (in its pool's free set), or
-//            pending (freed by the user but still in use by another stream's work).
+//            (prev/next links). A block is allocated, free (in its pool's free set, coalesced
+//            with its neighbours), cached (freed, kept whole in the reuse cache for the next
+//            request of the same size, not yet coalesced), or pending (freed by the user but
+//            still in use by another stream's work).
 //   pool     small (requests <= 1 MiB, 2 MiB segments) or large (everything else).
 #pragma once
 
@@ -26,12 +28,14 @@ struct Segment;
 using PoolId = std::uint64_t;
 inline constexpr PoolId kDefaultPool = 0;
 
-enum class BlockState : std::uint8_t { kFree, kAllocated, kPendingFree };
+enum class BlockState : std::uint8_t { kFree, kAllocated, kPendingFree, kCached };
 
 struct Block {
   DevicePtr addr = 0;
   std::size_t size = 0;
   std::size_t requested = 0;      // the user's size while allocated
+  std::size_t rounded = 0;        // the rounded request it last served (its reuse-cache key)
+  Block* cache_next = nullptr;    // next block in the same reuse-cache list
   StreamHandle stream = 0;        // its home stream (its segment's): the free list it returns to
   StreamHandle alloc_stream = 0;  // while allocated: the stream of the current allocation
   PoolId pool_id = kDefaultPool;
@@ -47,6 +51,25 @@ struct Block {
   bool used_by_destroyed_stream = false;
 
   bool is_split() const { return prev != nullptr || next != nullptr; }
+
+  // Back to a default-constructed state, keeping stream_uses' storage (blocks are recycled).
+  void Reset() {
+    addr = 0;
+    size = 0;
+    requested = 0;
+    rounded = 0;
+    cache_next = nullptr;
+    stream = 0;
+    alloc_stream = 0;
+    pool_id = kDefaultPool;
+    segment = nullptr;
+    prev = nullptr;
+    next = nullptr;
+    state = BlockState::kFree;
+    stream_uses.clear();
+    last_free_time = 0;
+    used_by_destroyed_stream = false;
+  }
 };
 
 struct Segment {

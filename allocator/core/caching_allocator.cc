@@ -47,6 +47,18 @@ struct PendingFree {
   absl::InlinedVector<EventHandle, 2> events;
 };
 
+// Key of a reuse-cache list: freed blocks that last served requests of `rounded` bytes.
+struct ReuseKey {
+  PoolId pool;
+  StreamHandle stream;
+  std::size_t rounded;
+  bool operator==(const ReuseKey&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const ReuseKey& k) {
+    return H::combine(std::move(h), k.pool, k.stream, k.rounded);
+  }
+};
+
 // A CUDA graph capture that directs allocations to a private pool.
 struct CaptureToPool {
   PoolId pool;
@@ -107,9 +119,21 @@ class CachingAllocatorImpl {
       if (!capturing) {
         if (absl::Status s = ProcessPendingFrees(/*all_complete=*/false); !s.ok()) return s;
       }
+      if (Block* block = PopReuseCache(pool, stream, rounded)) {
+        ++stats_.num_cache_hits;
+        return MarkAllocated(block, size, rounded, stream);
+      }
       if (Block* block = FindFreeBlock(small, pool, stream, rounded)) {
         ++stats_.num_cache_hits;
         return FinishAllocation(block, size, rounded, stream);
+      }
+      // Coalescing what the reuse cache holds may produce a block that fits.
+      if (reuse_cache_bytes_ > 0) {
+        FlushReuseCache();
+        if (Block* block = FindFreeBlock(small, pool, stream, rounded)) {
+          ++stats_.num_cache_hits;
+          return FinishAllocation(block, size, rounded, stream);
+        }
       }
       if (!capturing && config_.cross_stream != CrossStreamPolicy::kNone) {
         absl::StatusOr<Block*> borrowed = TakeFromOtherStream(small, pool, stream, rounded);
@@ -146,7 +170,11 @@ class CachingAllocatorImpl {
       pending_bytes_ += block->size;
       pending_.push_back({{block}, {}});  // resolved by the next device synchronization
     } else if (block->stream_uses.empty()) {
-      ReturnToPool(block);
+      if (reuse_cache_bytes_ + block->size <= config_.reuse_cache_bytes) {
+        PushReuseCache(block);
+      } else {
+        ReturnToPool(block);
+      }
     } else if (AnyCaptureLocked(block->stream_uses)) {
       block->state = BlockState::kPendingFree;
       pending_bytes_ += block->size;
@@ -173,6 +201,7 @@ class CachingAllocatorImpl {
   absl::Status StreamDestroyed(StreamHandle stream) {
     MutexLock lock(&mu_);
     if (shut_down_) return absl::OkStatus();
+    FlushReuseCache();
     for (auto& [addr, block] : live_) {
       if (block->stream == stream || block->alloc_stream == stream ||
           Contains(block->stream_uses, stream)) {
@@ -309,6 +338,7 @@ class CachingAllocatorImpl {
         if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
       }
       live_.clear();
+      FlushReuseCache();
       for (auto& [base, segment] : segments_) released.push_back(segment);
       segments_.clear();
       for (Segment* segment : released) {
@@ -473,6 +503,7 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       if (shut_down_) return ShutDownError();
       // Another thread may have freed a fitting block meanwhile.
+      FlushReuseCache();
       if (Block* block = FindFreeBlock(small, pool, stream, rounded)) {
         ++stats_.num_cache_hits;
         return FinishAllocation(block, size, rounded, stream);
@@ -626,7 +657,6 @@ class CachingAllocatorImpl {
   void* FinishAllocation(Block* block, std::size_t size, std::size_t rounded,
                          StreamHandle alloc_stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     RemoveFreeBlock(block);
-    const bool small = block->segment->small;
     if (ShouldSplit(block, rounded)) {
       Block* rest = NewBlock();
       rest->addr = block->addr + rounded;
@@ -641,7 +671,14 @@ class CachingAllocatorImpl {
       block->size = rounded;
       AddFreeBlock(rest);
     }
+    return MarkAllocated(block, size, rounded, alloc_stream);
+  }
+
+  void* MarkAllocated(Block* block, std::size_t size, std::size_t rounded,
+                      StreamHandle alloc_stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool small = block->segment->small;
     block->state = BlockState::kAllocated;
+    block->rounded = rounded;
     block->requested = size;
     block->alloc_stream = alloc_stream;
     block->stream_uses.clear();
@@ -666,6 +703,10 @@ class CachingAllocatorImpl {
     stats_.active.Decrease(small, 1);
     stats_.active_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
     Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
+    CoalesceAndInsert(block);
+  }
+
+  void CoalesceAndInsert(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     block->state = BlockState::kFree;
     block->stream_uses.clear();
     if (Block* prev = block->prev; prev != nullptr && prev->state == BlockState::kFree) {
@@ -684,6 +725,63 @@ class CachingAllocatorImpl {
       DeleteBlock(next);
     }
     AddFreeBlock(block);
+  }
+
+  // The reuse cache: a freed block waits, whole, for the next request of the size it served,
+  // which then takes it without any free-set search, split or coalesce. It is coalesced
+  // (FlushReuseCache) before anything that needs the true free space: a request nothing else
+  // serves, growth, releasing segments, snapshots and invariant checks.
+  void PushReuseCache(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool small = block->segment->small;
+    stats_.active.Decrease(small, 1);
+    stats_.active_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
+    Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
+    block->state = BlockState::kCached;
+    block->last_free_time = clock_->NowNanos();
+    if (block->is_split()) {
+      stats_.inactive_split.Increase(small, 1);
+      stats_.inactive_split_bytes.Increase(small, static_cast<std::int64_t>(block->size));
+    }
+    Block*& head = reuse_cache_[ReuseKey{block->pool_id, block->stream, block->rounded}];
+    block->cache_next = head;
+    head = block;
+    reuse_cache_bytes_ += block->size;
+  }
+
+  Block* PopReuseCache(PoolId pool, StreamHandle stream, std::size_t rounded)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reuse_cache_bytes_ == 0) return nullptr;
+    auto it = reuse_cache_.find(ReuseKey{pool, stream, rounded});
+    if (it == reuse_cache_.end() || it->second == nullptr) return nullptr;
+    Block* block = it->second;
+    it->second = block->cache_next;
+    block->cache_next = nullptr;
+    reuse_cache_bytes_ -= block->size;
+    if (block->is_split()) {
+      const bool small = block->segment->small;
+      stats_.inactive_split.Decrease(small, 1);
+      stats_.inactive_split_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
+    }
+    return block;
+  }
+
+  void FlushReuseCache() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reuse_cache_bytes_ == 0) return;
+    for (auto& [key, head] : reuse_cache_) {
+      while (head != nullptr) {
+        Block* block = head;
+        head = block->cache_next;
+        block->cache_next = nullptr;
+        if (block->is_split()) {
+          const bool small = block->segment->small;
+          stats_.inactive_split.Decrease(small, 1);
+          stats_.inactive_split_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
+        }
+        CoalesceAndInsert(block);
+      }
+    }
+    reuse_cache_.clear();
+    reuse_cache_bytes_ = 0;
   }
 
   // Another stream may still be using the block: record an event on each such stream and keep
@@ -796,6 +894,7 @@ class CachingAllocatorImpl {
   // `bytes_wanted` are collected. Their memory is freed by the caller outside the lock.
   std::vector<Segment*> DetachReleasableSegments(std::size_t bytes_wanted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    FlushReuseCache();
     std::vector<Segment*> candidates;
     for (auto& [base, segment] : segments_) {
       // A live private pool's memory belongs to its graph's replays even when free.
@@ -888,7 +987,7 @@ class CachingAllocatorImpl {
     if (spare_blocks_.empty()) return new Block();
     Block* block = spare_blocks_.back();
     spare_blocks_.pop_back();
-    *block = Block();
+    block->Reset();
     return block;
   }
 
@@ -991,6 +1090,8 @@ class CachingAllocatorImpl {
   absl::Status CheckInvariantsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     DeviceStats expected;
     std::size_t free_blocks = 0;
+    std::size_t cached_blocks = 0;
+    std::size_t cached_bytes = 0;
     DevicePtr previous_end = 0;
     for (const auto& [base, segment] : segments_) {
       if (base < previous_end) {
@@ -1024,6 +1125,13 @@ class CachingAllocatorImpl {
             expected.inactive_split.Increase(small, 1);
             expected.inactive_split_bytes.Increase(small, static_cast<std::int64_t>(b->size));
           }
+        } else if (b->state == BlockState::kCached) {
+          ++cached_blocks;
+          cached_bytes += b->size;
+          if (b->is_split()) {
+            expected.inactive_split.Increase(small, 1);
+            expected.inactive_split_bytes.Increase(small, static_cast<std::int64_t>(b->size));
+          }
         } else {
           expected.active.Increase(small, 1);
           expected.active_bytes.Increase(small, static_cast<std::int64_t>(b->size));
@@ -1048,6 +1156,22 @@ class CachingAllocatorImpl {
       return absl::InternalError(absl::StrFormat("%d free blocks in segments but %d in free sets",
                                                  free_blocks,
                                                  small_free_.size() + large_free_.size()));
+    }
+    std::size_t listed_blocks = 0;
+    for (const auto& [key, head] : reuse_cache_) {
+      for (const Block* b = head; b != nullptr; b = b->cache_next) {
+        if (b->state != BlockState::kCached || b->rounded != key.rounded ||
+            b->stream != key.stream || b->pool_id != key.pool) {
+          return absl::InternalError(
+              absl::StrFormat("reuse-cache list holds block %#x of another key", b->addr));
+        }
+        ++listed_blocks;
+      }
+    }
+    if (listed_blocks != cached_blocks || cached_bytes != reuse_cache_bytes_) {
+      return absl::InternalError(absl::StrFormat(
+          "%d cached blocks (%d bytes) in segments but %d in reuse lists (%d bytes counted)",
+          cached_blocks, cached_bytes, listed_blocks, reuse_cache_bytes_));
     }
     if (live_.size() != static_cast<std::size_t>(expected.allocation.all().current)) {
       return absl::InternalError("live map holds blocks that no segment holds");
@@ -1082,6 +1206,8 @@ class CachingAllocatorImpl {
   std::vector<Block*> spare_blocks_ ABSL_GUARDED_BY(mu_);
   std::deque<PendingFree> pending_ ABSL_GUARDED_BY(mu_);
   std::vector<Block*> deferred_until_capture_ends_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<ReuseKey, Block*> reuse_cache_ ABSL_GUARDED_BY(mu_);
+  std::size_t reuse_cache_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<CaptureToPool> captures_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<PoolId, int> private_pool_uses_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<PoolId> released_pools_ ABSL_GUARDED_BY(mu_);

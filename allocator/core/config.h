@@ -40,6 +40,9 @@ struct AllocatorConfig {
   bool canaries = false;
   bool unmap_on_free = false;
   bool zero_on_alloc = false;
+  // Freed blocks kept whole for the next request of the same size (no coalesce, no search);
+  // at most this many bytes. 0 turns the reuse cache off.
+  std::size_t reuse_cache_bytes = 256 * kMiB;
   bool record_history = false;
   std::size_t history_capacity = 100000;
 #if defined(VRAMCACHE_CHECK_INVARIANTS)

@@ -203,6 +203,9 @@ TEST_F(CachingAllocatorTest, CaptureNeverQueriesEventsAndDefersCrossStreamFrees)
 }
 
 TEST_F(CachingAllocatorTest, StatisticsFollowPyTorchMeanings) {
+  AllocatorConfig config;
+  config.reuse_cache_bytes = 0;  // coalesce at once, as PyTorch does
+  Make(std::size_t{8} << 30, config);
   void* a = Alloc(1000);      // small pool, class 1024
   void* b = Alloc(3u << 20);  // large pool, 20 MiB segment
   DeviceStats s = allocator_->GetStats();
@@ -238,6 +241,9 @@ TEST_F(CachingAllocatorTest, StatisticsFollowPyTorchMeanings) {
 }
 
 TEST_F(CachingAllocatorTest, SplitBlocksCoalesceOnFree) {
+  AllocatorConfig config;
+  config.reuse_cache_bytes = 0;
+  Make(std::size_t{8} << 30, config);
   void* a = Alloc(4096);
   void* b = Alloc(4096);
   void* c = Alloc(4096);
@@ -249,6 +255,28 @@ TEST_F(CachingAllocatorTest, SplitBlocksCoalesceOnFree) {
   ASSERT_EQ(segments.size(), 1u);
   ASSERT_EQ(segments[0].blocks.size(), 1u);
   EXPECT_EQ(segments[0].blocks[0].size, kSmallSegmentSize);
+}
+
+TEST_F(CachingAllocatorTest, ReuseCacheServesSameSizeAndCoalescesOnMiss) {
+  void* a = Alloc(4096);
+  void* b = Alloc(4096);
+  ASSERT_TRUE(allocator_->Free(a).ok());
+  ASSERT_TRUE(allocator_->Free(b).ok());
+  // Both freed blocks wait whole; the segment is not coalesced yet.
+  ASSERT_EQ(allocator_->Snapshot()[0].blocks.size(), 3u);
+  EXPECT_EQ(allocator_->GetStats().inactive_split.all().current, 3);
+  EXPECT_EQ(allocator_->GetStats().active.all().current, 0);
+  void* c = Alloc(4000);  // same size class: served from the reuse cache, last freed first
+  EXPECT_EQ(c, b);
+  ASSERT_TRUE(allocator_->Free(c).ok());
+  // A size no cached block served is taken from the coalesced remainder.
+  void* d = Alloc(1u << 20);
+  ASSERT_NE(d, nullptr);
+  ASSERT_TRUE(allocator_->Free(d).ok());
+  // EmptyCache coalesces everything first and returns the now wholly free segment.
+  ASSERT_TRUE(allocator_->EmptyCache().ok());
+  EXPECT_EQ(allocator_->GetStats().reserved_bytes.all().current, 0);
+  EXPECT_EQ(allocator_->GetStats().num_device_alloc, 1);
 }
 
 TEST_F(CachingAllocatorTest, UnknownAndDoubleFreeAreErrorsThatChangeNothing) {

@@ -53,6 +53,9 @@ void RunSeed(std::uint64_t seed, int steps) {
   AllocatorConfig config;
   config.check_invariants = false;  // checked explicitly below, with a better message
   if (rng() % 4 == 0) config.max_split_size = 32u << 20;
+  // Reuse cache off, tiny (mixes cached and coalesced frees), or the default.
+  const std::size_t reuse_choices[] = {0, 64u << 10, config.reuse_cache_bytes};
+  config.reuse_cache_bytes = reuse_choices[rng() % 3];
   TickClock clock;
   CachingAllocator allocator(&device, config, &clock);
 

@@ -3,6 +3,8 @@
 # the binaries we carry to other machines need neither Abseil nor libcudart there.
 find_package(absl REQUIRED)
 find_package(Threads REQUIRED)
+get_target_property(_absl_base_location absl::base IMPORTED_LOCATION_NONE)
+get_filename_component(VRAMCACHE_ABSL_LIBDIR "${_absl_base_location}" DIRECTORY)
 
 if(VRAMCACHE_STATIC_DEPS)
   foreach(_lib IN ITEMS base bad_any_cast_impl bad_optional_access bad_variant_access city

@@ -76,7 +76,10 @@ class CachingAllocatorImpl {
       const auto fraction_bytes =
           static_cast<std::size_t>(*config.per_process_memory_fraction *
                                    static_cast<double>(device->Capabilities().total_bytes));
-      budget = budget == 0 ? fraction_bytes : std::min(budget, fraction_bytes);
+      // A fraction of 0 means nothing may be reserved (PyTorch's meaning); a budget of 0 means
+      // "no budget" internally, so the smallest real cap stands for it.
+      budget = budget == 0 ? std::max<std::size_t>(fraction_bytes, 1)
+                           : std::min(budget, std::max<std::size_t>(fraction_bytes, 1));
     }
     budget_bytes_ = budget;
     const double total = static_cast<double>(device->Capabilities().total_bytes);

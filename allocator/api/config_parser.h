@@ -1,0 +1,57 @@
+// Turns the text of VRAMCACHE_CONF and of PyTorch's PYTORCH_CUDA_ALLOC_CONF / PYTORCH_ALLOC_CONF
+// into an AllocatorConfig, and a config back into text. The only code that reads those variables;
+// the core gets the result as plain data. Every key, its values and its default: docs/tuning.md.
+//
+// Syntax (PyTorch's): `key:value,key:value`, a list value as `key:[a:b,c:d]`, whitespace around
+// tokens ignored, one trailing comma (at the end or before `]`) tolerated, anything else malformed
+// an error. A key given twice: the later one wins.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "allocator/core/config.h"
+
+namespace vramcache {
+
+inline constexpr std::string_view kVramcacheConfVariable = "VRAMCACHE_CONF";
+inline constexpr std::string_view kPytorchAllocConfVariable = "PYTORCH_ALLOC_CONF";
+inline constexpr std::string_view kPytorchCudaAllocConfVariable = "PYTORCH_CUDA_ALLOC_CONF";
+
+// The defaults, then `pytorch_conf` (only the keys PyTorch 2.11 accepts, validated as PyTorch
+// validates them), then `vramcache_conf` (vramcache's keys and PyTorch's): where both set the same
+// key, `vramcache_conf` wins. `pytorch_variable` is the name errors give the PyTorch string. Empty
+// strings keep the defaults. Errors are InvalidArgument naming the variable, key, value and what
+// is allowed.
+absl::StatusOr<AllocatorConfig> ParseConfig(
+    std::string_view vramcache_conf, std::string_view pytorch_conf,
+    std::string_view pytorch_variable = kPytorchAllocConfVariable);
+
+// `conf`, in VRAMCACHE_CONF's syntax, applied on top of `base` (e.g. a command-line flag that
+// must not depend on the environment). `source` is the name errors give `conf`.
+absl::StatusOr<AllocatorConfig> ParseConfigOnto(std::string_view conf, const AllocatorConfig& base,
+                                                std::string_view source = kVramcacheConfVariable);
+
+// The variable PyTorch 2.11 takes its allocator settings from: PYTORCH_CUDA_ALLOC_CONF when it is
+// set (even to ""), else PYTORCH_ALLOC_CONF when set, else "" (PyTorch reads one, never both).
+std::string_view PytorchConfVariableInEnvironment();
+
+// The process's configuration: ParseConfig(getenv(VRAMCACHE_CONF), the variable above).
+absl::StatusOr<AllocatorConfig> ConfigFromEnvironment();
+
+// ConfigFromEnvironment(), then `conf` (VRAMCACHE_CONF's syntax) on top, so its keys override
+// the environment's: vramcache_configure() and vramcache.install(conf).
+absl::StatusOr<AllocatorConfig> ConfigFromEnvironmentWith(std::string_view conf);
+
+// Every key VRAMCACHE_CONF accepts, vramcache's own first; with `pytorch_only`, the keys PyTorch's
+// variable accepts (PyTorch 2.11's).
+std::vector<std::string_view> ConfigKeyNames(bool pytorch_only = false);
+
+// One line in VRAMCACHE_CONF's syntax: every vramcache key, then the PyTorch keys whose values
+// differ from PyTorch's defaults. ParseConfig(DescribeConfig(c), "") gives back c's settings
+// (for PyTorch's keys: the values their *_mb / interval forms can express, as parsing makes them).
+std::string DescribeConfig(const AllocatorConfig& config);
+
+}  // namespace vramcache

@@ -1,0 +1,158 @@
+// The C ABI on the simulated device: allocation, statistics, bad input reported through
+// vramcache_last_error without a crash and without changing anything.
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "allocator/api/vramcache.h"
+#include "gtest/gtest.h"
+
+namespace {
+
+class CApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(vramcache_shutdown(), 0);
+    ASSERT_EQ(vramcache_configure("device:sim,sim_capacity:1GiB"), 0) << vramcache_last_error();
+  }
+  void TearDown() override { EXPECT_EQ(vramcache_shutdown(), 0); }
+
+  static vramcache_stats Stats() {
+    vramcache_stats s{};
+    s.struct_size = sizeof(s);
+    EXPECT_EQ(vramcache_get_stats(0, &s), 0) << vramcache_last_error();
+    return s;
+  }
+};
+
+TEST_F(CApiTest, AllocateFreeAndStatistics) {
+  void* p = vramcache_try_malloc(1000, 0, nullptr);
+  ASSERT_NE(p, nullptr) << vramcache_last_error();
+  EXPECT_STREQ(vramcache_last_error(), "");
+  vramcache_stats s = Stats();
+  EXPECT_EQ(s.version, VRAMCACHE_STATS_VERSION);
+  EXPECT_EQ(s.requested_bytes[0].current, 1000);
+  EXPECT_EQ(s.allocated_bytes[0].current, 1024);
+  EXPECT_EQ(s.allocation[1].current, 1);  // small pool
+  vramcache_free(p, 1000, 0, nullptr);
+  EXPECT_STREQ(vramcache_last_error(), "");
+  s = Stats();
+  EXPECT_EQ(s.allocated_bytes[0].current, 0);
+  EXPECT_EQ(s.allocated_bytes[0].peak, 1024);
+  ASSERT_EQ(vramcache_reset_peak_stats(0), 0);
+  EXPECT_EQ(Stats().allocated_bytes[0].peak, 0);
+  const std::string json = vramcache_stats_json(0);
+  EXPECT_NE(json.find("\"allocated_bytes.all.peak\":0"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"requested_bytes.all.allocated\":1000"), std::string::npos) << json;
+}
+
+TEST_F(CApiTest, SizeZeroGivesNull) {
+  EXPECT_EQ(vramcache_try_malloc(0, 0, nullptr), nullptr);
+  EXPECT_STREQ(vramcache_last_error(), "");
+  EXPECT_EQ(vramcache_malloc(0, 0, nullptr), nullptr);
+}
+
+TEST_F(CApiTest, UnknownAndDoubleFreeAreReportedNotFatal) {
+  int local = 0;
+  vramcache_free(&local, 4, 0, nullptr);
+  EXPECT_NE(std::string(vramcache_last_error()).find("never allocated"), std::string::npos)
+      << vramcache_last_error();
+  void* p = vramcache_try_malloc(4096, 0, nullptr);
+  vramcache_free(p, 4096, 0, nullptr);
+  vramcache_free(p, 4096, 0, nullptr);
+  EXPECT_NE(std::string(vramcache_last_error()).find("double free"), std::string::npos)
+      << vramcache_last_error();
+  EXPECT_EQ(Stats().allocation[0].current, 0);
+}
+
+TEST_F(CApiTest, WrongDeviceIsAnError) {
+  EXPECT_EQ(vramcache_try_malloc(1000, 3, nullptr), nullptr);
+  EXPECT_NE(std::string(vramcache_last_error()).find("device 3 does not exist"), std::string::npos)
+      << vramcache_last_error();
+  void* p = vramcache_try_malloc(1000, 0, nullptr);
+  vramcache_free(p, 1000, 5, nullptr);
+  EXPECT_NE(std::string(vramcache_last_error()).find("device 5"), std::string::npos);
+  EXPECT_EQ(Stats().allocation[0].current, 1) << "a free on the wrong device freed something";
+  vramcache_free(p, 1000, 0, nullptr);
+  vramcache_stats s{};
+  s.struct_size = sizeof(s);
+  EXPECT_EQ(vramcache_get_stats(-1, &s), -1);
+}
+
+TEST_F(CApiTest, HugeSizeFailsWithMessage) {
+  EXPECT_EQ(vramcache_try_malloc(std::size_t{1} << 63, 0, nullptr), nullptr);
+  EXPECT_NE(std::string(vramcache_last_error()).find("larger than any device"), std::string::npos)
+      << vramcache_last_error();
+  EXPECT_EQ(Stats().num_ooms, 0);
+}
+
+TEST_F(CApiTest, OutOfMemoryThrowsFromMallocAndReturnsNullFromTryMalloc) {
+  EXPECT_EQ(vramcache_try_malloc(std::size_t{2} << 30, 0, nullptr), nullptr);
+  EXPECT_NE(std::string(vramcache_last_error()).find("CUDA out of memory"), std::string::npos);
+  try {
+    vramcache_malloc(std::size_t{2} << 30, 0, nullptr);
+    ADD_FAILURE() << "vramcache_malloc returned instead of throwing";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("Tried to allocate 2.00 GiB"), std::string::npos)
+        << e.what();
+  }
+  const std::string oom = vramcache_last_oom_json(0);
+  EXPECT_NE(oom.find("\"requested_bytes\":2147483648"), std::string::npos) << oom;
+}
+
+TEST_F(CApiTest, MalformedConfigurationIsRejectedAndNamed) {
+  ASSERT_EQ(vramcache_shutdown(), 0);
+  EXPECT_EQ(vramcache_configure("budget:lots"), -1);
+  EXPECT_NE(std::string(vramcache_last_error()).find("budget"), std::string::npos)
+      << vramcache_last_error();
+  EXPECT_EQ(vramcache_configure("no_such_key:1"), -1);
+  EXPECT_NE(std::string(vramcache_last_error()).find("no_such_key"), std::string::npos);
+  EXPECT_EQ(vramcache_configure(nullptr), -1);
+  // Configuration after the first allocation is refused.
+  ASSERT_EQ(vramcache_configure("device:sim"), 0);
+  void* p = vramcache_try_malloc(10, 0, nullptr);
+  EXPECT_EQ(vramcache_configure("device:sim"), -1);
+  vramcache_free(p, 10, 0, nullptr);
+}
+
+TEST_F(CApiTest, MemoryFractionCapsReservedBytes) {
+  EXPECT_EQ(vramcache_set_memory_fraction(1.5, 0), -1);
+  EXPECT_EQ(vramcache_set_memory_fraction(0.0, 0), -1);
+  ASSERT_EQ(vramcache_set_memory_fraction(0.25, 0), 0);  // 256 MiB of 1 GiB
+  EXPECT_EQ(Stats().budget_bytes, 256 << 20);
+  EXPECT_EQ(vramcache_try_malloc(300u << 20, 0, nullptr), nullptr);
+  EXPECT_NE(std::string(vramcache_last_error()).find("budget"), std::string::npos);
+}
+
+TEST_F(CApiTest, StatsStructVersioning) {
+  vramcache_stats s{};
+  s.struct_size = 4;  // too small to hold even the header
+  EXPECT_EQ(vramcache_get_stats(0, &s), -1);
+  EXPECT_EQ(vramcache_get_stats(0, nullptr), -1);
+  // An older caller that knows only the header and the first counter gets exactly that.
+  struct OldStats {
+    uint64_t struct_size, version;
+    vramcache_stat allocation[3];
+  } old{};
+  old.struct_size = sizeof(old);
+  void* p = vramcache_try_malloc(10, 0, nullptr);
+  ASSERT_EQ(vramcache_get_stats(0, reinterpret_cast<vramcache_stats*>(&old)), 0);
+  EXPECT_EQ(old.struct_size, sizeof(old));
+  EXPECT_EQ(old.allocation[0].current, 1);
+  vramcache_free(p, 10, 0, nullptr);
+}
+
+TEST_F(CApiTest, SnapshotAndRecordStream) {
+  void* p = vramcache_try_malloc(3u << 20, 0, nullptr);
+  EXPECT_EQ(vramcache_record_stream(p, reinterpret_cast<void*>(7)), 0);
+  int local = 0;
+  EXPECT_EQ(vramcache_record_stream(&local, nullptr), -1);
+  const std::string snapshot = vramcache_snapshot_json();
+  EXPECT_NE(snapshot.find("\"segment_type\":\"large\""), std::string::npos) << snapshot;
+  EXPECT_NE(snapshot.find("\"state\":\"active_allocated\""), std::string::npos) << snapshot;
+  vramcache_free(p, 3u << 20, 0, nullptr);
+  EXPECT_EQ(vramcache_empty_cache(), 0);
+  EXPECT_EQ(vramcache_device_count(), 1);
+}
+
+}  // namespace

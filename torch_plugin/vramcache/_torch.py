@@ -1,0 +1,97 @@
+"""install(): makes vramcache PyTorch's CUDA allocator through CUDAPluggableAllocator.
+
+PyTorch's pluggable path takes exactly two symbols, an allocate and a free with the signatures
+of vramcache_malloc / vramcache_free, and must be set before CUDA is initialized: PyTorch
+refuses to swap an allocator that has already handed out memory.
+"""
+
+import os
+import re
+import threading
+from typing import Any, Optional
+
+from . import _library
+
+ALLOC_SYMBOL = "vramcache_malloc"
+FREE_SYMBOL = "vramcache_free"
+
+_DEVICE_KEY = re.compile(r"(?:^|,)\s*device\s*:\s*(\w+)\s*(?=,|$)")
+
+
+def _selected_device(conf: Optional[str]) -> Optional[tuple]:
+    """(where, kind) of the device key that applies: conf's over VRAMCACHE_CONF's."""
+    for where, text in (("conf", conf), ("VRAMCACHE_CONF", os.environ.get("VRAMCACHE_CONF"))):
+        found = _DEVICE_KEY.findall(text or "")
+        if found:
+            return where, found[-1]
+    return None
+
+
+_lock = threading.Lock()
+_installed: Optional[Any] = None  # the CUDAPluggableAllocator, once installed
+_installed_conf: Optional[str] = None
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            "vramcache.install() needs PyTorch (pip install torch). The statistics functions "
+            "(vramcache.memory_allocated(), memory_stats(), ...) work without it.") from e
+    return torch
+
+
+def configure(conf: str) -> None:
+    """Applies a VRAMCACHE_CONF-style string (e.g. "budget:20GiB,record_history:true").
+
+    Must come before the first allocation on any device; fails with the reason otherwise.
+    """
+    if not isinstance(conf, str):
+        raise TypeError(f"vramcache: conf must be a str, got {type(conf).__name__}")
+    _library.check(_library.load().vramcache_configure(conf.encode("utf-8")),
+                   "vramcache_configure")
+
+
+def install(conf: Optional[str] = None) -> Any:
+    """Makes vramcache the allocator of every CUDA tensor PyTorch creates from now on.
+
+    Call it before anything initializes CUDA (before the first CUDA tensor, and before
+    torch.cuda.current_device(), torch.cuda.synchronize(), ...). `conf` uses VRAMCACHE_CONF's
+    syntax and overrides it; without it the environment's VRAMCACHE_CONF and PyTorch's
+    PYTORCH_ALLOC_CONF apply. Calling it again with the same (or no) conf does nothing.
+    Returns the torch.cuda.memory.CUDAPluggableAllocator.
+    """
+    global _installed, _installed_conf
+    with _lock:
+        if _installed is not None:
+            if conf is not None and conf != _installed_conf:
+                raise RuntimeError(
+                    f"vramcache is already installed with conf {_installed_conf!r}; the "
+                    f"configuration cannot change once PyTorch uses it (asked for {conf!r})")
+            return _installed
+        torch = _import_torch()
+        if torch.cuda.is_initialized():
+            raise RuntimeError(
+                "vramcache.install() must run before CUDA is initialized: PyTorch cannot swap "
+                "its allocator once CUDA memory exists. Call it at the top of the program, or "
+                "start the program with `python -m vramcache script.py`.")
+        selected = _selected_device(conf)
+        if selected is not None and selected[1] == "sim":
+            # The simulated device hands out host addresses; CUDA kernels would fault on them.
+            raise RuntimeError(
+                f"vramcache.install(): {selected[0]} selects the simulated device (device:sim), "
+                f"whose addresses are host memory; PyTorch's CUDA tensors need device:cuda (or "
+                f"no device key)")
+        if conf is not None:
+            configure(conf)
+        path = str(_library.library_path())
+        allocator = torch.cuda.memory.CUDAPluggableAllocator(path, ALLOC_SYMBOL, FREE_SYMBOL)
+        torch.cuda.memory.change_current_allocator(allocator)
+        _installed, _installed_conf = allocator, conf
+        return allocator
+
+
+def is_installed() -> bool:
+    """Whether install() has made vramcache PyTorch's allocator in this process."""
+    return _installed is not None

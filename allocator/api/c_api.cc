@@ -1,6 +1,7 @@
 // The C ABI of allocator/api/vramcache.h over the registry. Every entry point catches every
 // failure, records it as the calling thread's last error, and leaves the allocator unchanged.
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -222,6 +223,96 @@ int vramcache_device_count(void) {
   if (!count.ok()) return Fail(count.status());
   Succeed();
   return *count;
+}
+
+int vramcache_begin_allocate_to_pool(int device, uint64_t pool, vramcache_stream_filter filter,
+                                     void* ctx) {
+  if (pool == 0) {
+    return Fail(absl::InvalidArgumentError("vramcache: pool 0 is the shared pool, not private"));
+  }
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) return Fail(allocator.status());
+  std::function<bool(StreamHandle)> predicate;
+  if (filter != nullptr) {
+    predicate = [filter, ctx](StreamHandle s) {
+      return filter(reinterpret_cast<void*>(s), ctx) != 0;
+    };
+  }
+  (*allocator)->BeginAllocateToPool(pool, std::move(predicate));
+  return Succeed();
+}
+
+int vramcache_end_allocate_to_pool(int device, uint64_t pool) {
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) return Fail(allocator.status());
+  absl::Status status = (*allocator)->EndAllocateToPool(pool);
+  return status.ok() ? Succeed() : Fail(status);
+}
+
+int vramcache_release_pool(int device, uint64_t pool) {
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) return Fail(allocator.status());
+  absl::Status status = (*allocator)->ReleasePool(pool);
+  return status.ok() ? Succeed() : Fail(status);
+}
+
+int vramcache_attach_oom_observer(int device, vramcache_oom_observer observer, void* ctx) {
+  if (observer == nullptr) {
+    return Fail(absl::InvalidArgumentError("vramcache_attach_oom_observer: observer is NULL"));
+  }
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) return Fail(allocator.status());
+  (*allocator)
+      ->AttachOomObserver([observer, ctx](int d, std::size_t requested, std::size_t allocated,
+                                          std::size_t limit, std::size_t device_free) {
+        observer(d, requested, allocated, limit, device_free, ctx);
+      });
+  return Succeed();
+}
+
+double vramcache_get_memory_fraction(int device) {
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) {
+    Fail(allocator.status());
+    return 0.0;
+  }
+  const double total = static_cast<double>((*allocator)->device()->Capabilities().total_bytes);
+  Succeed();
+  return total > 0 ? static_cast<double>((*allocator)->Budget()) / total : 0.0;
+}
+
+int vramcache_cache_info(int device, size_t* largest_free_block) {
+  if (largest_free_block == nullptr) {
+    return Fail(absl::InvalidArgumentError("vramcache_cache_info: largest_free_block is NULL"));
+  }
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) return Fail(allocator.status());
+  *largest_free_block = (*allocator)->LargestFreeBlock();
+  return Succeed();
+}
+
+void* vramcache_base_allocation(void* ptr, size_t* size) {
+  for (CachingAllocator* allocator : Registry::Global().Existing()) {
+    absl::StatusOr<std::pair<DevicePtr, std::size_t>> base = allocator->BaseAllocation(ptr);
+    if (base.ok()) {
+      if (size != nullptr) *size = base->second;
+      Succeed();
+      return reinterpret_cast<void*>(base->first);
+    }
+  }
+  Fail(absl::NotFoundError(
+      absl::StrFormat("vramcache: %p is not inside memory vramcache holds", ptr)));
+  return nullptr;
+}
+
+size_t vramcache_device_total_bytes(int device) {
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) {
+    Fail(allocator.status());
+    return 0;
+  }
+  Succeed();
+  return (*allocator)->device()->Capabilities().total_bytes;
 }
 
 int vramcache_configure(const char* conf) {

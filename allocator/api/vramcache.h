@@ -68,6 +68,34 @@ VRAMCACHE_EXPORT const char* vramcache_last_oom_json(int device);
 /* Number of devices vramcache serves (CUDA devices, or 1 on the simulated device). */
 VRAMCACHE_EXPORT int vramcache_device_count(void);
 
+/* --- Hooks of PyTorch's native CUDAAllocator interface (torch_plugin/native) --- */
+
+/* CUDA graphs: while a capture is under way, allocations on `device` from streams for which
+ * filter(stream, ctx) returns nonzero (all streams when filter is NULL) come from private pool
+ * `pool` (PyTorch's MempoolId folded into 64 bits, never 0). */
+typedef int (*vramcache_stream_filter)(void* stream, void* ctx);
+VRAMCACHE_EXPORT int vramcache_begin_allocate_to_pool(int device, uint64_t pool,
+                                                      vramcache_stream_filter filter, void* ctx);
+VRAMCACHE_EXPORT int vramcache_end_allocate_to_pool(int device, uint64_t pool);
+VRAMCACHE_EXPORT int vramcache_release_pool(int device, uint64_t pool);
+
+/* Called after every out-of-memory, outside vramcache's lock (PyTorch's
+ * attachOutOfMemoryObserver). `limit` is the budget, or the device's total without one. */
+typedef void (*vramcache_oom_observer)(int device, size_t requested, size_t allocated,
+                                       size_t limit, size_t device_free, void* ctx);
+VRAMCACHE_EXPORT int vramcache_attach_oom_observer(int device, vramcache_oom_observer observer,
+                                                   void* ctx);
+
+/* The hard cap on reserved bytes as a fraction of the device's total (0 when none). */
+VRAMCACHE_EXPORT double vramcache_get_memory_fraction(int device);
+/* The largest cached free block of `device` (PyTorch's cacheInfo). */
+VRAMCACHE_EXPORT int vramcache_cache_info(int device, size_t* largest_free_block);
+/* The segment holding `ptr`: its base address, and its size in *size (PyTorch's
+ * getBaseAllocation). NULL (and the last error) for a pointer vramcache does not hold. */
+VRAMCACHE_EXPORT void* vramcache_base_allocation(void* ptr, size_t* size);
+/* Total memory of `device` in bytes (as vramcache sees it), 0 on error. */
+VRAMCACHE_EXPORT size_t vramcache_device_total_bytes(int device);
+
 /* Configure before the first allocation (same syntax as VRAMCACHE_CONF; overrides it). */
 VRAMCACHE_EXPORT int vramcache_configure(const char* conf);
 /* Returns every byte to the device and forgets the allocators (tests). */

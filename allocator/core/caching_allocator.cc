@@ -392,6 +392,34 @@ class CachingAllocatorImpl {
     return it->second->size;
   }
 
+  absl::StatusOr<std::pair<DevicePtr, std::size_t>> BaseAllocation(const void* ptr) const {
+    const auto addr = reinterpret_cast<DevicePtr>(ptr);
+    MutexLock lock(&mu_);
+    auto it = segments_.upper_bound(addr);
+    if (it != segments_.begin()) {
+      const Segment* segment = std::prev(it)->second;
+      if (addr < segment->base + segment->size) {
+        return std::make_pair(segment->base, segment->size);
+      }
+    }
+    return absl::NotFoundError(
+        absl::StrFormat("vramcache: %#x is not inside any segment of this allocator", addr));
+  }
+
+  std::size_t LargestFreeBlock() const {
+    MutexLock lock(&mu_);
+    std::size_t largest = 0;
+    for (const FreeBlockSet* set : {&small_free_, &large_free_}) {
+      for (const Block* b : *set) largest = std::max(largest, b->size);
+    }
+    for (const auto& [key, head] : reuse_cache_) {
+      for (const Block* b = head; b != nullptr; b = b->cache_next) {
+        largest = std::max(largest, b->size);
+      }
+    }
+    return largest;
+  }
+
   std::vector<SegmentInfo> Snapshot() const {
     MutexLock lock(&mu_);
     std::vector<SegmentInfo> out;
@@ -1251,6 +1279,11 @@ DeviceStats CachingAllocator::GetStats() const { return impl_->GetStats(); }
 void CachingAllocator::ResetPeakStats() { impl_->ResetPeakStats(); }
 void CachingAllocator::ResetAccumulatedStats() { impl_->ResetAccumulatedStats(); }
 std::vector<SegmentInfo> CachingAllocator::Snapshot() const { return impl_->Snapshot(); }
+absl::StatusOr<std::pair<DevicePtr, std::size_t>> CachingAllocator::BaseAllocation(
+    const void* ptr) const {
+  return impl_->BaseAllocation(ptr);
+}
+std::size_t CachingAllocator::LargestFreeBlock() const { return impl_->LargestFreeBlock(); }
 std::vector<TraceEntry> CachingAllocator::History() const { return impl_->History(); }
 std::optional<OomReport> CachingAllocator::LastOom() const { return impl_->LastOom(); }
 void CachingAllocator::SetBudget(std::size_t bytes) { impl_->SetBudget(bytes); }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -111,6 +112,13 @@ class CachingAllocator {
   using OomObserver = std::function<void(int device, std::size_t requested, std::size_t allocated,
                                          std::size_t limit, std::size_t device_free)>;
   void AttachOomObserver(OomObserver observer);
+
+  // The segment holding `ptr` (a live allocation or any address inside one): its base and size.
+  // What PyTorch's getBaseAllocation and IPC need. NotFound for foreign pointers.
+  absl::StatusOr<std::pair<DevicePtr, std::size_t>> BaseAllocation(const void* ptr) const;
+  // The largest cached free block (PyTorch's cacheInfo, which cuDNN's benchmark mode uses to
+  // size its workspace).
+  std::size_t LargestFreeBlock() const;
 
   // The size actually reserved for `ptr` (the block's size), or NotFound.
   absl::StatusOr<std::size_t> AllocationSize(const void* ptr) const;

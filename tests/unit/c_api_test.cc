@@ -155,4 +155,44 @@ TEST_F(CApiTest, SnapshotAndRecordStream) {
   EXPECT_EQ(vramcache_device_count(), 1);
 }
 
+TEST_F(CApiTest, NativeHooks) {
+  // Private pools through the C ABI, with a stream filter.
+  auto only_stream_7 = [](void* stream, void*) {
+    return stream == reinterpret_cast<void*>(7) ? 1 : 0;
+  };
+  EXPECT_EQ(vramcache_begin_allocate_to_pool(0, 0, nullptr, nullptr), -1);
+  ASSERT_EQ(vramcache_begin_allocate_to_pool(0, 5, only_stream_7, nullptr), 0);
+  void* in_pool = vramcache_try_malloc(1000, 0, reinterpret_cast<void*>(7));
+  ASSERT_EQ(vramcache_end_allocate_to_pool(0, 5), 0);
+  EXPECT_EQ(vramcache_end_allocate_to_pool(0, 5), -1);
+  vramcache_free(in_pool, 1000, 0, reinterpret_cast<void*>(7));
+  ASSERT_EQ(vramcache_release_pool(0, 5), 0);
+  EXPECT_EQ(vramcache_release_pool(0, 5), -1);
+
+  // Observer, fraction, cache info, base allocation.
+  static int observed = 0;
+  observed = 0;
+  ASSERT_EQ(vramcache_attach_oom_observer(
+                0, [](int, size_t, size_t, size_t, size_t, void*) { ++observed; }, nullptr),
+            0);
+  EXPECT_EQ(vramcache_attach_oom_observer(0, nullptr, nullptr), -1);
+  EXPECT_EQ(vramcache_try_malloc(std::size_t{4} << 30, 0, nullptr), nullptr);
+  EXPECT_EQ(observed, 1);
+  ASSERT_EQ(vramcache_set_memory_fraction(0.5, 0), 0);
+  EXPECT_DOUBLE_EQ(vramcache_get_memory_fraction(0), 0.5);
+  EXPECT_EQ(vramcache_device_total_bytes(0), std::size_t{1} << 30);
+  void* p = vramcache_try_malloc(3u << 20, 0, nullptr);
+  size_t segment_size = 0;
+  void* base = vramcache_base_allocation(static_cast<char*>(p) + 100, &segment_size);
+  EXPECT_EQ(base, p);
+  EXPECT_EQ(segment_size, 20u << 20);
+  int local = 0;
+  EXPECT_EQ(vramcache_base_allocation(&local, &segment_size), nullptr);
+  size_t largest = 0;
+  ASSERT_EQ(vramcache_cache_info(0, &largest), 0);
+  EXPECT_EQ(largest, (20u << 20) - (3u << 20));
+  EXPECT_EQ(vramcache_cache_info(0, nullptr), -1);
+  vramcache_free(p, 3u << 20, 0, nullptr);
+}
+
 }  // namespace

@@ -795,21 +795,26 @@ class CachingAllocatorImpl {
 
   void FlushReuseCache() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (reuse_cache_bytes_ == 0) return;
+    // Coalesced in address order, not hash order, so that statistics and layouts are the same
+    // from run to run (the hash seed changes per process).
+    std::vector<Block*>& flushed = flush_scratch_;
+    flushed.clear();
     for (auto& [key, head] : reuse_cache_) {
-      while (head != nullptr) {
-        Block* block = head;
-        head = block->cache_next;
-        block->cache_next = nullptr;
-        if (block->is_split()) {
-          const bool small = block->segment->small;
-          stats_.inactive_split.Decrease(small, 1);
-          stats_.inactive_split_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
-        }
-        CoalesceAndInsert(block);
-      }
+      for (Block* b = head; b != nullptr; b = b->cache_next) flushed.push_back(b);
     }
     reuse_cache_.clear();
     reuse_cache_bytes_ = 0;
+    std::sort(flushed.begin(), flushed.end(),
+              [](const Block* a, const Block* b) { return a->addr < b->addr; });
+    for (Block* block : flushed) {
+      block->cache_next = nullptr;
+      if (block->is_split()) {
+        const bool small = block->segment->small;
+        stats_.inactive_split.Decrease(small, 1);
+        stats_.inactive_split_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
+      }
+      CoalesceAndInsert(block);
+    }
   }
 
   // Another stream may still be using the block: record an event on each such stream and keep
@@ -1236,6 +1241,7 @@ class CachingAllocatorImpl {
   std::vector<Block*> deferred_until_capture_ends_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<ReuseKey, Block*> reuse_cache_ ABSL_GUARDED_BY(mu_);
   std::size_t reuse_cache_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Block*> flush_scratch_ ABSL_GUARDED_BY(mu_);
   std::vector<CaptureToPool> captures_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<PoolId, int> private_pool_uses_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<PoolId> released_pools_ ABSL_GUARDED_BY(mu_);

@@ -3,12 +3,17 @@
 // real traces against the counts and peaks their README states.
 #include "allocator/trace/trace_reader.h"
 
+#include <sys/stat.h>
+
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "allocator/trace/rmm_csv_line.h"
 #include "allocator/trace/trace.h"
 #include "allocator/trace/trace_builder.h"
 #include "allocator/trace/trace_writer.h"
@@ -206,6 +211,108 @@ TEST(TraceReaderTest, BuilderRefusesWithoutChangingTheTrace) {
   Trace trace = std::move(builder).Finish();
   EXPECT_EQ(trace.events.size(), 2u);
   EXPECT_EQ(trace.source, "synthetic");
+}
+
+// The fast parser on `line` followed by the newline it requires: where it says the next line
+// starts (relative to the line's start), or -1 when it declines.
+std::ptrdiff_t FastParse(absl::string_view line, RmmCsvLine* parsed) {
+  const std::string terminated = absl::StrCat(line, "\n");
+  const char* next = TryParseCanonicalRmmCsvLine(terminated.data(), parsed);
+  return next == nullptr ? -1 : next - terminated.data();
+}
+
+// The reader tries the fast parser first; it must accept only what the general one accepts, and
+// read it the same way.
+TEST(RmmCsvLineTest, FastAndGeneralParsersAgree) {
+  const char* const canonical[] = {
+      "1,00:00:00.000105,allocate,0x29c0c480,288,0",
+      "1,00:00:00.000105,allocate,0x29c0c480,288,0\r",
+      "140213,123456:59:59.9,free,7f3a00000000,0,0x7F3A",
+      "9223372036854775807,00:00:00.123456,allocate,0xffffffffffffffff,1844674407370955161,99",
+  };
+  for (const char* text : canonical) {
+    const absl::string_view line(text);
+    RmmCsvLine fast;
+    EXPECT_EQ(FastParse(line, &fast), static_cast<std::ptrdiff_t>(line.size() + 1)) << text;
+    absl::string_view without_cr = line;
+    if (absl::EndsWith(without_cr, "\r")) without_cr.remove_suffix(1);
+    absl::StatusOr<RmmCsvLine> general = ParseRmmCsvLine(without_cr);
+    ASSERT_TRUE(general.ok()) << text << ": " << general.status();
+    EXPECT_EQ(*general, fast) << text;
+  }
+  // Valid but not canonical: the fast parser declines, the general one accepts.
+  for (const char* text : {"1,00:00:00.1,allocate failure,0x0,64,0", "1, 00:00:00.1,free,0x10,8,0",
+                           "1,00:00:00.1,free,0x10,8,7f3a", "1,00:00:00.1,free,0x10,8,0 ",
+                           "1,00:00:00.1,free,000000000000000000010,8,0"}) {
+    RmmCsvLine fast;
+    EXPECT_EQ(FastParse(text, &fast), -1) << text;
+    EXPECT_TRUE(ParseRmmCsvLine(text).ok()) << text;
+  }
+  // Invalid: both refuse, the fast one without reading past the newline (asan checks that).
+  for (const char* text : {"1,00:00:00.1234567,free,0x10,8,0",
+                           "1,00:60:00.1,free,0x10,8,0",
+                           "1,00:0:00.1,free,0x10,8,0",
+                           "1,00:00:00.1,free,0x,8,0",
+                           "1,00:00:00.1,free,0x10,8,0,",
+                           "1,00:00:00.1,free,0x10,8,0x",
+                           "1,00:00:00.1,free,0x10,18446744073709551616,0",
+                           "1,1234567:00:00.1,free,0x10,8,0",
+                           "1,00:00:00.1,free,0x10000000000000000,8,0",
+                           "1",
+                           "1,",
+                           "1,00:00:00.1,",
+                           "1,00:00:00.1,alloc",
+                           "1,00:00:00.1,free,0",
+                           "1,00:00:00.1,fre",
+                           "1,00:00:00.1,free,0x10,8,",
+                           "",
+                           "1,0",
+                           "1,00:0",
+                           "1,00:00:0"}) {
+    RmmCsvLine fast;
+    EXPECT_EQ(FastParse(text, &fast), -1) << text;
+    EXPECT_FALSE(ParseRmmCsvLine(text).ok()) << text;
+  }
+}
+
+TEST(TraceReaderTest, LastLineNeedsNoNewline) {
+  for (const char* ending : {"", "\r"}) {
+    absl::StatusOr<Trace> trace = Parse(absl::StrCat(
+        "1,00:00:00.000001,allocate,0x10,8,0\n1,00:00:00.000002,free,0x10,8,0", ending));
+    ASSERT_TRUE(trace.ok()) << trace.status();
+    EXPECT_EQ(trace->events.size(), 2u);
+    EXPECT_EQ(trace->events[1].time_us, 2);
+  }
+}
+
+TEST(TraceReaderTest, ReadsFromAPipe) {
+  // Files that cannot be mapped (pipes, /dev/stdin) are read instead.
+  const std::string path = absl::StrCat(::testing::TempDir(), "/trace_reader_test.fifo");
+  std::remove(path.c_str());
+  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  std::thread writer([&path] {
+    std::FILE* fifo = std::fopen(path.c_str(), "w");
+    if (fifo == nullptr) return;
+    std::fputs(kHeader, fifo);
+    for (int i = 0; i < 3000; ++i) {  // more than one pipe buffer
+      std::fprintf(fifo, "1,00:00:00.%06d,allocate,0x%x,8,0\n1,00:00:00.%06d,free,0x%x,8,0\n", i, i,
+                   i, i);
+    }
+    std::fclose(fifo);
+  });
+  absl::StatusOr<Trace> trace = ReadRmmCsvFile(path);
+  writer.join();
+  std::remove(path.c_str());
+  ASSERT_TRUE(trace.ok()) << trace.status();
+  EXPECT_EQ(trace->events.size(), 6000u);
+}
+
+TEST(TraceReaderTest, EmptyFileHasNoHeader) {
+  const std::string path = absl::StrCat(::testing::TempDir(), "/trace_reader_empty.csv");
+  std::fclose(std::fopen(path.c_str(), "w"));
+  absl::StatusOr<Trace> trace = ReadRmmCsvFile(path);
+  std::remove(path.c_str());
+  EXPECT_THAT(trace.status().message(), HasSubstr("empty: no header"));
 }
 
 TEST(TraceWriterTest, WritesTheCanonicalForm) {

@@ -98,6 +98,9 @@ class CachingAllocatorImpl {
     // Process-wide allocators are never destroyed (PyTorch frees tensors during static
     // destruction); owned ones give everything back.
     Shutdown().IgnoreError();
+    MutexLock lock(&mu_);
+    for (Block* block : spare_blocks_) delete block;
+    spare_blocks_.clear();
   }
 
   absl::StatusOr<void*> Allocate(std::size_t size, StreamHandle stream) {

@@ -1,0 +1,65 @@
+// The shared main of the benchmark binaries: Google Benchmark's flags, then ours
+// (--trace_dir=DIR, where the shared traces are; by default the source tree's bench/traces,
+// else ./bench/traces). Exits non-zero when no benchmark matched or one failed, so the ctest
+// smoke runs catch a scenario that stopped working.
+#include "bench/micro/bench_main.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "allocator/base/mutex.h"
+#include "bench/micro/bench_support.h"
+#include "bench/micro/trace_library.h"
+#include "benchmark/benchmark.h"
+
+namespace {
+
+constexpr std::string_view kTraceDirFlag = "--trace_dir=";
+
+bool IsDirectory(const std::string& path) {
+  std::error_code error;
+  return std::filesystem::is_directory(path, error);
+}
+
+std::string DefaultTraceDirectory() {
+#ifdef VRAMCACHE_BENCH_TRACE_DIR
+  if (IsDirectory(VRAMCACHE_BENCH_TRACE_DIR)) return VRAMCACHE_BENCH_TRACE_DIR;
+#endif
+  return "bench/traces";  // a copy of the tree elsewhere, run from its root
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  vramcache::ConfigureMutexDebugging();
+  benchmark::Initialize(&argc, argv);
+  std::string trace_dir = DefaultTraceDirectory();
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg(argv[i]);
+    if (arg.starts_with(kTraceDirFlag)) {
+      trace_dir = std::string(arg.substr(kTraceDirFlag.size()));
+      if (!IsDirectory(trace_dir)) {
+        std::fprintf(stderr, "%s: --trace_dir: \"%s\" is not a directory\n", argv[0],
+                     trace_dir.c_str());
+        return 2;
+      }
+    } else {
+      std::fprintf(stderr, "%s: unknown argument \"%s\" (see --help)\n", argv[0], argv[i]);
+      return 2;
+    }
+  }
+  vramcache::bench::SetTraceDirectory(trace_dir);
+  benchmark::AddCustomContext("trace_dir", trace_dir);
+  vramcache::bench::RegisterPeerBenchmarks();
+
+  const std::size_t ran = benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  if (ran == 0) {
+    std::fprintf(stderr, "%s: no benchmark matched the filter\n", argv[0]);
+    return 1;
+  }
+  return vramcache::bench::AnyBenchmarkFailed() ? 1 : 0;
+}

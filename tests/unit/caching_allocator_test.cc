@@ -16,13 +16,21 @@ constexpr StreamHandle kOtherStream = 7;
 
 class CachingAllocatorTest : public ::testing::Test {
  protected:
-  void Make(std::size_t capacity = std::size_t{8} << 30, AllocatorConfig config = {}) {
+  void Make(std::size_t capacity = std::size_t{8} << 30, AllocatorConfig config = {},
+            SimCompletion completion = SimCompletion::kImmediate) {
     SimDeviceOptions options;
     options.capacity = capacity;
     options.accounting_only = true;
+    options.completion = completion;
     device_ = std::make_unique<SimDevice>(options);
     config.check_invariants = true;
     allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  }
+  // A device whose work completes only when the test says so.
+  void MakeManual(CrossStreamPolicy policy = CrossStreamPolicy::kWait) {
+    AllocatorConfig config;
+    config.cross_stream = policy;
+    Make(std::size_t{8} << 30, config, SimCompletion::kManual);
   }
   void SetUp() override { Make(); }
   void TearDown() override {
@@ -77,13 +85,7 @@ TEST_F(CachingAllocatorTest, CrossStreamPolicyNoneNeverBorrows) {
 }
 
 TEST_F(CachingAllocatorTest, CrossStreamWaitBorrowsAndOrdersTheBorrower) {
-  SimDeviceOptions options;
-  options.completion = SimCompletion::kManual;
-  device_ = std::make_unique<SimDevice>(options);
-  AllocatorConfig config;
-  config.check_invariants = true;
-  config.cross_stream = CrossStreamPolicy::kWait;
-  allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  MakeManual(CrossStreamPolicy::kWait);
   void* a = Alloc(1000, kStream);
   device_->SubmitWork(kStream);  // still running when the block is borrowed
   ASSERT_TRUE(allocator_->Free(a).ok());
@@ -102,13 +104,7 @@ TEST_F(CachingAllocatorTest, CrossStreamWaitBorrowsAndOrdersTheBorrower) {
 }
 
 TEST_F(CachingAllocatorTest, CrossStreamQueryBorrowsOnlyCompletedBlocks) {
-  SimDeviceOptions options;
-  options.completion = SimCompletion::kManual;
-  device_ = std::make_unique<SimDevice>(options);
-  AllocatorConfig config;
-  config.check_invariants = true;
-  config.cross_stream = CrossStreamPolicy::kQuery;
-  allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  MakeManual(CrossStreamPolicy::kQuery);
   constexpr std::size_t kSize = 30u << 20;  // one exact segment each: no remainders
   constexpr StreamHandle kThirdStream = 9;
   void* a = Alloc(kSize, kStream);
@@ -127,13 +123,7 @@ TEST_F(CachingAllocatorTest, CrossStreamQueryBorrowsOnlyCompletedBlocks) {
 }
 
 TEST_F(CachingAllocatorTest, DestroyedStreamHandleReuseWaitsForOldWork) {
-  SimDeviceOptions options;
-  options.completion = SimCompletion::kManual;
-  device_ = std::make_unique<SimDevice>(options);
-  AllocatorConfig config;
-  config.check_invariants = true;
-  config.cross_stream = CrossStreamPolicy::kNone;
-  allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  MakeManual(CrossStreamPolicy::kNone);
   constexpr std::size_t kSize = 30u << 20;
   const StreamHandle old_stream = device_->CreateStream();
   void* a = Alloc(kSize, old_stream);
@@ -178,12 +168,7 @@ TEST_F(CachingAllocatorTest, CaptureDirectsAllocationsToPrivatePool) {
 }
 
 TEST_F(CachingAllocatorTest, CaptureNeverQueriesEventsAndDefersCrossStreamFrees) {
-  SimDeviceOptions options;
-  options.completion = SimCompletion::kManual;
-  device_ = std::make_unique<SimDevice>(options);
-  AllocatorConfig config;
-  config.check_invariants = true;
-  allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  MakeManual();
   void* a = Alloc(1000, kStream);
   ASSERT_TRUE(allocator_->RecordStream(a, kOtherStream).ok());
   ASSERT_TRUE(allocator_->Free(a).ok());  // pending on an event
@@ -417,13 +402,7 @@ TEST_F(CachingAllocatorTest, MaxSplitSizeKeepsOversizeBlocksForOversizeRequests)
 }
 
 TEST_F(CachingAllocatorTest, RecordStreamDefersReuseUntilOtherStreamIsDone) {
-  SimDeviceOptions options;
-  options.accounting_only = true;
-  options.completion = SimCompletion::kManual;
-  device_ = std::make_unique<SimDevice>(options);
-  AllocatorConfig config;
-  config.check_invariants = true;
-  allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  MakeManual();
 
   void* a = Alloc(1u << 20, kStream);
   ASSERT_TRUE(allocator_->RecordStream(a, kStream).ok());  // own stream: no-op
@@ -442,13 +421,7 @@ TEST_F(CachingAllocatorTest, RecordStreamDefersReuseUntilOtherStreamIsDone) {
 }
 
 TEST_F(CachingAllocatorTest, EmptyCacheWaitsForPendingFrees) {
-  SimDeviceOptions options;
-  options.accounting_only = true;
-  options.completion = SimCompletion::kManual;
-  device_ = std::make_unique<SimDevice>(options);
-  AllocatorConfig config;
-  config.check_invariants = true;
-  allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  MakeManual();
   void* a = Alloc(3u << 20, kStream);
   ASSERT_TRUE(allocator_->RecordStream(a, kOtherStream).ok());
   device_->SubmitWork(kOtherStream);

@@ -345,6 +345,7 @@ class CachingAllocatorImpl {
       for (auto& [base, segment] : segments_) released.push_back(segment);
       segments_.clear();
       for (Segment* segment : released) {
+        releasing_bytes_ += segment->size;
         stats_.segment.Decrease(segment->small, 1);
         stats_.reserved_bytes.Decrease(segment->small, static_cast<std::int64_t>(segment->size));
         if (segment->size >= config_.max_split_size) stats_.oversize_segments.Decrease(1);
@@ -539,7 +540,8 @@ class CachingAllocatorImpl {
         ++stats_.num_cache_hits;
         return FinishAllocation(block, size, rounded, stream);
       }
-      const std::size_t held = ReservedBytesLocked() + growing_bytes_;
+      // Segments being returned still occupy the device until their Free call completes.
+      const std::size_t held = ReservedBytesLocked() + growing_bytes_ + releasing_bytes_;
       if (budget_bytes_ > 0 && held + segment_size > budget_bytes_) {
         return absl::ResourceExhaustedError(
             absl::StrFormat("budget of %d bytes reached (holding %d, need %d more)", budget_bytes_,
@@ -908,6 +910,7 @@ class CachingAllocatorImpl {
     {
       MutexLock lock(&mu_);
       const std::size_t after = ReservedBytesLocked() + growing_bytes_ + growth;
+      // (bytes still being released do not count here: they are on their way out)
       if (after <= soft_budget_bytes_) return absl::OkStatus();
       released = DetachReleasableSegments(after - soft_budget_bytes_);
       if (!released.empty()) ++stats_.num_cache_releases;
@@ -953,6 +956,7 @@ class CachingAllocatorImpl {
       if (segment->size >= config_.max_split_size) stats_.oversize_segments.Decrease(1);
       Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
       ForgetSegmentBlocks(segment);
+      releasing_bytes_ += segment->size;
       detached.push_back(segment);
     }
     return detached;
@@ -962,17 +966,23 @@ class CachingAllocatorImpl {
     return FreeSegmentMemory(segments);
   }
 
+  // Frees detached segments outside the lock. Their bytes were moved from reserved_bytes to
+  // releasing_bytes_ when they were detached, and leave it only now, so concurrent growth
+  // never sees room the device does not have yet (the budget holds at every instant).
   absl::Status FreeSegmentMemory(const std::vector<Segment*>& segments) {
     absl::Status status = absl::OkStatus();
     std::int64_t freed_calls = 0;
+    std::size_t freed_bytes = 0;
     for (Segment* segment : segments) {
       status.Update(device_->Free(segment->base));
       ++freed_calls;
+      freed_bytes += segment->size;
       delete segment;
     }
     if (freed_calls > 0) {
       MutexLock lock(&mu_);
       stats_.num_device_free += freed_calls;
+      releasing_bytes_ -= freed_bytes;
     }
     return status;
   }
@@ -1251,6 +1261,7 @@ class CachingAllocatorImpl {
   std::size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<EventHandle> event_pool_ ABSL_GUARDED_BY(mu_);
   std::size_t growing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::size_t releasing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::size_t budget_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::size_t soft_budget_bytes_ = 0;  // set once at construction
   std::vector<CachingAllocator::OomObserver> oom_observers_ ABSL_GUARDED_BY(mu_);

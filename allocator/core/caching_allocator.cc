@@ -152,15 +152,23 @@ class CachingAllocatorImpl {
     if (ptr == nullptr) return absl::OkStatus();  // as cudaFree(nullptr) and PyTorch
     MutexLock lock(&mu_);
     auto it = live_.find(addr);
-    if (it == live_.end()) return UnknownPointerError("free", addr);
+    if (it == live_.end() || it->second->state != BlockState::kAllocated) {
+      return UnknownPointerError("free", addr);
+    }
     Block* block = it->second;
-    live_.erase(it);
     const bool small = block->segment->small;
     stats_.allocation.Decrease(small, 1);
     stats_.allocated_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
     stats_.requested_bytes.Decrease(small, static_cast<std::int64_t>(block->requested));
     if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
     Record(TraceAction::kFreeRequested, block->addr, block->size, block->alloc_stream);
+    if (block->stream_uses.empty() && block->alloc_stream == block->stream &&
+        !block->used_by_destroyed_stream &&
+        reuse_cache_bytes_ + block->size <= config_.reuse_cache_bytes) {
+      PushReuseCache(block);  // stays in live_: a reuse needs no second hash insert
+      return MaybeCheckInvariants();
+    }
+    live_.erase(it);
 
     // Streams whose work may still touch the block: record_stream's, and the allocating stream
     // when it borrowed the block from another stream's cache.
@@ -173,11 +181,7 @@ class CachingAllocatorImpl {
       pending_bytes_ += block->size;
       pending_.push_back({{block}, {}});  // resolved by the next device synchronization
     } else if (block->stream_uses.empty()) {
-      if (reuse_cache_bytes_ + block->size <= config_.reuse_cache_bytes) {
-        PushReuseCache(block);
-      } else {
-        ReturnToPool(block);
-      }
+      ReturnToPool(block);
     } else if (AnyCaptureLocked(block->stream_uses)) {
       block->state = BlockState::kPendingFree;
       pending_bytes_ += block->size;
@@ -192,7 +196,7 @@ class CachingAllocatorImpl {
   absl::Status RecordStream(void* ptr, StreamHandle stream) {
     MutexLock lock(&mu_);
     auto it = live_.find(reinterpret_cast<DevicePtr>(ptr));
-    if (it == live_.end()) {
+    if (it == live_.end() || it->second->state != BlockState::kAllocated) {
       return UnknownPointerError("record_stream", reinterpret_cast<DevicePtr>(ptr));
     }
     Block* block = it->second;
@@ -206,6 +210,7 @@ class CachingAllocatorImpl {
     if (shut_down_) return absl::OkStatus();
     FlushReuseCache();
     for (auto& [addr, block] : live_) {
+      if (block->state != BlockState::kAllocated) continue;
       if (block->stream == stream || block->alloc_stream == stream ||
           Contains(block->stream_uses, stream)) {
         block->used_by_destroyed_stream = true;
@@ -330,6 +335,7 @@ class CachingAllocatorImpl {
       captures_.clear();
       events.insert(events.end(), event_pool_.begin(), event_pool_.end());
       event_pool_.clear();
+      FlushReuseCache();
       // Live allocations are forgotten: their memory goes back with the segments.
       for (auto& [addr, block] : live_) {
         const bool small = block->segment->small;
@@ -341,7 +347,6 @@ class CachingAllocatorImpl {
         if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
       }
       live_.clear();
-      FlushReuseCache();
       for (auto& [base, segment] : segments_) released.push_back(segment);
       segments_.clear();
       for (Segment* segment : released) {
@@ -389,7 +394,7 @@ class CachingAllocatorImpl {
   absl::StatusOr<std::size_t> AllocationSize(const void* ptr) const {
     MutexLock lock(&mu_);
     auto it = live_.find(reinterpret_cast<DevicePtr>(ptr));
-    if (it == live_.end()) {
+    if (it == live_.end() || it->second->state != BlockState::kAllocated) {
       return absl::NotFoundError(absl::StrFormat("vramcache: %#x is not a live allocation",
                                                  reinterpret_cast<DevicePtr>(ptr)));
     }
@@ -716,7 +721,7 @@ class CachingAllocatorImpl {
     block->alloc_stream = alloc_stream;
     block->stream_uses.clear();
     block->used_by_destroyed_stream = false;
-    live_.emplace(block->addr, block);
+    live_.try_emplace(block->addr, block);  // present already when reused from the cache
     stats_.allocation.Increase(small, 1);
     stats_.allocated_bytes.Increase(small, static_cast<std::int64_t>(block->size));
     stats_.requested_bytes.Increase(small, static_cast<std::int64_t>(size));
@@ -812,6 +817,7 @@ class CachingAllocatorImpl {
     std::sort(flushed.begin(), flushed.end(),
               [](const Block* a, const Block* b) { return a->addr < b->addr; });
     for (Block* block : flushed) {
+      live_.erase(block->addr);
       block->cache_next = nullptr;
       if (block->is_split()) {
         const bool small = block->segment->small;
@@ -1172,6 +1178,10 @@ class CachingAllocatorImpl {
             expected.inactive_split_bytes.Increase(small, static_cast<std::int64_t>(b->size));
           }
         } else if (b->state == BlockState::kCached) {
+          if (auto it = live_.find(b->addr); it == live_.end() || it->second != b) {
+            return absl::InternalError(
+                absl::StrFormat("cached block %#x missing from the pointer map", b->addr));
+          }
           ++cached_blocks;
           cached_bytes += b->size;
           if (b->is_split()) {
@@ -1219,7 +1229,8 @@ class CachingAllocatorImpl {
           "%d cached blocks (%d bytes) in segments but %d in reuse lists (%d bytes counted)",
           cached_blocks, cached_bytes, listed_blocks, reuse_cache_bytes_));
     }
-    if (live_.size() != static_cast<std::size_t>(expected.allocation.all().current)) {
+    if (live_.size() !=
+        static_cast<std::size_t>(expected.allocation.all().current) + cached_blocks) {
       return absl::InternalError("live map holds blocks that no segment holds");
     }
 #define VRAMCACHE_COMPARE_POOL_STAT(name)                                                    \
@@ -1247,6 +1258,8 @@ class CachingAllocatorImpl {
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   FreeBlockSet small_free_ ABSL_GUARDED_BY(mu_);
   FreeBlockSet large_free_ ABSL_GUARDED_BY(mu_);
+  // Allocated blocks, and blocks waiting in the reuse cache (so that reusing one needs no
+  // insert), by address.
   absl::flat_hash_map<DevicePtr, Block*> live_ ABSL_GUARDED_BY(mu_);
   absl::btree_map<DevicePtr, Segment*> segments_ ABSL_GUARDED_BY(mu_);
   std::vector<Block*> spare_blocks_ ABSL_GUARDED_BY(mu_);

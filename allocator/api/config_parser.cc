@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace vramcache {
 namespace {
@@ -1104,6 +1105,20 @@ std::vector<std::string_view> ConfigKeyNames(bool pytorch_only) {
     if (!pytorch_only || spec.home == Home::kPytorch) names.push_back(spec.name);
   }
   return names;
+}
+
+absl::Status CheckImplemented(const AllocatorConfig& config) {
+  std::vector<std::string> unavailable;
+  if (config.vmm == VmmMode::kOn) unavailable.push_back("vmm:on (virtual-memory stitching)");
+  if (config.poison_on_free) unavailable.push_back("poison_on_free");
+  if (config.canaries) unavailable.push_back("canaries");
+  if (config.unmap_on_free) unavailable.push_back("unmap_on_free");
+  if (config.zero_on_alloc) unavailable.push_back("zero_on_alloc");
+  if (unavailable.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "vramcache: %s not implemented in this version (segment mode, no debug modes); remove "
+      "the setting, or use vmm:auto / vmm:off",
+      absl::StrJoin(unavailable, ", ")));
 }
 
 std::string DescribeConfig(const AllocatorConfig& config) {

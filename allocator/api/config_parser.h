@@ -49,6 +49,11 @@ absl::StatusOr<AllocatorConfig> ConfigFromEnvironmentWith(std::string_view conf)
 // variable accepts (PyTorch 2.11's).
 std::vector<std::string_view> ConfigKeyNames(bool pytorch_only = false);
 
+// OK when this build can honour every setting of `config`; otherwise FailedPrecondition naming
+// the key that asks for a feature not implemented yet (vmm:on, the debug modes), so that no
+// setting is silently ignored.
+absl::Status CheckImplemented(const AllocatorConfig& config);
+
 // One line in VRAMCACHE_CONF's syntax: every vramcache key, then the PyTorch keys whose values
 // differ from PyTorch's defaults. ParseConfig(DescribeConfig(c), "") gives back c's settings
 // (for PyTorch's keys: the values their *_mb / interval forms can express, as parsing makes them).

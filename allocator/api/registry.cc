@@ -19,6 +19,7 @@ absl::Status Registry::Configure(const AllocatorConfig& config) {
     return absl::FailedPreconditionError(
         "vramcache: configuration must be set before the first allocation");
   }
+  if (absl::Status s = CheckImplemented(config); !s.ok()) return s;
   config_ = config;
   configured_ = true;
   return absl::OkStatus();
@@ -30,6 +31,7 @@ absl::Status Registry::InitializeLocked() {
   if (!configured_) {
     absl::StatusOr<AllocatorConfig> config = ConfigFromEnvironment();
     if (!config.ok()) return config.status();
+    if (absl::Status s = CheckImplemented(*config); !s.ok()) return s;
     config_ = *config;
     configured_ = true;
   }

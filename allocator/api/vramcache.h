@@ -81,8 +81,8 @@ VRAMCACHE_EXPORT int vramcache_release_pool(int device, uint64_t pool);
 
 /* Called after every out-of-memory, outside vramcache's lock (PyTorch's
  * attachOutOfMemoryObserver). `limit` is the budget, or the device's total without one. */
-typedef void (*vramcache_oom_observer)(int device, size_t requested, size_t allocated,
-                                       size_t limit, size_t device_free, void* ctx);
+typedef void (*vramcache_oom_observer)(int device, size_t requested, size_t allocated, size_t limit,
+                                       size_t device_free, void* ctx);
 VRAMCACHE_EXPORT int vramcache_attach_oom_observer(int device, vramcache_oom_observer observer,
                                                    void* ctx);
 

@@ -27,7 +27,10 @@ absl::StatusOr<AllocatorConfig> ReplayConfig(const ReplayToolOptions& options) {
   // Checking every invariant after every call would measure the checks, not the allocator;
   // --conf check_invariants:true turns them back on.
   base.check_invariants = false;
-  return ParseConfigOnto(options.conf, base, "--conf");
+  absl::StatusOr<AllocatorConfig> config = ParseConfigOnto(options.conf, base, "--conf");
+  if (!config.ok()) return config.status();
+  if (absl::Status s = CheckImplemented(*config); !s.ok()) return s;
+  return config;
 }
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {

@@ -1107,6 +1107,16 @@ std::vector<std::string_view> ConfigKeyNames(bool pytorch_only) {
   return names;
 }
 
+absl::StatusOr<std::size_t> ParseByteSize(std::string_view text) {
+  absl::StatusOr<std::size_t> bytes = ReadSize(Trim(text));
+  if (!bytes.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("\"%s\" is not a size (%s); e.g. 3221225472, 3GiB, 512MiB", text,
+                        bytes.status().message()));
+  }
+  return bytes;
+}
+
 absl::Status CheckImplemented(const AllocatorConfig& config) {
   std::vector<std::string> unavailable;
   if (config.vmm == VmmMode::kOn) unavailable.push_back("vmm:on (virtual-memory stitching)");

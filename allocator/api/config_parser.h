@@ -49,6 +49,11 @@ absl::StatusOr<AllocatorConfig> ConfigFromEnvironmentWith(std::string_view conf)
 // variable accepts (PyTorch 2.11's).
 std::vector<std::string_view> ConfigKeyNames(bool pytorch_only = false);
 
+// A byte size as users type it ("3221225472", "3GiB", "1.5GiB", "512 MiB", "64k"): binary units
+// whatever the spelling, exact (no fraction of a byte), at most 2^64 - 1. InvalidArgument naming
+// the text otherwise. The same reading as every size key of the configuration.
+absl::StatusOr<std::size_t> ParseByteSize(std::string_view text);
+
 // OK when this build can honour every setting of `config`; otherwise FailedPrecondition naming
 // the key that asks for a feature not implemented yet (vmm:on, the debug modes), so that no
 // setting is silently ignored.

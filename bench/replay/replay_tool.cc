@@ -10,7 +10,6 @@
 #include "absl/strings/str_join.h"
 #include "allocator/api/config_parser.h"
 #include "allocator/trace/trace_reader.h"
-#include "bench/replay/byte_size.h"
 #include "bench/replay/replay_report.h"
 
 namespace vramcache {

@@ -352,7 +352,7 @@ TEST(ReplayToolTest, ArgumentErrorsExitTwoWithUsage) {
       {{trace, "--repeat"}, "--repeat needs a value"},
       {{trace, "--repeat", "0"}, "--repeat 0: expected a whole number from 1 to"},
       {{trace, "--repeat=two"}, "--repeat two"},
-      {{trace, "--capacity", "3XB"}, "--capacity: bad size \"3XB\": unknown unit"},
+      {{trace, "--capacity", "3XB"}, "--capacity: \"3XB\" is not a size (unknown unit"},
       {{trace, "--capacity", "0"}, "--capacity: must be more than 0 bytes"},
       {{trace, "--device", "tpu"}, "--device tpu: expected sim or cuda"},
       {{trace, "--json=yes"}, "--json takes no value"},

@@ -1,21 +1,45 @@
-"""install(): makes vramcache PyTorch's CUDA allocator through CUDAPluggableAllocator.
+"""install(): makes vramcache PyTorch's CUDA allocator, natively (the C++ adapter of
+torch_plugin/native, see _native.py) or through CUDAPluggableAllocator.
 
 PyTorch's pluggable path takes exactly two symbols, an allocate and a free with the signatures
-of vramcache_malloc / vramcache_free, and must be set before CUDA is initialized: PyTorch
-refuses to swap an allocator that has already handed out memory.
+of vramcache_malloc / vramcache_free; the native path implements PyTorch's whole allocator
+interface. Either must be set before CUDA is initialized: PyTorch refuses to swap an allocator
+that has already handed out memory.
 """
 
 import os
 import re
+import sys
 import threading
 from typing import Any, Optional
 
-from . import _library
+from . import _library, _native
 
 ALLOC_SYMBOL = "vramcache_malloc"
 FREE_SYMBOL = "vramcache_free"
 
 _DEVICE_KEY = re.compile(r"(?:^|,)\s*device\s*:\s*(\w+)\s*(?=,|$)")
+
+NATIVE_VARIABLE = "VRAMCACHE_NATIVE"  # install()'s default for native: 1, 0 or auto
+_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _native_choice(native: Optional[bool]) -> Optional[bool]:
+    """native=, else VRAMCACHE_NATIVE: True (must), False (never) or None (when possible)."""
+    if native is not None:
+        return bool(native)
+    value = os.environ.get(NATIVE_VARIABLE, "").strip().lower()
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    if value == "":
+        # The native adapter compiles and passes its CPU self-check but has not yet run on a
+        # GPU, so it is opt-in (native=True, VRAMCACHE_NATIVE=1 or auto) until it has.
+        return False
+    if value == "auto":
+        return None
+    raise ValueError(f"vramcache: {NATIVE_VARIABLE}={value!r}; use 1, 0 or auto")
 
 
 def _selected_device(conf: Optional[str]) -> Optional[tuple]:
@@ -53,14 +77,21 @@ def configure(conf: str) -> None:
                    "vramcache_configure")
 
 
-def install(conf: Optional[str] = None) -> Any:
+def install(conf: Optional[str] = None, native: Optional[bool] = None) -> Any:
     """Makes vramcache the allocator of every CUDA tensor PyTorch creates from now on.
 
     Call it before anything initializes CUDA (before the first CUDA tensor, and before
     torch.cuda.current_device(), torch.cuda.synchronize(), ...). `conf` uses VRAMCACHE_CONF's
     syntax and overrides it; without it the environment's VRAMCACHE_CONF and PyTorch's
     PYTORCH_ALLOC_CONF apply. Calling it again with the same (or no) conf does nothing.
-    Returns the torch.cuda.memory.CUDAPluggableAllocator.
+
+    `native`: True installs the native adapter (PyTorch's own memory functions, CUDA graphs,
+    torch.OutOfMemoryError; compiled on first use, see docs/pytorch.md) or raises
+    vramcache._native.NativeUnavailable; False uses CUDAPluggableAllocator; None follows
+    VRAMCACHE_NATIVE (1: native, 0 or unset: pluggable, auto: native when it can be built,
+    else pluggable with a one-line notice on stderr). Unset means pluggable until the native
+    adapter has been verified on a GPU. Returns the native allocator handle or the
+    torch.cuda.memory.CUDAPluggableAllocator.
     """
     global _installed, _installed_conf
     with _lock:
@@ -83,6 +114,19 @@ def install(conf: Optional[str] = None) -> Any:
                 f"vramcache.install(): {selected[0]} selects the simulated device (device:sim), "
                 f"whose addresses are host memory; PyTorch's CUDA tensors need device:cuda (or "
                 f"no device key)")
+        use_native = _native_choice(native)
+        if use_native is not False:
+            try:
+                allocator = _native.install(conf)  # applies conf itself
+            except _native.NativeUnavailable as e:
+                if use_native:
+                    raise
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                sys.stderr.write(f"vramcache: native integration unavailable ({reason}); using "
+                                 f"CUDAPluggableAllocator (install(native=False) skips this)\n")
+            else:
+                _installed, _installed_conf = allocator, conf
+                return allocator
         if conf is not None:
             configure(conf)
         path = str(_library.library_path())

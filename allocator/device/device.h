@@ -29,7 +29,7 @@ struct DeviceCapabilities {
 };
 
 struct DeviceMemInfo {
-  std::size_t free_bytes = 0;   // as the device sees it, other processes included
+  std::size_t free_bytes = 0;  // as the device sees it, other processes included
   std::size_t total_bytes = 0;
 };
 

@@ -16,6 +16,8 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -62,6 +64,9 @@ class CudaDevice final : public Device {
   absl::StatusOr<bool> IsCapturing(StreamHandle stream) override;
 
   absl::Status Fill(const FillRequest& request, StreamHandle stream) override;
+  // One verify-kernel launch for all checks, then cudaStreamSynchronize (cuda_device_verify.cc).
+  absl::StatusOr<std::vector<std::optional<PatternMismatch>>> VerifyPatterns(
+      const std::vector<PatternCheck>& checks, StreamHandle stream) override;
 
  private:
   CudaDevice(DeviceCapabilities capabilities, const CudaDriverApi* driver);

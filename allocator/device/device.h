@@ -5,7 +5,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -38,6 +40,21 @@ struct FillRequest {
   DevicePtr ptr = 0;
   std::size_t bytes = 0;
   std::uint32_t pattern = 0;  // repeated as a 4-byte word, starting at ptr
+};
+
+// One range whose bytes should still be what a Fill with the same ptr and pattern wrote.
+struct PatternCheck {
+  DevicePtr ptr = 0;
+  std::size_t bytes = 0;
+  std::uint32_t pattern = 0;
+};
+
+// What differs in one checked range: where first, what is there, and how much in all.
+struct PatternMismatch {
+  std::size_t first_offset = 0;  // from PatternCheck::ptr
+  std::uint8_t found = 0;        // the byte at first_offset
+  std::uint8_t expected = 0;     // the pattern's byte there
+  std::size_t differing_bytes = 0;
 };
 
 class Device {
@@ -76,6 +93,13 @@ class Device {
 
   // Device-side work for the debug modes, ordered on `stream`.
   virtual absl::Status Fill(const FillRequest& request, StreamHandle stream) = 0;
+  // Reads every range after the work already on `stream` and returns, per check in order,
+  // nullopt when every byte matches, else the mismatch. Synchronizes `stream` (a debug path:
+  // the answer is needed on the host), so it fails while a graph capture forbids that. Every
+  // range must be device memory this device handed out; a bad one is an error and nothing is
+  // read. Empty ranges match.
+  virtual absl::StatusOr<std::vector<std::optional<PatternMismatch>>> VerifyPatterns(
+      const std::vector<PatternCheck>& checks, StreamHandle stream) = 0;
 };
 
 }  // namespace vramcache

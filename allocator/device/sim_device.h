@@ -20,7 +20,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -114,6 +116,11 @@ class SimDevice final : public Device {
   absl::StatusOr<bool> IsCapturing(StreamHandle stream) override;
   // Memory mode writes the pattern at once; both modes also submit the fill as work on `stream`.
   absl::Status Fill(const FillRequest& request, StreamHandle stream) override;
+  // Like the GPU: synchronizes `stream` (completes its work), so it fails while any stream is
+  // capturing. Memory mode compares the bytes; accounting mode has no bytes, so nothing can
+  // differ: it validates the ranges and reports them all intact. Counted as a kFill call.
+  absl::StatusOr<std::vector<std::optional<PatternMismatch>>> VerifyPatterns(
+      const std::vector<PatternCheck>& checks, StreamHandle stream) override;
 
   // Streams and completion, for tests. Any handle value is a stream, 0 included.
   std::uint64_t SubmitWork(StreamHandle stream);

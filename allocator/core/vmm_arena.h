@@ -1,0 +1,246 @@
+// Physical memory stitched into reserved address ranges page by page: the defragmentation layer
+// under the caching allocator's virtual-memory mode (GMLake's idea). A ChunkPool owns one
+// device's physical chunks; each VmmArena is one reserved address range whose pages get a chunk
+// when a byte range touching them comes into use. A page whose uses have all ended keeps its
+// chunk mapped (reuse in place costs no device call) until another page, in any arena, needs a
+// chunk and none is cached: then the chunk moves there (a stitch), once the work that last used
+// it has completed. Physical memory thus follows the live bytes, however fragmented the
+// addresses are.
+//
+// Glossary:
+//   G             the device granularity (2 MiB on current GPUs): the size of a page and a chunk.
+//   page          one G-byte piece of an arena's address range, the unit of mapping.
+//   chunk         one G-byte physical allocation (cuMemCreate), mapped whole at one page at most.
+//   live count    how many in-use byte ranges (acquired, not yet released) touch a page. A page
+//                 with a live count above 0 always has a chunk.
+//   free page     a page with a chunk and a live count of 0. Its chunk stays mapped.
+//   free mark     an event recorded on the arena's stream by the Release that freed pages (one
+//                 per Release, shared by the pages it freed): once it completes, so has every
+//                 use of those pages, and their chunks may be unmapped (cuMemUnmap does not wait
+//                 for kernels).
+//   waiting page  a free page whose mark has not yet been seen complete.
+//   ready page    a free page whose mark was seen complete (or that was never used).
+//   cached chunk  a chunk held but mapped nowhere (left over when a Map fails).
+//   stitch        moving a chunk from a ready page to a page that needs one.
+//   held bytes    (pages with a chunk + cached chunks) * G: what the device gave us; the
+//                 allocator's reserved_bytes.
+//
+// Not thread-safe: the caching allocator calls it under its own lock.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "allocator/device/device.h"
+
+namespace vramcache {
+
+class ChunkPool;
+
+// Totals since the pool was created; each counts successful device calls.
+struct ChunkPoolCounters {
+  std::uint64_t chunks_created = 0;
+  std::uint64_t chunks_released = 0;
+  std::uint64_t maps = 0;
+  std::uint64_t unmaps = 0;
+  std::uint64_t stitches = 0;  // chunks moved from a free page to a page that needed one
+  std::uint64_t events_created = 0;
+  // A chunk was needed and none could be stolen, but the budget forbade creating one / the
+  // device refused (CreateChunk answered ResourceExhausted).
+  std::uint64_t budget_refusals = 0;
+  std::uint64_t device_refusals = 0;
+};
+
+// One reserved address range, used by one stream. Created and destroyed by its ChunkPool.
+class VmmArena {
+ public:
+  VmmArena(const VmmArena&) = delete;
+  VmmArena& operator=(const VmmArena&) = delete;
+
+  DevicePtr base() const { return base_; }
+  std::size_t size() const { return pages_.size() * granularity_; }
+  StreamHandle stream() const { return stream_; }
+  std::size_t page_count() const { return pages_.size(); }
+  bool Contains(DevicePtr addr, std::size_t bytes) const;
+
+  // [addr, addr + bytes) comes into use: every page it touches gets one more live count, and a
+  // chunk if it has none (a cached one, else one stolen from a ready page of any arena, else a
+  // new one within the budget). ResourceExhausted when no chunk can be found. On any error the
+  // live counts are as before; chunks this call mapped stay mapped as ready pages, and a chunk
+  // whose Map failed is cached (both still held, both usable by the next Acquire).
+  absl::Status Acquire(DevicePtr addr, std::size_t bytes);
+  // [addr, addr + bytes) is no longer in use on this arena's stream: every page it touches loses
+  // one live count; pages reaching 0 get a free mark and keep their chunk. FailedPrecondition if
+  // a page is not in use; an error from recording the mark changes nothing.
+  absl::Status Release(DevicePtr addr, std::size_t bytes);
+
+  // How many pages of [addr, addr + bytes) have no chunk: what an Acquire would have to find.
+  absl::StatusOr<std::size_t> UnbackedPages(DevicePtr addr, std::size_t bytes) const;
+  std::size_t mapped_pages() const { return mapped_pages_; }
+  std::size_t live_pages() const { return live_pages_; }
+
+  // One page as tests and snapshots see it.
+  struct PageView {
+    bool mapped = false;
+    std::uint32_t live = 0;
+    bool waiting = false;  // free, its mark not yet seen complete
+  };
+  PageView page(std::size_t index) const;
+
+ private:
+  friend class ChunkPool;
+
+  struct Page {
+    ChunkHandle chunk = 0;
+    // While free: its place in the free order (its mark's id when waiting).
+    std::uint64_t free_seq = 0;
+    std::uint32_t live = 0;
+    bool mapped = false;
+    bool waiting = false;
+  };
+
+  VmmArena(ChunkPool* pool, std::uint32_t id, DevicePtr base, std::size_t bytes,
+           std::size_t granularity, StreamHandle stream);
+
+  // The pages [first, end) that [addr, addr + bytes) touches, or why the range is not ours.
+  absl::Status PagesOf(const char* operation, DevicePtr addr, std::size_t bytes, std::size_t* first,
+                       std::size_t* end) const;
+  DevicePtr PageAddress(std::size_t index) const { return base_ + index * granularity_; }
+
+  ChunkPool* const pool_;
+  const std::uint32_t id_;  // its index in the pool, the tie-break of the free order
+  const DevicePtr base_;
+  const std::size_t granularity_;
+  const StreamHandle stream_;
+  std::vector<Page> pages_;
+  std::size_t mapped_pages_ = 0;
+  std::size_t live_pages_ = 0;
+};
+
+// One device's physical chunks and the arenas they are mapped into.
+class ChunkPool {
+ public:
+  // `device` must outlive the pool; `granularity` is its VMM granularity (a power of two),
+  // checked by Create; the constructor aborts on a bad one.
+  ChunkPool(Device* device, std::size_t granularity);
+  static absl::StatusOr<std::unique_ptr<ChunkPool>> Create(Device* device, std::size_t granularity);
+  // Gives everything back (ReleaseAll), ignoring errors.
+  ~ChunkPool();
+  ChunkPool(const ChunkPool&) = delete;
+  ChunkPool& operator=(const ChunkPool&) = delete;
+
+  // Reserves `bytes` (a positive multiple of G) of address space for `stream`; nothing is
+  // mapped. The arena lives until ReleaseAll.
+  absl::StatusOr<VmmArena*> CreateArena(std::size_t bytes, StreamHandle stream);
+
+  // Hard cap on held bytes (0: none). Lowering it below held_bytes() releases nothing (Trim
+  // does) but no chunk is created until held bytes are back under it.
+  void SetBudget(std::size_t bytes) { budget_bytes_ = bytes; }
+  std::size_t budget() const { return budget_bytes_; }
+  // While false, no event is queried (CUDA forbids it while any stream is capturing a graph in
+  // global mode): only pages already seen ready can be stolen or trimmed, and marks are
+  // recorded with new events instead of recycled ones. True by default.
+  void SetEventQueriesAllowed(bool allowed) { queries_allowed_ = allowed; }
+  bool event_queries_allowed() const { return queries_allowed_; }
+  std::size_t granularity() const { return granularity_; }
+
+  std::size_t held_bytes() const { return (mapped_pages_ + cached_chunks_.size()) * granularity_; }
+  std::size_t cached_bytes() const { return cached_chunks_.size() * granularity_; }
+  std::size_t mapped_bytes() const { return mapped_pages_ * granularity_; }
+  // Free pages' bytes (mapped, no live count): ready and waiting.
+  std::size_t free_mapped_bytes() const { return (ready_.size() + waiting_pages_) * granularity_; }
+  std::size_t waiting_bytes() const { return waiting_pages_ * granularity_; }
+  const ChunkPoolCounters& counters() const { return counters_; }
+  std::size_t arena_count() const { return arenas_.size(); }
+
+  // Returns up to `bytes_wanted` (rounded up to pages) to the device: cached chunks first, then
+  // free pages whose marks have completed, least recently freed first (queries, never waits).
+  // The bytes released; on a device error, the error (held_bytes() tells what was released).
+  absl::StatusOr<std::size_t> Trim(std::size_t bytes_wanted);
+
+  // Shutdown: waits for the marks of free pages (their last uses), unmaps every page, live ones
+  // included, releases every chunk, address range and event. Arenas are destroyed; the pool is
+  // empty and usable again. Every step runs even after an error; the first error is returned.
+  absl::Status ReleaseAll();
+
+  // Every page with a live count has a chunk; every free page is in exactly one free index and
+  // its mark exists; counts, marks and held bytes agree; no chunk is in two places.
+  absl::Status CheckInvariants() const;
+
+ private:
+  friend class VmmArena;
+
+  // Where a free page sits in the free order: oldest Release first, then arena, then page.
+  struct FreeKey {
+    std::uint64_t seq = 0;
+    std::uint32_t arena = 0;
+    std::size_t page = 0;
+    bool operator<(const FreeKey& o) const {
+      return std::tie(seq, arena, page) < std::tie(o.seq, o.arena, o.page);
+    }
+  };
+  // An event recorded by one Release on the arena's stream, and how many waiting pages need it.
+  struct FreeMark {
+    EventHandle event = 0;
+    StreamHandle stream = 0;
+    std::size_t pages = 0;
+  };
+  // What one Acquire changed on a page that had no live count, to undo it on failure.
+  struct AcquiredFreePage {
+    std::size_t page = 0;
+    std::uint64_t free_seq = 0;  // 0: the page had no chunk
+    bool waiting = false;
+  };
+
+  absl::Status Acquire(VmmArena& arena, DevicePtr addr, std::size_t bytes);
+  absl::Status Release(VmmArena& arena, DevicePtr addr, std::size_t bytes);
+  void UndoAcquire(VmmArena& arena, std::size_t first, std::size_t end);
+
+  // Maps a chunk at `page` (cached, stolen, or new). `scan_waiting`: whether waiting marks may
+  // be queried (cleared once a query scan found nothing, so one Acquire scans once).
+  absl::Status BackPage(VmmArena& arena, std::size_t page, bool* scan_waiting);
+  absl::Status MapChunk(VmmArena& arena, std::size_t page, ChunkHandle chunk);
+  // A ready page's chunk, unmapped; nullopt when no page is ready (after querying waiting marks
+  // when `scan_waiting`).
+  absl::StatusOr<std::optional<ChunkHandle>> StealChunk(bool scan_waiting);
+  absl::StatusOr<ChunkHandle> UnmapReadyPage();
+  // Queries the oldest waiting mark of each stream (oldest first) until one has completed and
+  // makes its pages ready. Whether one did.
+  absl::StatusOr<bool> ResolveCompletedMark();
+  void ResolveMark(std::uint64_t seq);
+  void DropMarkUse(std::uint64_t seq);
+  absl::StatusOr<EventHandle> TakeEvent();
+  absl::Status ExhaustedError(const VmmArena& arena, DevicePtr addr, std::size_t bytes,
+                              std::size_t unbacked, const absl::Status& device_error) const;
+
+  void AddFree(VmmArena& arena, std::size_t page, std::uint64_t seq, bool waiting);
+  void RemoveFree(VmmArena& arena, std::size_t page);
+
+  Device* const device_;
+  const std::size_t granularity_;
+  std::size_t budget_bytes_ = 0;
+  bool queries_allowed_ = true;
+  std::vector<std::unique_ptr<VmmArena>> arenas_;  // by id
+  std::vector<ChunkHandle> cached_chunks_;
+  std::size_t mapped_pages_ = 0;
+  absl::btree_set<FreeKey> ready_;
+  // Waiting pages by their arena's stream: a stream runs in order, so its oldest mark is the
+  // first to complete and the only one worth querying.
+  absl::btree_map<StreamHandle, absl::btree_set<FreeKey>> waiting_;
+  std::size_t waiting_pages_ = 0;
+  absl::btree_map<std::uint64_t, FreeMark> marks_;  // by seq: oldest first
+  std::vector<EventHandle> spare_events_;
+  std::uint64_t next_seq_ = 1;
+  ChunkPoolCounters counters_;
+  std::vector<AcquiredFreePage> acquire_scratch_;  // reused by every Acquire
+};
+
+}  // namespace vramcache

@@ -1,10 +1,12 @@
 // The replay loop and the minimum-capacity search. The loop indexes vectors by the trace's dense
-// pointer ids, so its cost is the allocator's own.
+// pointer ids, so its cost is the allocator's own; the timeline is a separate instantiation of
+// the loop, so a replay without one pays nothing for it.
 #include "bench/replay/replay.h"
 
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -30,6 +32,7 @@ PassDeviceCalls CallsBetween(const DeviceStats& before, const DeviceStats& after
   calls.device_free_calls = after.num_device_free - before.num_device_free;
   calls.map_calls = after.num_map_calls - before.num_map_calls;
   calls.unmap_calls = after.num_unmap_calls - before.num_unmap_calls;
+  calls.stitches = after.num_stitches - before.num_stitches;
   if (sim_before != nullptr && sim_after != nullptr) {
     for (std::size_t op = 0; op < kSimOpCount; ++op) {
       const std::int64_t count = sim_after->calls[op] - sim_before->calls[op];
@@ -46,6 +49,98 @@ std::string DescribeEvent(const Trace& trace, std::size_t index) {
   return absl::StrFormat("%s, event %d (%s of pointer 0x%x, %u bytes, stream %u)", trace.source,
                          index + 1, event.kind == TraceEventKind::kAllocate ? "allocate" : "free",
                          trace.pointer_values[event.pointer_id], event.size, event.stream);
+}
+
+// Keeps the largest sample of each line per bucket of consecutive events.
+class TimelineRecorder {
+ public:
+  TimelineRecorder(std::size_t total_events, std::size_t max_points) {
+    timeline_.events_per_bucket =
+        max_points == 0 ? 1
+                        : std::max<std::size_t>(1, (total_events + max_points - 1) / max_points);
+    const std::size_t buckets = total_events / timeline_.events_per_bucket + 1;
+    timeline_.requested.reserve(buckets);
+    timeline_.allocated.reserve(buckets);
+    timeline_.reserved.reserve(buckets);
+  }
+
+  void Record(std::uint64_t requested, const DeviceStats& stats) {
+    const auto allocated = static_cast<std::uint64_t>(stats.allocated_bytes.all().current);
+    const auto reserved = static_cast<std::uint64_t>(stats.reserved_bytes.all().current);
+    if (in_bucket_ == 0) {
+      timeline_.requested.push_back(requested);
+      timeline_.allocated.push_back(allocated);
+      timeline_.reserved.push_back(reserved);
+    } else {
+      timeline_.requested.back() = std::max(timeline_.requested.back(), requested);
+      timeline_.allocated.back() = std::max(timeline_.allocated.back(), allocated);
+      timeline_.reserved.back() = std::max(timeline_.reserved.back(), reserved);
+    }
+    if (++in_bucket_ == timeline_.events_per_bucket) in_bucket_ = 0;
+    ++timeline_.events;
+  }
+
+  MemoryTimeline Finish() && { return std::move(timeline_); }
+
+ private:
+  MemoryTimeline timeline_;
+  std::size_t in_bucket_ = 0;
+};
+
+// One pass over the trace. With kTimeline, the allocator's statistics are read after every
+// event (one lock and a copy each) and fed to `recorder`.
+template <bool kTimeline>
+absl::Status ReplayPass(const Trace& trace, CachingAllocator& allocator,
+                        std::vector<LiveSlot>& slots, ReplayResult& result,
+                        TimelineRecorder* recorder) {
+  std::uint64_t live_requested = 0;
+  std::uint64_t peak_requested = result.peak_requested_bytes;
+  std::size_t allocations = 0;
+  std::size_t failed = 0;
+  const std::size_t count = trace.events.size();
+  const TraceEvent* const events = trace.events.data();
+  LiveSlot* const live = slots.data();
+  for (std::size_t i = 0; i < count; ++i) {
+    const TraceEvent& event = events[i];
+    LiveSlot& slot = live[event.pointer_id];
+    if (event.kind == TraceEventKind::kAllocate) {
+      ++allocations;
+      absl::StatusOr<void*> ptr = allocator.Allocate(event.size, event.stream);
+      if (ptr.ok()) [[likely]] {
+        slot = LiveSlot{*ptr, event.size};
+        live_requested += event.size;
+        peak_requested = std::max(peak_requested, live_requested);
+      } else if (absl::IsResourceExhausted(ptr.status())) {
+        ++failed;
+        slot = LiveSlot{};
+      } else {
+        return absl::Status(ptr.status().code(), absl::StrCat("replay of ", DescribeEvent(trace, i),
+                                                              ": ", ptr.status().message()));
+      }
+    } else {
+      live_requested -= slot.size;
+      if (slot.ptr != nullptr) {
+        if (absl::Status status = allocator.Free(slot.ptr); !status.ok()) [[unlikely]] {
+          return absl::Status(status.code(), absl::StrCat("replay of ", DescribeEvent(trace, i),
+                                                          ": ", status.message()));
+        }
+      }
+      slot = LiveSlot{};
+    }
+    if constexpr (kTimeline) recorder->Record(live_requested, allocator.GetStats());
+  }
+  result.allocations += allocations;
+  result.frees += count - allocations;
+  result.failed_allocations += failed;
+  result.peak_requested_bytes = peak_requested;
+  result.events += count;
+  return absl::OkStatus();
+}
+
+ReplayMode ModeOf(const DeviceStats& stats, VmmMode requested) {
+  if (stats.num_map_calls > 0 || stats.address_space_reserved_bytes > 0) return ReplayMode::kVmm;
+  if (stats.num_device_alloc > 0) return ReplayMode::kSegments;
+  return requested == VmmMode::kOn ? ReplayMode::kVmm : ReplayMode::kSegments;
 }
 
 // Frees what the trace left live, so the next pass starts from an allocator with only a cache.
@@ -73,6 +168,14 @@ absl::StatusOr<std::unique_ptr<Device>> OpenSimReplayDevice(const AllocatorConfi
   absl::StatusOr<std::unique_ptr<SimDevice>> device = SimDevice::Create(options);
   if (!device.ok()) return device.status();
   return std::unique_ptr<Device>(std::move(*device));
+}
+
+std::int64_t PassDeviceCalls::total() const {
+  return device_alloc_calls + device_free_calls + map_calls + unmap_calls;
+}
+
+const char* ReplayModeName(ReplayMode mode) {
+  return mode == ReplayMode::kVmm ? "vmm" : "segments";
 }
 
 std::uint64_t ReplayResult::peak_allocated_bytes() const {
@@ -118,43 +221,20 @@ absl::StatusOr<ReplayResult> ReplayTrace(const Trace& trace, const ReplayOptions
   result.granularity = capabilities.granularity;
   result.device_name = capabilities.name;
   std::vector<LiveSlot> slots(trace.pointer_values.size());
+  std::optional<TimelineRecorder> recorder;
+  if (options.timeline_points > 0) {
+    recorder.emplace(trace.events.size() * static_cast<std::size_t>(options.repeat),
+                     options.timeline_points);
+  }
 
   const auto start = std::chrono::steady_clock::now();
   for (int pass = 0; pass < options.repeat; ++pass) {
     const DeviceStats before = allocator.GetStats();
     const SimCounters sim_before = sim != nullptr ? sim->Counters() : SimCounters{};
-    std::uint64_t live_requested = 0;
-    for (std::size_t i = 0; i < trace.events.size(); ++i) {
-      const TraceEvent& event = trace.events[i];
-      LiveSlot& slot = slots[event.pointer_id];
-      if (event.kind == TraceEventKind::kAllocate) {
-        ++result.allocations;
-        absl::StatusOr<void*> ptr = allocator.Allocate(event.size, event.stream);
-        if (ptr.ok()) {
-          slot = LiveSlot{*ptr, event.size};
-          live_requested += event.size;
-          result.peak_requested_bytes = std::max(result.peak_requested_bytes, live_requested);
-        } else if (absl::IsResourceExhausted(ptr.status())) {
-          ++result.failed_allocations;
-          slot = LiveSlot{};
-        } else {
-          return absl::Status(
-              ptr.status().code(),
-              absl::StrCat("replay of ", DescribeEvent(trace, i), ": ", ptr.status().message()));
-        }
-      } else {
-        ++result.frees;
-        live_requested -= slot.size;
-        if (slot.ptr != nullptr) {
-          if (absl::Status status = allocator.Free(slot.ptr); !status.ok()) {
-            return absl::Status(status.code(), absl::StrCat("replay of ", DescribeEvent(trace, i),
-                                                            ": ", status.message()));
-          }
-        }
-        slot = LiveSlot{};
-      }
-    }
-    result.events += trace.events.size();
+    const absl::Status replayed =
+        recorder.has_value() ? ReplayPass<true>(trace, allocator, slots, result, &*recorder)
+                             : ReplayPass<false>(trace, allocator, slots, result, nullptr);
+    if (!replayed.ok()) return replayed;
     const bool last_pass = pass + 1 == options.repeat;
     if (!last_pass) {
       if (absl::Status status = FreeLeftovers(allocator, slots); !status.ok()) return status;
@@ -167,6 +247,8 @@ absl::StatusOr<ReplayResult> ReplayTrace(const Trace& trace, const ReplayOptions
   }
   result.replay_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.mode = ModeOf(result.stats, config.vmm);
+  if (recorder.has_value()) result.timeline = std::move(*recorder).Finish();
 
   if (absl::Status status = FreeLeftovers(allocator, slots); !status.ok()) return status;
   if (absl::Status status = allocator.Shutdown(); !status.ok()) {

@@ -36,17 +36,44 @@ struct ReplayOptions {
   std::optional<std::size_t> capacity;
   int repeat = 1;  // passes over the trace; what is left live is freed between passes
   ReplayDeviceOpener open_device = OpenSimReplayDevice;
+  // Record a MemoryTimeline of at most this many points per line; 0 records none (the replay
+  // loop then reads no statistics between events, so it costs nothing).
+  std::size_t timeline_points = 0;
+};
+
+// Requested, allocated and reserved bytes over a replay (every pass, one x per event), reduced
+// to buckets of `events_per_bucket` consecutive events, each keeping the largest value any of
+// its events left behind, so no peak is lost however long the trace. Values are sampled after
+// each event; the last bucket may hold fewer events.
+struct MemoryTimeline {
+  std::size_t events = 0;  // events sampled, all passes
+  std::size_t events_per_bucket = 1;
+  std::vector<std::uint64_t> requested;  // the replay's own sum of live requested sizes
+  std::vector<std::uint64_t> allocated;  // allocated_bytes.all.current
+  std::vector<std::uint64_t> reserved;   // reserved_bytes.all.current
 };
 
 // Device calls made during one pass. The allocator's counters exist on every device; the
 // simulated device also counts every call by kind (SimOpName -> count, nonzero ones only).
+// device_alloc_calls / device_free_calls count cudaMalloc / cudaFree in segment mode and
+// cuMemCreate / cuMemRelease in virtual-memory mode.
 struct PassDeviceCalls {
   std::int64_t device_alloc_calls = 0;
   std::int64_t device_free_calls = 0;
   std::int64_t map_calls = 0;
   std::int64_t unmap_calls = 0;
+  std::int64_t stitches = 0;  // chunks moved between pages (each also one unmap and one map)
   std::vector<std::pair<std::string, std::int64_t>> sim_calls;
+
+  // Every device call of the pass: alloc + free + map + unmap.
+  std::int64_t total() const;
 };
+
+// What the allocator ran as. Named by what it did, not by what was asked: vmm when it mapped
+// pages or reserved address space; with no device call at all, the configuration decides
+// (vmm:on is vmm, anything else segments).
+enum class ReplayMode { kSegments, kVmm };
+const char* ReplayModeName(ReplayMode mode);  // "segments", "vmm"
 
 struct ReplayResult {
   std::size_t events = 0;       // events replayed, all passes
@@ -58,6 +85,8 @@ struct ReplayResult {
   std::uint64_t peak_requested_bytes = 0;
   DeviceStats stats;  // the allocator's, after the last pass, before anything is freed
   std::vector<PassDeviceCalls> per_pass;
+  ReplayMode mode = ReplayMode::kSegments;
+  MemoryTimeline timeline;             // empty unless options.timeline_points > 0
   std::size_t device_total_bytes = 0;  // the card the replay ran on
   std::size_t granularity = 0;
   std::string device_name;

@@ -2,34 +2,80 @@
 #include "bench/replay/replay_tool.h"
 
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <optional>
+#include <set>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "allocator/api/config_parser.h"
 #include "allocator/trace/trace_reader.h"
+#include "bench/replay/memory_plot.h"
 #include "bench/replay/replay_report.h"
 
 namespace vramcache {
 namespace {
 
 constexpr int kMaxRepeat = 1'000'000;
+// Points per line of a --plot timeline: enough for any screen, small enough for any viewer.
+constexpr std::size_t kPlotPoints = 4000;
 
 absl::Status UsageError(absl::string_view what) { return absl::InvalidArgumentError(what); }
 
-// The configuration of --conf: the allocator's defaults with the user's keys applied. Only the
-// flag counts, not the environment, so a replay means the same on every machine.
-absl::StatusOr<AllocatorConfig> ReplayConfig(const ReplayToolOptions& options) {
+// The configuration of --conf: the allocator's defaults with the user's keys applied, then
+// --mode's vmm setting (`vmm`, when given). Only the flag counts, not the environment, so a
+// replay means the same on every machine.
+absl::StatusOr<AllocatorConfig> ReplayConfig(const ReplayToolOptions& options,
+                                             std::optional<VmmMode> vmm) {
   AllocatorConfig base;
   // Checking every invariant after every call would measure the checks, not the allocator;
   // --conf check_invariants:true turns them back on.
   base.check_invariants = false;
   absl::StatusOr<AllocatorConfig> config = ParseConfigOnto(options.conf, base, "--conf");
   if (!config.ok()) return config.status();
+  if (vmm.has_value()) config->vmm = *vmm;
   if (absl::Status s = CheckImplemented(*config); !s.ok()) return s;
   return config;
+}
+
+const char* VmmRequestName(VmmMode vmm) {
+  switch (vmm) {
+    case VmmMode::kOn:
+      return "vmm";
+    case VmmMode::kOff:
+      return "segments";
+    case VmmMode::kAuto:
+      break;
+  }
+  return "auto";
+}
+
+// The runs --mode asks for, in order: nullopt keeps the configuration's setting.
+std::vector<std::optional<VmmMode>> ModesToRun(const std::string& mode) {
+  if (mode == "vmm") return {VmmMode::kOn};
+  if (mode == "segments") return {VmmMode::kOff};
+  if (mode == "both") return {VmmMode::kOff, VmmMode::kOn};
+  return {std::nullopt};
+}
+
+// A trace's name for file names and titles: the file name without directory and .csv.
+std::string TraceStem(const std::string& path) {
+  std::string name = path.substr(path.find_last_of('/') + 1);
+  if (name.size() > 4 && name.ends_with(".csv")) name.resize(name.size() - 4);
+  return name;
+}
+
+absl::Status WriteFile(const std::string& path, const std::string& contents) {
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  if (file == nullptr) return absl::UnavailableError(absl::StrCat(path, ": cannot create"));
+  const bool written = std::fwrite(contents.data(), 1, contents.size(), file) == contents.size();
+  const bool closed = std::fclose(file) == 0;
+  if (!written || !closed) return absl::UnavailableError(absl::StrCat(path, ": write failed"));
+  return absl::OkStatus();
 }
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
@@ -42,6 +88,7 @@ std::string ReplayToolUsage() {
   return absl::StrCat(
       "usage: vramcache-replay TRACE.csv... [--json] [--device sim|cuda] [--conf STRING]\n"
       "                        [--capacity SIZE] [--repeat N] [--min-capacity]\n"
+      "                        [--mode vmm|segments|both] [--plot FILE.svg]\n"
       "\n"
       "Replays RMM-format allocation traces (Thread,Time,Action,Pointer,Size,Stream) through\n"
       "vramcache's caching allocator and reports peaks, utilization and device calls.\n"
@@ -54,6 +101,15 @@ std::string ReplayToolUsage() {
       "  --repeat N        replay N times, freeing what is left live between passes\n"
       "  --min-capacity    find the smallest capacity (a multiple of the granularity) that\n"
       "                    replays with no failed allocation\n"
+      "  --mode MODE       vmm: virtual-memory mode (vmm:on); segments: segment mode\n"
+      "                    (vmm:off); both: each trace in both, side by side. Overrides\n"
+      "                    --conf's vmm; default: the configuration's (vmm:auto, VMM where\n"
+      "                    the device supports it). The output names the mode that ran\n"
+      "  --plot FILE       write an SVG timeline of requested, allocated and reserved bytes\n"
+      "                    (slows the replay: statistics are read after every event). One\n"
+      "                    file per trace and mode: with several traces, -TRACE (the file\n"
+      "                    name without .csv) and with --mode both, -MODE, are inserted\n"
+      "                    before FILE's extension (mem.svg -> mem-gpt2_train-vmm.svg)\n"
       "  -h, --help        this text\n"
       "\n"
       "Exit status: 0 success, 1 a trace or the device failed, 2 bad arguments.\n");
@@ -106,6 +162,20 @@ absl::StatusOr<ReplayToolOptions> ParseReplayToolArgs(const std::vector<std::str
       }
       options.device = *device;
       options.device_given = true;
+    } else if (name == "--mode") {
+      absl::StatusOr<std::string> mode = value();
+      if (!mode.ok()) return mode.status();
+      if (*mode != "vmm" && *mode != "segments" && *mode != "both") {
+        return UsageError(absl::StrCat("--mode ", *mode, ": expected vmm, segments or both"));
+      }
+      options.mode = *mode;
+    } else if (name == "--plot") {
+      absl::StatusOr<std::string> plot = value();
+      if (!plot.ok()) return plot.status();
+      if (plot->empty() || plot->back() == '/') {
+        return UsageError(absl::StrCat("--plot \"", *plot, "\": expected a file name"));
+      }
+      options.plot = *plot;
     } else if (name == "--conf") {
       absl::StatusOr<std::string> conf = value();
       if (!conf.ok()) return conf.status();
@@ -131,7 +201,30 @@ absl::StatusOr<ReplayToolOptions> ParseReplayToolArgs(const std::vector<std::str
     }
   }
   if (!options.help && options.traces.empty()) return UsageError("no trace file given");
+  if (!options.plot.empty()) {
+    // Two traces with one file name would overwrite each other's plot.
+    std::set<std::string> paths;
+    for (const std::string& trace : options.traces) {
+      if (!paths.insert(PlotPathFor(options, trace, "")).second) {
+        return UsageError(absl::StrCat("--plot: two traces are named ", TraceStem(trace),
+                                       "; their plots would have the same file name"));
+      }
+    }
+  }
   return options;
+}
+
+std::string PlotPathFor(const ReplayToolOptions& options, const std::string& trace,
+                        const std::string& mode) {
+  std::string insert;
+  if (options.traces.size() > 1) absl::StrAppend(&insert, "-", TraceStem(trace));
+  if (options.mode == "both" && !mode.empty()) absl::StrAppend(&insert, "-", mode);
+  const std::size_t slash = options.plot.find_last_of('/');
+  const std::size_t dot = options.plot.find_last_of('.');
+  const bool has_extension =
+      dot != std::string::npos && (slash == std::string::npos || dot > slash + 1);
+  if (!has_extension) return absl::StrCat(options.plot, insert);
+  return absl::StrCat(options.plot.substr(0, dot), insert, options.plot.substr(dot));
 }
 
 int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironment& environment,
@@ -146,20 +239,42 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
     absl::StrAppend(out, ReplayToolUsage());
     return kExitOk;
   }
-  absl::StatusOr<AllocatorConfig> config = ReplayConfig(*options);
-  if (!config.ok()) {
-    // The parser names "--conf" itself.
-    absl::StrAppend(err, "vramcache-replay: ", config.status().message(), "\n");
+  // One configuration per mode to run. A mode the build refuses ends the run, unless --mode
+  // both still has the other one: then the refused one is skipped with a note.
+  std::vector<AllocatorConfig> configs;
+  std::vector<std::string> skipped;
+  absl::Status first_error;
+  for (const std::optional<VmmMode>& vmm : ModesToRun(options->mode)) {
+    absl::StatusOr<AllocatorConfig> config = ReplayConfig(*options, vmm);
+    if (config.ok()) {
+      configs.push_back(*std::move(config));
+      continue;
+    }
+    // The parser names "--conf" itself; a --conf it cannot read fails every mode alike.
+    std::string message(config.status().message());
+    if (!vmm.has_value() || absl::IsInvalidArgument(config.status())) {
+      absl::StrAppend(err, "vramcache-replay: ", message, "\n");
+      return kExitUsage;
+    }
+    message = absl::StrCat("--mode ", VmmRequestName(*vmm), ": ", message);
+    if (first_error.ok()) first_error = absl::Status(config.status().code(), message);
+    skipped.push_back(std::move(message));
+  }
+  if (configs.empty()) {
+    absl::StrAppend(err, "vramcache-replay: ", first_error.message(), "\n");
     return kExitUsage;
+  }
+  for (const std::string& message : skipped) {
+    absl::StrAppend(err, "vramcache-replay: skipped: ", message, "\n");
   }
   // --device wins; otherwise a conf that names device:cuda gets the GPU, anything else the sim.
   const std::string device = options->device_given
                                  ? options->device
-                                 : (config->device == DeviceKind::kCuda ? "cuda" : "sim");
+                                 : (configs[0].device == DeviceKind::kCuda ? "cuda" : "sim");
   ReplayOptions replay;
-  replay.config = *config;
   replay.capacity = options->capacity;
   replay.repeat = options->repeat;
+  if (!options->plot.empty()) replay.timeline_points = kPlotPoints;
   if (device == "cuda") {
     if (!environment.open_cuda_device) {
       absl::StrAppend(err,
@@ -189,32 +304,59 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
       return kExitFailure;
     }
     const double read_seconds = SecondsSince(start);
-    absl::StatusOr<ReplayResult> result = ReplayTrace(*trace, replay);
-    if (!result.ok()) {
-      absl::StrAppend(err, "vramcache-replay: ", path, ": ", result.status().message(), "\n");
-      return kExitFailure;
-    }
-    ReplayReport report;
-    report.wall_seconds = SecondsSince(start);
-    report.read_seconds = read_seconds;
-    report.trace = path;
-    report.conf = options->conf;
-    report.config = DescribeConfig(replay.config);
-    report.device = device;
-    report.capacity = options->capacity;
-    report.repeat = options->repeat;
-    report.trace_allocate_failures_skipped = trace->skipped_failed_allocations;
-    report.result = *std::move(result);
-    if (options->min_capacity) {
-      absl::StatusOr<MinCapacityResult> min_capacity = FindMinCapacity(*trace, replay);
-      if (!min_capacity.ok()) {
-        absl::StrAppend(err, "vramcache-replay: --min-capacity: ", min_capacity.status().message(),
-                        "\n");
+    for (const AllocatorConfig& config : configs) {
+      replay.config = config;
+      const std::string requested = VmmRequestName(config.vmm);
+      const auto replay_start = std::chrono::steady_clock::now();
+      absl::StatusOr<ReplayResult> result = ReplayTrace(*trace, replay);
+      const double replay_call_seconds = SecondsSince(replay_start);
+      if (!result.ok()) {
+        absl::StrAppend(err, "vramcache-replay: ", path,
+                        configs.size() > 1 ? absl::StrCat(" (", requested, ")") : "", ": ",
+                        result.status().message(), "\n");
         return kExitFailure;
       }
-      report.min_capacity = *min_capacity;
+      ReplayReport report;
+      report.read_seconds = read_seconds;
+      // Each mode's wall time: the one reading of the file plus its own replay (device and
+      // allocator setup and teardown included), not the other mode's.
+      report.wall_seconds = read_seconds + replay_call_seconds;
+      report.trace = path;
+      report.conf = options->conf;
+      report.config = DescribeConfig(replay.config);
+      report.device = device;
+      report.mode_requested = requested;
+      report.capacity = options->capacity;
+      report.repeat = options->repeat;
+      report.trace_allocate_failures_skipped = trace->skipped_failed_allocations;
+      report.result = *std::move(result);
+      if (!options->plot.empty()) {
+        const char* mode = ReplayModeName(report.result.mode);
+        report.plot_file = PlotPathFor(*options, path, requested);
+        const std::string title =
+            absl::StrFormat("%s, %s mode, utilization %.1f %%", TraceStem(path), mode,
+                            100.0 * report.result.utilization());
+        if (absl::Status s =
+                WriteFile(report.plot_file, RenderMemoryPlotSvg(report.result.timeline, title));
+            !s.ok()) {
+          absl::StrAppend(err, "vramcache-replay: --plot: ", s.message(), "\n");
+          return kExitFailure;
+        }
+        report.result.timeline = MemoryTimeline{};  // written; the report does not need it
+      }
+      if (options->min_capacity) {
+        ReplayOptions search = replay;
+        search.timeline_points = 0;
+        absl::StatusOr<MinCapacityResult> min_capacity = FindMinCapacity(*trace, search);
+        if (!min_capacity.ok()) {
+          absl::StrAppend(
+              err, "vramcache-replay: --min-capacity: ", min_capacity.status().message(), "\n");
+          return kExitFailure;
+        }
+        report.min_capacity = *min_capacity;
+      }
+      reports.push_back(std::move(report));
     }
-    reports.push_back(std::move(report));
   }
 
   if (options->json) {
@@ -225,6 +367,8 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
     } else {
       absl::StrAppend(out, "[", absl::StrJoin(objects, ",\n"), "]\n");
     }
+  } else if (options->mode == "both") {
+    absl::StrAppend(out, FormatModeTable(reports));
   } else if (reports.size() == 1) {
     absl::StrAppend(out, FormatReportText(reports[0]));
   } else {

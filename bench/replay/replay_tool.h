@@ -26,7 +26,18 @@ struct ReplayToolOptions {
   std::string conf;
   std::optional<std::size_t> capacity;
   int repeat = 1;
+  // --mode: "" leaves config.vmm as --conf has it (auto unless set); "vmm", "segments" or
+  // "both" (every trace in segment mode, then in virtual-memory mode).
+  std::string mode;
+  std::string plot;  // --plot FILE: "" for no plot
 };
+
+// The SVG file --plot writes for one replay. FILE as given for one trace in one mode; with
+// several traces the trace's file name without .csv, and with --mode both the mode, are
+// inserted before FILE's extension, each after a '-': --plot mem.svg with a.csv and --mode both
+// gives mem-a-segments.svg and mem-a-vmm.svg.
+std::string PlotPathFor(const ReplayToolOptions& options, const std::string& trace,
+                        const std::string& mode);
 
 // InvalidArgument with a message fit for the user on anything it does not understand.
 absl::StatusOr<ReplayToolOptions> ParseReplayToolArgs(const std::vector<std::string>& args);

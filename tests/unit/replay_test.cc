@@ -256,12 +256,31 @@ TEST(ReplayToolTest, JsonHasTheNamedFieldsAndIsDeterministic) {
   const ToolRun first = RunTool(args);
   ASSERT_EQ(first.status, kExitOk) << first.err;
   EXPECT_EQ(first.err, "");
-  for (const char* field :
-       {"\"trace\":", "\"config\":", "\"events\":14502,",
-        "\"allocations\":", "\"failed_allocations\":0,", "\"peak_requested_bytes\":948817616,",
-        "\"peak_allocated_bytes\":", "\"peak_reserved_bytes\":", "\"utilization\":0.",
-        "\"device_alloc_calls\":", "\"device_free_calls\":", "\"num_cache_hits\":",
-        "\"per_pass\":[{", "\"stats\":{", "\"wall_seconds\":", "\"events_per_second\":"}) {
+  for (const char* field : {"\"trace\":",
+                            "\"config\":",
+                            "\"events\":14502,",
+                            "\"allocations\":",
+                            "\"failed_allocations\":0,",
+                            "\"peak_requested_bytes\":948817616,",
+                            "\"peak_allocated_bytes\":",
+                            "\"peak_reserved_bytes\":",
+                            "\"utilization\":0.",
+                            "\"device_alloc_calls\":",
+                            "\"device_free_calls\":",
+                            "\"num_cache_hits\":",
+                            "\"map_calls\":",
+                            "\"unmap_calls\":",
+                            "\"stitches\":",
+                            "\"device_calls\":",
+                            "\"mode\":",
+                            "\"mode_requested\":\"auto\"",
+                            "\"per_pass\":[{",
+                            "\"stats\":{",
+                            "\"wall_seconds\":",
+                            "\"read_seconds\":",
+                            "\"replay_seconds\":",
+                            "\"replay_events_per_second\":",
+                            "\"events_per_second\":"}) {
     EXPECT_THAT(first.out, HasSubstr(field));
   }
   EXPECT_EQ(first.out.front(), '{');
@@ -357,6 +376,12 @@ TEST(ReplayToolTest, ArgumentErrorsExitTwoWithUsage) {
       {{trace, "--device", "tpu"}, "--device tpu: expected sim or cuda"},
       {{trace, "--json=yes"}, "--json takes no value"},
       {{trace, "--conf", "no_such_key:1"}, "--conf"},
+      {{trace, "--mode"}, "--mode needs a value"},
+      {{trace, "--mode", "fast"}, "--mode fast: expected vmm, segments or both"},
+      {{trace, "--mode=auto"}, "--mode auto: expected vmm, segments or both"},
+      {{trace, "--mode", "both", "--conf", "no_such_key:1"}, "--conf"},
+      {{trace, "--plot"}, "--plot needs a value"},
+      {{trace, "--plot="}, "--plot \"\": expected a file name"},
   };
   for (const auto& [args, message] : cases) {
     const ToolRun run = RunTool(args);
@@ -369,6 +394,93 @@ TEST(ReplayToolTest, ArgumentErrorsExitTwoWithUsage) {
   const ToolRun help = RunTool({"--help"});
   EXPECT_EQ(help.status, kExitOk);
   EXPECT_THAT(help.out, HasSubstr("usage: vramcache-replay"));
+}
+
+// The mode that ran, from the JSON: "vmm" or "segments".
+std::string JsonMode(const std::string& json) {
+  const std::string key = "\"mode\":\"";
+  const std::size_t at = json.find(key);
+  if (at == std::string::npos) return "";
+  const std::size_t value = at + key.size();
+  return json.substr(value, json.find('"', value) - value);
+}
+
+TEST(ReplayToolTest, ModeFlagChoosesSegmentsOrVmm) {
+  const std::string trace_path = absl::StrCat(::testing::TempDir(), "/replay_tool_mode.csv");
+  ASSERT_TRUE(WriteRmmCsvFile(SyntheticTrace(), trace_path).ok());
+
+  const ToolRun segments = RunTool({trace_path, "--json", "--mode", "segments"});
+  ASSERT_EQ(segments.status, kExitOk) << segments.err;
+  EXPECT_EQ(JsonMode(segments.out), "segments");
+  EXPECT_THAT(segments.out, HasSubstr("\"mode_requested\":\"segments\""));
+  EXPECT_THAT(segments.out, HasSubstr("vmm:off"));  // the configuration in effect
+  EXPECT_THAT(segments.out, HasSubstr("\"map_calls\":0,\"unmap_calls\":0,\"stitches\":0,"));
+  // --mode overrides --conf's vmm.
+  const ToolRun overridden = RunTool({trace_path, "--json", "--mode=segments", "--conf", "vmm:on"});
+  ASSERT_EQ(overridden.status, kExitOk) << overridden.err;
+  EXPECT_EQ(JsonMode(overridden.out), "segments");
+  const ToolRun text = RunTool({trace_path, "--mode", "segments"});
+  ASSERT_EQ(text.status, kExitOk) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("mode                   segments\n"));
+
+  // Virtual-memory mode runs, or (in a build that has not got it) is refused clearly.
+  const ToolRun vmm = RunTool({trace_path, "--json", "--mode", "vmm"});
+  if (vmm.status == kExitOk) {
+    EXPECT_EQ(JsonMode(vmm.out), "vmm");
+    EXPECT_THAT(vmm.out, HasSubstr("\"mode_requested\":\"vmm\""));
+    EXPECT_THAT(vmm.out, Not(HasSubstr("\"map_calls\":0,")));
+  } else {
+    EXPECT_EQ(vmm.status, kExitUsage);
+    EXPECT_THAT(vmm.err, HasSubstr("--mode vmm: "));
+  }
+
+  // both: a row per mode (segments first), or segments alone and a note.
+  const ToolRun both = RunTool({trace_path, "--mode", "both", "--min-capacity"});
+  ASSERT_EQ(both.status, kExitOk) << both.err;
+  EXPECT_THAT(both.out, HasSubstr("min/req"));
+  EXPECT_THAT(both.out, HasSubstr("stitches"));
+  const std::vector<std::string> lines = absl::StrSplit(both.out, '\n', absl::SkipEmpty());
+  ASSERT_GE(lines.size(), 2u) << both.out;
+  EXPECT_THAT(lines[1], HasSubstr(" segments "));
+  if (vmm.status == kExitOk) {
+    ASSERT_EQ(lines.size(), 3u) << both.out;
+    EXPECT_THAT(lines[2], HasSubstr(" vmm "));
+    EXPECT_EQ(both.err, "");
+  } else {
+    EXPECT_EQ(lines.size(), 2u) << both.out;
+    EXPECT_THAT(both.err, HasSubstr("skipped: --mode vmm: "));
+  }
+  const ToolRun both_json = RunTool({trace_path, "--json", "--mode", "both"});
+  ASSERT_EQ(both_json.status, kExitOk) << both_json.err;
+  EXPECT_EQ(both_json.out.front(), vmm.status == kExitOk ? '[' : '{');
+  std::remove(trace_path.c_str());
+}
+
+TEST(ReplayToolTest, PerPassCallsSumEveryKind) {
+  const Trace trace = SyntheticTrace();
+  for (const VmmMode vmm : {VmmMode::kOff, VmmMode::kOn}) {
+    ReplayOptions options = FastOptions();
+    options.config.vmm = vmm;
+    options.repeat = 2;
+    absl::StatusOr<ReplayResult> result = ReplayTrace(trace, options);
+    ASSERT_TRUE(result.ok()) << result.status();
+    std::int64_t alloc = 0, free = 0, map = 0, unmap = 0;
+    for (const PassDeviceCalls& pass : result->per_pass) {
+      EXPECT_EQ(pass.total(), pass.device_alloc_calls + pass.device_free_calls + pass.map_calls +
+                                  pass.unmap_calls);
+      alloc += pass.device_alloc_calls;
+      free += pass.device_free_calls;
+      map += pass.map_calls;
+      unmap += pass.unmap_calls;
+    }
+    EXPECT_EQ(alloc, result->stats.num_device_alloc);
+    EXPECT_EQ(free, result->stats.num_device_free);
+    EXPECT_EQ(map, result->stats.num_map_calls);
+    EXPECT_EQ(unmap, result->stats.num_unmap_calls);
+    if (vmm == VmmMode::kOff) {
+      EXPECT_EQ(result->mode, ReplayMode::kSegments);
+    }
+  }
 }
 
 TEST(ReplayToolTest, UnreadableOrMalformedTracesExitOne) {

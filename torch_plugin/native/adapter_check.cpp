@@ -240,7 +240,29 @@ void CheckPools(VramcacheAllocator* a) {
         a->endAllocateToPool(0, {0, 7});
       },
       "no capture", "pool: end without begin");
+  void* outside = a->AllocateOn(4096, 0, nullptr);  // after the capture: the shared pool
+  Expect(a->checkPoolLiveAllocations(0, {0, 7}, {in_pool}),
+         "pool: checkPoolLiveAllocations sees exactly the pool's live block");
+  Expect(!a->checkPoolLiveAllocations(0, {0, 7}, {}), "pool: a live block not expected");
+  Expect(!a->checkPoolLiveAllocations(0, {0, 7}, {in_pool, outside}),
+         "pool: an expected block that is not the pool's");
+  {
+    alloc::SnapshotInfo pooled = a->snapshot({0, 7}, false);
+    bool holds = false;
+    for (const auto& segment : pooled.segments) {
+      auto address = static_cast<std::uintptr_t>(segment.address);
+      for (const auto& block : segment.blocks) {
+        holds |= block.allocated && address == reinterpret_cast<std::uintptr_t>(in_pool);
+        address += block.size;
+      }
+      Expect(segment.owner_private_pool_id == c10::MempoolId_t{0, 7},
+             "pool: snapshot(pool) keeps only that pool's segments");
+    }
+    Expect(holds, "pool: snapshot(pool) holds the pool's live block");
+  }
+  a->raw_delete(outside);
   a->raw_delete(in_pool);
+  Expect(a->checkPoolLiveAllocations(0, {0, 7}, {}), "pool: nothing live after the free");
   a->releasePool(0, {0, 7});
   Expect(a->getPoolUseCount(0, {0, 7}) == 0, "pool: released");
   ExpectThrows<c10::Error>(
@@ -295,6 +317,13 @@ void CheckBudgetAndErrors(VramcacheAllocator* a) {
 }
 
 void CheckRefusals(VramcacheAllocator* a) {
+  a->setUserMetadata("step 3");
+  Expect(a->getUserMetadata() == "step 3", "user metadata kept");
+  std::string context = "compiled region";
+  a->pushCompileContext(context);
+  a->popCompileContext();
+  a->popCompileContext();  // one too many: harmless, as in PyTorch
+  a->recordAnnotation({{"name", "fwd"}});
   ExpectThrows<c10::Error>([a] { a->shareIpcHandle(nullptr); }, "other processes", "ipc share");
   ExpectThrows<c10::Error>([a] { a->getIpcDevPtr("x"); }, "other processes", "ipc open");
   ExpectThrows<c10::Error>([a] { a->attachAllocatorTraceTracker({}); }, "NCCL", "trace tracker");

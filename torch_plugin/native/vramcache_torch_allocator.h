@@ -78,9 +78,16 @@ class VramcacheAllocator final : public alloc::CUDAAllocator {
                           std::shared_ptr<alloc::CUDAAllocator> allocator) override;
   void setUseOnOOM(c10::DeviceIndex device, c10::MempoolId_t mempool_id, bool use_on_oom) override;
   void setNoSplit(c10::DeviceIndex device, c10::MempoolId_t mempool_id) override;
+  bool checkPoolLiveAllocations(c10::DeviceIndex device, c10::MempoolId_t mempool_id,
+                                const std::unordered_set<void*>& expected_live_allocations) override;
   alloc::ShareableHandle shareIpcHandle(void* ptr) override;
   std::shared_ptr<void> getIpcDevPtr(std::string handle) override;
   bool isHistoryEnabled() override;
+  void recordAnnotation(const std::vector<std::pair<std::string, std::string>>& md) override;
+  void pushCompileContext(std::string& md) override;
+  void popCompileContext() override;
+  void setUserMetadata(const std::string& metadata) override;
+  std::string getUserMetadata() override;
   void recordHistory(bool enabled, alloc::CreateContextFn context_recorder,
                      size_t alloc_trace_max_entries, alloc::RecordContext when, bool clear_history,
                      const std::vector<std::string>& skip_actions) override;
@@ -101,6 +108,20 @@ class VramcacheAllocator final : public alloc::CUDAAllocator {
     std::function<bool(cudaStream_t)> filter;
   };
   using PoolKey = std::pair<int, std::uint64_t>;  // (device, folded pool id)
+  // A capture into a private pool, in begin order (vramcache serves a request from the first
+  // one whose filter takes its stream, and so does the bookkeeping below).
+  struct ActiveCapture {
+    int device;
+    c10::MempoolId_t pool;
+    PoolFilter* filter;  // owned by filters_
+  };
+  // A live allocation that came from a private pool: vramcache's snapshot does not say which
+  // pool a segment belongs to, so the adapter remembers it for checkPoolLiveAllocations and for
+  // snapshot(pool).
+  struct PoolAllocation {
+    int device;
+    c10::MempoolId_t pool;
+  };
 
   VramcacheAllocator() = default;
 
@@ -112,6 +133,11 @@ class VramcacheAllocator final : public alloc::CUDAAllocator {
   // Whether vramcache records history now: its traces have entries (every allocation adds one
   // while recording, none otherwise).
   bool HistoryNonEmpty();
+  // Remembers `ptr` as `pool`'s when a capture into a private pool takes `stream`.
+  void NoteIfPoolAllocation(void* ptr, int device, cudaStream_t stream);
+  void ForgetPoolAllocation(void* ptr);
+  // Sets owner_private_pool_id on the segments that hold a remembered pool allocation.
+  void AttributePools(alloc::SnapshotInfo& info);
 
   std::atomic<bool> initialized_{false};
   std::atomic<int> device_count_{0};
@@ -125,6 +151,13 @@ class VramcacheAllocator final : public alloc::CUDAAllocator {
   std::map<PoolKey, std::deque<std::unique_ptr<PoolFilter>>> filters_;  // guarded by mu_
   std::vector<alloc::OutOfMemoryObserver> oom_observers_;               // guarded by mu_
   std::unordered_set<int> oom_hooked_devices_;                          // guarded by mu_
+  std::vector<ActiveCapture> captures_;                                 // guarded by mu_
+  std::map<std::uintptr_t, PoolAllocation> pool_allocations_;           // guarded by mu_
+  std::string user_metadata_;                                           // guarded by mu_
+  std::vector<std::string> compile_contexts_;                           // guarded by mu_
+  // Lock-free fast paths: no capture running, no pool allocation alive.
+  std::atomic<int> capture_count_{0};
+  std::atomic<std::size_t> pool_allocation_count_{0};
 };
 
 }  // namespace vramcache::torch_adapter

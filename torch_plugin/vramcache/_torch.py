@@ -51,6 +51,10 @@ def _selected_device(conf: Optional[str]) -> Optional[tuple]:
     return None
 
 
+# What the CUDAPluggableAllocator path lacks (docs/pytorch.md), for the fallback's notice.
+_LOST_WITHOUT_NATIVE = ("torch.cuda.memory_stats/empty_cache/memory_summary/_snapshot, "
+                        "record_stream, CUDA graphs and torch.OutOfMemoryError")
+
 _lock = threading.Lock()
 _installed: Optional[Any] = None  # the CUDAPluggableAllocator, once installed
 _installed_conf: Optional[str] = None
@@ -123,7 +127,8 @@ def install(conf: Optional[str] = None, native: Optional[bool] = None) -> Any:
                     raise
                 reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 sys.stderr.write(f"vramcache: native integration unavailable ({reason}); using "
-                                 f"CUDAPluggableAllocator (install(native=False) skips this)\n")
+                                 f"CUDAPluggableAllocator, without {_LOST_WITHOUT_NATIVE} "
+                                 f"(install(native=False) skips this notice)\n")
             else:
                 _installed, _installed_conf = allocator, conf
                 return allocator

@@ -3,15 +3,25 @@
 # by tests/gpu/build.sh (that machine has CUDA but no Abseil/GoogleTest/Benchmark packages and
 # no network). It prints the GPU, checks the binaries' load-time dependencies, runs every test
 # binary (each under a timeout), then the replay tool on the shared traces with --device cuda
-# and the benchmark binaries with a short minimum time, and ends with a table of results.
-# Missing optional binaries are reported as "absent", not as failures. Logs go to $OUT when set
-# (the device machine brings that folder back, a few files only), else to <dir>/logs: five files,
-# summary.txt, nvidia-smi.txt, tests.log (every test binary's output), replay.log, bench.log.
+# and the benchmark binaries with a short minimum time, PyTorch's native allocator as a peer
+# (torch-peer-bench, built here against the installed torch) with a side-by-side table, and the
+# PyTorch tests (tests/gpu/test_torch_*.py: every scenario in its own process, no -x), and ends
+# with a table of results. What needs the installed torch is built in the background at the
+# start, while the test binaries run: the native adapter (JIT, into build/torch-extensions),
+# torch-peer-bench and the LibTorch example (build/torch-examples). Without a GPU the GPU parts
+# are skipped (VRAMCACHE_GPU_PREP=1 still runs those builds, to check them on a CPU machine).
+# Missing optional binaries are reported as "absent", not as failures. Every step has a
+# timeout; the whole run is meant to take under 7 minutes on an H100 host. Logs go to $OUT when
+# set (the device machine brings that folder back), else to <dir>/logs: summary.txt,
+# nvidia-smi.txt, tests.log (every test binary's output), replay.log, bench.log, prep.log (the
+# background builds), pytorch.log.
 #
 # Usage: tests/gpu/run.sh [dir]   dir: the binaries, default build/gpu-carry (what build.sh
-#        stages) or else build/gpu. TEST_TIMEOUT (seconds per test binary, default 300),
+#        stages) or else build/gpu. TEST_TIMEOUT (seconds per test binary, default 150),
 #        BENCH_MIN_TIME (seconds per benchmark, default 0.05), JOBS (test binaries at once,
-#        default the number of CPUs). Exit status: 0 when nothing failed.
+#        default the number of CPUs), PYTEST_TIMEOUT (seconds per PyTorch test file, default
+#        420), PREP_TIMEOUT (seconds per background build, default 300). Exit status: 0 when
+#        nothing failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -22,16 +32,25 @@ fi
 logs=${OUT:-$dir/logs}
 mkdir -p "$logs"
 export LD_LIBRARY_PATH="$PWD/$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-test_timeout=${TEST_TIMEOUT:-300}
+test_timeout=${TEST_TIMEOUT:-150}
+pytest_timeout=${PYTEST_TIMEOUT:-420}
+prep_timeout=${PREP_TIMEOUT:-300}
 bench_min_time=${BENCH_MIN_TIME:-0.05}
 jobs=${JOBS:-$(nproc)}
 summary="$logs/summary.txt"
 : >"$summary"
 : >"$logs/tests.log"
 : >"$logs/bench.log"
+: >"$logs/prep.log"
 scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
+prep_pids=()
+cleanup() {
+  for pid in "${prep_pids[@]}"; do kill -- "-$pid" 2>/dev/null; done
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
 failures=0
+started=$(date +%s)
 
 row() { printf '%-40s %-8s %s\n' "$1" "$2" "$3" | tee -a "$summary"; }
 
@@ -42,6 +61,43 @@ if command -v nvidia-smi >/dev/null; then
   nvidia-smi >>"$logs/nvidia-smi.txt" 2>&1
 else
   echo "nvidia-smi absent" | tee "$logs/nvidia-smi.txt"
+fi
+
+have_gpu=0
+if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then have_gpu=1; fi
+
+# Background builds against the installed torch, started now so that they overlap the test
+# binaries: each its own process group (killed at exit), log and status file under $scratch.
+library="$PWD/$dir/allocator/libvramcache.so"
+have_torch=0
+python3 -c 'import torch' 2>/dev/null && have_torch=1
+prep() {  # name timeout command...
+  local name=$1 timeout=$2
+  shift 2
+  # setsid: its own process group, so that cleanup() ends the whole build by the group's id.
+  setsid bash -c 'timeout --kill-after=10 "$0" "${@:3}" >"$1" 2>&1; echo $? >"$2"' \
+    "$timeout" "$scratch/prep-$name.log" "$scratch/prep-$name.rc" "$@" </dev/null &
+  prep_pids+=($!)
+}
+prep_wait() {  # name: waits for its status file; prints the exit status (none: "absent")
+  local name=$1
+  [ -n "${prep_started:-}" ] || { echo absent; return; }
+  while [ ! -f "$scratch/prep-$name.rc" ]; do sleep 1; done
+  { echo "===== $name (exit $(cat "$scratch/prep-$name.rc"))"; cat "$scratch/prep-$name.log"; } \
+    >>"$logs/prep.log"
+  cat "$scratch/prep-$name.rc"
+}
+export TORCH_EXTENSIONS_DIR="$PWD/build/torch-extensions"
+example_dir="$PWD/build/torch-examples"
+if [ -f "$library" ] && [ "$have_torch" = 1 ] && { [ "$have_gpu" = 1 ] || [ "${VRAMCACHE_GPU_PREP:-0}" = 1 ]; }; then
+  prep_started=1
+  prep_jobs=$(( $(nproc) > 4 ? $(nproc) / 2 : 2 ))
+  mkdir -p "$TORCH_EXTENSIONS_DIR" "$example_dir"
+  prep adapter "$prep_timeout" env VRAMCACHE_LIBRARY="$library" MAX_JOBS="$prep_jobs" \
+    PYTHONPATH="$PWD/torch_plugin" python3 -c 'from vramcache import _native; print(_native.build())'
+  prep peer "$prep_timeout" bash tests/gpu/torch_peer/build.sh "$scratch/torch-peer"
+  prep example "$prep_timeout" bash tests/gpu/torch_example/build.sh "$example_dir" "$library" \
+    "$prep_jobs"
 fi
 
 echo "== results ($dir, logs in $logs)"
@@ -152,32 +208,77 @@ for binary in "${benches[@]}"; do
     row "$name" "FAIL" "exit $rc after $count benchmarks"
     failures=$((failures + 1))
   fi
-  grep -E '^(Benchmark|-{10}|[A-Za-z_].*[0-9]+ (ns|us|ms|s) )' "$log" | head -40 |
-    sed 's/^/    /' | tee -a "$summary"
 done
 
-# PyTorch through vramcache's shared library (ctypes / CUDAPluggableAllocator path), and the
-# native adapter when it exists: pytest files under tests/gpu, each test in its own process.
-library="$PWD/$dir/allocator/libvramcache.so"
-mapfile -t torch_tests < <(find tests/gpu -maxdepth 1 -name 'test_*.py' 2>/dev/null | sort)
-if [ ! -f "$library" ]; then
-  row "pytorch tests" "absent" "$library"
-elif ! python3 -c 'import torch' 2>/dev/null; then
-  row "pytorch tests" "skip" "no torch in python3"
+# PyTorch's native allocator as a peer: torch-peer-bench, built in the background above.
+peer_rc=$(prep_wait peer)
+peer_bin="$scratch/torch-peer/torch-peer-bench"
+if [ "$peer_rc" = absent ]; then
+  row "torch-peer-bench" "skip" "$([ "$have_torch" = 1 ] && echo "no GPU" || echo "no torch in python3")"
+elif [ "$peer_rc" = 3 ]; then
+  row "torch-peer-bench" "skip" "$(tail -1 "$scratch/prep-peer.log")"
+elif [ "$peer_rc" != 0 ]; then
+  row "torch-peer-bench build" "FAIL" "exit $peer_rc; prep.log"
+  failures=$((failures + 1))
 else
-  VRAMCACHE_LIBRARY="$library" PYTHONPATH="$PWD/torch_plugin${PYTHONPATH:+:$PYTHONPATH}" \
-    timeout --kill-after=10 "$test_timeout" python3 -m pytest -q -p no:cacheprovider \
-    "${torch_tests[@]}" >"$logs/pytorch.log" 2>&1
+  timeout --kill-after=10 120 "$peer_bin" --min_time="$bench_min_time" --repetitions=3 \
+    >"$scratch/torch-peer-bench.log" 2>&1
   rc=$?
-  result=$(tail -1 "$logs/pytorch.log")
+  { echo "===== torch-peer-bench (exit $rc)"; cat "$scratch/torch-peer-bench.log"; } \
+    >>"$logs/bench.log"
+  count=$(grep -cE '^gpu_.* ns ' "$scratch/torch-peer-bench.log")
   if [ "$rc" = 0 ]; then
-    row "pytorch tests" "ok" "$result"
+    row "torch-peer-bench" "ok" "$count benchmarks, median of 3"
   else
-    row "pytorch tests" "FAIL" "exit $rc: $result"
-    grep -E '^(FAILED|ERROR)' "$logs/pytorch.log" | head -20 | sed 's/^/    /' | tee -a "$summary"
+    row "torch-peer-bench" "FAIL" "exit $rc after $count benchmarks"
     failures=$((failures + 1))
   fi
 fi
+table=$(python3 tests/gpu/torch_peer/bench_table.py "$scratch/vramcache-gpu-bench.log" \
+  "$scratch/torch-peer-bench.log" 2>&1)
+[ -n "$table" ] && echo "$table" | sed 's/^/    /' | tee -a "$summary"
 
+# PyTorch: the CUDAPluggableAllocator path and the native adapter, one pytest run per file (no
+# -x: every scenario runs, each in its own process), after the background builds they use.
+mapfile -t torch_tests < <(find tests/gpu -maxdepth 1 -name 'test_torch_*.py' 2>/dev/null | sort)
+: >"$logs/pytorch.log"
+if [ ! -f "$library" ]; then
+  row "pytorch tests" "absent" "$library"
+elif [ "$have_torch" = 0 ]; then
+  row "pytorch tests" "skip" "no torch in python3"
+elif [ "$have_gpu" = 0 ]; then
+  row "pytorch tests" "skip" "no GPU on this machine"
+else
+  adapter_rc=$(prep_wait adapter)
+  [ "$adapter_rc" = 0 ] || row "native adapter build" "FAIL" "exit $adapter_rc; prep.log"
+  example_rc=$(prep_wait example)
+  if [ "$example_rc" != 0 ]; then
+    row "LibTorch example build" "FAIL" "exit $example_rc; prep.log"
+    failures=$((failures + 1))
+  fi
+  cp "$scratch/prep-example.log" "$example_dir/build.log" 2>/dev/null
+  for file in "${torch_tests[@]}"; do
+    name=$(basename "$file" .py)
+    VRAMCACHE_LIBRARY="$library" PYTHONPATH="$PWD/torch_plugin${PYTHONPATH:+:$PYTHONPATH}" \
+      VRAMCACHE_LIBTORCH_EXAMPLE_DIR="$example_dir" \
+      timeout --kill-after=10 "$pytest_timeout" python3 -m pytest -q -rfEs -p no:cacheprovider \
+      "$file" >"$scratch/$name.log" 2>&1
+    rc=$?
+    { echo "===== $name (exit $rc)"; cat "$scratch/$name.log"; } >>"$logs/pytorch.log"
+    result=$(grep -E '(passed|failed|skipped|error)' "$scratch/$name.log" | tail -1 | tr -d '=')
+    if [ "$rc" = 0 ]; then
+      row "$name" "ok" "$result"
+    else
+      [ "$rc" = 124 ] || [ "$rc" = 137 ] && result="timed out after ${pytest_timeout}s; $result"
+      row "$name" "FAIL" "exit $rc: $result"
+      failures=$((failures + 1))
+    fi
+    # Which scenarios failed or were skipped, and why (pytest's short summary), short.
+    grep -E '^(FAILED|ERROR|SKIPPED)' "$scratch/$name.log" | cut -c1-150 | head -15 |
+      sed 's/^/    /' | tee -a "$summary"
+  done
+fi
+
+row "total time" "" "$(($(date +%s) - started)) s"
 echo "== $failures failure(s)" | tee -a "$summary"
 [ "$failures" -eq 0 ]

@@ -26,7 +26,7 @@ from vramcache import _library  # noqa: E402
 
 EXTENSIONS_DIR = REPO / "build" / "torch-extensions"
 SCENARIO_TIMEOUT_S = 120
-COMPILE_TIMEOUT_S = 90  # torch.compile's first run (Inductor + Triton); skipped past this
+COMPILE_TIMEOUT_S = 150  # torch.compile's first run (Inductor + Triton); skipped past this
 
 
 def _environment(conf):
@@ -71,6 +71,8 @@ def run(body, conf="device:cuda", vramcache=True, timeout=SCENARIO_TIMEOUT_S):
 
 TRAIN = textwrap.dedent("""
     torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
     def train(steps=12):
         torch.manual_seed(0)
@@ -134,6 +136,15 @@ def test_memory_functions_snapshot_and_history():
             path = os.path.join(folder, "snapshot.pickle")
             torch.cuda.memory._dump_snapshot(path)
             assert os.path.getsize(path) > 0
+            import pickle
+            with open(path, "rb") as f:
+                dumped = pickle.load(f)
+        # What the memory_viz tools (pytorch.org/memory_viz, torch.cuda._memory_viz) read.
+        from torch.cuda import _memory_viz
+        assert {"segments", "device_traces"} <= set(dumped), dumped.keys()
+        for name in ("segsum", "trace", "trace_plot", "segment_plot"):
+            text = getattr(_memory_viz, name)(dumped)
+            assert isinstance(text, str) and text, name
         try:  # once in use, vramcache's history cannot be turned off: said, not ignored
             torch.cuda.memory._record_memory_history(enabled=None)
         except RuntimeError as e:
@@ -158,33 +169,91 @@ def test_memory_functions_snapshot_and_history():
     assert out.strip().endswith("ok")
 
 
-def test_record_stream_is_honoured_and_empty_cache_returns_memory():
+def test_record_stream_is_honoured():
+    # A pattern written on a side stream must survive a reuse attempted while that stream still
+    # works on the block: x is freed (after record_stream) while the side stream sleeps, the
+    # default stream then allocates and overwrites the same size, and the side stream's copy of
+    # x, taken after its sleep, must still read the pattern.
+    #
+    # The first GPU run failed at this scenario's first assertion (block state right after the
+    # free). The pending state itself is the allocator's bookkeeping (no timing involved), but
+    # the old scenario's sleep overlapped with the lazy loading of the add kernel launched after
+    # it, so the side stream could be done before the reuse check; and one failed assertion hid
+    # the rest. Here every kernel is loaded first, the side stream is checked to still be busy
+    # at each point that needs it, and a failure prints the block's segment and the stats.
     out = run("""
         side = torch.cuda.Stream()
-        x = torch.zeros(8 * MiB, dtype=torch.uint8, device="cuda")
+        n = 8 * MiB
+        # Load every kernel used below (lazy module loading would otherwise eat the sleep).
+        warm = torch.zeros(n, dtype=torch.uint8, device="cuda")
+        with torch.cuda.stream(side):
+            torch.cuda._sleep(1000)
+            warm.fill_(1)
+            torch.empty_like(warm).copy_(warm)
+        torch.cuda.synchronize()
+        del warm
+
+        def describe(address):
+            snapshot = torch.cuda.memory._snapshot()
+            for s in snapshot["segments"]:
+                if s["address"] <= address < s["address"] + s["total_size"]:
+                    return json.dumps({k: v for k, v in s.items() if k != "frames"})
+            return "no segment holds %#x" % address
+
+        x = torch.zeros(n, dtype=torch.uint8, device="cuda")
+        out = torch.empty(n, dtype=torch.uint8, device="cuda")
         old = x.data_ptr()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            torch.cuda._sleep(200_000_000)  # keeps the side stream busy for ~0.1 s
-            x.add_(1)
+            torch.cuda._sleep(1_000_000_000)  # ~0.5 s on an H100
+            x.fill_(0x5A)
+            out.copy_(x)
         x.record_stream(side)
         del x
-        # The side stream still uses the block: it waits, and nobody else gets it meanwhile.
+        assert not side.query(), "the side stream finished before the free: sleep longer"
         states = {b["address"]: b["state"] for s in torch.cuda.memory._snapshot()["segments"]
                   for b in s["blocks"]}
-        assert states.get(old) == "active_pending_free", states.get(old)
-        y = torch.empty(8 * MiB, dtype=torch.uint8, device="cuda")
-        assert y.data_ptr() != old
-        side.synchronize()
-        del y
+        assert states.get(old) == "active_pending_free", (states.get(old), describe(old),
+                                                          torch.cuda.memory_stats())
+        y = torch.empty(n, dtype=torch.uint8, device="cuda")
+        y.fill_(0xA5)  # on the default stream: would clobber x if y had x's memory
+        busy = not side.query()
+        assert y.data_ptr() != old or not busy, ("reused while the side stream works on it",
+                                                  describe(old))
+        assert busy, "the side stream finished before the reuse check: sleep longer"
+        torch.cuda.synchronize()
+        assert bool((out == 0x5A).all()), "the side stream's pattern was overwritten"
+        assert bool((y == 0xA5).all())
+        del y, out
+        # Once the side stream is done the block is free again: the same size gets it back.
+        z = torch.empty(n, dtype=torch.uint8, device="cuda")
+        states = {b["address"]: b["state"] for s in torch.cuda.memory._snapshot()["segments"]
+                  for b in s["blocks"]}
+        assert states.get(old) in ("inactive", "active_allocated"), (states.get(old),
+                                                                     describe(old))
+        print("ok")
+    """)
+    assert out.strip().endswith("ok")
 
+
+def test_empty_cache_returns_memory():
+    out = run("""
+        keep = torch.ones(MiB, device="cuda")  # a live block: its segment stays
         big = [torch.empty(64 * MiB, dtype=torch.uint8, device="cuda") for _ in range(3)]
+        for b in big:
+            b.fill_(1)
         del big
         torch.cuda.synchronize()
         before = torch.cuda.memory_reserved()
+        free_before, _ = torch.cuda.mem_get_info()
         torch.cuda.empty_cache()
         after = torch.cuda.memory_reserved()
-        assert after <= before - 3 * 64 * MiB, (before, after)
+        free_after, _ = torch.cuda.mem_get_info()
+        detail = (before, after, free_before, free_after, torch.cuda.memory_stats())
+        assert after <= before - 3 * 64 * MiB, detail
+        assert after >= torch.cuda.memory_allocated() > 0, detail
+        assert free_after >= free_before + 3 * 64 * MiB - 8 * MiB, detail  # the device has it
+        assert keep.sum().item() == MiB  # the live block is untouched
         print("ok")
     """)
     assert out.strip().endswith("ok")
@@ -247,8 +316,22 @@ def test_cuda_graphs_and_memory_pools():
 
 
         graph = torch.cuda.CUDAGraph()
+        captured = []
         with torch.cuda.graph(graph):  # allocations come from the graph's private pool
-            static_out = (static_in * 2 + 1).sin()
+            doubled = static_in * 2
+            captured.append(doubled.data_ptr())
+            static_out = (doubled + 1).sin()
+            captured.append(static_out.data_ptr())
+            del doubled  # freed inside the capture: stays the graph's, replays write it
+        # The private pool's live blocks are exactly the graph's live outputs (torch.compile's
+        # cudagraph trees assert this through the same call).
+        assert torch._C._cuda_checkPoolLiveAllocations(0, graph.pool(), {static_out.data_ptr()})
+        assert not torch._C._cuda_checkPoolLiveAllocations(0, graph.pool(), set())
+        # Memory kept private: allocations outside the graph never get the graph's blocks,
+        # not even the one freed during the capture.
+        outside = [torch.empty_like(static_in) for _ in range(16)]
+        assert not {t.data_ptr() for t in outside} & set(captured), captured
+        del outside
         shared = torch.cuda.CUDAGraph()
         with torch.cuda.graph(shared, pool=graph.pool()):
             tripled = static_out * 3
@@ -327,18 +410,61 @@ def test_torch_compile_reduce_overhead():
     assert out.strip().endswith("ok")
 
 
-@pytest.mark.skipif(os.environ.get("VRAMCACHE_TEST_LIBTORCH_EXAMPLE") != "1",
-                    reason="builds a LibTorch program (a minute or more); "
-                           "set VRAMCACHE_TEST_LIBTORCH_EXAMPLE=1 to run it")
-def test_libtorch_example_trains(tmp_path):
-    env = _environment(None)
+DDP_SCRIPT = Path(__file__).resolve().parent / "torch_ddp" / "ddp_step.py"
+DDP_TIMEOUT_S = 180
+
+
+def test_torchrun_two_processes_each_within_its_budget():
+    # Two ranks on the one GPU (NCCL refuses two ranks on one device, so gloo), each with its
+    # own vramcache budget; one DDP step; neither may reserve past its budget.
+    env = _environment("device:cuda")
+    env["VRAMCACHE_DDP_BUDGETS_MIB"] = "768,512"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", str(DDP_SCRIPT)]
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, text=True,
+                                timeout=DDP_TIMEOUT_S)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"torchrun did not finish in {DDP_TIMEOUT_S}s:\n{e.stdout}\n{e.stderr}")
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr[-6000:]}"
+    reports = [json.loads(line[len("DDP "):]) for line in result.stdout.splitlines()
+               if line.startswith("DDP ")]
+    assert sorted(r["rank"] for r in reports) == [0, 1], result.stdout
+    for r in reports:
+        assert r["allocator"] == "vramcache", r
+        assert 0 < r["max_reserved"] <= r["budget"], r
+        assert r["oom_message_has_vramcache"], r
+    assert reports[0]["param_checksum"] == reports[1]["param_checksum"], reports  # in step
+
+
+EXAMPLE_BUILD_TIMEOUT_S = 420
+
+
+def _build_example(env):
+    """The example's binary: prebuilt by tests/gpu/run.sh (VRAMCACHE_LIBTORCH_EXAMPLE_DIR), else
+    configured and built here (a minute or more)."""
+    prebuilt = os.environ.get("VRAMCACHE_LIBTORCH_EXAMPLE_DIR")
+    if prebuilt:
+        binary = Path(prebuilt) / "train_mlp"
+        assert binary.is_file(), f"the example was not built: see {prebuilt}/build.log"
+        return binary
     build = REPO / "build" / "torch-examples"
     configure = ["cmake", "-S", str(REPO / "torch_plugin" / "examples"), "-B", str(build),
-                 "-G", "Ninja", f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
+                 "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
+                 f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
                  f"-DVRAMCACHE_LIBRARY={env['VRAMCACHE_LIBRARY']}"]
     for command in (configure, ["cmake", "--build", str(build)]):
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        result = subprocess.run(command, env=env, capture_output=True, text=True,
+                                timeout=EXAMPLE_BUILD_TIMEOUT_S)
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return build / "train_mlp"
+
+
+@pytest.mark.skipif(os.environ.get("VRAMCACHE_TEST_LIBTORCH_EXAMPLE", "1") == "0",
+                    reason="VRAMCACHE_TEST_LIBTORCH_EXAMPLE=0")
+def test_libtorch_example_trains():
+    env = _environment(None)
+    build = _build_example(env).parent
     result = subprocess.run([str(build / "train_mlp"), "budget:2GiB"], env=env,
                             capture_output=True, text=True, timeout=SCENARIO_TIMEOUT_S)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -33,7 +33,7 @@ def run_scenario(body: str, conf: str = "device:cuda") -> str:
                PYTHONPATH=str(PLUGIN))
     env.pop("PYTORCH_ALLOC_CONF", None)
     env.pop("PYTORCH_CUDA_ALLOC_CONF", None)
-    prologue = "import gc, torch, vramcache\nvramcache.install()\nMiB = 1 << 20\n"
+    prologue = "import gc, torch, vramcache\nvramcache.install(native=False)\nMiB = 1 << 20\n"
     result = subprocess.run([sys.executable, "-c", prologue + textwrap.dedent(body)], env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"

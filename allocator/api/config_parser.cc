@@ -1119,7 +1119,6 @@ absl::StatusOr<std::size_t> ParseByteSize(std::string_view text) {
 
 absl::Status CheckImplemented(const AllocatorConfig& config) {
   std::vector<std::string> unavailable;
-  if (config.vmm == VmmMode::kOn) unavailable.push_back("vmm:on (virtual-memory stitching)");
   if (config.poison_on_free) unavailable.push_back("poison_on_free");
   if (config.canaries) unavailable.push_back("canaries");
   if (config.unmap_on_free) unavailable.push_back("unmap_on_free");

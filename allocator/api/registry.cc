@@ -37,6 +37,17 @@ absl::Status Registry::InitializeLocked() {
   }
   absl::StatusOr<std::vector<std::unique_ptr<Device>>> devices = OpenDevices(config_);
   if (!devices.ok()) return devices.status();
+  // vmm:on is a demand: a device without virtual-memory support is an error, not a fallback.
+  if (config_.vmm == VmmMode::kOn) {
+    for (const auto& device : *devices) {
+      if (!device->Capabilities().vmm_supported) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "vramcache: vmm:on, but device %d (%s) does not support CUDA virtual memory "
+            "management; use vmm:auto (falls back to segments) or vmm:off",
+            device->Capabilities().ordinal, device->Capabilities().name));
+      }
+    }
+  }
   devices_ = std::move(*devices);
   clock_ = std::make_unique<SteadyClock>();
   for (auto& device : devices_) {

@@ -1,8 +1,10 @@
 // Blocks and segments, the allocator's unit of bookkeeping.
 //
 // Glossary:
-//   segment  one range obtained from the device in a single call (cudaMalloc). Never split
-//            across pools or streams: all its blocks belong to its stream and pool.
+//   segment  one range obtained from the device in a single call (cudaMalloc), or in
+//            virtual-memory mode one reserved address range (an arena) whose pages are backed
+//            by physical chunks only while blocks in them are in use. Never split across pools
+//            or streams: all its blocks belong to its stream and pool.
 //   block    a contiguous piece of a segment; the blocks of a segment tile it in address order
 //            (prev/next links). A block is allocated, free (in its pool's free set, coalesced
 //            with its neighbours), cached (freed, kept whole in the reuse cache for the next
@@ -22,6 +24,7 @@
 namespace vramcache {
 
 struct Segment;
+class VmmArena;
 
 // 0 is the shared pool; others are private pools (CUDA graphs), whose blocks serve only
 // allocations made to that pool.
@@ -49,6 +52,9 @@ struct Block {
   // A stream that used it was destroyed while it was live: it waits for a device
   // synchronization after its free, since no event can be recorded on that stream any more.
   bool used_by_destroyed_stream = false;
+  // Virtual-memory mode: its range is acquired in its segment's arena (its pages are backed
+  // until it is released). Set from allocation until the free completes.
+  bool holds_pages = false;
 
   bool is_split() const { return prev != nullptr || next != nullptr; }
 
@@ -69,6 +75,7 @@ struct Block {
     stream_uses.clear();
     last_free_time = 0;
     used_by_destroyed_stream = false;
+    holds_pages = false;
   }
 };
 
@@ -79,6 +86,11 @@ struct Segment {
   bool small = false;
   PoolId pool_id = kDefaultPool;
   Block* head = nullptr;  // lowest-addressed block
+  // Virtual-memory mode: the reserved address range it is (physical pages come and go).
+  VmmArena* arena = nullptr;
+  // Virtual-memory mode, private pools (CUDA graphs): the whole range stays backed while the
+  // pool lives, since a graph's replays use its blocks' addresses even after they are freed.
+  bool pinned = false;
 
   // True when one free block covers the whole segment: it can go back to the device.
   bool IsWhollyFree() const { return head->next == nullptr && head->state == BlockState::kFree; }

@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "allocator/base/mutex.h"
 #include "allocator/core/size_classes.h"
+#include "allocator/core/vmm_arena.h"
 
 namespace vramcache {
 
@@ -59,6 +60,27 @@ struct ReuseKey {
   }
 };
 
+// Virtual-memory mode: a block range whose pages could not be released when it was freed (a
+// capture was under way, or recording the free mark failed); released later.
+struct DeferredRelease {
+  VmmArena* arena;
+  DevicePtr addr;
+  std::size_t bytes;
+};
+
+// Virtual-memory mode: address space reserved per growth of the large pool. Address space is
+// cheap and physical pages follow the live blocks, so one large range per stream lets best fit
+// pack blocks across what would be segment boundaries (fewer partly used pages).
+inline constexpr std::size_t kVmmLargeArenaBytes = std::size_t{1} << 30;
+// Virtual-memory mode: how many best-fit candidates are examined for one whose pages are all
+// backed already (placing there costs no map call and no physical memory).
+inline constexpr int kVmmPlacementCandidates = 16;
+
+bool UsesVirtualMemory(const AllocatorConfig& config, const DeviceCapabilities& caps) {
+  if (!caps.vmm_supported) return false;
+  return config.vmm != VmmMode::kOff;
+}
+
 // A CUDA graph capture that directs allocations to a private pool.
 struct CaptureToPool {
   PoolId pool;
@@ -82,6 +104,10 @@ class CachingAllocatorImpl {
                            : std::min(budget, std::max<std::size_t>(fraction_bytes, 1));
     }
     budget_bytes_ = budget;
+    if (UsesVirtualMemory(config, device->Capabilities())) {
+      vmm_ = std::make_unique<ChunkPool>(device, device->Capabilities().granularity);
+      vmm_->SetBudget(budget);
+    }
     const double total = static_cast<double>(device->Capabilities().total_bytes);
     if (config.soft_budget_bytes.has_value()) {
       soft_budget_bytes_ = *config.soft_budget_bytes;
@@ -134,14 +160,20 @@ class CachingAllocatorImpl {
       // utilization on the shared traces). Each cached block is coalesced once, so this costs
       // O(1) per free, amortized.
       FlushReuseCache();
+      if (vmm_ != nullptr) vmm_->SetEventQueriesAllowed(!capturing);
+      // In virtual-memory mode a fitting block may still lack physical pages that cannot be
+      // found now (ResourceExhausted): the growth ladder frees some and retries.
       if (Block* block = FindFreeBlock(small, pool, stream, rounded)) {
-        ++stats_.num_cache_hits;
-        return FinishAllocation(block, size, rounded, stream);
-      }
-      if (!capturing && config_.cross_stream != CrossStreamPolicy::kNone) {
+        absl::StatusOr<void*> result = FinishAllocation(block, size, rounded, stream);
+        if (result.ok()) ++stats_.num_cache_hits;
+        if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
+      } else if (!capturing && config_.cross_stream != CrossStreamPolicy::kNone) {
         absl::StatusOr<Block*> borrowed = TakeFromOtherStream(small, pool, stream, rounded);
         if (!borrowed.ok()) return borrowed.status();
-        if (*borrowed != nullptr) return FinishAllocation(*borrowed, size, rounded, stream);
+        if (*borrowed != nullptr) {
+          absl::StatusOr<void*> result = FinishAllocation(*borrowed, size, rounded, stream);
+          if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
+        }
       }
     }
     return AllocateWithGrowth(size, rounded, small, stream, pool, capturing);
@@ -281,6 +313,10 @@ class CachingAllocatorImpl {
     std::vector<Block*> deferred;
     deferred.swap(deferred_until_capture_ends_);
     absl::Status status = absl::OkStatus();
+    if (vmm_ != nullptr) {
+      vmm_->SetEventQueriesAllowed(true);
+      FlushDeferredReleases();
+    }
     for (Block* block : deferred) {
       if (block->used_by_destroyed_stream) {
         pending_.push_back({{block}, {}});  // resolved by the next device synchronization
@@ -304,6 +340,10 @@ class CachingAllocatorImpl {
       if (--it->second > 0) return absl::OkStatus();
       private_pool_uses_.erase(it);
       released_pools_.insert(pool);
+      if (vmm_ != nullptr) {
+        ReclaimReleasedPoolSegments();
+        return MaybeCheckInvariants();
+      }
       released = DetachReleasableSegments(SIZE_MAX);
     }
     return FreeSegmentMemory(released);
@@ -311,6 +351,7 @@ class CachingAllocatorImpl {
 
   absl::Status EmptyCache() {
     if (absl::Status s = SynchronizePendingFrees(); !s.ok()) return s;
+    if (vmm_ != nullptr) return EmptyVirtualMemoryCache();
     std::vector<Segment*> released;
     {
       MutexLock lock(&mu_);
@@ -349,11 +390,14 @@ class CachingAllocatorImpl {
       live_.clear();
       for (auto& [base, segment] : segments_) released.push_back(segment);
       segments_.clear();
+      deferred_releases_.clear();
       for (Segment* segment : released) {
-        releasing_bytes_ += segment->size;
         stats_.segment.Decrease(segment->small, 1);
-        stats_.reserved_bytes.Decrease(segment->small, static_cast<std::int64_t>(segment->size));
         if (segment->size >= config_.max_split_size) stats_.oversize_segments.Decrease(1);
+        if (vmm_ == nullptr) {
+          releasing_bytes_ += segment->size;
+          stats_.reserved_bytes.Decrease(segment->small, static_cast<std::int64_t>(segment->size));
+        }
         for (Block* b = segment->head; b != nullptr; b = b->next) {
           if (b->state == BlockState::kPendingFree) {
             stats_.active.Decrease(segment->small, 1);
@@ -368,6 +412,14 @@ class CachingAllocatorImpl {
     }
     absl::Status status = absl::OkStatus();
     for (EventHandle event : events) status.Update(device_->DestroyEvent(event));
+    if (vmm_ != nullptr) {
+      // Every page, live ones included, is unmapped and every chunk and range released.
+      MutexLock lock(&mu_);
+      status.Update(vmm_->ReleaseAll());
+      SyncVmmStats();
+      for (Segment* segment : released) delete segment;
+      return status;
+    }
     status.Update(FreeSegmentMemory(released));
     return status;
   }
@@ -378,6 +430,8 @@ class CachingAllocatorImpl {
     copy.max_split_size =
         config_.max_split_size == SIZE_MAX ? -1 : static_cast<std::int64_t>(config_.max_split_size);
     copy.budget_bytes = static_cast<std::int64_t>(budget_bytes_);
+    copy.address_space_reserved_bytes =
+        vmm_ != nullptr ? static_cast<std::int64_t>(vmm_->address_bytes()) : 0;
     return copy;
   }
 
@@ -426,6 +480,19 @@ class CachingAllocatorImpl {
         largest = std::max(largest, b->size);
       }
     }
+    // Virtual-memory mode: free address space is plentiful, and any request is stitched from
+    // free pages, cached chunks and new chunks alike: the largest allocation that can succeed
+    // is all of those (what PyTorch's cacheInfo means: device free memory or the largest
+    // cached block, whichever is larger).
+    if (vmm_ != nullptr) {
+      std::size_t headroom = 0;
+      if (budget_bytes_ > 0) {
+        headroom = budget_bytes_ > vmm_->held_bytes() ? budget_bytes_ - vmm_->held_bytes() : 0;
+      } else if (absl::StatusOr<DeviceMemInfo> info = device_->MemInfo(); info.ok()) {
+        headroom = info->free_bytes;
+      }
+      largest = vmm_->free_mapped_bytes() + vmm_->cached_bytes() + headroom;
+    }
     return largest;
   }
 
@@ -456,6 +523,7 @@ class CachingAllocatorImpl {
   void SetBudget(std::size_t bytes) {
     MutexLock lock(&mu_);
     budget_bytes_ = bytes;
+    if (vmm_ != nullptr) vmm_->SetBudget(bytes);
   }
 
   std::size_t Budget() const {
@@ -491,10 +559,13 @@ class CachingAllocatorImpl {
         (rounded + kLargeSegmentRounding - 1) / kLargeSegmentRounding * kLargeSegmentRounding;
     absl::Status last_error = absl::OkStatus();
     auto grow = [&]() -> std::optional<absl::StatusOr<void*>> {
-      const int candidates = tight < preferred ? 2 : 1;
+      // Virtual memory: address space is not what runs out, so one size is enough.
+      const int candidates = tight < preferred && vmm_ == nullptr ? 2 : 1;
       for (int i = 0; i < candidates; ++i) {
         const std::size_t segment_size = i == 0 ? preferred : tight;
-        absl::StatusOr<void*> result = TryGrow(size, rounded, small, stream, pool, segment_size);
+        absl::StatusOr<void*> result =
+            vmm_ != nullptr ? TryGrowAddressSpace(size, rounded, small, stream, pool, capturing)
+                            : TryGrow(size, rounded, small, stream, pool, segment_size);
         if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
         last_error = result.status();
       }
@@ -531,6 +602,42 @@ class CachingAllocatorImpl {
   void CountRetry() {
     MutexLock lock(&mu_);
     ++stats_.num_alloc_retries;
+  }
+
+  // Virtual-memory mode's growth: a fitting free block in address space (its missing pages
+  // are backed by chunks stolen from free pages, else new ones within the budget), else a new
+  // reserved range. ResourceExhausted when physical memory cannot be found; the range stays.
+  absl::StatusOr<void*> TryGrowAddressSpace(std::size_t size, std::size_t rounded, bool small,
+                                            StreamHandle stream, PoolId pool, bool capturing) {
+    MutexLock lock(&mu_);
+    if (shut_down_) return ShutDownError();
+    vmm_->SetEventQueriesAllowed(!capturing && captures_.empty());
+    FlushReuseCache();
+    if (Block* block = FindFreeBlock(small, pool, stream, rounded)) {
+      absl::StatusOr<void*> result = FinishAllocation(block, size, rounded, stream);
+      if (result.ok()) ++stats_.num_cache_hits;
+      return result;
+    }
+    const std::size_t granularity = vmm_->granularity();
+    std::size_t bytes = SizeRounder::SegmentSizeFor(rounded);
+    // A private pool pins its whole range (see Segment::pinned), so it gets no more than
+    // segment mode would; a range at or above max_split_size would serve no ordinary request.
+    if (!small && pool == kDefaultPool && kVmmLargeArenaBytes < config_.max_split_size) {
+      bytes = std::max(bytes, kVmmLargeArenaBytes);
+    }
+    bytes = (bytes + granularity - 1) / granularity * granularity;
+    absl::StatusOr<VmmArena*> arena = vmm_->CreateArena(bytes, stream, small);
+    if (!arena.ok()) return arena.status();
+    if (pool != kDefaultPool) {
+      absl::Status pinned = (*arena)->Acquire((*arena)->base(), bytes);
+      SyncVmmStats();
+      // The empty range stays reserved in the chunk pool (address space only) until shutdown.
+      if (!pinned.ok()) return pinned;
+    }
+    Segment* segment = AdoptSegment((*arena)->base(), bytes, small, stream, pool);
+    segment->arena = *arena;
+    segment->pinned = pool != kDefaultPool;
+    return FinishAllocation(segment->head, size, rounded, stream);
   }
 
   // One attempt to grow by `segment_size` bytes and serve the request from the new segment.
@@ -581,9 +688,11 @@ class CachingAllocatorImpl {
     segment->head = block;
     segments_.emplace(base, segment);
     stats_.segment.Increase(small, 1);
-    stats_.reserved_bytes.Increase(small, static_cast<std::int64_t>(size));
     if (size >= config_.max_split_size) stats_.oversize_segments.Increase(1);
-    ++stats_.num_device_alloc;
+    if (vmm_ == nullptr) {  // virtual memory counts chunks instead (SyncVmmStats)
+      stats_.reserved_bytes.Increase(small, static_cast<std::int64_t>(size));
+      ++stats_.num_device_alloc;
+    }
     Record(TraceAction::kSegmentAlloc, base, size, stream);
     AddFreeBlock(block);
     return segment;
@@ -595,7 +704,24 @@ class CachingAllocatorImpl {
     FreeBlockSet& set = small ? small_free_ : large_free_;
     auto it = set.lower_bound(SearchKey(pool, stream, rounded));
     if (it == set.end() || (*it)->pool_id != pool || (*it)->stream != stream) return nullptr;
-    return FitsSplitRules(*it, rounded) ? *it : nullptr;
+    if (!FitsSplitRules(*it, rounded)) return nullptr;  // nor does any larger block
+    if (vmm_ == nullptr) return *it;
+    // Virtual memory: among the best fits, the first whose pages are all backed already.
+    Block* best = *it;
+    for (int examined = 0; it != set.end() && examined < kVmmPlacementCandidates;
+         ++it, ++examined) {
+      Block* candidate = *it;
+      if (candidate->pool_id != pool || candidate->stream != stream ||
+          !FitsSplitRules(candidate, rounded)) {
+        break;
+      }
+      if (candidate->segment->pinned) return candidate;
+      const std::size_t used = ShouldSplit(candidate, rounded) ? rounded : candidate->size;
+      absl::StatusOr<std::size_t> unbacked =
+          candidate->segment->arena->UnbackedPages(candidate->addr, used);
+      if (unbacked.ok() && *unbacked == 0) return candidate;
+    }
+    return best;
   }
 
   // PyTorch's max_split_size rules: oversize blocks serve only oversize requests, and only
@@ -692,8 +818,11 @@ class CachingAllocatorImpl {
     return rounded < config_.max_split_size && remaining > kSmallRequestLimit;
   }
 
-  void* FinishAllocation(Block* block, std::size_t size, std::size_t rounded,
-                         StreamHandle alloc_stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Carves the request out of free block `block`. Virtual memory: ResourceExhausted when its
+  // pages cannot be backed now; the block is then free again, as it was.
+  absl::StatusOr<void*> FinishAllocation(Block* block, std::size_t size, std::size_t rounded,
+                                         StreamHandle alloc_stream)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     RemoveFreeBlock(block);
     if (ShouldSplit(block, rounded)) {
       Block* rest = NewBlock();
@@ -709,7 +838,115 @@ class CachingAllocatorImpl {
       block->size = rounded;
       AddFreeBlock(rest);
     }
+    if (absl::Status s = AcquireBacking(block); !s.ok()) {
+      CoalesceAndInsert(block);
+      return s;
+    }
     return MarkAllocated(block, size, rounded, alloc_stream);
+  }
+
+  // ---------------------------------------------------------------- virtual memory
+
+  // The block's pages get chunks (and one more use each). No-op in segment mode and for pinned
+  // ranges.
+  absl::Status AcquireBacking(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const Segment* segment = block->segment;
+    if (segment->arena == nullptr || segment->pinned) return absl::OkStatus();
+    absl::Status status = segment->arena->Acquire(block->addr, block->size);
+    SyncVmmStats();
+    if (status.ok()) block->holds_pages = true;
+    return status;
+  }
+
+  // The block's uses of its pages end; pages left unused keep their chunks, which the next
+  // request anywhere may take once the free mark recorded now has completed. During a capture
+  // no mark may be recorded (it would be captured), so the release waits for its end.
+  void ReleaseBacking(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!block->holds_pages) return;
+    block->holds_pages = false;
+    VmmArena* arena = block->segment->arena;
+    if (!captures_.empty() || !arena->Release(block->addr, block->size).ok()) {
+      deferred_releases_.push_back({arena, block->addr, block->size});  // pages stay backed
+    }
+    SyncVmmStats();
+  }
+
+  void FlushDeferredReleases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (deferred_releases_.empty() || !captures_.empty()) return;
+    std::vector<DeferredRelease> retry;
+    retry.swap(deferred_releases_);
+    for (const DeferredRelease& r : retry) {
+      if (!r.arena->Release(r.addr, r.bytes).ok()) deferred_releases_.push_back(r);
+    }
+    SyncVmmStats();
+  }
+
+  // Private pools that were released: their wholly free ranges are unpinned and join the
+  // shared pool (the address space is kept; the pages become free for anyone).
+  void ReclaimReleasedPoolSegments() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    FlushReuseCache();
+    for (auto& [base, segment] : segments_) {
+      if (segment->pool_id == kDefaultPool || !released_pools_.contains(segment->pool_id) ||
+          !segment->IsWhollyFree()) {
+        continue;
+      }
+      Block* head = segment->head;
+      if (segment->pinned) {
+        segment->pinned = false;
+        if (!captures_.empty() || !segment->arena->Release(segment->base, segment->size).ok()) {
+          deferred_releases_.push_back({segment->arena, segment->base, segment->size});
+        }
+      }
+      RemoveFreeBlock(head);
+      segment->pool_id = kDefaultPool;
+      head->pool_id = kDefaultPool;
+      AddFreeBlock(head);
+    }
+    SyncVmmStats();
+  }
+
+  // EmptyCache in virtual-memory mode: every free page whose last use has completed gives its
+  // chunk back to the device. The address ranges stay reserved.
+  absl::Status EmptyVirtualMemoryCache() {
+    bool must_wait = false;
+    {
+      MutexLock lock(&mu_);
+      if (shut_down_) return absl::OkStatus();
+      ReclaimReleasedPoolSegments();
+      FlushDeferredReleases();
+      must_wait = vmm_->waiting_bytes() > 0 && captures_.empty();
+      if (must_wait) ++stats_.num_sync_all_streams;
+    }
+    if (must_wait) {
+      if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
+    }
+    MutexLock lock(&mu_);
+    vmm_->SetEventQueriesAllowed(captures_.empty());
+    absl::StatusOr<std::size_t> trimmed = vmm_->Trim(SIZE_MAX);
+    SyncVmmStats();
+    if (!trimmed.ok()) return trimmed.status();
+    return MaybeCheckInvariants();
+  }
+
+  // Copies the chunk pool's device-call counters and held bytes into the statistics.
+  void SyncVmmStats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const ChunkPoolCounters& now = vmm_->counters();
+    auto delta = [](std::uint64_t after, std::uint64_t before) {
+      return static_cast<std::int64_t>(after - before);
+    };
+    stats_.num_device_alloc += delta(now.chunks_created, vmm_seen_.chunks_created);
+    stats_.num_device_free += delta(now.chunks_released, vmm_seen_.chunks_released);
+    stats_.num_map_calls += delta(now.maps, vmm_seen_.maps);
+    stats_.num_unmap_calls += delta(now.unmaps, vmm_seen_.unmaps);
+    stats_.num_stitches += delta(now.stitches, vmm_seen_.stitches);
+    vmm_seen_ = now;
+    const auto small_held = static_cast<std::int64_t>(vmm_->small_mapped_bytes());
+    const auto large_held = static_cast<std::int64_t>(vmm_->held_bytes()) - small_held;
+    for (const auto& [small, held] : {std::pair{true, small_held}, std::pair{false, large_held}}) {
+      const std::int64_t current = stats_.reserved_bytes.by_pool[small ? 1 : 2].current;
+      if (held > current) stats_.reserved_bytes.Increase(small, held - current);
+      if (held < current) stats_.reserved_bytes.Decrease(small, current - held);
+    }
   }
 
   void* MarkAllocated(Block* block, std::size_t size, std::size_t rounded,
@@ -741,6 +978,7 @@ class CachingAllocatorImpl {
     stats_.active.Decrease(small, 1);
     stats_.active_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
     Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
+    ReleaseBacking(block);
     CoalesceAndInsert(block);
   }
 
@@ -824,6 +1062,7 @@ class CachingAllocatorImpl {
         stats_.inactive_split.Decrease(small, 1);
         stats_.inactive_split_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
       }
+      ReleaseBacking(block);
       CoalesceAndInsert(block);
     }
   }
@@ -869,6 +1108,7 @@ class CachingAllocatorImpl {
   // Returns pending blocks whose events have all completed (event queries do not block).
   // `all_complete`: the caller just synchronized the device, so everything is done.
   absl::Status ProcessPendingFrees(bool all_complete) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (vmm_ != nullptr) FlushDeferredReleases();
     if (pending_.empty()) return absl::OkStatus();
     for (auto it = pending_.begin(); it != pending_.end();) {
       bool all_done = all_complete || !it->events.empty();
@@ -913,6 +1153,16 @@ class CachingAllocatorImpl {
   // segments first, as many as it takes to stay under it.
   absl::Status ReleaseForSoftBudget(std::size_t growth) {
     std::vector<Segment*> released;
+    if (vmm_ != nullptr) {
+      MutexLock lock(&mu_);
+      const std::size_t after = vmm_->held_bytes() + growth;
+      if (after <= soft_budget_bytes_) return absl::OkStatus();
+      absl::StatusOr<std::size_t> trimmed = vmm_->Trim(after - soft_budget_bytes_);
+      SyncVmmStats();
+      if (!trimmed.ok()) return trimmed.status();
+      if (*trimmed > 0) ++stats_.num_cache_releases;
+      return absl::OkStatus();
+    }
     {
       MutexLock lock(&mu_);
       const std::size_t after = ReservedBytesLocked() + growing_bytes_ + growth;
@@ -925,6 +1175,7 @@ class CachingAllocatorImpl {
   }
 
   absl::Status ReleaseCachedSegments(bool* released_any) {
+    if (vmm_ != nullptr) return WaitForFreePages(released_any);
     std::vector<Segment*> released;
     {
       MutexLock lock(&mu_);
@@ -933,6 +1184,19 @@ class CachingAllocatorImpl {
     }
     *released_any = !released.empty();
     return FreeDetachedSegments(released);
+  }
+
+  // Virtual memory's step of the out-of-memory ladder: free pages whose last use may still be
+  // running cannot give their chunks; once the device is synchronized they can.
+  absl::Status WaitForFreePages(bool* waited) {
+    {
+      MutexLock lock(&mu_);
+      FlushDeferredReleases();
+      *waited = vmm_->waiting_bytes() > 0;
+      if (!*waited) return absl::OkStatus();
+      ++stats_.num_sync_all_streams;
+    }
+    return device_->SynchronizeDevice();
   }
 
   // Takes wholly free segments out of the allocator, least recently used first, until
@@ -1076,6 +1340,12 @@ class CachingAllocatorImpl {
         report.largest_free_block_bytes = std::max(report.largest_free_block_bytes, b->size);
       }
     }
+    if (vmm_ != nullptr) {
+      // Free address space is not memory: what is cached is the free pages and chunks, and any
+      // request can be stitched from them.
+      report.cached_free_bytes = vmm_->free_mapped_bytes() + vmm_->cached_bytes();
+      report.largest_free_block_bytes = report.cached_free_bytes;
+    }
     report.pending_free_bytes = pending_bytes_;
     report.budget_bytes = budget_bytes_;
     const std::size_t accounted = report.device_free_bytes + report.reserved_bytes;
@@ -1127,6 +1397,29 @@ class CachingAllocatorImpl {
 
   // ---------------------------------------------------------------- invariants
 
+  // Virtual memory: every block in use (allocated, cached or pending) has its pages backed,
+  // and holds them itself unless its range is pinned; free blocks hold none.
+  absl::Status CheckBacking(const Segment& segment) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const Block* b = segment.head; b != nullptr; b = b->next) {
+      const bool in_use = b->state == BlockState::kAllocated || b->state == BlockState::kCached;
+      if ((in_use && !segment.pinned && !b->holds_pages) ||
+          (b->state == BlockState::kFree && b->holds_pages)) {
+        return absl::InternalError(absl::StrFormat("block %#x (state %d) %s its pages", b->addr,
+                                                   static_cast<int>(b->state),
+                                                   b->holds_pages ? "holds" : "does not hold"));
+      }
+      if (b->holds_pages || (segment.pinned && b->state != BlockState::kFree)) {
+        absl::StatusOr<std::size_t> unbacked = segment.arena->UnbackedPages(b->addr, b->size);
+        if (!unbacked.ok()) return unbacked.status();
+        if (*unbacked != 0) {
+          return absl::InternalError(absl::StrFormat(
+              "block %#x in use but %d of its pages have no chunk", b->addr, *unbacked));
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status MaybeCheckInvariants() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!config_.check_invariants) return absl::OkStatus();
     return CheckInvariantsLocked();
@@ -1152,7 +1445,11 @@ class CachingAllocatorImpl {
       previous_end = base + segment->size;
       const bool small = segment->small;
       expected.segment.Increase(small, 1);
-      expected.reserved_bytes.Increase(small, static_cast<std::int64_t>(segment->size));
+      if (vmm_ == nullptr) {
+        expected.reserved_bytes.Increase(small, static_cast<std::int64_t>(segment->size));
+      } else if (absl::Status s = CheckBacking(*segment); !s.ok()) {
+        return s;
+      }
       DevicePtr cursor = base;
       const Block* prev = nullptr;
       for (const Block* b = segment->head; b != nullptr; prev = b, b = b->next) {
@@ -1233,6 +1530,13 @@ class CachingAllocatorImpl {
         static_cast<std::size_t>(expected.allocation.all().current) + cached_blocks) {
       return absl::InternalError("live map holds blocks that no segment holds");
     }
+    if (vmm_ != nullptr) {
+      if (absl::Status s = vmm_->CheckInvariants(); !s.ok()) return s;
+      const auto small_held = static_cast<std::int64_t>(vmm_->small_mapped_bytes());
+      expected.reserved_bytes.Increase(true, small_held);
+      expected.reserved_bytes.Increase(false,
+                                       static_cast<std::int64_t>(vmm_->held_bytes()) - small_held);
+    }
 #define VRAMCACHE_COMPARE_POOL_STAT(name)                                                    \
   for (int p = 0; p < kNumPoolStats; ++p) {                                                  \
     if (expected.name.by_pool[p].current != stats_.name.by_pool[p].current) {                \
@@ -1278,6 +1582,10 @@ class CachingAllocatorImpl {
   std::size_t budget_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::size_t soft_budget_bytes_ = 0;  // set once at construction
   std::vector<CachingAllocator::OomObserver> oom_observers_ ABSL_GUARDED_BY(mu_);
+  // Virtual-memory mode only (null in segment mode): the physical chunks and address ranges.
+  std::unique_ptr<ChunkPool> vmm_ ABSL_PT_GUARDED_BY(mu_);  // set once, at construction
+  ChunkPoolCounters vmm_seen_ ABSL_GUARDED_BY(mu_);         // counters already in stats_
+  std::vector<DeferredRelease> deferred_releases_ ABSL_GUARDED_BY(mu_);
   DeviceStats stats_ ABSL_GUARDED_BY(mu_);
   std::deque<TraceEntry> history_ ABSL_GUARDED_BY(mu_);
   std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);

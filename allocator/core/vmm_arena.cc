@@ -11,12 +11,13 @@
 namespace vramcache {
 
 VmmArena::VmmArena(ChunkPool* pool, std::uint32_t id, DevicePtr base, std::size_t bytes,
-                   std::size_t granularity, StreamHandle stream)
+                   std::size_t granularity, StreamHandle stream, bool small)
     : pool_(pool),
       id_(id),
       base_(base),
       granularity_(granularity),
       stream_(stream),
+      small_(small),
       pages_(bytes / granularity) {}
 
 bool VmmArena::Contains(DevicePtr addr, std::size_t bytes) const {

@@ -68,6 +68,8 @@ class VmmArena {
   DevicePtr base() const { return base_; }
   std::size_t size() const { return pages_.size() * granularity_; }
   StreamHandle stream() const { return stream_; }
+  // Which of the allocator's pools it serves (the pools' reserved bytes are counted apart).
+  bool small() const { return small_; }
   std::size_t page_count() const { return pages_.size(); }
   bool Contains(DevicePtr addr, std::size_t bytes) const;
 
@@ -108,7 +110,7 @@ class VmmArena {
   };
 
   VmmArena(ChunkPool* pool, std::uint32_t id, DevicePtr base, std::size_t bytes,
-           std::size_t granularity, StreamHandle stream);
+           std::size_t granularity, StreamHandle stream, bool small);
 
   // The pages [first, end) that [addr, addr + bytes) touches, or why the range is not ours.
   absl::Status PagesOf(const char* operation, DevicePtr addr, std::size_t bytes, std::size_t* first,
@@ -120,6 +122,7 @@ class VmmArena {
   const DevicePtr base_;
   const std::size_t granularity_;
   const StreamHandle stream_;
+  const bool small_;
   std::vector<Page> pages_;
   std::size_t mapped_pages_ = 0;
   std::size_t live_pages_ = 0;
@@ -138,8 +141,8 @@ class ChunkPool {
   ChunkPool& operator=(const ChunkPool&) = delete;
 
   // Reserves `bytes` (a positive multiple of G) of address space for `stream`; nothing is
-  // mapped. The arena lives until ReleaseAll.
-  absl::StatusOr<VmmArena*> CreateArena(std::size_t bytes, StreamHandle stream);
+  // mapped. The arena lives until ReleaseAll. `small`: which allocator pool it serves.
+  absl::StatusOr<VmmArena*> CreateArena(std::size_t bytes, StreamHandle stream, bool small = false);
 
   // Hard cap on held bytes (0: none). Lowering it below held_bytes() releases nothing (Trim
   // does) but no chunk is created until held bytes are back under it.
@@ -155,6 +158,10 @@ class ChunkPool {
   std::size_t held_bytes() const { return (mapped_pages_ + cached_chunks_.size()) * granularity_; }
   std::size_t cached_bytes() const { return cached_chunks_.size() * granularity_; }
   std::size_t mapped_bytes() const { return mapped_pages_ * granularity_; }
+  // Mapped bytes of the arenas created with small = true.
+  std::size_t small_mapped_bytes() const { return small_mapped_pages_ * granularity_; }
+  // Address space reserved by all arenas.
+  std::size_t address_bytes() const { return address_bytes_; }
   // Free pages' bytes (mapped, no live count): ready and waiting.
   std::size_t free_mapped_bytes() const { return (ready_.size() + waiting_pages_) * granularity_; }
   std::size_t waiting_bytes() const { return waiting_pages_ * granularity_; }
@@ -231,6 +238,8 @@ class ChunkPool {
   std::vector<std::unique_ptr<VmmArena>> arenas_;  // by id
   std::vector<ChunkHandle> cached_chunks_;
   std::size_t mapped_pages_ = 0;
+  std::size_t small_mapped_pages_ = 0;
+  std::size_t address_bytes_ = 0;
   absl::btree_set<FreeKey> ready_;
   // Waiting pages by their arena's stream: a stream runs in order, so its oldest mark is the
   // first to complete and the only one worth querying.

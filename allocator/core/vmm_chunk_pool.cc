@@ -42,7 +42,8 @@ absl::StatusOr<std::unique_ptr<ChunkPool>> ChunkPool::Create(Device* device,
 
 ChunkPool::~ChunkPool() { ReleaseAll().IgnoreError(); }
 
-absl::StatusOr<VmmArena*> ChunkPool::CreateArena(std::size_t bytes, StreamHandle stream) {
+absl::StatusOr<VmmArena*> ChunkPool::CreateArena(std::size_t bytes, StreamHandle stream,
+                                                 bool small) {
   if (bytes == 0 || bytes % granularity_ != 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "vramcache: an arena of %d bytes: the size must be a positive multiple of the "
@@ -53,7 +54,8 @@ absl::StatusOr<VmmArena*> ChunkPool::CreateArena(std::size_t bytes, StreamHandle
   if (!base.ok()) return base.status();
   const auto id = static_cast<std::uint32_t>(arenas_.size());
   arenas_.push_back(
-      std::unique_ptr<VmmArena>(new VmmArena(this, id, *base, bytes, granularity_, stream)));
+      std::unique_ptr<VmmArena>(new VmmArena(this, id, *base, bytes, granularity_, stream, small)));
+  address_bytes_ += bytes;
   return arenas_.back().get();
 }
 
@@ -108,6 +110,7 @@ absl::Status ChunkPool::MapChunk(VmmArena& arena, std::size_t page, ChunkHandle 
   p.mapped = true;
   ++arena.mapped_pages_;
   ++mapped_pages_;
+  if (arena.small_) ++small_mapped_pages_;
   return absl::OkStatus();
 }
 
@@ -136,6 +139,7 @@ absl::StatusOr<ChunkHandle> ChunkPool::UnmapReadyPage() {
   page = VmmArena::Page{};
   --arena.mapped_pages_;
   --mapped_pages_;
+  if (arena.small_) --small_mapped_pages_;
   return chunk;
 }
 
@@ -273,6 +277,8 @@ absl::Status ChunkPool::ReleaseAll() {
   arenas_.clear();
   cached_chunks_.clear();
   mapped_pages_ = 0;
+  small_mapped_pages_ = 0;
+  address_bytes_ = 0;
   ready_.clear();
   waiting_.clear();
   waiting_pages_ = 0;

@@ -23,6 +23,9 @@ struct Fixture {
     options.completion = completion;
     device = std::make_unique<SimDevice>(options);
     config.check_invariants = true;
+    // These tests pin segment mode's behaviour (PyTorch's segment sizes, cudaMalloc/cudaFree);
+    // virtual-memory mode has its own (vmm_allocator_test.cc).
+    if (config.vmm == VmmMode::kAuto) config.vmm = VmmMode::kOff;
     allocator = std::make_unique<CachingAllocator>(device.get(), config, &clock);
   }
   ~Fixture() {

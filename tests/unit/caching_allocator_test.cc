@@ -24,6 +24,9 @@ class CachingAllocatorTest : public ::testing::Test {
     options.completion = completion;
     device_ = std::make_unique<SimDevice>(options);
     config.check_invariants = true;
+    // These tests pin segment mode's behaviour (PyTorch's segment sizes, cudaMalloc/cudaFree);
+    // virtual-memory mode has its own (vmm_allocator_test.cc).
+    if (config.vmm == VmmMode::kAuto) config.vmm = VmmMode::kOff;
     allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
   }
   // A device whose work completes only when the test says so.

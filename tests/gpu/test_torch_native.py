@@ -419,6 +419,7 @@ def test_torchrun_two_processes_each_within_its_budget():
     # own vramcache budget; one DDP step; neither may reserve past its budget.
     env = _environment("device:cuda")
     env["VRAMCACHE_DDP_BUDGETS_MIB"] = "768,512"
+    env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the GPU machine has no network: loopback
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node=2", str(DDP_SCRIPT)]
     try:

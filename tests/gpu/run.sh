@@ -20,7 +20,7 @@
 #        stages) or else build/gpu. TEST_TIMEOUT (seconds per test binary, default 150),
 #        BENCH_MIN_TIME (seconds per benchmark, default 0.05), JOBS (test binaries at once,
 #        default the number of CPUs), PYTEST_TIMEOUT (seconds per PyTorch test file, default
-#        420), PREP_TIMEOUT (seconds per background build, default 300). Exit status: 0 when
+#        330), PREP_TIMEOUT (seconds per background build, default 300). Exit status: 0 when
 #        nothing failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,7 +33,7 @@ logs=${OUT:-$dir/logs}
 mkdir -p "$logs"
 export LD_LIBRARY_PATH="$PWD/$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 test_timeout=${TEST_TIMEOUT:-150}
-pytest_timeout=${PYTEST_TIMEOUT:-420}
+pytest_timeout=${PYTEST_TIMEOUT:-330}
 prep_timeout=${PREP_TIMEOUT:-300}
 bench_min_time=${BENCH_MIN_TIME:-0.05}
 jobs=${JOBS:-$(nproc)}

@@ -25,7 +25,7 @@ sys.path.insert(0, str(PLUGIN))
 from vramcache import _library  # noqa: E402
 
 EXTENSIONS_DIR = REPO / "build" / "torch-extensions"
-SCENARIO_TIMEOUT_S = 120
+SCENARIO_TIMEOUT_S = 90
 COMPILE_TIMEOUT_S = 150  # torch.compile's first run (Inductor + Triton); skipped past this
 
 

@@ -706,8 +706,10 @@ class CachingAllocatorImpl {
     if (it == set.end() || (*it)->pool_id != pool || (*it)->stream != stream) return nullptr;
     if (!FitsSplitRules(*it, rounded)) return nullptr;  // nor does any larger block
     if (vmm_ == nullptr) return *it;
-    // Virtual memory: among the best fits, the first whose pages are all backed already.
+    // Virtual memory: among the best fits, the one needing the fewest new pages (the first
+    // that needs none ends the search).
     Block* best = *it;
+    std::size_t best_unbacked = SIZE_MAX;
     for (int examined = 0; it != set.end() && examined < kVmmPlacementCandidates;
          ++it, ++examined) {
       Block* candidate = *it;
@@ -719,7 +721,12 @@ class CachingAllocatorImpl {
       const std::size_t used = ShouldSplit(candidate, rounded) ? rounded : candidate->size;
       absl::StatusOr<std::size_t> unbacked =
           candidate->segment->arena->UnbackedPages(candidate->addr, used);
-      if (unbacked.ok() && *unbacked == 0) return candidate;
+      if (!unbacked.ok()) continue;
+      if (*unbacked == 0) return candidate;
+      if (*unbacked < best_unbacked) {
+        best = candidate;
+        best_unbacked = *unbacked;
+      }
     }
     return best;
   }

@@ -1118,10 +1118,14 @@ absl::StatusOr<std::size_t> ParseByteSize(std::string_view text) {
 }
 
 absl::Status CheckImplemented(const AllocatorConfig& config) {
+  if (config.unmap_on_free && config.vmm == VmmMode::kOff) {
+    return absl::InvalidArgumentError(
+        "vramcache: unmap_on_free needs the virtual-memory mode (freed ranges are unmapped); "
+        "use vmm:auto or vmm:on with it");
+  }
   std::vector<std::string> unavailable;
   if (config.poison_on_free) unavailable.push_back("poison_on_free");
   if (config.canaries) unavailable.push_back("canaries");
-  if (config.unmap_on_free) unavailable.push_back("unmap_on_free");
   if (config.zero_on_alloc) unavailable.push_back("zero_on_alloc");
   if (unavailable.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrFormat(

@@ -38,13 +38,17 @@ absl::Status Registry::InitializeLocked() {
   absl::StatusOr<std::vector<std::unique_ptr<Device>>> devices = OpenDevices(config_);
   if (!devices.ok()) return devices.status();
   // vmm:on is a demand: a device without virtual-memory support is an error, not a fallback.
-  if (config_.vmm == VmmMode::kOn) {
+  if (config_.vmm == VmmMode::kOn || config_.unmap_on_free) {
     for (const auto& device : *devices) {
       if (!device->Capabilities().vmm_supported) {
         return absl::FailedPreconditionError(absl::StrFormat(
-            "vramcache: vmm:on, but device %d (%s) does not support CUDA virtual memory "
-            "management; use vmm:auto (falls back to segments) or vmm:off",
-            device->Capabilities().ordinal, device->Capabilities().name));
+            "vramcache: %s, but device %d (%s) does not support CUDA virtual memory "
+            "management; %s",
+            config_.unmap_on_free ? "unmap_on_free" : "vmm:on", device->Capabilities().ordinal,
+            device->Capabilities().name,
+            config_.unmap_on_free ? "turn unmap_on_free off (canaries and poison_on_free work "
+                                    "without virtual memory)"
+                                  : "use vmm:auto (falls back to segments) or vmm:off"));
       }
     }
   }

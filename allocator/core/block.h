@@ -30,6 +30,9 @@ class VmmArena;
 // allocations made to that pool.
 using PoolId = std::uint64_t;
 inline constexpr PoolId kDefaultPool = 0;
+// unmap_on_free: freed ranges rest here, unmapped, and no request ever searches this pool, so
+// their addresses are never handed out again.
+inline constexpr PoolId kQuarantinePool = ~PoolId{0};
 
 enum class BlockState : std::uint8_t { kFree, kAllocated, kPendingFree, kCached };
 
@@ -91,6 +94,8 @@ struct Segment {
   // Virtual-memory mode, private pools (CUDA graphs): the whole range stays backed while the
   // pool lives, since a graph's replays use its blocks' addresses even after they are freed.
   bool pinned = false;
+  // unmap_on_free: this range serves one allocation; once freed it is unmapped and quarantined.
+  bool quarantine = false;
 
   // True when one free block covers the whole segment: it can go back to the device.
   bool IsWhollyFree() const { return head->next == nullptr && head->state == BlockState::kFree; }

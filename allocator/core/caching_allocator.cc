@@ -107,6 +107,7 @@ class CachingAllocatorImpl {
     if (UsesVirtualMemory(config, device->Capabilities())) {
       vmm_ = std::make_unique<ChunkPool>(device, device->Capabilities().granularity);
       vmm_->SetBudget(budget);
+      quarantine_ = config.unmap_on_free;
     }
     const double total = static_cast<double>(device->Capabilities().total_bytes);
     if (config.soft_budget_bytes.has_value()) {
@@ -151,7 +152,9 @@ class CachingAllocatorImpl {
       if (!capturing) {
         if (absl::Status s = ProcessPendingFrees(/*all_complete=*/false); !s.ok()) return s;
       }
-      if (Block* block = PopReuseCache(pool, stream, rounded)) {
+      // unmap_on_free: every allocation gets fresh addresses (TryGrowAddressSpace).
+      const bool fresh_addresses = quarantine_ && pool == kDefaultPool;
+      if (Block* block = fresh_addresses ? nullptr : PopReuseCache(pool, stream, rounded)) {
         ++stats_.num_cache_hits;
         return MarkAllocated(block, size, rounded, stream);
       }
@@ -163,7 +166,9 @@ class CachingAllocatorImpl {
       if (vmm_ != nullptr) vmm_->SetEventQueriesAllowed(!capturing);
       // In virtual-memory mode a fitting block may still lack physical pages that cannot be
       // found now (ResourceExhausted): the growth ladder frees some and retries.
-      if (Block* block = FindFreeBlock(small, pool, stream, rounded)) {
+      if (fresh_addresses) {
+        // straight to growth
+      } else if (Block* block = FindFreeBlock(small, pool, stream, rounded)) {
         absl::StatusOr<void*> result = FinishAllocation(block, size, rounded, stream);
         if (result.ok()) ++stats_.num_cache_hits;
         if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
@@ -195,7 +200,7 @@ class CachingAllocatorImpl {
     if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
     Record(TraceAction::kFreeRequested, block->addr, block->size, block->alloc_stream);
     if (block->stream_uses.empty() && block->alloc_stream == block->stream &&
-        !block->used_by_destroyed_stream &&
+        !block->used_by_destroyed_stream && !block->segment->quarantine &&
         reuse_cache_bytes_ + block->size <= config_.reuse_cache_bytes) {
       PushReuseCache(block);  // stays in live_: a reuse needs no second hash insert
       return MaybeCheckInvariants();
@@ -612,6 +617,8 @@ class CachingAllocatorImpl {
     MutexLock lock(&mu_);
     if (shut_down_) return ShutDownError();
     vmm_->SetEventQueriesAllowed(!capturing && captures_.empty());
+    if (quarantine_ && pool == kDefaultPool)
+      return AllocateQuarantined(size, rounded, small, stream);
     FlushReuseCache();
     if (Block* block = FindFreeBlock(small, pool, stream, rounded)) {
       absl::StatusOr<void*> result = FinishAllocation(block, size, rounded, stream);
@@ -638,6 +645,40 @@ class CachingAllocatorImpl {
     segment->arena = *arena;
     segment->pinned = pool != kDefaultPool;
     return FinishAllocation(segment->head, size, rounded, stream);
+  }
+
+  // unmap_on_free: a range of its own, whole pages (the cost: up to one page per allocation),
+  // never shared and never reused once freed.
+  absl::StatusOr<void*> AllocateQuarantined(std::size_t size, std::size_t rounded, bool small,
+                                            StreamHandle stream)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::size_t granularity = vmm_->granularity();
+    const std::size_t bytes = (rounded + granularity - 1) / granularity * granularity;
+    absl::StatusOr<VmmArena*> arena = vmm_->CreateArena(bytes, stream, small);
+    if (!arena.ok()) return arena.status();
+    Segment* segment = AdoptSegment((*arena)->base(), bytes, small, stream, kDefaultPool);
+    segment->arena = *arena;
+    segment->quarantine = true;
+    Block* block = segment->head;
+    RemoveFreeBlock(block);
+    if (absl::Status s = AcquireBacking(block); !s.ok()) {
+      Quarantine(block);
+      return s;
+    }
+    return MarkAllocated(block, size, rounded, stream);
+  }
+
+  // unmap_on_free: the freed block's range joins the quarantine pool, and every free page whose
+  // last use has completed is unmapped now, so a later access faults (its chunk is kept for
+  // the next allocation).
+  void Quarantine(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    block->state = BlockState::kFree;
+    block->stream_uses.clear();
+    block->pool_id = kQuarantinePool;
+    block->segment->pool_id = kQuarantinePool;
+    AddFreeBlock(block);
+    if (captures_.empty()) vmm_->UnmapFreePages().IgnoreError();  // retried at the next free
+    SyncVmmStats();
   }
 
   // One attempt to grow by `segment_size` bytes and serve the request from the new segment.
@@ -986,6 +1027,10 @@ class CachingAllocatorImpl {
     stats_.active_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
     Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
     ReleaseBacking(block);
+    if (block->segment->quarantine) {
+      Quarantine(block);
+      return;
+    }
     CoalesceAndInsert(block);
   }
 
@@ -1593,6 +1638,7 @@ class CachingAllocatorImpl {
   std::unique_ptr<ChunkPool> vmm_ ABSL_PT_GUARDED_BY(mu_);  // set once, at construction
   ChunkPoolCounters vmm_seen_ ABSL_GUARDED_BY(mu_);         // counters already in stats_
   std::vector<DeferredRelease> deferred_releases_ ABSL_GUARDED_BY(mu_);
+  bool quarantine_ = false;  // unmap_on_free in virtual-memory mode; set once, at construction
   DeviceStats stats_ ABSL_GUARDED_BY(mu_);
   std::deque<TraceEntry> history_ ABSL_GUARDED_BY(mu_);
   std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);

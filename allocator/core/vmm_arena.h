@@ -173,6 +173,11 @@ class ChunkPool {
   // The bytes released; on a device error, the error (held_bytes() tells what was released).
   absl::StatusOr<std::size_t> Trim(std::size_t bytes_wanted);
 
+  // Unmaps every free page whose mark has completed (queries, never waits) and keeps its chunk
+  // cached, held for the next page that needs one: the free addresses fault at once when used
+  // (the unmap_on_free debug mode). The number of pages unmapped.
+  absl::StatusOr<std::size_t> UnmapFreePages();
+
   // Shutdown: waits for the marks of free pages (their last uses), unmaps every page, live ones
   // included, releases every chunk, address range and event. Arenas are destroyed; the pool is
   // empty and usable again. Every step runs even after an error; the first error is returned.

@@ -249,6 +249,24 @@ absl::StatusOr<std::size_t> ChunkPool::Trim(std::size_t bytes_wanted) {
   return released;
 }
 
+absl::StatusOr<std::size_t> ChunkPool::UnmapFreePages() {
+  std::size_t unmapped = 0;
+  while (true) {
+    if (ready_.empty()) {
+      if (!queries_allowed_) break;
+      absl::StatusOr<bool> resolved = ResolveCompletedMark();
+      if (!resolved.ok()) return resolved.status();
+      if (!*resolved) break;
+      continue;
+    }
+    absl::StatusOr<ChunkHandle> chunk = UnmapReadyPage();
+    if (!chunk.ok()) return chunk.status();
+    cached_chunks_.push_back(*chunk);
+    ++unmapped;
+  }
+  return unmapped;
+}
+
 absl::Status ChunkPool::ReleaseAll() {
   absl::Status status = absl::OkStatus();
   // cuMemUnmap does not wait for kernels: the last uses of free pages must be over first.

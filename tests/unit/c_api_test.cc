@@ -202,4 +202,19 @@ TEST_F(CApiTest, NativeHooks) {
   vramcache_free(p, 3u << 20, 0, nullptr);
 }
 
+TEST_F(CApiTest, UnmapOnFreeNeedsVirtualMemory) {
+  ASSERT_EQ(vramcache_shutdown(), 0);
+  EXPECT_EQ(vramcache_configure("device:sim,unmap_on_free:on,vmm:off"), -1);
+  EXPECT_NE(std::string(vramcache_last_error()).find("virtual-memory"), std::string::npos)
+      << vramcache_last_error();
+  ASSERT_EQ(vramcache_configure("device:sim,sim_capacity:1GiB,unmap_on_free:on"), 0)
+      << vramcache_last_error();
+  void* p = vramcache_try_malloc(100, 0, nullptr);
+  ASSERT_NE(p, nullptr) << vramcache_last_error();
+  vramcache_free(p, 100, 0, nullptr);
+  void* q = vramcache_try_malloc(100, 0, nullptr);
+  EXPECT_NE(q, p) << "a freed address was handed out again";
+  vramcache_free(q, 100, 0, nullptr);
+}
+
 }  // namespace

@@ -285,6 +285,33 @@ TEST(VmmAllocatorTest, VmmOnWithoutDeviceSupportFallsBackInTheCore) {
   ASSERT_TRUE(allocator.Free(*p).ok());
 }
 
+TEST(VmmAllocatorTest, UnmapOnFreeMakesEveryUseAfterFreeFault) {
+  AllocatorConfig config;
+  config.unmap_on_free = true;
+  Fixture f(std::size_t{1} << 30, VmmMode::kOn, /*memory=*/true, SimCompletion::kImmediate, config);
+  absl::flat_hash_map<void*, int> seen;
+  for (int i = 0; i < 8; ++i) {
+    const std::size_t size = i % 2 == 0 ? 1000 : 3 * kMiB;
+    void* p = f.Alloc(size);
+    ASSERT_NE(p, nullptr);
+    EXPECT_TRUE(seen.emplace(p, i).second) << "address " << p << " handed out twice";
+    f.Stamp(p, size);
+    f.VerifyAll();
+    // Whole pages of its own: the cost of the mode, counted in allocated_bytes.
+    EXPECT_EQ(*f.allocator->AllocationSize(p), size == 1000 ? 2 * kMiB : 4 * kMiB);
+    ASSERT_TRUE(f.allocator->Free(p).ok());
+    f.Forget(p);
+    char byte = 0;
+    EXPECT_FALSE(f.device->CopyToHost(reinterpret_cast<DevicePtr>(p), &byte, 1).ok())
+        << "freed memory is still mapped";
+    absl::Status again = f.allocator->Free(p);
+    EXPECT_TRUE(absl::IsInvalidArgument(again)) << again;
+  }
+  // Physical chunks are recycled; only addresses are not.
+  EXPECT_LE(f.allocator->GetStats().num_device_alloc, 2);
+  f.ExpectReservedIsHeld();
+}
+
 // Randomized: a small card, mixed sizes on two streams, frees in random order, EmptyCache now
 // and then; after every step all live blocks keep their bytes and the invariants hold.
 TEST(VmmAllocatorTest, RandomizedStitchingLosesNothing) {

@@ -3,7 +3,8 @@
 // cudaMallocAsync/cudaFreeAsync (a pool whose release threshold is at its maximum, so freed
 // memory stays cached) and CUB's CachingDeviceAllocator. Scenarios: the same size allocated and
 // freed on one stream (a cache hit), allocation on one stream and free after use by another,
-// and 1/8/16 threads each on its own stream. Without a GPU it says so and runs nothing.
+// and 1/8/16 threads each on its own stream; and the device calls virtual-memory mode adds (a
+// stitch, growth by one chunk). Without a GPU it says so and runs nothing.
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
@@ -11,6 +12,8 @@
 #include <cub/util_allocator.cuh>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "allocator/core/caching_allocator.h"
@@ -32,7 +35,7 @@ cudaStream_t StreamFor(int thread) {
   return streams[thread];
 }
 
-CachingAllocator& Vramcache() {
+CudaDevice& Device() {
   static auto* device = [] {
     absl::StatusOr<std::unique_ptr<CudaDevice>> opened = CudaDevice::Open(0);
     if (!opened.ok()) {
@@ -41,9 +44,66 @@ CachingAllocator& Vramcache() {
     }
     return opened->release();
   }();
+  return *device;
+}
+
+CachingAllocator& Vramcache() {
   static TickClock clock;
-  static auto* allocator = new CachingAllocator(device, AllocatorConfig{}, &clock);
+  static auto* allocator = new CachingAllocator(&Device(), AllocatorConfig{}, &clock);
   return *allocator;
+}
+
+void Check(const absl::Status& status, benchmark::State& state) {
+  if (!status.ok()) state.SkipWithError(std::string(status.message()).c_str());
+}
+
+// What a stitch costs the host: one granularity-sized chunk unmapped from one range and mapped
+// at another (cuMemUnmap + cuMemMap with its cuMemSetAccess), as virtual-memory mode does it.
+void VmmStitch(benchmark::State& state) {
+  CudaDevice& device = Device();
+  const std::size_t granularity = device.Capabilities().granularity;
+  absl::StatusOr<DevicePtr> from = device.ReserveAddress(granularity);
+  absl::StatusOr<DevicePtr> to = device.ReserveAddress(granularity);
+  absl::StatusOr<ChunkHandle> chunk = device.CreateChunk(granularity);
+  if (!from.ok() || !to.ok() || !chunk.ok()) {
+    state.SkipWithError("virtual memory unavailable");
+    return;
+  }
+  Check(device.Map(*from, granularity, *chunk), state);
+  for (auto _ : state) {
+    Check(device.Unmap(*from, granularity), state);
+    Check(device.Map(*to, granularity, *chunk), state);
+    std::swap(*from, *to);
+  }
+  Check(device.Unmap(*from, granularity), state);
+  Check(device.ReleaseChunk(*chunk), state);
+  Check(device.ReleaseAddress(*from, granularity), state);
+  Check(device.ReleaseAddress(*to, granularity), state);
+  state.SetItemsProcessed(state.iterations());
+}
+
+// What growth by one chunk costs and giving it back: cuMemCreate + cuMemMap, then cuMemUnmap +
+// cuMemRelease.
+void VmmGrowRelease(benchmark::State& state) {
+  CudaDevice& device = Device();
+  const std::size_t granularity = device.Capabilities().granularity;
+  absl::StatusOr<DevicePtr> va = device.ReserveAddress(granularity);
+  if (!va.ok()) {
+    state.SkipWithError("virtual memory unavailable");
+    return;
+  }
+  for (auto _ : state) {
+    absl::StatusOr<ChunkHandle> chunk = device.CreateChunk(granularity);
+    if (!chunk.ok()) {
+      state.SkipWithError(std::string(chunk.status().message()).c_str());
+      break;
+    }
+    Check(device.Map(*va, granularity, *chunk), state);
+    Check(device.Unmap(*va, granularity), state);
+    Check(device.ReleaseChunk(*chunk), state);
+  }
+  Check(device.ReleaseAddress(*va, granularity), state);
+  state.SetItemsProcessed(state.iterations());
 }
 
 cub::CachingDeviceAllocator& Cub() {
@@ -132,6 +192,8 @@ void CrossStream(benchmark::State& state, Peer peer) {
 }
 
 void Register() {
+  benchmark::RegisterBenchmark("gpu_vmm/stitch_one_chunk", VmmStitch);
+  benchmark::RegisterBenchmark("gpu_vmm/grow_and_release_one_chunk", VmmGrowRelease);
   struct Named {
     const char* name;
     Peer peer;

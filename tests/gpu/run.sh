@@ -188,7 +188,8 @@ elif ! command -v nvidia-smi >/dev/null; then
 elif [ "${#traces[@]}" -eq 0 ]; then
   row "vramcache-replay --device cuda" "absent" "no traces in shared/traces or bench/traces"
 else
-  timeout --kill-after=10 "$test_timeout" "$replay" --device cuda "${traces[@]}" \
+  # Both modes side by side: the map/unmap calls and their time on the real device.
+  timeout --kill-after=10 "$test_timeout" "$replay" --device cuda --mode both "${traces[@]}" \
     >"$logs/replay.log" 2>&1
   rc=$?
   if [ "$rc" = 0 ]; then

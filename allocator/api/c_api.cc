@@ -1,5 +1,6 @@
 // The C ABI of allocator/api/vramcache.h over the registry. Every entry point catches every
 // failure, records it as the calling thread's last error, and leaves the allocator unchanged.
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <stdexcept>
@@ -102,6 +103,13 @@ void vramcache_free(void* ptr, size_t /*size*/, int device, void* /*stream*/) {
     return;
   }
   absl::Status status = (*allocator)->Free(ptr);
+  if (absl::IsDataLoss(status)) {
+    // A debug mode found corruption; the memory was freed. PyTorch's free cannot return an
+    // error, so the report goes where the user will see it as well as to last_error.
+    std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
+    Fail(status);
+    return;
+  }
   if (!status.ok()) {
     CachingAllocator* owner = OwnerOf(ptr);
     if (owner != nullptr && owner != *allocator) {
@@ -132,6 +140,13 @@ int vramcache_stream_destroyed(void* stream) {
   for (CachingAllocator* allocator : Registry::Global().Existing()) {
     status.Update(allocator->StreamDestroyed(ToStream(stream)));
   }
+  return status.ok() ? Succeed() : Fail(status);
+}
+
+int vramcache_check_canaries(int device) {
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) return Fail(allocator.status());
+  absl::Status status = (*allocator)->CheckCanaries();
   return status.ok() ? Succeed() : Fail(status);
 }
 

@@ -1123,15 +1123,7 @@ absl::Status CheckImplemented(const AllocatorConfig& config) {
         "vramcache: unmap_on_free needs the virtual-memory mode (freed ranges are unmapped); "
         "use vmm:auto or vmm:on with it");
   }
-  std::vector<std::string> unavailable;
-  if (config.poison_on_free) unavailable.push_back("poison_on_free");
-  if (config.canaries) unavailable.push_back("canaries");
-  if (config.zero_on_alloc) unavailable.push_back("zero_on_alloc");
-  if (unavailable.empty()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrFormat(
-      "vramcache: %s not implemented in this version (segment mode, no debug modes); remove "
-      "the setting, or use vmm:auto / vmm:off",
-      absl::StrJoin(unavailable, ", ")));
+  return absl::OkStatus();
 }
 
 std::string DescribeConfig(const AllocatorConfig& config) {

@@ -54,9 +54,10 @@ std::vector<std::string_view> ConfigKeyNames(bool pytorch_only = false);
 // the text otherwise. The same reading as every size key of the configuration.
 absl::StatusOr<std::size_t> ParseByteSize(std::string_view text);
 
-// OK when this build can honour every setting of `config`; otherwise FailedPrecondition naming
-// the key that asks for a feature not implemented yet (vmm:on, the debug modes), so that no
-// setting is silently ignored.
+// OK when the settings of `config` can be honoured together; otherwise an error naming the
+// combination that cannot (unmap_on_free with vmm:off), so that no setting is silently ignored.
+// Device-dependent checks (vmm:on on a device without VMM support) happen when the devices are
+// opened (registry.cc).
 absl::Status CheckImplemented(const AllocatorConfig& config);
 
 // One line in VRAMCACHE_CONF's syntax: every vramcache key, then the PyTorch keys whose values

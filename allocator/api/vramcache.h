@@ -28,6 +28,10 @@ VRAMCACHE_EXPORT int vramcache_record_stream(void* ptr, void* stream);
  * later stream with the same handle value can get it (see docs/design.md, the stream model). */
 VRAMCACHE_EXPORT int vramcache_stream_destroyed(void* stream);
 VRAMCACHE_EXPORT int vramcache_empty_cache(void);
+/* Debug mode canaries: verifies the guard bands of every live allocation on `device` (after a
+ * device synchronization). 0 when intact (or canaries are off); -1 with vramcache_last_error()
+ * naming each damaged band: allocation, offset from its start or end, stream. */
+VRAMCACHE_EXPORT int vramcache_check_canaries(int device);
 VRAMCACHE_EXPORT int vramcache_set_memory_fraction(double fraction, int device);
 
 /* Statistics. Every field of stats_fields.h in a flat, versioned struct: the caller sets

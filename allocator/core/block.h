@@ -58,6 +58,9 @@ struct Block {
   // Virtual-memory mode: its range is acquired in its segment's arena (its pages are backed
   // until it is released). Set from allocation until the free completes.
   bool holds_pages = false;
+  // poison_on_free: freed by the user, to be filled with the poison pattern when its free
+  // completes (once no other stream can still use it legitimately).
+  bool poison_pending = false;
 
   bool is_split() const { return prev != nullptr || next != nullptr; }
 
@@ -79,6 +82,7 @@ struct Block {
     last_free_time = 0;
     used_by_destroyed_stream = false;
     holds_pages = false;
+    poison_pending = false;
   }
 };
 

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "allocator/base/mutex.h"
+#include "allocator/core/debug_guard.h"
 #include "allocator/core/size_classes.h"
 #include "allocator/core/vmm_arena.h"
 
@@ -92,7 +93,13 @@ struct CaptureToPool {
 class CachingAllocatorImpl {
  public:
   CachingAllocatorImpl(Device* device, const AllocatorConfig& config, Clock* clock)
-      : device_(device), config_(config), clock_(clock), rounder_(config.roundup_power2_divisions) {
+      : device_(device),
+        config_(config),
+        clock_(clock),
+        rounder_(config.roundup_power2_divisions),
+        guard_(device, config),
+        debug_(guard_.active()),
+        front_bytes_(guard_.front_bytes()) {
     std::size_t budget = config.budget_bytes.value_or(0);
     if (config.per_process_memory_fraction.has_value()) {
       const auto fraction_bytes =
@@ -132,14 +139,16 @@ class CachingAllocatorImpl {
 
   absl::StatusOr<void*> Allocate(std::size_t size, StreamHandle stream) {
     if (size == 0) return nullptr;
-    if (size > kMaxRequestSize) {
+    // With canaries the block also holds the guard bands (debug_guard.h); else padded == size.
+    const std::size_t padded = guard_.PaddedSize(size);
+    if (padded > kMaxRequestSize) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "vramcache: cannot allocate %d bytes: larger than any device (limit %d bytes); "
           "the size is probably corrupted or negative",
           size, kMaxRequestSize));
     }
-    const std::size_t rounded = rounder_.RoundRequest(size);
-    const bool small = SizeRounder::IsSmall(size);
+    const std::size_t rounded = rounder_.RoundRequest(padded);
+    const bool small = SizeRounder::IsSmall(padded);
 
     PoolId pool = kDefaultPool;
     bool capturing = false;
@@ -188,11 +197,15 @@ class CachingAllocatorImpl {
     const auto addr = reinterpret_cast<DevicePtr>(ptr);
     if (ptr == nullptr) return absl::OkStatus();  // as cudaFree(nullptr) and PyTorch
     MutexLock lock(&mu_);
-    auto it = live_.find(addr);
+    auto it = live_.find(addr - front_bytes_);
     if (it == live_.end() || it->second->state != BlockState::kAllocated) {
       return UnknownPointerError("free", addr);
     }
     Block* block = it->second;
+    // Debug modes: the bands are checked now, on the allocating stream; the free always
+    // completes, and a damaged band is reported afterwards.
+    absl::Status guard_status = absl::OkStatus();
+    if (debug_) guard_status = CheckOnFree(block);
     const bool small = block->segment->small;
     stats_.allocation.Decrease(small, 1);
     stats_.allocated_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
@@ -203,6 +216,7 @@ class CachingAllocatorImpl {
         !block->used_by_destroyed_stream && !block->segment->quarantine &&
         reuse_cache_bytes_ + block->size <= config_.reuse_cache_bytes) {
       PushReuseCache(block);  // stays in live_: a reuse needs no second hash insert
+      if (!guard_status.ok()) return guard_status;
       return MaybeCheckInvariants();
     }
     live_.erase(it);
@@ -227,12 +241,31 @@ class CachingAllocatorImpl {
       absl::Status s = DeferFree(block);
       if (!s.ok()) return s;
     }
+    if (!guard_status.ok()) return guard_status;
     return MaybeCheckInvariants();
+  }
+
+  absl::Status CheckCanaries() {
+    MutexLock lock(&mu_);
+    if (!guard_.canaries()) return absl::OkStatus();
+    if (!captures_.empty()) {
+      return absl::FailedPreconditionError(
+          "vramcache: check_canaries during a CUDA graph capture: it must synchronize the "
+          "device, which would invalidate the capture; call it after the capture ends");
+    }
+    std::vector<GuardedBlock> live;
+    for (const auto& [addr, block] : live_) {
+      if (block->state == BlockState::kAllocated) live.push_back(Guarded(block));
+    }
+    std::sort(live.begin(), live.end(), [](const GuardedBlock& a, const GuardedBlock& b) {
+      return a.block_addr < b.block_addr;
+    });
+    return guard_.CheckAll(live);
   }
 
   absl::Status RecordStream(void* ptr, StreamHandle stream) {
     MutexLock lock(&mu_);
-    auto it = live_.find(reinterpret_cast<DevicePtr>(ptr));
+    auto it = live_.find(reinterpret_cast<DevicePtr>(ptr) - front_bytes_);
     if (it == live_.end() || it->second->state != BlockState::kAllocated) {
       return UnknownPointerError("record_stream", reinterpret_cast<DevicePtr>(ptr));
     }
@@ -452,7 +485,7 @@ class CachingAllocatorImpl {
 
   absl::StatusOr<std::size_t> AllocationSize(const void* ptr) const {
     MutexLock lock(&mu_);
-    auto it = live_.find(reinterpret_cast<DevicePtr>(ptr));
+    auto it = live_.find(reinterpret_cast<DevicePtr>(ptr) - front_bytes_);
     if (it == live_.end() || it->second->state != BlockState::kAllocated) {
       return absl::NotFoundError(absl::StrFormat("vramcache: %#x is not a live allocation",
                                                  reinterpret_cast<DevicePtr>(ptr)));
@@ -997,8 +1030,9 @@ class CachingAllocatorImpl {
     }
   }
 
-  void* MarkAllocated(Block* block, std::size_t size, std::size_t rounded,
-                      StreamHandle alloc_stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  absl::StatusOr<void*> MarkAllocated(Block* block, std::size_t size, std::size_t rounded,
+                                      StreamHandle alloc_stream)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const bool small = block->segment->small;
     block->state = BlockState::kAllocated;
     block->rounded = rounded;
@@ -1015,13 +1049,66 @@ class CachingAllocatorImpl {
     if (block->size >= config_.max_split_size) stats_.oversize_allocations.Increase(1);
     Record(TraceAction::kAlloc, block->addr, block->size, alloc_stream);
     if (config_.check_invariants) CheckInvariantsOrDie();
-    return reinterpret_cast<void*>(block->addr);
+    if (debug_) {
+      // Bands written and user bytes zeroed on the allocating stream, before its next kernel.
+      if (absl::Status s = guard_.OnAllocate(Guarded(block)); !s.ok()) {
+        // Nothing may be handed out half-prepared: the block is freed again.
+        UndoAllocation(block);
+        return s;
+      }
+    }
+    return reinterpret_cast<void*>(block->addr + front_bytes_);
+  }
+
+  // ---------------------------------------------------------------- debug modes
+
+  GuardedBlock Guarded(const Block* block) const {
+    return GuardedBlock{block->addr, block->size, block->addr + front_bytes_, block->requested,
+                        block->alloc_stream};
+  }
+
+  // At a user's free: verifies the bands now and marks the block for poisoning when its free
+  // completes (ReturnToPool or PushReuseCache). The report names the allocation's history entry
+  // when record_history is on.
+  absl::Status CheckOnFree(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    block->poison_pending = guard_.poison_on_free() && !block->segment->quarantine;
+    absl::Status status = guard_.VerifyBands(Guarded(block));
+    if (status.ok() || !absl::IsDataLoss(status) || !config_.record_history) return status;
+    for (auto it = history_.rbegin(); it != history_.rend(); ++it) {
+      if (it->action == TraceAction::kAlloc && it->addr == block->addr) {
+        return absl::DataLossError(absl::StrFormat(
+            "%s; allocated at t=%d ns on stream %#x (history entry %d of %d)", status.message(),
+            it->time_ns, it->stream, history_.rend() - it, history_.size()));
+      }
+    }
+    return status;
+  }
+
+  void PoisonIfPending(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!block->poison_pending) return;
+    block->poison_pending = false;
+    GuardedBlock freed = Guarded(block);
+    freed.stream = block->stream;  // every other stream's use has completed by now
+    // A failed fill is a device error that the next operation on the device reports too.
+    guard_.PoisonFreed(freed).IgnoreError();
+  }
+
+  // A block just marked allocated goes back as if freed at once by its own stream.
+  void UndoAllocation(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool small = block->segment->small;
+    stats_.allocation.Decrease(small, 1);
+    stats_.allocated_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
+    stats_.requested_bytes.Decrease(small, static_cast<std::int64_t>(block->requested));
+    if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
+    live_.erase(block->addr);
+    ReturnToPool(block);
   }
 
   // ---------------------------------------------------------------- freeing
 
   // The block is free for its own stream again: coalesce with free neighbours and cache it.
   void ReturnToPool(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (debug_) PoisonIfPending(block);
     const bool small = block->segment->small;
     stats_.active.Decrease(small, 1);
     stats_.active_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
@@ -1060,6 +1147,7 @@ class CachingAllocatorImpl {
   // (FlushReuseCache) before anything that needs the true free space: a request nothing else
   // serves, growth, releasing segments, snapshots and invariant checks.
   void PushReuseCache(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (debug_) PoisonIfPending(block);
     const bool small = block->segment->small;
     stats_.active.Decrease(small, 1);
     stats_.active_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
@@ -1609,6 +1697,9 @@ class CachingAllocatorImpl {
   const AllocatorConfig config_;
   Clock* const clock_;
   const SizeRounder rounder_;
+  DebugGuard guard_;               // the debug modes' policy (stateless)
+  const bool debug_;               // any debug mode on: the hot path checks this one flag
+  const std::size_t front_bytes_;  // canaries' front band: user pointer = block + this
 
   mutable Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
@@ -1668,6 +1759,7 @@ absl::Status CachingAllocator::EndAllocateToPool(PoolId pool) {
 }
 absl::Status CachingAllocator::ReleasePool(PoolId pool) { return impl_->ReleasePool(pool); }
 absl::Status CachingAllocator::EmptyCache() { return impl_->EmptyCache(); }
+absl::Status CachingAllocator::CheckCanaries() { return impl_->CheckCanaries(); }
 absl::Status CachingAllocator::Shutdown() { return impl_->Shutdown(); }
 DeviceStats CachingAllocator::GetStats() const { return impl_->GetStats(); }
 void CachingAllocator::ResetPeakStats() { impl_->ResetPeakStats(); }

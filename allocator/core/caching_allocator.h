@@ -68,7 +68,8 @@ class CachingAllocator {
   // A size of 0 returns nullptr with OkStatus, as in PyTorch. Out of memory is
   // ResourceExhausted with a message that explains itself; absurd sizes are InvalidArgument.
   absl::StatusOr<void*> Allocate(std::size_t size, StreamHandle stream);
-  // Unknown pointers and double frees are InvalidArgument (nothing changes).
+  // Unknown pointers and double frees are InvalidArgument (nothing changes). With canaries, a
+  // damaged guard band is DataLoss with a report; the memory is freed all the same.
   absl::Status Free(void* ptr);
   // Marks `ptr` as used by `stream` too (PyTorch's record_stream).
   absl::Status RecordStream(void* ptr, StreamHandle stream);
@@ -88,6 +89,10 @@ class CachingAllocator {
 
   // Returns every cached, unused segment to the device.
   absl::Status EmptyCache();
+  // Debug mode `canaries`: verifies the guard bands of every live allocation after a device
+  // synchronization; DataLoss naming each damaged band (allocation, offset, stream). OK with
+  // nothing to do when canaries are off. FailedPrecondition during a graph capture.
+  absl::Status CheckCanaries();
   // Returns every byte to the device, live allocations included; the allocator is unusable
   // afterwards (Allocate fails with FailedPrecondition).
   absl::Status Shutdown();
@@ -120,7 +125,7 @@ class CachingAllocator {
   // size its workspace).
   std::size_t LargestFreeBlock() const;
 
-  // The size actually reserved for `ptr` (the block's size), or NotFound.
+  // The size actually reserved for `ptr` (the block's size, guard bands included), or NotFound.
   absl::StatusOr<std::size_t> AllocationSize(const void* ptr) const;
 
   // Structural checks: blocks of a segment tile it; live blocks do not overlap; no two adjacent

@@ -24,7 +24,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
   mapfile -t targets < <(ninja -C "$build" -t targets all |
-    sed -n 's/^\(\(tests\|bench\)\/[^[:]*\): CXX_EXECUTABLE_LINKER.*/\1/p' | sort -u)
+    sed -n 's/^\(\(tests\|bench\)\/[^:[]*\): CXX_EXECUTABLE_LINKER.*/\1/p' | sort -u)
 fi
 build_failed=0
 ninja -C "$build" -k 0 -j"${JOBS:-1}" "${targets[@]}" || build_failed=1

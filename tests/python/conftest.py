@@ -17,7 +17,9 @@ from vramcache import _library  # noqa: E402
 
 MiB = 1 << 20
 SIM_CAPACITY = 256 * MiB
-SIM_CONF = f"device:sim,sim_capacity:{SIM_CAPACITY // MiB}MiB"
+# Segment mode: these tests pin PyTorch's segment layout (20 MiB segments, reserved_bytes per
+# segment); the virtual-memory mode, the default, has its own tests (test_vmm.py).
+SIM_CONF = f"device:sim,sim_capacity:{SIM_CAPACITY // MiB}MiB,vmm:off"
 
 
 def load_or_skip() -> ctypes.CDLL:

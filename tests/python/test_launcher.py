@@ -28,7 +28,11 @@ SCRIPT = textwrap.dedent("""\
 
 def run_launcher(args, conf=None, cwd=None):
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGIN), env.get("PYTHONPATH")) if p)
+    # The launcher without PyTorch: these runs use the simulated device, which PyTorch's CUDA
+    # tensors cannot use, so an installed PyTorch is hidden from them.
+    hide_torch = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hide_torch")
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (hide_torch, str(PLUGIN), env.get("PYTHONPATH")) if p)
     env.pop("PYTORCH_ALLOC_CONF", None)
     env.pop("PYTORCH_CUDA_ALLOC_CONF", None)
     if conf is None:

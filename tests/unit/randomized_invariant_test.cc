@@ -56,6 +56,13 @@ void RunSeed(std::uint64_t seed, int steps) {
   // Reuse cache off, tiny (mixes cached and coalesced frees), or the default.
   const std::size_t reuse_choices[] = {0, 64u << 10, config.reuse_cache_bytes};
   config.reuse_cache_bytes = reuse_choices[rng() % 3];
+  // Both modes; and one run in eight with the debug modes that rewrite memory (no false
+  // positive may come from splitting, coalescing, caching, borrowing, stitching or emptying).
+  config.vmm = rng() % 2 == 0 ? VmmMode::kOn : VmmMode::kOff;
+  const bool debug = rng() % 8 == 0;
+  config.canaries = debug;
+  config.poison_on_free = debug;
+  config.zero_on_alloc = debug && rng() % 2 == 0;
   TickClock clock;
   CachingAllocator allocator(&device, config, &clock);
 
@@ -77,6 +84,8 @@ void RunSeed(std::uint64_t seed, int steps) {
       absl::StatusOr<std::size_t> block_size = allocator.AllocationSize(*p);
       ASSERT_TRUE(block_size.ok());
       ASSERT_GE(*block_size, size);
+      // With canaries the block also holds the bands around the user's bytes.
+      if (config.canaries) block_size = size;
       auto next = intervals.lower_bound(start);
       if (next != intervals.end()) {
         ASSERT_LE(start + *block_size, next->first) << "overlap";
@@ -114,6 +123,7 @@ void RunSeed(std::uint64_t seed, int steps) {
     ASSERT_EQ(allocator.GetStats().requested_bytes.all().current, requested)
         << "seed " << seed << " step " << step;
   }
+  ASSERT_TRUE(allocator.CheckCanaries().ok()) << allocator.CheckCanaries();
   for (const Live& entry : live) {
     CheckTag(device, entry);
     ASSERT_TRUE(allocator.Free(entry.ptr).ok());

@@ -13,7 +13,7 @@ covers and what needs the native integration.
 from ._library import LibraryLoadError, LibraryNotFoundError, VramcacheError, library_path
 from ._stats import VramcacheStat, VramcacheStats
 from ._torch import configure, install, is_installed
-from .memory import (caching_allocator_alloc, caching_allocator_delete, device_count,
+from .memory import (caching_allocator_alloc, caching_allocator_delete, check_canaries, device_count,
                      dump_snapshot, empty_cache, get_stats, last_oom, max_memory_allocated,
                      max_memory_reserved, memory_allocated, memory_reserved, memory_stats,
                      memory_stats_as_nested_dict, memory_summary, record_stream,
@@ -25,7 +25,8 @@ __version__ = "0.1.0"
 __all__ = [
     "LibraryLoadError", "LibraryNotFoundError", "VramcacheError", "VramcacheStat",
     "VramcacheStats",
-    "caching_allocator_alloc", "caching_allocator_delete", "configure", "device_count",
+    "caching_allocator_alloc", "caching_allocator_delete", "check_canaries", "configure",
+    "device_count",
     "dump_snapshot", "empty_cache", "get_stats", "install", "is_installed", "last_oom",
     "library_path", "max_memory_allocated", "max_memory_reserved", "memory_allocated",
     "memory_reserved", "memory_stats", "memory_stats_as_nested_dict", "memory_summary",

@@ -136,6 +136,16 @@ def memory_summary(device: Any = None, abbreviated: bool = False) -> str:
 # --- cache and budget ------------------------------------------------------------------------
 
 
+def check_canaries(device: Any = None) -> None:
+    """Debug mode canaries: verifies the guard bands of every live allocation on `device`.
+
+    Raises VramcacheError naming each damaged band (allocation, offset, stream) when a kernel
+    wrote outside its tensor; does nothing when canaries are off (VRAMCACHE_CONF=canaries:on).
+    """
+    check(_library.load().vramcache_check_canaries(device_index(device)),
+          "vramcache_check_canaries")
+
+
 def empty_cache() -> None:
     """Returns every cached, unused segment of every device to the device."""
     check(_library.load().vramcache_empty_cache(), "vramcache_empty_cache")

@@ -25,6 +25,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,12 +39,16 @@ using Clock = std::chrono::steady_clock;
 constexpr int kMaxThreads = 16;
 
 // One stream per thread (as vramcache-gpu-bench: non-blocking streams, created once), plus the
-// cross-stream owner. PyTorch's pool streams are non-blocking; there are 32 per priority.
+// cross-stream owner; non-blocking, like PyTorch's pool streams.
 std::vector<c10::cuda::CUDAStream>& Streams() {
   static std::vector<c10::cuda::CUDAStream> streams = [] {
     std::vector<c10::cuda::CUDAStream> s;
     for (int i = 0; i <= kMaxThreads; ++i) {
-      s.push_back(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, /*device=*/0));
+      // Raw streams wrapped as external ones: getStreamFromPool needs the primary-context hook
+      // that only libtorch_cuda registers, which this binary does not load.
+      cudaStream_t raw = nullptr;
+      cudaStreamCreateWithFlags(&raw, cudaStreamNonBlocking);
+      s.push_back(c10::cuda::getStreamFromExternal(raw, /*device_index=*/0));
     }
     return s;
   }();
@@ -75,6 +81,15 @@ void CrossStreamPairs(std::size_t size, int /*thread*/, long pairs) {
 
 using Body = void (*)(std::size_t, int, long);
 
+std::mutex& ErrorMutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::string& Error() {  // the first exception a worker saw in this case
+  static std::string error;
+  return error;
+}
+
 // Wall time of `pairs` pairs on each of `threads` threads, as Google Benchmark reports it.
 double NanosPerPair(Body body, std::size_t size, int threads, long pairs) {
   std::vector<double> seconds(threads);
@@ -87,11 +102,18 @@ double NanosPerPair(Body body, std::size_t size, int threads, long pairs) {
       while (ready.load() < threads) {
       }
       const auto start = Clock::now();
-      body(size, t, pairs);
+      try {
+        body(size, t, pairs);
+      } catch (const std::exception& e) {
+        // A failing peer is reported as such; the other cases still run.
+        std::lock_guard<std::mutex> lock(ErrorMutex());
+        if (Error().empty()) Error() = e.what();
+      }
       seconds[t] = std::chrono::duration<double>(Clock::now() - start).count();
     });
   }
   for (auto& w : workers) w.join();
+  if (!Error().empty()) throw std::runtime_error(Error());
   double mean = 0;
   for (double s : seconds) mean += s / threads;
   return mean * 1e9 / (static_cast<double>(pairs) * threads);
@@ -123,11 +145,16 @@ int main(int argc, char** argv) {
       return arg.rfind(prefix, 0) == 0 ? argv[i] + prefix.size() : nullptr;
     };
     // --benchmark_min_time takes Google Benchmark's spellings ("0.05" or "0.05s").
-    if (const char* v = value("--min_time")) min_time = std::atof(v);
-    else if (const char* v = value("--benchmark_min_time")) min_time = std::atof(v);
-    else if (const char* v = value("--repetitions")) repetitions = std::max(1, std::atoi(v));
-    else if (const char* v = value("--benchmark_repetitions")) repetitions = std::max(1, std::atoi(v));
-    else if (const char* v = value("--filter")) filter = v;
+    if (const char* v = value("--min_time"))
+      min_time = std::atof(v);
+    else if (const char* v = value("--benchmark_min_time"))
+      min_time = std::atof(v);
+    else if (const char* v = value("--repetitions"))
+      repetitions = std::max(1, std::atoi(v));
+    else if (const char* v = value("--benchmark_repetitions"))
+      repetitions = std::max(1, std::atoi(v));
+    else if (const char* v = value("--filter"))
+      filter = v;
     else {
       std::fprintf(stderr,
                    "usage: %s [--min_time=SECONDS] [--repetitions=N] [--filter=SUBSTRING]\n",
@@ -142,10 +169,12 @@ int main(int argc, char** argv) {
   c10::cuda::set_device(0);
   alloc::init(c10::cuda::device_count());
   alloc::CUDAAllocator* a = alloc::get();
-  std::printf("torch-peer-bench: allocator '%s' (PyTorch's native caching allocator), "
-              "min time %.3fs, median of %d\n",
-              a->name().c_str(), min_time, repetitions);
+  std::printf(
+      "torch-peer-bench: allocator '%s' (PyTorch's native caching allocator), "
+      "min time %.3fs, median of %d\n",
+      a->name().c_str(), min_time, repetitions);
 
+  bool failed = false;
   std::vector<Case> cases;
   for (std::size_t size : {std::size_t{4096}, std::size_t{1} << 20}) {
     for (int threads : {1, 8, 16}) {
@@ -159,21 +188,30 @@ int main(int argc, char** argv) {
   std::printf("%-60s %13s %10s\n", "Benchmark", "Time", "Iterations");
   for (const Case& c : cases) {
     if (!filter.empty() && c.name.find(filter) == std::string::npos) continue;
-    // Warm-up (the first pair reserves the segment), then pairs grown until min_time is met.
-    NanosPerPair(c.body, c.size, c.threads, 16);
-    long pairs = 64;
-    double ns = 0;
-    for (;;) {
-      ns = NanosPerPair(c.body, c.size, c.threads, pairs);
-      const double seconds = ns * pairs * c.threads / 1e9;
-      if (seconds >= min_time || pairs >= (1L << 30)) break;
-      pairs = std::max(pairs * 2, static_cast<long>(pairs * min_time / std::max(seconds, 1e-9) * 1.2));
+    try {
+      // Warm-up (the first pair reserves the segment), then pairs grown until min_time is met.
+      NanosPerPair(c.body, c.size, c.threads, 16);
+      long pairs = 64;
+      double ns = 0;
+      for (;;) {
+        ns = NanosPerPair(c.body, c.size, c.threads, pairs);
+        const double seconds = ns * pairs * c.threads / 1e9;
+        if (seconds >= min_time || pairs >= (1L << 30)) break;
+        pairs = std::max(pairs * 2,
+                         static_cast<long>(pairs * min_time / std::max(seconds, 1e-9) * 1.2));
+      }
+      std::vector<double> runs{ns};
+      for (int r = 1; r < repetitions; ++r) {
+        runs.push_back(NanosPerPair(c.body, c.size, c.threads, pairs));
+      }
+      std::printf("%-60s %10.1f ns %10ld\n", c.name.c_str(), Median(runs), pairs * c.threads);
+    } catch (const std::exception& e) {
+      std::printf("%-60s ERROR %s\n", c.name.c_str(), e.what());
+      Error().clear();
+      failed = true;
     }
-    std::vector<double> runs{ns};
-    for (int r = 1; r < repetitions; ++r) runs.push_back(NanosPerPair(c.body, c.size, c.threads, pairs));
-    std::printf("%-60s %10.1f ns %10ld\n", c.name.c_str(), Median(runs), pairs * c.threads);
     std::fflush(stdout);
   }
   c10::cuda::device_synchronize();
-  return 0;
+  return failed ? 1 : 0;
 }

@@ -25,6 +25,7 @@ targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
   mapfile -t targets < <(ninja -C "$build" -t targets all |
     sed -n 's/^\(\(tests\|bench\)\/[^:[]*\): CXX_EXECUTABLE_LINKER.*/\1/p' | sort -u)
+  targets+=(vramcache)  # libvramcache.so, which the PyTorch tests load
 fi
 build_failed=0
 ninja -C "$build" -k 0 -j"${JOBS:-1}" "${targets[@]}" || build_failed=1

@@ -242,7 +242,7 @@ def test_empty_cache_returns_memory():
         big = [torch.empty(64 * MiB, dtype=torch.uint8, device="cuda") for _ in range(3)]
         for b in big:
             b.fill_(1)
-        del big
+        del big, b  # `b` still held the last one
         torch.cuda.synchronize()
         before = torch.cuda.memory_reserved()
         free_before, _ = torch.cuda.mem_get_info()

@@ -43,8 +43,11 @@ for candidate in "$torch_dir"/../nvidia/cu*/lib "$torch_dir"/../nvidia/cuda_runt
   fi
 done
 
+# libtorch_cuda is linked (not called) so that loading it registers the CUDA hooks c10 asks
+# for (hasPrimaryContext), which the caching allocator's event paths need.
 "${CXX:-g++}" -std=c++17 -O2 -DNDEBUG -D_GLIBCXX_USE_CXX11_ABI=1 -pthread \
   -isystem "$torch_dir/include" "${includes[@]}" bench/gpu/torch_peer_bench.cc \
-  -o "$out/torch-peer-bench" -L"$torch_dir/lib" -lc10_cuda -lc10 "${cudart[@]}" \
+  -o "$out/torch-peer-bench" -L"$torch_dir/lib" \
+  -Wl,--no-as-needed -ltorch_cuda -Wl,--as-needed -lc10_cuda -lc10 "${cudart[@]}" \
   -Wl,-rpath,"$(cd "$torch_dir/lib" && pwd)" || exit 1
 echo "torch_peer/build.sh: built $out/torch-peer-bench against $torch_dir"

@@ -20,25 +20,14 @@ VmmArena::VmmArena(ChunkPool* pool, std::uint32_t id, DevicePtr base, std::size_
       small_(small),
       pages_(bytes / granularity) {}
 
-bool VmmArena::Contains(DevicePtr addr, std::size_t bytes) const {
-  return addr >= base_ && bytes <= size() && addr - base_ <= size() - bytes;
-}
-
-absl::Status VmmArena::PagesOf(const char* operation, DevicePtr addr, std::size_t bytes,
-                               std::size_t* first, std::size_t* end) const {
+absl::Status VmmArena::RangeError(const char* operation, DevicePtr addr, std::size_t bytes) const {
   if (bytes == 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("vramcache: %s of 0 bytes at %#x: an empty range", operation, addr));
   }
-  if (!Contains(addr, bytes)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("vramcache: %s of %d bytes at %#x: not inside the arena [%#x, %#x)",
-                        operation, bytes, addr, base_, base_ + size()));
-  }
-  const std::size_t offset = addr - base_;
-  *first = offset / granularity_;
-  *end = (offset + bytes + granularity_ - 1) / granularity_;
-  return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrFormat("vramcache: %s of %d bytes at %#x: not inside the arena [%#x, %#x)",
+                      operation, bytes, addr, base_, base_ + size()));
 }
 
 absl::Status VmmArena::Acquire(DevicePtr addr, std::size_t bytes) {
@@ -53,13 +42,17 @@ absl::StatusOr<std::size_t> VmmArena::UnbackedPages(DevicePtr addr, std::size_t 
   std::size_t first = 0;
   std::size_t end = 0;
   if (absl::Status s = PagesOf("UnbackedPages", addr, bytes, &first, &end); !s.ok()) return s;
-  return static_cast<std::size_t>(std::count_if(pages_.begin() + first, pages_.begin() + end,
-                                                [](const Page& p) { return !p.mapped; }));
+  if (mapped_pages_ == pages_.size()) return std::size_t{0};
+  if (mapped_pages_ == 0) return end - first;
+  std::size_t unbacked = 0;
+  for (std::size_t p = first; p < end; ++p) unbacked += pages_[p].mapped ? 0 : 1;
+  return unbacked;
 }
 
 VmmArena::PageView VmmArena::page(std::size_t index) const {
   const Page& p = pages_.at(index);
-  return PageView{p.mapped, p.live, p.waiting};
+  const bool waiting = p.group != kNone && pool_->groups_[p.group].waiting;
+  return PageView{p.mapped, p.live, waiting};
 }
 
 // ------------------------------------------------------------------ ChunkPool: live counts
@@ -81,33 +74,42 @@ absl::Status ChunkPool::Acquire(VmmArena& arena, DevicePtr addr, std::size_t byt
   // its own range; then the pages without a chunk get one.
   std::vector<AcquiredFreePage>& newly_live = acquire_scratch_;
   newly_live.clear();
+  bool needs_chunks = false;
+  bool took_waiting = false;
   for (std::size_t p = first; p < end; ++p) {
     VmmArena::Page& page = arena.pages_[p];
     if (page.live++ > 0) continue;
     ++arena.live_pages_;
     if (page.mapped) {
-      newly_live.push_back({p, page.free_seq, page.waiting});
+      const FreeGroup& group = groups_[page.group];
+      newly_live.push_back({p, group.seq, page.group, group.waiting});
+      took_waiting |= group.waiting;
       RemoveFree(arena, p);
     } else {
-      newly_live.push_back({p, 0, false});
+      newly_live.push_back({p, 0, kNone, false});
+      needs_chunks = true;
     }
   }
-  bool scan_waiting = true;
-  for (const AcquiredFreePage& acquired : newly_live) {
-    if (arena.pages_[acquired.page].mapped) continue;
-    if (absl::Status s = BackPage(arena, acquired.page, &scan_waiting); !s.ok()) {
-      UndoAcquire(arena, first, end);
-      if (absl::IsResourceExhausted(s)) {
-        std::size_t unbacked = 0;
-        for (const AcquiredFreePage& a : newly_live) unbacked += a.free_seq == 0 ? 1 : 0;
-        return ExhaustedError(arena, addr, bytes, unbacked, s);
+  if (needs_chunks) {
+    bool scan_waiting = true;
+    for (const AcquiredFreePage& acquired : newly_live) {
+      if (arena.pages_[acquired.page].mapped) continue;
+      if (absl::Status s = BackPage(arena, acquired.page, &scan_waiting); !s.ok()) {
+        UndoAcquire(arena, first, end);
+        if (absl::IsResourceExhausted(s)) {
+          std::size_t unbacked = 0;
+          for (const AcquiredFreePage& a : newly_live) unbacked += a.free_seq == 0 ? 1 : 0;
+          return ExhaustedError(arena, addr, bytes, unbacked, s);
+        }
+        return s;
       }
-      return s;
     }
   }
   // Pages reused in place no longer need their marks.
-  for (const AcquiredFreePage& acquired : newly_live) {
-    if (acquired.waiting) DropMarkUse(acquired.free_seq);
+  if (took_waiting) {
+    for (const AcquiredFreePage& acquired : newly_live) {
+      if (acquired.waiting) DropMarkUse(acquired.group, acquired.free_seq);
+    }
   }
   return absl::OkStatus();
 }
@@ -123,11 +125,15 @@ void ChunkPool::UndoAcquire(VmmArena& arena, std::size_t first, std::size_t end)
     if (!page.mapped) continue;
     if (before.free_seq == 0) {
       // Mapped by this call and never used: ready at once.
-      AddFree(arena, p, next_seq_++, /*waiting=*/false);
+      AddToGroup(arena, p, ReadyGroup(next_seq_++, arena.id_), /*append=*/true);
+      continue;
+    }
+    // Its mark may have completed (and been retired) meanwhile.
+    const FreeGroup& mark = groups_[before.group];
+    if (before.waiting && mark.waiting && mark.seq == before.free_seq) {
+      AddToGroup(arena, p, before.group, /*append=*/false);
     } else {
-      // Its mark may have completed (and been retired) meanwhile.
-      const bool still_waiting = before.waiting && marks_.contains(before.free_seq);
-      AddFree(arena, p, before.free_seq, still_waiting);
+      AddToGroup(arena, p, ReadyGroup(before.free_seq, arena.id_), /*append=*/false);
     }
   }
 }
@@ -147,52 +153,144 @@ absl::Status ChunkPool::Release(VmmArena& arena, DevicePtr addr, std::size_t byt
     }
     freed += page.live == 1 ? 1 : 0;
   }
-  std::uint64_t seq = 0;
-  if (freed > 0) {
-    absl::StatusOr<EventHandle> event = TakeEvent();
-    if (!event.ok()) return event.status();
-    if (absl::Status s = device_->RecordEvent(*event, arena.stream()); !s.ok()) {
-      spare_events_.push_back(*event);
-      return s;
-    }
-    seq = next_seq_++;
-    marks_.emplace(seq, FreeMark{*event, arena.stream(), freed});
+  if (freed == 0) {
+    for (std::size_t p = first; p < end; ++p) --arena.pages_[p].live;
+    return absl::OkStatus();
   }
+  absl::StatusOr<EventHandle> event = TakeEvent();
+  if (!event.ok()) return event.status();
+  if (absl::Status s = device_->RecordEvent(*event, arena.stream()); !s.ok()) {
+    spare_events_.push_back(*event);
+    return s;
+  }
+  // The new mark: the newest of all and of its stream.
+  const std::uint32_t g = NewGroup(next_seq_++, arena.id_);
+  FreeGroup& mark = groups_[g];
+  mark.waiting = true;
+  mark.event = *event;
+  mark.pages = freed;
+  mark.stream_slot = arena.stream_slot_;
+  mark.older = newest_mark_;
+  if (newest_mark_ != kNone) {
+    groups_[newest_mark_].newer = g;
+  } else {
+    oldest_mark_ = g;
+  }
+  newest_mark_ = g;
+  StreamMarks& stream = streams_[arena.stream_slot_];
+  mark.older_in_stream = stream.newest;
+  if (stream.newest != kNone) {
+    groups_[stream.newest].newer_in_stream = g;
+  } else {
+    stream.oldest = g;
+  }
+  stream.newest = g;
+  ++mark_count_;
   for (std::size_t p = first; p < end; ++p) {
     VmmArena::Page& page = arena.pages_[p];
     if (--page.live > 0) continue;
     --arena.live_pages_;
-    AddFree(arena, p, seq, /*waiting=*/true);
+    AddToGroup(arena, p, g, /*append=*/true);
   }
   return absl::OkStatus();
 }
 
-void ChunkPool::AddFree(VmmArena& arena, std::size_t page, std::uint64_t seq, bool waiting) {
+// ------------------------------------------------------------------ ChunkPool: free groups
+
+std::uint32_t ChunkPool::NewGroup(std::uint64_t seq, std::uint32_t arena) {
+  std::uint32_t g;
+  if (!recycled_groups_.empty()) {
+    g = recycled_groups_.back();
+    recycled_groups_.pop_back();
+    groups_[g] = FreeGroup{};
+  } else {
+    g = static_cast<std::uint32_t>(groups_.size());
+    groups_.emplace_back();
+  }
+  groups_[g].seq = seq;
+  groups_[g].arena = arena;
+  return g;
+}
+
+void ChunkPool::RecycleGroup(std::uint32_t group) {
+  groups_[group].seq = 0;
+  groups_[group].waiting = false;
+  recycled_groups_.push_back(group);
+}
+
+std::uint32_t ChunkPool::ReadyGroup(std::uint64_t seq, std::uint32_t arena) {
+  auto [it, inserted] = ready_.try_emplace(seq, kNone);
+  if (inserted) it->second = NewGroup(seq, arena);
+  return it->second;
+}
+
+void ChunkPool::AddToGroup(VmmArena& arena, std::size_t page, std::uint32_t group, bool append) {
+  FreeGroup& g = groups_[group];
   VmmArena::Page& p = arena.pages_[page];
-  p.free_seq = seq;
-  p.waiting = waiting;
-  const FreeKey key{seq, arena.id_, page};
-  if (waiting) {
-    waiting_[arena.stream()].insert(key);
+  const auto index = static_cast<std::uint32_t>(page);
+  // The page that will follow it: none when appending, else the first one above it.
+  std::uint32_t next = kNone;
+  if (!append) {
+    next = g.head;
+    while (next != kNone && next < index) next = arena.pages_[next].next;
+  }
+  const std::uint32_t prev = next == kNone ? g.tail : arena.pages_[next].prev;
+  p.group = group;
+  p.prev = prev;
+  p.next = next;
+  if (prev != kNone) {
+    arena.pages_[prev].next = index;
+  } else {
+    g.head = index;
+  }
+  if (next != kNone) {
+    arena.pages_[next].prev = index;
+  } else {
+    g.tail = index;
+  }
+  ++g.listed;
+  if (g.waiting) {
     ++waiting_pages_;
   } else {
-    ready_.insert(key);
+    ++ready_pages_;
   }
 }
 
 void ChunkPool::RemoveFree(VmmArena& arena, std::size_t page) {
   VmmArena::Page& p = arena.pages_[page];
-  const FreeKey key{p.free_seq, arena.id_, page};
-  if (p.waiting) {
-    auto it = waiting_.find(arena.stream());
-    it->second.erase(key);
-    if (it->second.empty()) waiting_.erase(it);
-    --waiting_pages_;
+  const std::uint32_t group = p.group;
+  FreeGroup& g = groups_[group];
+  if (p.prev != kNone) {
+    arena.pages_[p.prev].next = p.next;
   } else {
-    ready_.erase(key);
+    g.head = p.next;
   }
-  p.free_seq = 0;
-  p.waiting = false;
+  if (p.next != kNone) {
+    arena.pages_[p.next].prev = p.prev;
+  } else {
+    g.tail = p.prev;
+  }
+  p.group = kNone;
+  p.prev = kNone;
+  p.next = kNone;
+  --g.listed;
+  if (g.waiting) {
+    --waiting_pages_;  // the mark stays until its pages stop needing it (DropMarkUse)
+    return;
+  }
+  --ready_pages_;
+  if (g.listed == 0) {
+    ready_.erase(g.seq);
+    RecycleGroup(group);
+  }
+}
+
+std::uint32_t ChunkPool::StreamSlot(StreamHandle stream) {
+  for (std::size_t i = 0; i < streams_.size(); ++i) {
+    if (streams_[i].stream == stream) return static_cast<std::uint32_t>(i);
+  }
+  streams_.push_back(StreamMarks{stream, kNone, kNone});
+  return static_cast<std::uint32_t>(streams_.size() - 1);
 }
 
 }  // namespace vramcache

@@ -32,11 +32,9 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <tuple>
 #include <vector>
 
 #include "absl/container/btree_map.h"
-#include "absl/container/btree_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "allocator/device/device.h"
@@ -71,7 +69,9 @@ class VmmArena {
   // Which of the allocator's pools it serves (the pools' reserved bytes are counted apart).
   bool small() const { return small_; }
   std::size_t page_count() const { return pages_.size(); }
-  bool Contains(DevicePtr addr, std::size_t bytes) const;
+  bool Contains(DevicePtr addr, std::size_t bytes) const {
+    return addr >= base_ && bytes <= size() && addr - base_ <= size() - bytes;
+  }
 
   // [addr, addr + bytes) comes into use: every page it touches gets one more live count, and a
   // chunk if it has none (a cached one, else one stolen from a ready page of any arena, else a
@@ -100,13 +100,16 @@ class VmmArena {
  private:
   friend class ChunkPool;
 
+  static constexpr std::uint32_t kNone = 0xFFFFFFFFu;
+
   struct Page {
     ChunkHandle chunk = 0;
-    // While free: its place in the free order (its mark's id when waiting).
-    std::uint64_t free_seq = 0;
     std::uint32_t live = 0;
+    // While free: its free group (ChunkPool::FreeGroup) and its neighbours there (page indices).
+    std::uint32_t group = kNone;
+    std::uint32_t prev = kNone;
+    std::uint32_t next = kNone;
     bool mapped = false;
-    bool waiting = false;
   };
 
   VmmArena(ChunkPool* pool, std::uint32_t id, DevicePtr base, std::size_t bytes,
@@ -114,7 +117,14 @@ class VmmArena {
 
   // The pages [first, end) that [addr, addr + bytes) touches, or why the range is not ours.
   absl::Status PagesOf(const char* operation, DevicePtr addr, std::size_t bytes, std::size_t* first,
-                       std::size_t* end) const;
+                       std::size_t* end) const {
+    if (bytes == 0 || !Contains(addr, bytes)) return RangeError(operation, addr, bytes);
+    const std::size_t offset = addr - base_;
+    *first = offset / granularity_;
+    *end = (offset + bytes + granularity_ - 1) / granularity_;
+    return absl::OkStatus();
+  }
+  absl::Status RangeError(const char* operation, DevicePtr addr, std::size_t bytes) const;
   DevicePtr PageAddress(std::size_t index) const { return base_ + index * granularity_; }
 
   ChunkPool* const pool_;
@@ -123,6 +133,7 @@ class VmmArena {
   const std::size_t granularity_;
   const StreamHandle stream_;
   const bool small_;
+  std::uint32_t stream_slot_ = 0;  // its stream's place in ChunkPool::streams_
   std::vector<Page> pages_;
   std::size_t mapped_pages_ = 0;
   std::size_t live_pages_ = 0;
@@ -163,7 +174,7 @@ class ChunkPool {
   // Address space reserved by all arenas.
   std::size_t address_bytes() const { return address_bytes_; }
   // Free pages' bytes (mapped, no live count): ready and waiting.
-  std::size_t free_mapped_bytes() const { return (ready_.size() + waiting_pages_) * granularity_; }
+  std::size_t free_mapped_bytes() const { return (ready_pages_ + waiting_pages_) * granularity_; }
   std::size_t waiting_bytes() const { return waiting_pages_ * granularity_; }
   const ChunkPoolCounters& counters() const { return counters_; }
   std::size_t arena_count() const { return arenas_.size(); }
@@ -172,6 +183,11 @@ class ChunkPool {
   // free pages whose marks have completed, least recently freed first (queries, never waits).
   // The bytes released; on a device error, the error (held_bytes() tells what was released).
   absl::StatusOr<std::size_t> Trim(std::size_t bytes_wanted);
+
+  // Makes every mapping, present and future, accessible to device `peer_ordinal` too
+  // (cuMemSetAccess; cudaDeviceEnablePeerAccess does not cover VMM mappings). Idempotent.
+  absl::Status AddPeer(int peer_ordinal);
+  const std::vector<int>& peers() const { return peers_; }
 
   // Unmaps every free page whose mark has completed (queries, never waits) and keeps its chunk
   // cached, held for the next page that needs one: the free addresses fault at once when used
@@ -190,25 +206,41 @@ class ChunkPool {
  private:
   friend class VmmArena;
 
-  // Where a free page sits in the free order: oldest Release first, then arena, then page.
-  struct FreeKey {
-    std::uint64_t seq = 0;
+  static constexpr std::uint32_t kNone = VmmArena::kNone;
+
+  // Free pages of one arena that share a place in the free order (oldest Release first, then
+  // page): the pages one Release freed, waiting on their mark and then ready, or one page an
+  // undone Acquire left ready. Its pages form a list in page order through VmmArena::Page, so
+  // a Release, a mark seen complete or a page taken back costs O(1) per page and no tree node.
+  struct FreeGroup {
+    std::uint64_t seq = 0;  // its place in the free order; 0: a recycled slot
     std::uint32_t arena = 0;
-    std::size_t page = 0;
-    bool operator<(const FreeKey& o) const {
-      return std::tie(seq, arena, page) < std::tie(o.seq, o.arena, o.page);
-    }
-  };
-  // An event recorded by one Release on the arena's stream, and how many waiting pages need it.
-  struct FreeMark {
+    std::uint32_t head = kNone;  // its pages, lowest first
+    std::uint32_t tail = kNone;
+    std::size_t listed = 0;  // pages in the list
+    // While a mark (waiting): the event recorded on the arena's stream after its pages' last
+    // use, and how many pages need it (those listed plus those an Acquire in progress took).
+    bool waiting = false;
     EventHandle event = 0;
-    StreamHandle stream = 0;
     std::size_t pages = 0;
+    std::uint32_t stream_slot = 0;
+    std::uint32_t older = kNone;  // marks of all streams, by seq
+    std::uint32_t newer = kNone;
+    std::uint32_t older_in_stream = kNone;  // marks of its stream, by seq
+    std::uint32_t newer_in_stream = kNone;
+  };
+  // Marks of one stream, oldest first: a stream runs in order, so its oldest mark is the first
+  // to complete and the only one worth querying.
+  struct StreamMarks {
+    StreamHandle stream = 0;
+    std::uint32_t oldest = kNone;
+    std::uint32_t newest = kNone;
   };
   // What one Acquire changed on a page that had no live count, to undo it on failure.
   struct AcquiredFreePage {
     std::size_t page = 0;
     std::uint64_t free_seq = 0;  // 0: the page had no chunk
+    std::uint32_t group = kNone;
     bool waiting = false;
   };
 
@@ -227,14 +259,24 @@ class ChunkPool {
   // Queries the oldest waiting mark of each stream (oldest first) until one has completed and
   // makes its pages ready. Whether one did.
   absl::StatusOr<bool> ResolveCompletedMark();
-  void ResolveMark(std::uint64_t seq);
-  void DropMarkUse(std::uint64_t seq);
+  // The mark completed: its listed pages become ready, its event spare.
+  void ResolveMark(std::uint32_t group);
+  // A page of the mark `group` (while it still has seq `seq`) was reused in place.
+  void DropMarkUse(std::uint32_t group, std::uint64_t seq);
   absl::StatusOr<EventHandle> TakeEvent();
   absl::Status ExhaustedError(const VmmArena& arena, DevicePtr addr, std::size_t bytes,
                               std::size_t unbacked, const absl::Status& device_error) const;
 
-  void AddFree(VmmArena& arena, std::size_t page, std::uint64_t seq, bool waiting);
+  std::uint32_t NewGroup(std::uint64_t seq, std::uint32_t arena);
+  void RecycleGroup(std::uint32_t group);
+  // Takes a mark out of the mark lists and keeps its event spare; the group stays.
+  void UnlinkMark(std::uint32_t group);
+  // A free page joins `group`'s list at the end (`append`) or at its place in page order.
+  void AddToGroup(VmmArena& arena, std::size_t page, std::uint32_t group, bool append);
+  // The ready group with `seq`, made when there is none.
+  std::uint32_t ReadyGroup(std::uint64_t seq, std::uint32_t arena);
   void RemoveFree(VmmArena& arena, std::size_t page);
+  std::uint32_t StreamSlot(StreamHandle stream);
 
   Device* const device_;
   const std::size_t granularity_;
@@ -245,16 +287,20 @@ class ChunkPool {
   std::size_t mapped_pages_ = 0;
   std::size_t small_mapped_pages_ = 0;
   std::size_t address_bytes_ = 0;
-  absl::btree_set<FreeKey> ready_;
-  // Waiting pages by their arena's stream: a stream runs in order, so its oldest mark is the
-  // first to complete and the only one worth querying.
-  absl::btree_map<StreamHandle, absl::btree_set<FreeKey>> waiting_;
+  std::vector<FreeGroup> groups_;
+  std::vector<std::uint32_t> recycled_groups_;
+  absl::btree_map<std::uint64_t, std::uint32_t> ready_;  // ready groups by seq: oldest first
+  std::size_t ready_pages_ = 0;
   std::size_t waiting_pages_ = 0;
-  absl::btree_map<std::uint64_t, FreeMark> marks_;  // by seq: oldest first
+  std::uint32_t oldest_mark_ = kNone;  // marks of all streams, by seq
+  std::uint32_t newest_mark_ = kNone;
+  std::size_t mark_count_ = 0;
+  std::vector<StreamMarks> streams_;  // by VmmArena::stream_slot_
   std::vector<EventHandle> spare_events_;
   std::uint64_t next_seq_ = 1;
   ChunkPoolCounters counters_;
   std::vector<AcquiredFreePage> acquire_scratch_;  // reused by every Acquire
+  std::vector<int> peers_;                          // granted access to every mapping
 };
 
 }  // namespace vramcache

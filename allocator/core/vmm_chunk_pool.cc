@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <utility>
 
-#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "allocator/core/vmm_arena.h"
@@ -50,11 +50,17 @@ absl::StatusOr<VmmArena*> ChunkPool::CreateArena(std::size_t bytes, StreamHandle
         "granularity (%d bytes)",
         bytes, granularity_));
   }
+  if (bytes / granularity_ >= VmmArena::kNone) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "vramcache: an arena of %d bytes: more pages of %d bytes than an arena can count", bytes,
+        granularity_));
+  }
   absl::StatusOr<DevicePtr> base = device_->ReserveAddress(bytes);
   if (!base.ok()) return base.status();
   const auto id = static_cast<std::uint32_t>(arenas_.size());
   arenas_.push_back(
       std::unique_ptr<VmmArena>(new VmmArena(this, id, *base, bytes, granularity_, stream, small)));
+  arenas_.back()->stream_slot_ = StreamSlot(stream);
   address_bytes_ += bytes;
   return arenas_.back().get();
 }
@@ -105,6 +111,20 @@ absl::Status ChunkPool::MapChunk(VmmArena& arena, std::size_t page, ChunkHandle 
     return s;
   }
   ++counters_.maps;
+  for (int peer : peers_) {
+    // The page is mapped and counted either way; a failed grant fails the Acquire.
+    if (absl::Status s = device_->GrantPeerAccess(arena.PageAddress(page), granularity_, peer);
+        !s.ok()) {
+      VmmArena::Page& p = arena.pages_[page];
+      p.chunk = chunk;
+      p.mapped = true;
+      ++arena.mapped_pages_;
+      ++mapped_pages_;
+      if (arena.small_) ++small_mapped_pages_;
+      AddFree(arena, page, 0, /*waiting=*/false);
+      return s;
+    }
+  }
   VmmArena::Page& p = arena.pages_[page];
   p.chunk = chunk;
   p.mapped = true;
@@ -127,14 +147,15 @@ absl::StatusOr<std::optional<ChunkHandle>> ChunkPool::StealChunk(bool scan_waiti
 }
 
 absl::StatusOr<ChunkHandle> ChunkPool::UnmapReadyPage() {
-  const FreeKey key = *ready_.begin();
-  VmmArena& arena = *arenas_[key.arena];
-  VmmArena::Page& page = arena.pages_[key.page];
-  if (absl::Status s = device_->Unmap(arena.PageAddress(key.page), granularity_); !s.ok()) {
+  const FreeGroup& group = groups_[ready_.begin()->second];
+  VmmArena& arena = *arenas_[group.arena];
+  const std::size_t index = group.head;
+  if (absl::Status s = device_->Unmap(arena.PageAddress(index), granularity_); !s.ok()) {
     return s;
   }
   ++counters_.unmaps;
-  ready_.erase(ready_.begin());
+  RemoveFree(arena, index);
+  VmmArena::Page& page = arena.pages_[index];
   const ChunkHandle chunk = page.chunk;
   page = VmmArena::Page{};
   --arena.mapped_pages_;
@@ -147,55 +168,84 @@ absl::StatusOr<ChunkHandle> ChunkPool::UnmapReadyPage() {
 
 absl::StatusOr<bool> ChunkPool::ResolveCompletedMark() {
   // Streams run in order, so only each stream's oldest waiting mark can be the first to
-  // complete; the oldest of those is queried first, which keeps the choice reproducible.
-  std::vector<std::uint64_t> heads;
-  heads.reserve(waiting_.size());
-  for (const auto& [stream, keys] : waiting_) heads.push_back(keys.begin()->seq);
+  // complete; the oldest of those is queried first, which keeps the choice reproducible. A mark
+  // whose pages are all being taken by an Acquire in progress is not a candidate.
+  absl::InlinedVector<std::pair<std::uint64_t, std::uint32_t>, 4> heads;
+  for (const StreamMarks& stream : streams_) {
+    std::uint32_t g = stream.oldest;
+    while (g != kNone && groups_[g].listed == 0) g = groups_[g].newer_in_stream;
+    if (g != kNone) heads.emplace_back(groups_[g].seq, g);
+  }
   std::sort(heads.begin(), heads.end());
-  for (std::uint64_t seq : heads) {
-    absl::StatusOr<bool> done = device_->QueryEvent(marks_.at(seq).event);
+  for (const auto& [seq, g] : heads) {
+    absl::StatusOr<bool> done = device_->QueryEvent(groups_[g].event);
     if (!done.ok()) return done.status();
     if (*done) {
-      ResolveMark(seq);
+      ResolveMark(g);
       return true;
     }
   }
   return false;
 }
 
-void ChunkPool::ResolveMark(std::uint64_t seq) {
-  auto mark = marks_.find(seq);
-  auto stream = waiting_.find(mark->second.stream);
-  if (stream != waiting_.end()) {
-    absl::btree_set<FreeKey>& keys = stream->second;
-    auto it = keys.lower_bound(FreeKey{seq, 0, 0});
-    while (it != keys.end() && it->seq == seq) {
-      arenas_[it->arena]->pages_[it->page].waiting = false;
-      ready_.insert(*it);
-      it = keys.erase(it);
-      --waiting_pages_;
-    }
-    if (keys.empty()) waiting_.erase(stream);
+void ChunkPool::UnlinkMark(std::uint32_t group) {
+  FreeGroup& g = groups_[group];
+  if (g.older != kNone) {
+    groups_[g.older].newer = g.newer;
+  } else {
+    oldest_mark_ = g.newer;
   }
-  spare_events_.push_back(mark->second.event);
-  marks_.erase(mark);
+  if (g.newer != kNone) {
+    groups_[g.newer].older = g.older;
+  } else {
+    newest_mark_ = g.older;
+  }
+  StreamMarks& stream = streams_[g.stream_slot];
+  if (g.older_in_stream != kNone) {
+    groups_[g.older_in_stream].newer_in_stream = g.newer_in_stream;
+  } else {
+    stream.oldest = g.newer_in_stream;
+  }
+  if (g.newer_in_stream != kNone) {
+    groups_[g.newer_in_stream].older_in_stream = g.older_in_stream;
+  } else {
+    stream.newest = g.older_in_stream;
+  }
+  g.older = g.newer = g.older_in_stream = g.newer_in_stream = kNone;
+  g.waiting = false;
+  g.pages = 0;
+  --mark_count_;
+  spare_events_.push_back(g.event);
 }
 
-void ChunkPool::DropMarkUse(std::uint64_t seq) {
-  auto mark = marks_.find(seq);
-  if (mark == marks_.end()) return;  // seen complete meanwhile: already retired
-  if (--mark->second.pages > 0) return;
-  spare_events_.push_back(mark->second.event);
-  marks_.erase(mark);
+void ChunkPool::ResolveMark(std::uint32_t group) {
+  UnlinkMark(group);
+  FreeGroup& g = groups_[group];
+  if (g.listed == 0) {
+    RecycleGroup(group);
+    return;
+  }
+  // Its listed pages are ready now, in the same order, with the same place in the free order.
+  waiting_pages_ -= g.listed;
+  ready_pages_ += g.listed;
+  ready_.emplace(g.seq, group);
+}
+
+void ChunkPool::DropMarkUse(std::uint32_t group, std::uint64_t seq) {
+  FreeGroup& g = groups_[group];
+  if (!g.waiting || g.seq != seq) return;  // seen complete meanwhile: already retired
+  if (--g.pages > 0) return;
+  UnlinkMark(group);
+  RecycleGroup(group);
 }
 
 absl::StatusOr<EventHandle> ChunkPool::TakeEvent() {
   // Marks whose pages are never reused would each keep an event: before creating one, see
   // whether the oldest mark has completed and can give its event back.
-  if (spare_events_.empty() && !marks_.empty() && queries_allowed_) {
-    absl::StatusOr<bool> done = device_->QueryEvent(marks_.begin()->second.event);
+  if (spare_events_.empty() && oldest_mark_ != kNone && queries_allowed_) {
+    absl::StatusOr<bool> done = device_->QueryEvent(groups_[oldest_mark_].event);
     if (!done.ok()) return done.status();
-    if (*done) ResolveMark(marks_.begin()->first);
+    if (*done) ResolveMark(oldest_mark_);
   }
   if (!spare_events_.empty()) {
     const EventHandle event = spare_events_.back();
@@ -249,6 +299,24 @@ absl::StatusOr<std::size_t> ChunkPool::Trim(std::size_t bytes_wanted) {
   return released;
 }
 
+absl::Status ChunkPool::AddPeer(int peer_ordinal) {
+  if (std::find(peers_.begin(), peers_.end(), peer_ordinal) != peers_.end()) {
+    return absl::OkStatus();
+  }
+  for (const std::unique_ptr<VmmArena>& arena : arenas_) {
+    for (std::size_t p = 0; p < arena->pages_.size(); ++p) {
+      if (!arena->pages_[p].mapped) continue;
+      if (absl::Status s = device_->GrantPeerAccess(arena->PageAddress(p), granularity_,
+                                                    peer_ordinal);
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  peers_.push_back(peer_ordinal);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::size_t> ChunkPool::UnmapFreePages() {
   std::size_t unmapped = 0;
   while (true) {
@@ -270,7 +338,9 @@ absl::StatusOr<std::size_t> ChunkPool::UnmapFreePages() {
 absl::Status ChunkPool::ReleaseAll() {
   absl::Status status = absl::OkStatus();
   // cuMemUnmap does not wait for kernels: the last uses of free pages must be over first.
-  for (const auto& [seq, mark] : marks_) status.Update(device_->SynchronizeEvent(mark.event));
+  for (std::uint32_t g = oldest_mark_; g != kNone; g = groups_[g].newer) {
+    status.Update(device_->SynchronizeEvent(groups_[g].event));
+  }
   for (const std::unique_ptr<VmmArena>& arena : arenas_) {
     for (std::size_t p = 0; p < arena->pages_.size(); ++p) {
       VmmArena::Page& page = arena->pages_[p];
@@ -290,17 +360,24 @@ absl::Status ChunkPool::ReleaseAll() {
   for (const std::unique_ptr<VmmArena>& arena : arenas_) {
     status.Update(device_->ReleaseAddress(arena->base(), arena->size()));
   }
-  for (const auto& [seq, mark] : marks_) spare_events_.push_back(mark.event);
+  for (std::uint32_t g = oldest_mark_; g != kNone; g = groups_[g].newer) {
+    spare_events_.push_back(groups_[g].event);
+  }
   for (EventHandle event : spare_events_) status.Update(device_->DestroyEvent(event));
   arenas_.clear();
   cached_chunks_.clear();
   mapped_pages_ = 0;
   small_mapped_pages_ = 0;
   address_bytes_ = 0;
+  groups_.clear();
+  recycled_groups_.clear();
   ready_.clear();
-  waiting_.clear();
+  ready_pages_ = 0;
   waiting_pages_ = 0;
-  marks_.clear();
+  oldest_mark_ = kNone;
+  newest_mark_ = kNone;
+  mark_count_ = 0;
+  streams_.clear();
   spare_events_.clear();
   return status;
 }
@@ -313,9 +390,7 @@ absl::Status ChunkPool::CheckInvariants() const {
     return absl::InternalError("a chunk is cached twice");
   }
   std::size_t mapped = 0;
-  std::size_t ready = 0;
-  std::size_t waiting = 0;
-  absl::btree_map<std::uint64_t, std::size_t> mark_pages;
+  std::size_t free_pages = 0;
   for (const std::unique_ptr<VmmArena>& arena : arenas_) {
     std::size_t arena_mapped = 0;
     std::size_t arena_live = 0;
@@ -327,7 +402,7 @@ absl::Status ChunkPool::CheckInvariants() const {
         if (page.live > 0) {
           return absl::InternalError(absl::StrFormat("page %#x is in use but unmapped", va));
         }
-        if (page.waiting || page.free_seq != 0) {
+        if (page.group != kNone) {
           return absl::InternalError(absl::StrFormat("unmapped page %#x is in a free index", va));
         }
         continue;
@@ -338,32 +413,16 @@ absl::Status ChunkPool::CheckInvariants() const {
             absl::StrFormat("chunk %d is at page %#x and somewhere else too", page.chunk, va));
       }
       if (page.live > 0) {
-        if (page.waiting || page.free_seq != 0) {
+        if (page.group != kNone) {
           return absl::InternalError(absl::StrFormat("live page %#x is in a free index", va));
         }
         continue;
       }
-      const FreeKey key{page.free_seq, arena->id_, p};
-      if (page.waiting) {
-        auto it = waiting_.find(arena->stream());
-        if (it == waiting_.end() || !it->second.contains(key) || ready_.contains(key)) {
-          return absl::InternalError(
-              absl::StrFormat("waiting page %#x is not (only) in its stream's index", va));
-        }
-        auto mark = marks_.find(page.free_seq);
-        if (mark == marks_.end() || mark->second.stream != arena->stream()) {
-          return absl::InternalError(
-              absl::StrFormat("waiting page %#x has no mark on its stream", va));
-        }
-        ++mark_pages[page.free_seq];
-        ++waiting;
-      } else {
-        if (!ready_.contains(key)) {
-          return absl::InternalError(
-              absl::StrFormat("ready page %#x is not in the ready index", va));
-        }
-        ++ready;
+      if (page.group >= groups_.size() || groups_[page.group].seq == 0 ||
+          groups_[page.group].arena != arena->id_) {
+        return absl::InternalError(absl::StrFormat("free page %#x is in no free index", va));
       }
+      ++free_pages;
     }
     if (arena_mapped != arena->mapped_pages_ || arena_live != arena->live_pages_) {
       return absl::InternalError(absl::StrFormat(
@@ -376,29 +435,100 @@ absl::Status ChunkPool::CheckInvariants() const {
     return absl::InternalError(
         absl::StrFormat("%d pages counted mapped but %d are", mapped_pages_, mapped));
   }
-  std::size_t indexed_waiting = 0;
-  for (const auto& [stream, keys] : waiting_) {
-    if (keys.empty()) return absl::InternalError("an empty waiting index is kept");
-    indexed_waiting += keys.size();
-  }
-  if (ready != ready_.size() || waiting != waiting_pages_ || indexed_waiting != waiting_pages_) {
-    return absl::InternalError(absl::StrFormat(
-        "free indexes hold %d ready and %d (%d counted) waiting pages; the pages say %d and %d",
-        ready_.size(), indexed_waiting, waiting_pages_, ready, waiting));
-  }
-  absl::flat_hash_set<EventHandle> events(spare_events_.begin(), spare_events_.end());
-  for (const auto& [seq, mark] : marks_) {
-    auto counted = mark_pages.find(seq);
-    if (counted == mark_pages.end() || counted->second != mark.pages) {
+  // Every group's list: its pages, free, in page order, each pointing back at it.
+  std::size_t ready = 0;
+  std::size_t waiting = 0;
+  std::size_t in_use = 0;
+  for (std::uint32_t g = 0; g < groups_.size(); ++g) {
+    const FreeGroup& group = groups_[g];
+    if (group.seq == 0) continue;
+    ++in_use;
+    if (group.arena >= arenas_.size()) return absl::InternalError("a free group has no arena");
+    const VmmArena& arena = *arenas_[group.arena];
+    std::size_t listed = 0;
+    std::uint32_t prev = kNone;
+    for (std::uint32_t p = group.head; p != kNone; p = arena.pages_[p].next) {
+      if (p >= arena.pages_.size()) return absl::InternalError("a free group lists no page");
+      const VmmArena::Page& page = arena.pages_[p];
+      if (page.group != g || page.prev != prev || (prev != kNone && prev >= p) || !page.mapped ||
+          page.live > 0 || ++listed > group.listed) {
+        return absl::InternalError(
+            absl::StrFormat("free group %d (seq %d) lists page %d of arena %#x wrongly", g,
+                            group.seq, p, arena.base()));
+      }
+      prev = p;
+    }
+    if (listed != group.listed || prev != group.tail) {
       return absl::InternalError(
-          absl::StrFormat("mark %d counts %d pages but %d wait on it", seq, mark.pages,
-                          counted == mark_pages.end() ? 0 : counted->second));
+          absl::StrFormat("free group %d lists %d pages but counts %d", g, listed, group.listed));
+    }
+    if (group.waiting) {
+      if (group.pages != group.listed) {
+        return absl::InternalError(absl::StrFormat("mark %d counts %d pages but %d wait on it",
+                                                   group.seq, group.pages, group.listed));
+      }
+      if (streams_.size() <= group.stream_slot ||
+          streams_[group.stream_slot].stream != arena.stream()) {
+        return absl::InternalError(absl::StrFormat("mark %d is not on its stream", group.seq));
+      }
+      waiting += listed;
+    } else {
+      auto it = ready_.find(group.seq);
+      if (it == ready_.end() || it->second != g || listed == 0) {
+        return absl::InternalError(absl::StrFormat(
+            "ready group %d (seq %d) is not (only) in the ready index", g, group.seq));
+      }
+      ready += listed;
+    }
+  }
+  if (in_use + recycled_groups_.size() != groups_.size() || ready_.size() + mark_count_ != in_use) {
+    return absl::InternalError(
+        absl::StrFormat("%d free groups in use, %d recycled, %d ready, %d marks, of %d", in_use,
+                        recycled_groups_.size(), ready_.size(), mark_count_, groups_.size()));
+  }
+  if (ready + waiting != free_pages || ready != ready_pages_ || waiting != waiting_pages_) {
+    return absl::InternalError(absl::StrFormat(
+        "free groups hold %d ready and %d waiting pages (%d and %d counted); %d pages are free",
+        ready, waiting, ready_pages_, waiting_pages_, free_pages));
+  }
+  // The mark lists: every mark once, oldest first, on its stream's list too.
+  absl::flat_hash_set<EventHandle> events(spare_events_.begin(), spare_events_.end());
+  std::size_t marks = 0;
+  std::uint64_t last_seq = 0;
+  std::uint32_t prev = kNone;
+  for (std::uint32_t g = oldest_mark_; g != kNone; g = groups_[g].newer) {
+    const FreeGroup& mark = groups_[g];
+    if (!mark.waiting || mark.older != prev || mark.seq <= last_seq || ++marks > mark_count_) {
+      return absl::InternalError("the list of marks is out of order");
     }
     if (!events.insert(mark.event).second) {
       return absl::InternalError(absl::StrFormat("event %d is used twice", mark.event));
     }
+    last_seq = mark.seq;
+    prev = g;
   }
-  if (events.size() != spare_events_.size() + marks_.size()) {
+  if (marks != mark_count_ || prev != newest_mark_) {
+    return absl::InternalError("the list of marks misses some");
+  }
+  std::size_t stream_marks = 0;
+  for (std::uint32_t slot = 0; slot < streams_.size(); ++slot) {
+    last_seq = 0;
+    prev = kNone;
+    for (std::uint32_t g = streams_[slot].oldest; g != kNone; g = groups_[g].newer_in_stream) {
+      const FreeGroup& mark = groups_[g];
+      if (!mark.waiting || mark.stream_slot != slot || mark.older_in_stream != prev ||
+          mark.seq <= last_seq || ++stream_marks > mark_count_) {
+        return absl::InternalError("a stream's list of marks is out of order");
+      }
+      last_seq = mark.seq;
+      prev = g;
+    }
+    if (prev != streams_[slot].newest) return absl::InternalError("a stream's marks end wrongly");
+  }
+  if (stream_marks != mark_count_) {
+    return absl::InternalError("the streams' lists of marks miss some");
+  }
+  if (events.size() != spare_events_.size() + mark_count_) {
     return absl::InternalError("a spare event is listed twice");
   }
   if (held_bytes() != chunks.size() * granularity_) {

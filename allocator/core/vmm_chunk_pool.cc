@@ -112,16 +112,11 @@ absl::Status ChunkPool::MapChunk(VmmArena& arena, std::size_t page, ChunkHandle 
   }
   ++counters_.maps;
   for (int peer : peers_) {
-    // The page is mapped and counted either way; a failed grant fails the Acquire.
+    // A page a peer cannot reach is not handed out: unmapped again, its chunk cached.
     if (absl::Status s = device_->GrantPeerAccess(arena.PageAddress(page), granularity_, peer);
         !s.ok()) {
-      VmmArena::Page& p = arena.pages_[page];
-      p.chunk = chunk;
-      p.mapped = true;
-      ++arena.mapped_pages_;
-      ++mapped_pages_;
-      if (arena.small_) ++small_mapped_pages_;
-      AddFree(arena, page, 0, /*waiting=*/false);
+      if (device_->Unmap(arena.PageAddress(page), granularity_).ok()) ++counters_.unmaps;
+      cached_chunks_.push_back(chunk);
       return s;
     }
   }

@@ -150,6 +150,13 @@ int vramcache_check_canaries(int device) {
   return status.ok() ? Succeed() : Fail(status);
 }
 
+int vramcache_enable_peer_access(int device, int peer) {
+  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  if (!allocator.ok()) return Fail(allocator.status());
+  absl::Status status = (*allocator)->EnablePeerAccess(peer);
+  return status.ok() ? Succeed() : Fail(status);
+}
+
 int vramcache_empty_cache(void) {
   absl::Status status = absl::OkStatus();
   for (CachingAllocator* allocator : Registry::Global().Existing()) {

@@ -32,6 +32,9 @@ VRAMCACHE_EXPORT int vramcache_empty_cache(void);
  * device synchronization). 0 when intact (or canaries are off); -1 with vramcache_last_error()
  * naming each damaged band: allocation, offset from its start or end, stream. */
 VRAMCACHE_EXPORT int vramcache_check_canaries(int device);
+/* Call after cudaDeviceEnablePeerAccess(peer) on `device`: in virtual-memory mode the device's
+ * mappings are made accessible to `peer` too (that call does not cover them). 0 or -1. */
+VRAMCACHE_EXPORT int vramcache_enable_peer_access(int device, int peer);
 VRAMCACHE_EXPORT int vramcache_set_memory_fraction(double fraction, int device);
 
 /* Statistics. Every field of stats_fields.h in a flat, versioned struct: the caller sets

@@ -245,6 +245,17 @@ class CachingAllocatorImpl {
     return MaybeCheckInvariants();
   }
 
+  absl::Status EnablePeerAccess(int peer_ordinal) {
+    MutexLock lock(&mu_);
+    if (peer_ordinal < 0 || peer_ordinal == device_->Capabilities().ordinal) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("vramcache: enable_peer_access(%d) on device %d: not a peer",
+                          peer_ordinal, device_->Capabilities().ordinal));
+    }
+    if (vmm_ == nullptr) return absl::OkStatus();
+    return vmm_->AddPeer(peer_ordinal);
+  }
+
   absl::Status CheckCanaries() {
     MutexLock lock(&mu_);
     if (!guard_.canaries()) return absl::OkStatus();
@@ -1760,6 +1771,9 @@ absl::Status CachingAllocator::EndAllocateToPool(PoolId pool) {
 absl::Status CachingAllocator::ReleasePool(PoolId pool) { return impl_->ReleasePool(pool); }
 absl::Status CachingAllocator::EmptyCache() { return impl_->EmptyCache(); }
 absl::Status CachingAllocator::CheckCanaries() { return impl_->CheckCanaries(); }
+absl::Status CachingAllocator::EnablePeerAccess(int peer_ordinal) {
+  return impl_->EnablePeerAccess(peer_ordinal);
+}
 absl::Status CachingAllocator::Shutdown() { return impl_->Shutdown(); }
 DeviceStats CachingAllocator::GetStats() const { return impl_->GetStats(); }
 void CachingAllocator::ResetPeakStats() { impl_->ResetPeakStats(); }

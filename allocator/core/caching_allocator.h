@@ -89,6 +89,11 @@ class CachingAllocator {
 
   // Returns every cached, unused segment to the device.
   absl::Status EmptyCache();
+  // Peer access to this device's memory from device `peer_ordinal` was enabled
+  // (cudaDeviceEnablePeerAccess): in virtual-memory mode, which that call does not cover, every
+  // mapping present and future is made accessible to the peer (cuMemSetAccess). Nothing to do
+  // in segment mode.
+  absl::Status EnablePeerAccess(int peer_ordinal);
   // Debug mode `canaries`: verifies the guard bands of every live allocation after a device
   // synchronization; DataLoss naming each damaged band (allocation, offset, stream). OK with
   // nothing to do when canaries are off. FailedPrecondition during a graph capture.

@@ -312,6 +312,29 @@ TEST(VmmAllocatorTest, UnmapOnFreeMakesEveryUseAfterFreeFault) {
   f.ExpectReservedIsHeld();
 }
 
+TEST(VmmAllocatorTest, PeerAccessCoversPresentAndFutureMappings) {
+  Fixture f(std::size_t{1} << 30, VmmMode::kOn, /*memory=*/false);
+  void* before = f.Alloc(5 * kMiB);  // three pages mapped before the peer is enabled
+  EXPECT_TRUE(absl::IsInvalidArgument(f.allocator->EnablePeerAccess(0)));  // itself
+  EXPECT_TRUE(absl::IsInvalidArgument(f.allocator->EnablePeerAccess(-1)));
+  ASSERT_TRUE(f.allocator->EnablePeerAccess(1).ok());
+  EXPECT_EQ(f.device->Calls(SimOp::kGrantPeerAccess), 3);
+  ASSERT_TRUE(f.allocator->EnablePeerAccess(1).ok());  // idempotent
+  EXPECT_EQ(f.device->Calls(SimOp::kGrantPeerAccess), 3);
+  void* after = f.Alloc(40 * kMiB);  // 20 more pages, each granted as it is mapped
+  EXPECT_EQ(f.device->Calls(SimOp::kGrantPeerAccess), f.device->Calls(SimOp::kMap));
+  ASSERT_TRUE(f.allocator->Free(before).ok());
+  ASSERT_TRUE(f.allocator->Free(after).ok());
+}
+
+TEST(VmmAllocatorTest, PeerAccessInSegmentModeNeedsNothing) {
+  Fixture f(std::size_t{1} << 30, VmmMode::kOff, /*memory=*/false);
+  void* p = f.Alloc(5 * kMiB);
+  ASSERT_TRUE(f.allocator->EnablePeerAccess(1).ok());
+  EXPECT_EQ(f.device->Calls(SimOp::kGrantPeerAccess), 0);
+  ASSERT_TRUE(f.allocator->Free(p).ok());
+}
+
 // Randomized: a small card, mixed sizes on two streams, frees in random order, EmptyCache now
 // and then; after every step all live blocks keep their bytes and the invariants hold.
 TEST(VmmAllocatorTest, RandomizedStitchingLosesNothing) {

@@ -526,8 +526,7 @@ void VramcacheAllocator::AttributePools(alloc::SnapshotInfo& info) {
     std::uintptr_t address = static_cast<std::uintptr_t>(segment.address);
     for (const auto& block : segment.blocks) {
       auto it = pool_allocations_.find(address);
-      if (block.allocated && it != pool_allocations_.end() &&
-          it->second.device == segment.device) {
+      if (block.allocated && it != pool_allocations_.end() && it->second.device == segment.device) {
         segment.owner_private_pool_id = it->second.pool;
         break;
       }
@@ -606,6 +605,8 @@ void VramcacheAllocator::enablePeerAccess(c10::DeviceIndex dev, c10::DeviceIndex
   } else {
     C10_CUDA_CHECK(err);
   }
+  // cudaDeviceEnablePeerAccess does not cover virtual-memory mappings: vramcache grants them.
+  TORCH_CHECK(vramcache_enable_peer_access(dev, dev_to_access) == 0, vramcache_last_error());
 }
 
 cudaError_t VramcacheAllocator::memcpyAsync(void* dst, int dst_device, const void* src,

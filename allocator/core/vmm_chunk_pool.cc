@@ -268,24 +268,20 @@ absl::Status ChunkPool::ExhaustedError(const VmmArena& arena, DevicePtr addr, st
 
 absl::StatusOr<std::size_t> ChunkPool::Trim(std::size_t bytes_wanted) {
   std::size_t released = 0;
-  while (released < bytes_wanted && !cached_chunks_.empty()) {
-    if (absl::Status s = device_->ReleaseChunk(cached_chunks_.back()); !s.ok()) return s;
-    cached_chunks_.pop_back();
-    ++counters_.chunks_released;
-    released += granularity_;
-  }
   while (released < bytes_wanted) {
-    if (ready_.empty()) {
-      if (!queries_allowed_) break;
-      absl::StatusOr<bool> resolved = ResolveCompletedMark();
-      if (!resolved.ok()) return resolved.status();
-      if (!*resolved) break;
-      continue;
+    // Cached chunks first (no unmap needed), then free pages whose marks have completed.
+    ChunkHandle chunk = 0;
+    if (!cached_chunks_.empty()) {
+      chunk = cached_chunks_.back();
+      cached_chunks_.pop_back();
+    } else {
+      absl::StatusOr<std::optional<ChunkHandle>> stolen = StealChunk(/*scan_waiting=*/true);
+      if (!stolen.ok()) return stolen.status();
+      if (!stolen->has_value()) break;
+      chunk = **stolen;
     }
-    absl::StatusOr<ChunkHandle> chunk = UnmapReadyPage();
-    if (!chunk.ok()) return chunk.status();
-    if (absl::Status s = device_->ReleaseChunk(*chunk); !s.ok()) {
-      cached_chunks_.push_back(*chunk);
+    if (absl::Status s = device_->ReleaseChunk(chunk); !s.ok()) {
+      cached_chunks_.push_back(chunk);
       return s;
     }
     ++counters_.chunks_released;
@@ -301,8 +297,8 @@ absl::Status ChunkPool::AddPeer(int peer_ordinal) {
   for (const std::unique_ptr<VmmArena>& arena : arenas_) {
     for (std::size_t p = 0; p < arena->pages_.size(); ++p) {
       if (!arena->pages_[p].mapped) continue;
-      if (absl::Status s = device_->GrantPeerAccess(arena->PageAddress(p), granularity_,
-                                                    peer_ordinal);
+      if (absl::Status s =
+              device_->GrantPeerAccess(arena->PageAddress(p), granularity_, peer_ordinal);
           !s.ok()) {
         return s;
       }
@@ -314,20 +310,13 @@ absl::Status ChunkPool::AddPeer(int peer_ordinal) {
 
 absl::StatusOr<std::size_t> ChunkPool::UnmapFreePages() {
   std::size_t unmapped = 0;
-  while (true) {
-    if (ready_.empty()) {
-      if (!queries_allowed_) break;
-      absl::StatusOr<bool> resolved = ResolveCompletedMark();
-      if (!resolved.ok()) return resolved.status();
-      if (!*resolved) break;
-      continue;
-    }
-    absl::StatusOr<ChunkHandle> chunk = UnmapReadyPage();
-    if (!chunk.ok()) return chunk.status();
-    cached_chunks_.push_back(*chunk);
+  for (;;) {
+    absl::StatusOr<std::optional<ChunkHandle>> stolen = StealChunk(/*scan_waiting=*/true);
+    if (!stolen.ok()) return stolen.status();
+    if (!stolen->has_value()) return unmapped;
+    cached_chunks_.push_back(**stolen);
     ++unmapped;
   }
-  return unmapped;
 }
 
 absl::Status ChunkPool::ReleaseAll() {

@@ -17,15 +17,35 @@ namespace vramcache {
 namespace {
 
 thread_local std::string last_error;
+thread_local int last_error_kind = VRAMCACHE_OK;
 thread_local std::string json_buffer;
+
+int KindOf(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return VRAMCACHE_OK;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kOutOfRange:
+      return VRAMCACHE_ERROR_INVALID;
+    case absl::StatusCode::kResourceExhausted:
+      return VRAMCACHE_ERROR_OUT_OF_MEMORY;
+    case absl::StatusCode::kDataLoss:
+      return VRAMCACHE_ERROR_CORRUPTION;
+    default:
+      return VRAMCACHE_ERROR_OTHER;
+  }
+}
 
 int Fail(const absl::Status& status) {
   last_error = std::string(status.message());
+  last_error_kind = KindOf(status);
   return -1;
 }
 
 int Succeed() {
   last_error.clear();
+  last_error_kind = VRAMCACHE_OK;
   return 0;
 }
 
@@ -124,6 +144,8 @@ void vramcache_free(void* ptr, size_t /*size*/, int device, void* /*stream*/) {
 }
 
 const char* vramcache_last_error(void) { return last_error.c_str(); }
+
+int vramcache_last_error_kind(void) { return last_error_kind; }
 
 int vramcache_record_stream(void* ptr, void* stream) {
   CachingAllocator* owner = OwnerOf(ptr);

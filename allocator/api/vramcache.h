@@ -19,9 +19,19 @@ extern "C" {
  * PyTorch's pluggable path never checks for NULL; vramcache_try_malloc returns NULL instead. */
 VRAMCACHE_EXPORT void* vramcache_malloc(size_t size, int device, void* stream);
 VRAMCACHE_EXPORT void* vramcache_try_malloc(size_t size, int device, void* stream);
+/* With the canaries debug mode, a free that finds a damaged guard band still frees the memory;
+ * the report goes to stderr and to vramcache_last_error(), with the kind
+ * VRAMCACHE_ERROR_CORRUPTION. */
 VRAMCACHE_EXPORT void vramcache_free(void* ptr, size_t size, int device, void* stream);
 /* Why the last call on this thread failed ("" when it did not). */
 VRAMCACHE_EXPORT const char* vramcache_last_error(void);
+/* What kind of failure the last call on this thread had: */
+#define VRAMCACHE_OK 0
+#define VRAMCACHE_ERROR_INVALID 1 /* bad argument: unknown pointer, double free, bad size */
+#define VRAMCACHE_ERROR_OUT_OF_MEMORY 2
+#define VRAMCACHE_ERROR_CORRUPTION 3 /* a debug mode found corruption; the operation completed */
+#define VRAMCACHE_ERROR_OTHER 4      /* device errors, wrong state, ... */
+VRAMCACHE_EXPORT int vramcache_last_error_kind(void);
 
 VRAMCACHE_EXPORT int vramcache_record_stream(void* ptr, void* stream);
 /* Call before cudaStreamDestroy(stream): memory cached for it then waits for its work before a

@@ -25,6 +25,7 @@ def test_check_canaries_names_the_damaged_allocation_and_offset(lib, capfd):
     err = capfd.readouterr().err
     assert "out-of-bounds write detected" in err and "end + 0" in err
     assert "end + 0" in lib.vramcache_last_error().decode()
+    assert lib.vramcache_last_error_kind() == 3  # VRAMCACHE_ERROR_CORRUPTION: freed all the same
     # Freed all the same: a second free is an unknown pointer.
     lib.vramcache_free(ptr, 1000, 0, None)
     assert "not a live allocation" in lib.vramcache_last_error().decode()

@@ -202,6 +202,34 @@ TEST_F(CApiTest, NativeHooks) {
   vramcache_free(p, 3u << 20, 0, nullptr);
 }
 
+TEST_F(CApiTest, LastErrorKindSaysWhatFailed) {
+  void* p = vramcache_try_malloc(4096, 0, nullptr);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(vramcache_last_error_kind(), VRAMCACHE_OK);
+  vramcache_free(p, 4096, 0, nullptr);
+  vramcache_free(p, 4096, 0, nullptr);  // double free
+  EXPECT_EQ(vramcache_last_error_kind(), VRAMCACHE_ERROR_INVALID);
+  EXPECT_EQ(vramcache_try_malloc(std::size_t{4} << 30, 0, nullptr), nullptr);
+  EXPECT_EQ(vramcache_last_error_kind(), VRAMCACHE_ERROR_OUT_OF_MEMORY);
+  EXPECT_EQ(vramcache_configure("device:sim"), -1);  // after the first allocation
+  EXPECT_EQ(vramcache_last_error_kind(), VRAMCACHE_ERROR_OTHER);
+}
+
+TEST_F(CApiTest, DamagedBandIsCorruptionAndTheMemoryIsFreed) {
+  ASSERT_EQ(vramcache_shutdown(), 0);
+  ASSERT_EQ(vramcache_configure("device:sim,sim_capacity:1GiB,sim_backing:memory,canaries:on"), 0)
+      << vramcache_last_error();
+  auto* p = static_cast<unsigned char*>(vramcache_try_malloc(1000, 0, nullptr));
+  ASSERT_NE(p, nullptr);
+  p[1000] = 0;  // the simulated device's memory is host memory: one byte past the end
+  vramcache_free(p, 1000, 0, nullptr);
+  EXPECT_EQ(vramcache_last_error_kind(), VRAMCACHE_ERROR_CORRUPTION);
+  EXPECT_NE(std::string(vramcache_last_error()).find("end + 0"), std::string::npos)
+      << vramcache_last_error();
+  vramcache_free(p, 1000, 0, nullptr);  // it was freed: now an unknown pointer
+  EXPECT_EQ(vramcache_last_error_kind(), VRAMCACHE_ERROR_INVALID);
+}
+
 TEST_F(CApiTest, UnmapOnFreeNeedsVirtualMemory) {
   ASSERT_EQ(vramcache_shutdown(), 0);
   EXPECT_EQ(vramcache_configure("device:sim,unmap_on_free:on,vmm:off"), -1);

@@ -141,10 +141,10 @@ void VramcacheAllocator::Free(void* ptr) {
   }
   vramcache_free(ptr, 0, first, nullptr);
   if (!LastCallFailed()) return;
-  const std::string why = LastError("vramcache_free");
   // A debug mode's report (a damaged guard band): the memory was freed and the report printed
   // to stderr; a deleter must not throw, and no other device has the block.
-  if (why.find("vramcache canaries:") != std::string::npos) return;
+  if (vramcache_last_error_kind() == VRAMCACHE_ERROR_CORRUPTION) return;
+  const std::string why = LastError("vramcache_free");
   for (int device = 0; device < count; ++device) {
     if (device == first) continue;
     vramcache_free(ptr, 0, device, nullptr);

@@ -92,6 +92,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "vramcache_stream_destroyed": (c_int, [c_ptr]),
         "vramcache_empty_cache": (c_int, []),
         "vramcache_check_canaries": (c_int, [c_int]),
+        "vramcache_last_error_kind": (c_int, []),
         "vramcache_set_memory_fraction": (c_int, [ctypes.c_double, c_int]),
         "vramcache_get_stats": (c_int, [c_int, ctypes.POINTER(VramcacheStats)]),
         "vramcache_stats_json": (c_str, [c_int]),

@@ -534,11 +534,14 @@ class CachingAllocatorImpl {
     // is all of those (what PyTorch's cacheInfo means: device free memory or the largest
     // cached block, whichever is larger).
     if (vmm_ != nullptr) {
+      // New chunks: what the device has free, and no more than the budget leaves.
       std::size_t headroom = 0;
-      if (budget_bytes_ > 0) {
-        headroom = budget_bytes_ > vmm_->held_bytes() ? budget_bytes_ - vmm_->held_bytes() : 0;
-      } else if (absl::StatusOr<DeviceMemInfo> info = device_->MemInfo(); info.ok()) {
+      if (absl::StatusOr<DeviceMemInfo> info = device_->MemInfo(); info.ok()) {
         headroom = info->free_bytes;
+      }
+      if (budget_bytes_ > 0) {
+        const std::size_t held = vmm_->held_bytes();
+        headroom = std::min(headroom, budget_bytes_ > held ? budget_bytes_ - held : 0);
       }
       largest = vmm_->free_mapped_bytes() + vmm_->cached_bytes() + headroom;
     }

@@ -158,6 +158,9 @@ TEST(VmmAllocatorTest, ReservedCountsPhysicalPagesNotAddressSpace) {
   EXPECT_LE(base->first, reinterpret_cast<DevicePtr>(large));
   EXPECT_GE(base->second, 3 * kMiB);
   EXPECT_EQ(f.allocator->LargestFreeBlock(), (std::size_t{1} << 30) - 6 * kMiB);
+  f.allocator->SetBudget(10 * kMiB);  // a budget leaves 4 MiB of new chunks
+  EXPECT_EQ(f.allocator->LargestFreeBlock(), 4 * kMiB);
+  f.allocator->SetBudget(0);
   ASSERT_TRUE(f.allocator->Free(small).ok());
   ASSERT_TRUE(f.allocator->Free(large).ok());
 }

@@ -6,12 +6,6 @@
 // by allocation and offset (and nothing about the third), and vramcache_free of the first must
 // print its report to stderr and leave it in vramcache_last_error(). Run in the default
 // (virtual-memory) mode and with vmm:off. Skips without a GPU.
-//
-// DEPENDS ON the canaries wiring of the C API (vramcache_check_canaries, and "canaries:on"
-// accepted by vramcache_configure), which lands with the canaries branch: until then
-// vramcache_check_canaries is a weak reference (null when the library lacks it) and the probe
-// reports the mode unavailable, and the GPU tests skip saying so. Once it is merged they run
-// with no change here.
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -26,9 +20,6 @@
 #include "gtest/gtest.h"
 #include "kernels/fill.h"
 #include "tests/gpu/debug_modes/probe.h"
-
-// Weak, so this binary links against a library without it (then its address is null).
-extern "C" int vramcache_check_canaries(int device) __attribute__((weak));
 
 namespace vramcache {
 namespace {
@@ -72,10 +63,6 @@ int RunProbe(const std::string& conf) {
     return 2;
   };
   if (cudaSetDevice(0) != cudaSuccess) return fail("cudaSetDevice", "");
-  if (vramcache_check_canaries == nullptr) {
-    Say("PROBE_UNAVAILABLE vramcache_check_canaries is not in this build of the C API");
-    return 0;
-  }
   Say("STEP configure");
   if (vramcache_configure(conf.c_str()) != 0) {
     Say("PROBE_UNAVAILABLE vramcache_configure(%s): %s", conf.c_str(), vramcache_last_error());
@@ -153,14 +140,8 @@ TEST_P(CanariesOobTest, PlantedOutOfBoundsWritesAreReportedWithTheirOffsets) {
   ASSERT_TRUE(r.exited && r.exit_code == 0) << probe::Describe(r);
   const probe::ProbeOutput out(r.output);
   if (out.Find("PROBE_SKIP")) GTEST_SKIP() << *out.Find("PROBE_SKIP");
-  if (const std::optional<std::string> why = out.Find("PROBE_UNAVAILABLE")) {
-    // Before the canaries branch is merged: no symbol, or "not implemented in this version".
-    if (why->find("not in this build") != std::string::npos ||
-        why->find("not implemented") != std::string::npos) {
-      GTEST_SKIP() << "canaries not wired into the C API yet: " << *why;
-    }
-    FAIL() << "canaries refused: " << probe::Describe(r);
-  }
+  ASSERT_EQ(out.Find("PROBE_UNAVAILABLE"), std::nullopt)
+      << "canaries refused: " << probe::Describe(r);
   ASSERT_EQ(out.Find("PROBE_ERROR"), std::nullopt) << probe::Describe(r);
   ASSERT_GE(out.IndexOf("PROBE_END"), 0) << probe::Describe(r);
   const std::string over = out.Find("PTR over").value_or("?");
@@ -211,17 +192,6 @@ INSTANTIATE_TEST_SUITE_P(Modes, CanariesOobTest,
                            return info.index == 0 ? std::string("DefaultMode")
                                                   : std::string("VmmOff");
                          });
-
-// Without a GPU: the weak reference resolves when the C API has the function.
-TEST(CanariesOobApiTest, ReportsWhetherTheCApiHasCheckCanaries) {
-  RecordProperty("vramcache_check_canaries_linked", vramcache_check_canaries != nullptr ? 1 : 0);
-  if (vramcache_check_canaries == nullptr) {
-    GTEST_SKIP() << "vramcache_check_canaries is not in this build (canaries branch not merged)";
-  }
-  if (CudaDeviceCount() == 0) return;
-  // Canaries off (nothing configured, no allocation in this process): nothing to check.
-  EXPECT_EQ(vramcache_check_canaries(0), 0) << vramcache_last_error();
-}
 
 }  // namespace
 }  // namespace vramcache

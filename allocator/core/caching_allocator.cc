@@ -955,7 +955,8 @@ class CachingAllocatorImpl {
 
   // The block's uses of its pages end; pages left unused keep their chunks, which the next
   // request anywhere may take once the free mark recorded now has completed. During a capture
-  // no mark may be recorded (it would be captured), so the release waits for its end.
+  // no mark may be recorded (it would be captured), so the release waits for its end. A
+  // release maps, unmaps, creates and releases nothing: no statistic changes.
   void ReleaseBacking(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!block->holds_pages) return;
     block->holds_pages = false;
@@ -963,7 +964,6 @@ class CachingAllocatorImpl {
     if (!captures_.empty() || !arena->Release(block->addr, block->size).ok()) {
       deferred_releases_.push_back({arena, block->addr, block->size});  // pages stay backed
     }
-    SyncVmmStats();
   }
 
   void FlushDeferredReleases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -973,7 +973,6 @@ class CachingAllocatorImpl {
     for (const DeferredRelease& r : retry) {
       if (!r.arena->Release(r.addr, r.bytes).ok()) deferred_releases_.push_back(r);
     }
-    SyncVmmStats();
   }
 
   // Private pools that were released: their wholly free ranges are unpinned and join the
@@ -997,7 +996,6 @@ class CachingAllocatorImpl {
       head->pool_id = kDefaultPool;
       AddFreeBlock(head);
     }
-    SyncVmmStats();
   }
 
   // EmptyCache in virtual-memory mode: every free page whose last use has completed gives its

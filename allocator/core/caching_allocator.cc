@@ -115,6 +115,8 @@ class CachingAllocatorImpl {
       vmm_ = std::make_unique<ChunkPool>(device, device->Capabilities().granularity);
       vmm_->SetBudget(budget);
       quarantine_ = config.unmap_on_free;
+      // Free addresses must fault in that mode, so a stitch may not leave an alias behind.
+      vmm_->SetAliasing(!config.unmap_on_free);
     }
     const double total = static_cast<double>(device->Capabilities().total_bytes);
     if (config.soft_budget_bytes.has_value()) {
@@ -214,6 +216,7 @@ class CachingAllocatorImpl {
     Record(TraceAction::kFreeRequested, block->addr, block->size, block->alloc_stream);
     if (block->stream_uses.empty() && block->alloc_stream == block->stream &&
         !block->used_by_destroyed_stream && !block->segment->quarantine &&
+        (vmm_ == nullptr || block->segment->small) &&
         reuse_cache_bytes_ + block->size <= config_.reuse_cache_bytes) {
       PushReuseCache(block);  // stays in live_: a reuse needs no second hash insert
       if (!guard_status.ok()) return guard_status;

@@ -42,17 +42,28 @@ absl::StatusOr<std::size_t> VmmArena::UnbackedPages(DevicePtr addr, std::size_t 
   std::size_t first = 0;
   std::size_t end = 0;
   if (absl::Status s = PagesOf("UnbackedPages", addr, bytes, &first, &end); !s.ok()) return s;
-  if (mapped_pages_ == pages_.size()) return std::size_t{0};
+  const bool has_aliases = mapped_pages_ > live_pages_ + free_pages_;
+  if (mapped_pages_ == pages_.size() && !has_aliases) return std::size_t{0};
   if (mapped_pages_ == 0) return end - first;
   std::size_t unbacked = 0;
-  for (std::size_t p = first; p < end; ++p) unbacked += pages_[p].mapped ? 0 : 1;
+  for (std::size_t p = first; p < end; ++p) {
+    const Page& page = pages_[p];
+    if (!page.mapped) {
+      ++unbacked;
+    } else if (page.live == 0 && page.group == kNone) {
+      // An alias: free to take back unless its chunk serves a page in use.
+      const ChunkPool::ChunkRecord& record = pool_->chunk_records_.at(page.chunk);
+      unbacked += pool_->PageAt(record.holder).live > 0 ? 1 : 0;
+    }
+  }
   return unbacked;
 }
 
 VmmArena::PageView VmmArena::page(std::size_t index) const {
   const Page& p = pages_.at(index);
   const bool waiting = p.group != kNone && pool_->groups_[p.group].waiting;
-  return PageView{p.mapped, p.live, waiting};
+  const bool alias = p.mapped && p.live == 0 && p.group == kNone;
+  return PageView{p.mapped, p.live, waiting, alias};
 }
 
 // ------------------------------------------------------------------ ChunkPool: live counts
@@ -70,35 +81,75 @@ absl::Status ChunkPool::Acquire(VmmArena& arena, DevicePtr addr, std::size_t byt
     }
   }
 
-  // First every page becomes live, so that no chunk this call needs is stolen from a page of
-  // its own range; then the pages without a chunk get one.
-  std::vector<AcquiredFreePage>& newly_live = acquire_scratch_;
-  newly_live.clear();
+  // First every page becomes live, those holding their chunk first, so that no chunk this call
+  // needs is stolen from a page of its own range nor claimed by one of its aliases; then the
+  // aliases take their chunks back where they can; then the rest get chunks.
+  std::vector<AcquiredFreePage>& taken = acquire_scratch_;
+  taken.clear();
   bool needs_chunks = false;
+  bool has_aliases = false;
   bool took_waiting = false;
   for (std::size_t p = first; p < end; ++p) {
     VmmArena::Page& page = arena.pages_[p];
     if (page.live++ > 0) continue;
     ++arena.live_pages_;
-    if (page.mapped) {
+    if (page.group != kNone) {
       const FreeGroup& group = groups_[page.group];
-      newly_live.push_back({p, group.seq, page.group, group.waiting});
+      taken.push_back({p, TakenKind::kOwn, group.seq, page.group, group.waiting});
       took_waiting |= group.waiting;
       RemoveFree(arena, p);
+    } else if (page.mapped) {
+      taken.push_back({p, TakenKind::kAlias});
+      has_aliases = true;
     } else {
-      newly_live.push_back({p, 0, kNone, false});
+      taken.push_back({p, TakenKind::kNeedsChunk});
       needs_chunks = true;
+    }
+  }
+  if (has_aliases) {
+    for (AcquiredFreePage& t : taken) {
+      if (t.kind != TakenKind::kAlias) continue;
+      absl::StatusOr<bool> claimable = AliasClaimable(arena, t.page);
+      if (!claimable.ok()) {
+        UndoAcquire(arena, first, end);
+        return claimable.status();
+      }
+      if (!*claimable) {
+        t.kind = TakenKind::kConflict;
+        needs_chunks = true;
+        continue;
+      }
+      ChunkRecord& record = chunk_records_.at(arena.pages_[t.page].chunk);
+      VmmArena& holder_arena = *arenas_[record.holder.arena];
+      const FreeGroup& group = groups_[PageAt(record.holder).group];
+      t.kind = TakenKind::kClaimed;
+      t.free_seq = group.seq;
+      t.group = PageAt(record.holder).group;
+      t.waiting = group.waiting;
+      t.holder = record.holder;
+      took_waiting |= group.waiting;
+      RemoveFree(holder_arena, record.holder.page);
+      SetHolder(record, PageRef{arena.id_, static_cast<std::uint32_t>(t.page)});
+      ++counters_.alias_reuses;
     }
   }
   if (needs_chunks) {
     bool scan_waiting = true;
-    for (const AcquiredFreePage& acquired : newly_live) {
-      if (arena.pages_[acquired.page].mapped) continue;
-      if (absl::Status s = BackPage(arena, acquired.page, &scan_waiting); !s.ok()) {
+    for (AcquiredFreePage& t : taken) {
+      if (t.kind != TakenKind::kNeedsChunk && t.kind != TakenKind::kConflict) continue;
+      absl::Status s = absl::OkStatus();
+      if (t.kind == TakenKind::kConflict) {
+        s = UnmapAlias(arena, t.page);
+        if (s.ok()) t.kind = TakenKind::kNeedsChunk;
+      }
+      if (s.ok()) s = BackPage(arena, t.page, &scan_waiting);
+      if (!s.ok()) {
         UndoAcquire(arena, first, end);
         if (absl::IsResourceExhausted(s)) {
           std::size_t unbacked = 0;
-          for (const AcquiredFreePage& a : newly_live) unbacked += a.free_seq == 0 ? 1 : 0;
+          for (const AcquiredFreePage& a : taken) {
+            unbacked += a.kind == TakenKind::kNeedsChunk || a.kind == TakenKind::kConflict;
+          }
           return ExhaustedError(arena, addr, bytes, unbacked, s);
         }
         return s;
@@ -107,34 +158,64 @@ absl::Status ChunkPool::Acquire(VmmArena& arena, DevicePtr addr, std::size_t byt
   }
   // Pages reused in place no longer need their marks.
   if (took_waiting) {
-    for (const AcquiredFreePage& acquired : newly_live) {
-      if (acquired.waiting) DropMarkUse(acquired.group, acquired.free_seq);
+    for (const AcquiredFreePage& t : taken) {
+      if (t.waiting) DropMarkUse(t.group, t.free_seq);
     }
   }
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> ChunkPool::AliasClaimable(const VmmArena& arena, std::size_t page) {
+  const ChunkRecord& record = chunk_records_.at(arena.pages_[page].chunk);
+  const VmmArena::Page& holder = PageAt(record.holder);
+  if (holder.live > 0) return false;
+  const std::uint32_t group = holder.group;
+  if (!groups_[group].waiting) return true;
+  // Work on the same stream runs after the holder's last use; another stream's must be done.
+  if (arenas_[record.holder.arena]->stream_slot_ == arena.stream_slot_) return true;
+  if (!queries_allowed_) return false;
+  absl::StatusOr<bool> done = device_->QueryEvent(groups_[group].event);
+  if (!done.ok()) return done.status();
+  if (*done) ResolveMark(group);
+  return *done;
+}
+
 void ChunkPool::UndoAcquire(VmmArena& arena, std::size_t first, std::size_t end) {
-  auto acquired = acquire_scratch_.begin();
-  for (std::size_t p = first; p < end; ++p) {
-    VmmArena::Page& page = arena.pages_[p];
-    if (--page.live > 0) continue;
+  for (std::size_t p = first; p < end; ++p) --arena.pages_[p].live;
+  // acquire_scratch_ lists exactly the pages that had no live count.
+  for (const AcquiredFreePage& t : acquire_scratch_) {
     --arena.live_pages_;
-    // acquire_scratch_ lists exactly the pages that were not live, in page order.
-    const AcquiredFreePage& before = *acquired++;
-    if (!page.mapped) continue;
-    if (before.free_seq == 0) {
-      // Mapped by this call and never used: ready at once.
-      AddToGroup(arena, p, ReadyGroup(next_seq_++, arena.id_), /*append=*/true);
-      continue;
+    switch (t.kind) {
+      case TakenKind::kOwn:
+        Relist(arena, t.page, t);
+        break;
+      case TakenKind::kClaimed: {
+        // The chunk goes back to the holder it was taken from (outside this range, untouched).
+        ChunkRecord& record = chunk_records_.at(arena.pages_[t.page].chunk);
+        SetHolder(record, t.holder);
+        Relist(*arenas_[t.holder.arena], t.holder.page, t);
+        break;
+      }
+      case TakenKind::kNeedsChunk:
+        // Mapped by this call and never used: ready at once.
+        if (arena.pages_[t.page].mapped) {
+          AddToGroup(arena, t.page, ReadyGroup(next_seq_++, arena.id_), /*append=*/true);
+        }
+        break;
+      case TakenKind::kAlias:
+      case TakenKind::kConflict:
+        break;  // still an alias
     }
-    // Its mark may have completed (and been retired) meanwhile.
-    const FreeGroup& mark = groups_[before.group];
-    if (before.waiting && mark.waiting && mark.seq == before.free_seq) {
-      AddToGroup(arena, p, before.group, /*append=*/false);
-    } else {
-      AddToGroup(arena, p, ReadyGroup(before.free_seq, arena.id_), /*append=*/false);
-    }
+  }
+}
+
+void ChunkPool::Relist(VmmArena& arena, std::size_t page, const AcquiredFreePage& before) {
+  // Its mark may have completed (and been retired) meanwhile.
+  const FreeGroup& mark = groups_[before.group];
+  if (before.waiting && mark.waiting && mark.seq == before.free_seq) {
+    AddToGroup(arena, page, before.group, /*append=*/false);
+  } else {
+    AddToGroup(arena, page, ReadyGroup(before.free_seq, arena.id_), /*append=*/false);
   }
 }
 
@@ -249,6 +330,7 @@ void ChunkPool::AddToGroup(VmmArena& arena, std::size_t page, std::uint32_t grou
     g.tail = index;
   }
   ++g.listed;
+  ++arena.free_pages_;
   if (g.waiting) {
     ++waiting_pages_;
   } else {
@@ -274,6 +356,7 @@ void ChunkPool::RemoveFree(VmmArena& arena, std::size_t page) {
   p.prev = kNone;
   p.next = kNone;
   --g.listed;
+  --arena.free_pages_;
   if (g.waiting) {
     --waiting_pages_;  // the mark stays until its pages stop needing it (DropMarkUse)
     return;

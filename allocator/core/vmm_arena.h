@@ -3,27 +3,38 @@
 // device's physical chunks; each VmmArena is one reserved address range whose pages get a chunk
 // when a byte range touching them comes into use. A page whose uses have all ended keeps its
 // chunk mapped (reuse in place costs no device call) until another page, in any arena, needs a
-// chunk and none is cached: then the chunk moves there (a stitch), once the work that last used
-// it has completed. Physical memory thus follows the live bytes, however fragmented the
-// addresses are.
+// chunk and none is cached: then the chunk is mapped there too (a stitch), once the work that
+// last used it has completed. The old mapping stays as an alias: when that page comes into use
+// again while the chunk is free, it takes the chunk back with no device call. A training loop
+// replays the same pattern each step, so after the first step its stitches are all in place
+// and the loop makes no device calls; physical memory still follows the live bytes, however
+// fragmented the addresses are.
 //
 // Glossary:
 //   G             the device granularity (2 MiB on current GPUs): the size of a page and a chunk.
 //   page          one G-byte piece of an arena's address range, the unit of mapping.
-//   chunk         one G-byte physical allocation (cuMemCreate), mapped whole at one page at most.
+//   chunk         one G-byte physical allocation (cuMemCreate), mapped at one or more pages.
+//   holder        the one page a mapped chunk serves: a page in use, or the free page whose
+//                 release freed it (listed in the free order).
+//   alias         a mapped page that is not its chunk's holder: it has a live count of 0 and
+//                 becomes the holder again, with no device call, when it comes into use while
+//                 the chunk's holder is free and done (or on the same stream). When the chunk is
+//                 busy elsewhere, the alias is unmapped and the page gets another chunk.
 //   live count    how many in-use byte ranges (acquired, not yet released) touch a page. A page
-//                 with a live count above 0 always has a chunk.
-//   free page     a page with a chunk and a live count of 0. Its chunk stays mapped.
+//                 with a live count above 0 always holds its chunk.
+//   free page     a holder with a live count of 0. Its chunk stays mapped.
 //   free mark     an event recorded on the arena's stream by the Release that freed pages (one
 //                 per Release, shared by the pages it freed): once it completes, so has every
-//                 use of those pages, and their chunks may be unmapped (cuMemUnmap does not wait
-//                 for kernels).
+//                 use of those pages, and their chunks may be used elsewhere (cuMemUnmap does
+//                 not wait for kernels, nor does work through another mapping).
 //   waiting page  a free page whose mark has not yet been seen complete.
 //   ready page    a free page whose mark was seen complete (or that was never used).
-//   cached chunk  a chunk held but mapped nowhere (left over when a Map fails).
-//   stitch        moving a chunk from a ready page to a page that needs one.
-//   held bytes    (pages with a chunk + cached chunks) * G: what the device gave us; the
-//                 allocator's reserved_bytes.
+//   cached chunk  a chunk held but mapped nowhere (left over when a Map fails, or unmapped by
+//                 the unmap_on_free debug mode).
+//   stitch        mapping the chunk of a ready page at a page that needs one (the ready page
+//                 becomes an alias, or is unmapped when aliasing is off).
+//   held bytes    (mapped chunks + cached chunks) * G: what the device gave us; the
+//                 allocator's reserved_bytes. Aliases hold no memory of their own.
 //
 // Not thread-safe: the caching allocator calls it under its own lock.
 #pragma once
@@ -35,6 +46,8 @@
 #include <vector>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "allocator/device/device.h"
@@ -49,7 +62,9 @@ struct ChunkPoolCounters {
   std::uint64_t chunks_released = 0;
   std::uint64_t maps = 0;
   std::uint64_t unmaps = 0;
-  std::uint64_t stitches = 0;  // chunks moved from a free page to a page that needed one
+  std::uint64_t stitches = 0;  // chunks of free pages mapped at a page that needed one
+  std::uint64_t alias_reuses = 0;    // pages that took their chunk back through an alias
+  std::uint64_t alias_conflicts = 0;  // aliases unmapped because their chunk was busy
   std::uint64_t events_created = 0;
   // A chunk was needed and none could be stolen, but the budget forbade creating one / the
   // device refused (CreateChunk answered ResourceExhausted).
@@ -74,18 +89,21 @@ class VmmArena {
   }
 
   // [addr, addr + bytes) comes into use: every page it touches gets one more live count, and a
-  // chunk if it has none (a cached one, else one stolen from a ready page of any arena, else a
-  // new one within the budget). ResourceExhausted when no chunk can be found. On any error the
-  // live counts are as before; chunks this call mapped stay mapped as ready pages, and a chunk
-  // whose Map failed is cached (both still held, both usable by the next Acquire).
+  // chunk if it holds none (its alias's chunk when free, else a cached one, else one stolen from
+  // a ready page of any arena, else a new one within the budget). ResourceExhausted when no
+  // chunk can be found. On any error the live counts are as before; chunks this call mapped
+  // stay mapped as ready pages, and a chunk whose Map failed is cached or left with its holder
+  // (all still held, all usable by the next Acquire).
   absl::Status Acquire(DevicePtr addr, std::size_t bytes);
   // [addr, addr + bytes) is no longer in use on this arena's stream: every page it touches loses
   // one live count; pages reaching 0 get a free mark and keep their chunk. FailedPrecondition if
   // a page is not in use; an error from recording the mark changes nothing.
   absl::Status Release(DevicePtr addr, std::size_t bytes);
 
-  // How many pages of [addr, addr + bytes) have no chunk: what an Acquire would have to find.
+  // How many pages of [addr, addr + bytes) an Acquire would have to find a chunk for: pages
+  // that are unmapped, and aliases whose chunk is in use elsewhere.
   absl::StatusOr<std::size_t> UnbackedPages(DevicePtr addr, std::size_t bytes) const;
+  // Pages with a mapping (holders and aliases).
   std::size_t mapped_pages() const { return mapped_pages_; }
   std::size_t live_pages() const { return live_pages_; }
 
@@ -94,6 +112,7 @@ class VmmArena {
     bool mapped = false;
     std::uint32_t live = 0;
     bool waiting = false;  // free, its mark not yet seen complete
+    bool alias = false;    // mapped, but its chunk's holder is another page
   };
   PageView page(std::size_t index) const;
 
@@ -137,6 +156,7 @@ class VmmArena {
   std::vector<Page> pages_;
   std::size_t mapped_pages_ = 0;
   std::size_t live_pages_ = 0;
+  std::size_t free_pages_ = 0;  // listed in the free order; the rest of the mapped are aliases
 };
 
 // One device's physical chunks and the arenas they are mapped into.
@@ -164,13 +184,20 @@ class ChunkPool {
   // recorded with new events instead of recycled ones. True by default.
   void SetEventQueriesAllowed(bool allowed) { queries_allowed_ = allowed; }
   bool event_queries_allowed() const { return queries_allowed_; }
+  // Whether a stitch leaves the old mapping as an alias (the default) or unmaps it. Off for the
+  // unmap_on_free debug mode, whose free addresses must fault. Set before the first Acquire.
+  void SetAliasing(bool aliasing) { aliasing_ = aliasing; }
+  bool aliasing() const { return aliasing_; }
   std::size_t granularity() const { return granularity_; }
 
-  std::size_t held_bytes() const { return (mapped_pages_ + cached_chunks_.size()) * granularity_; }
+  std::size_t held_bytes() const {
+    return (chunk_records_.size() + cached_chunks_.size()) * granularity_;
+  }
   std::size_t cached_bytes() const { return cached_chunks_.size() * granularity_; }
+  // Address bytes mapped: a chunk counts once per mapping (holder and aliases).
   std::size_t mapped_bytes() const { return mapped_pages_ * granularity_; }
-  // Mapped bytes of the arenas created with small = true.
-  std::size_t small_mapped_bytes() const { return small_mapped_pages_ * granularity_; }
+  // Held bytes of the mapped chunks whose holder is in an arena created with small = true.
+  std::size_t small_mapped_bytes() const { return small_held_chunks_ * granularity_; }
   // Address space reserved by all arenas.
   std::size_t address_bytes() const { return address_bytes_; }
   // Free pages' bytes (mapped, no live count): ready and waiting.
@@ -189,9 +216,10 @@ class ChunkPool {
   absl::Status AddPeer(int peer_ordinal);
   const std::vector<int>& peers() const { return peers_; }
 
-  // Unmaps every free page whose mark has completed (queries, never waits) and keeps its chunk
-  // cached, held for the next page that needs one: the free addresses fault at once when used
-  // (the unmap_on_free debug mode). The number of pages unmapped.
+  // Unmaps every free page whose mark has completed (queries, never waits), and the chunk's
+  // aliases, and keeps the chunk cached, held for the next page that needs one; then every
+  // alias left (of chunks in use): the free addresses fault at once when used (the
+  // unmap_on_free debug mode). The number of chunks cached.
   absl::StatusOr<std::size_t> UnmapFreePages();
 
   // Shutdown: waits for the marks of free pages (their last uses), unmaps every page, live ones
@@ -199,8 +227,9 @@ class ChunkPool {
   // empty and usable again. Every step runs even after an error; the first error is returned.
   absl::Status ReleaseAll();
 
-  // Every page with a live count has a chunk; every free page is in exactly one free index and
-  // its mark exists; counts, marks and held bytes agree; no chunk is in two places.
+  // Every page with a live count holds its chunk; every free page is in exactly one free index
+  // and its mark exists; every mapped chunk has one holder among its mappings, which are
+  // exactly the pages mapping it; counts, marks and held bytes agree; no cached chunk is mapped.
   absl::Status CheckInvariants() const;
 
  private:
@@ -236,26 +265,69 @@ class ChunkPool {
     std::uint32_t oldest = kNone;
     std::uint32_t newest = kNone;
   };
+  // A page of an arena.
+  struct PageRef {
+    std::uint32_t arena = 0;
+    std::uint32_t page = 0;
+    bool operator==(const PageRef& other) const {
+      return arena == other.arena && page == other.page;
+    }
+  };
+  // A mapped chunk: its holder and every page it is mapped at (the holder included).
+  struct ChunkRecord {
+    PageRef holder;
+    absl::InlinedVector<PageRef, 2> mappings;
+  };
+  // How a page with no live count came into use in an Acquire.
+  enum class TakenKind : std::uint8_t {
+    kOwn,         // it held its chunk (free): reused in place
+    kClaimed,     // an alias that took its chunk back from the free holder `holder`
+    kAlias,       // an alias not yet looked at
+    kConflict,    // an alias whose chunk is busy: to be unmapped and backed
+    kNeedsChunk,  // unmapped: to be backed
+  };
   // What one Acquire changed on a page that had no live count, to undo it on failure.
   struct AcquiredFreePage {
     std::size_t page = 0;
-    std::uint64_t free_seq = 0;  // 0: the page had no chunk
+    TakenKind kind = TakenKind::kNeedsChunk;
+    std::uint64_t free_seq = 0;  // kOwn, kClaimed: the free order place of the holder
     std::uint32_t group = kNone;
     bool waiting = false;
+    PageRef holder;  // kClaimed: the holder it took the chunk from
+  };
+  // A chunk stolen from a ready page: still mapped at `holder` (now an alias) when aliasing.
+  struct StolenChunk {
+    ChunkHandle chunk = 0;
+    bool aliased = false;
+    PageRef holder;
   };
 
   absl::Status Acquire(VmmArena& arena, DevicePtr addr, std::size_t bytes);
   absl::Status Release(VmmArena& arena, DevicePtr addr, std::size_t bytes);
   void UndoAcquire(VmmArena& arena, std::size_t first, std::size_t end);
+  // Whether the alias at `page` (no live count) can take its chunk back now; may query the
+  // holder's mark (resolving it when complete).
+  absl::StatusOr<bool> AliasClaimable(const VmmArena& arena, std::size_t page);
+  // A free page rejoins the free order at the place it had (its mark, when still waiting).
+  void Relist(VmmArena& arena, std::size_t page, const AcquiredFreePage& before);
 
   // Maps a chunk at `page` (cached, stolen, or new). `scan_waiting`: whether waiting marks may
   // be queried (cleared once a query scan found nothing, so one Acquire scans once).
   absl::Status BackPage(VmmArena& arena, std::size_t page, bool* scan_waiting);
-  absl::Status MapChunk(VmmArena& arena, std::size_t page, ChunkHandle chunk);
-  // A ready page's chunk, unmapped; nullopt when no page is ready (after querying waiting marks
-  // when `scan_waiting`).
-  absl::StatusOr<std::optional<ChunkHandle>> StealChunk(bool scan_waiting);
-  absl::StatusOr<ChunkHandle> UnmapReadyPage();
+  // Maps `chunk` at `page`, which becomes its holder. On failure the chunk is cached, or when
+  // `stolen` is still mapped, its holder is listed ready again.
+  absl::Status MapChunk(VmmArena& arena, std::size_t page, const StolenChunk& stolen);
+  // A ready page's chunk (aliased or unmapped, see SetAliasing); nullopt when no page is ready
+  // (after querying waiting marks when `scan_waiting`).
+  absl::StatusOr<std::optional<StolenChunk>> StealChunk(bool scan_waiting, bool aliasing);
+  // The oldest ready page's chunk, unmapped everywhere (holder and aliases).
+  absl::StatusOr<ChunkHandle> DetachReadyChunk();
+  // Unmaps one mapping of a chunk that has others (an alias).
+  absl::Status UnmapAlias(VmmArena& arena, std::size_t page);
+  // Unmaps `page` and forgets it among its chunk's mappings.
+  absl::Status UnmapPage(VmmArena& arena, std::size_t page);
+  void SetHolder(ChunkRecord& record, PageRef holder);
+  VmmArena::Page& PageAt(PageRef ref) { return arenas_[ref.arena]->pages_[ref.page]; }
   // Queries the oldest waiting mark of each stream (oldest first) until one has completed and
   // makes its pages ready. Whether one did.
   absl::StatusOr<bool> ResolveCompletedMark();
@@ -283,9 +355,11 @@ class ChunkPool {
   std::size_t budget_bytes_ = 0;
   bool queries_allowed_ = true;
   std::vector<std::unique_ptr<VmmArena>> arenas_;  // by id
+  bool aliasing_ = true;
   std::vector<ChunkHandle> cached_chunks_;
+  absl::flat_hash_map<ChunkHandle, ChunkRecord> chunk_records_;  // every mapped chunk
   std::size_t mapped_pages_ = 0;
-  std::size_t small_mapped_pages_ = 0;
+  std::size_t small_held_chunks_ = 0;
   std::size_t address_bytes_ = 0;
   std::vector<FreeGroup> groups_;
   std::vector<std::uint32_t> recycled_groups_;
@@ -298,6 +372,7 @@ class ChunkPool {
   std::vector<StreamMarks> streams_;  // by VmmArena::stream_slot_
   std::vector<EventHandle> spare_events_;
   std::uint64_t next_seq_ = 1;
+  // counts pages coming into use
   ChunkPoolCounters counters_;
   std::vector<AcquiredFreePage> acquire_scratch_;  // reused by every Acquire
   std::vector<int> peers_;                          // granted access to every mapping

@@ -71,11 +71,11 @@ absl::Status ChunkPool::BackPage(VmmArena& arena, std::size_t page, bool* scan_w
   if (!cached_chunks_.empty()) {
     const ChunkHandle chunk = cached_chunks_.back();
     cached_chunks_.pop_back();
-    return MapChunk(arena, page, chunk);
+    return MapChunk(arena, page, StolenChunk{chunk});
   }
   // Stealing before creating: held memory (what the user pays for) grows only when no free
   // page anywhere can give its chunk.
-  absl::StatusOr<std::optional<ChunkHandle>> stolen = StealChunk(*scan_waiting);
+  absl::StatusOr<std::optional<StolenChunk>> stolen = StealChunk(*scan_waiting, aliasing_);
   if (!stolen.ok()) return stolen.status();
   if (!stolen->has_value()) *scan_waiting = false;  // nothing completes meanwhile, as a rule
 
@@ -89,14 +89,14 @@ absl::Status ChunkPool::BackPage(VmmArena& arena, std::size_t page, bool* scan_w
       absl::StatusOr<ChunkHandle> created = device_->CreateChunk(granularity_);
       if (created.ok()) {
         ++counters_.chunks_created;
-        return MapChunk(arena, page, *created);
+        return MapChunk(arena, page, StolenChunk{*created});
       }
       if (!absl::IsResourceExhausted(created.status())) return created.status();
       ++counters_.device_refusals;
       refusal = created.status();
     }
     // Before giving up: a mark may have completed since the last scan.
-    stolen = StealChunk(/*scan_waiting=*/true);
+    stolen = StealChunk(/*scan_waiting=*/true, aliasing_);
     if (!stolen.ok()) return stolen.status();
     if (!stolen->has_value()) return refusal;
   }
@@ -105,58 +105,117 @@ absl::Status ChunkPool::BackPage(VmmArena& arena, std::size_t page, bool* scan_w
   return absl::OkStatus();
 }
 
-absl::Status ChunkPool::MapChunk(VmmArena& arena, std::size_t page, ChunkHandle chunk) {
-  if (absl::Status s = device_->Map(arena.PageAddress(page), granularity_, chunk); !s.ok()) {
-    cached_chunks_.push_back(chunk);  // still held; the next page that needs one takes it
+absl::Status ChunkPool::MapChunk(VmmArena& arena, std::size_t page, const StolenChunk& stolen) {
+  // A chunk mapped nowhere else goes back to the cache on failure; a stolen alias goes back to
+  // its holder, which is ready again.
+  auto give_back = [&] {
+    if (!stolen.aliased) {
+      cached_chunks_.push_back(stolen.chunk);
+      return;
+    }
+    VmmArena& holder_arena = *arenas_[stolen.holder.arena];
+    AddToGroup(holder_arena, stolen.holder.page, ReadyGroup(next_seq_++, stolen.holder.arena),
+               /*append=*/true);
+  };
+  const DevicePtr va = arena.PageAddress(page);
+  if (absl::Status s = device_->Map(va, granularity_, stolen.chunk); !s.ok()) {
+    give_back();
     return s;
   }
   ++counters_.maps;
   for (int peer : peers_) {
-    // A page a peer cannot reach is not handed out: unmapped again, its chunk cached.
-    if (absl::Status s = device_->GrantPeerAccess(arena.PageAddress(page), granularity_, peer);
-        !s.ok()) {
-      if (device_->Unmap(arena.PageAddress(page), granularity_).ok()) ++counters_.unmaps;
-      cached_chunks_.push_back(chunk);
+    // A page a peer cannot reach is not handed out: unmapped again.
+    if (absl::Status s = device_->GrantPeerAccess(va, granularity_, peer); !s.ok()) {
+      if (device_->Unmap(va, granularity_).ok()) ++counters_.unmaps;
+      give_back();
       return s;
     }
   }
   VmmArena::Page& p = arena.pages_[page];
-  p.chunk = chunk;
+  p.chunk = stolen.chunk;
   p.mapped = true;
   ++arena.mapped_pages_;
   ++mapped_pages_;
-  if (arena.small_) ++small_mapped_pages_;
+  const PageRef here{arena.id_, static_cast<std::uint32_t>(page)};
+  auto [it, inserted] = chunk_records_.try_emplace(stolen.chunk);
+  if (inserted) {
+    it->second.holder = here;
+    if (arena.small_) ++small_held_chunks_;
+  } else {
+    SetHolder(it->second, here);
+  }
+  it->second.mappings.push_back(here);
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<ChunkHandle>> ChunkPool::StealChunk(bool scan_waiting) {
+void ChunkPool::SetHolder(ChunkRecord& record, PageRef holder) {
+  if (arenas_[record.holder.arena]->small_) --small_held_chunks_;
+  if (arenas_[holder.arena]->small_) ++small_held_chunks_;
+  record.holder = holder;
+}
+
+absl::StatusOr<std::optional<ChunkPool::StolenChunk>> ChunkPool::StealChunk(bool scan_waiting,
+                                                                           bool aliasing) {
   if (ready_.empty()) {
     if (!scan_waiting || !queries_allowed_) return std::nullopt;
     absl::StatusOr<bool> resolved = ResolveCompletedMark();
     if (!resolved.ok()) return resolved.status();
     if (!*resolved) return std::nullopt;
   }
-  absl::StatusOr<ChunkHandle> chunk = UnmapReadyPage();
-  if (!chunk.ok()) return chunk.status();
-  return std::optional<ChunkHandle>(*chunk);
+  if (!aliasing) {
+    absl::StatusOr<ChunkHandle> chunk = DetachReadyChunk();
+    if (!chunk.ok()) return chunk.status();
+    return std::optional<StolenChunk>(StolenChunk{*chunk});
+  }
+  // The oldest ready page keeps its mapping, as an alias of the chunk's new holder.
+  const FreeGroup& group = groups_[ready_.begin()->second];
+  const PageRef holder{group.arena, group.head};
+  RemoveFree(*arenas_[holder.arena], holder.page);
+  return std::optional<StolenChunk>(StolenChunk{PageAt(holder).chunk, true, holder});
 }
 
-absl::StatusOr<ChunkHandle> ChunkPool::UnmapReadyPage() {
+absl::StatusOr<ChunkHandle> ChunkPool::DetachReadyChunk() {
   const FreeGroup& group = groups_[ready_.begin()->second];
-  VmmArena& arena = *arenas_[group.arena];
-  const std::size_t index = group.head;
-  if (absl::Status s = device_->Unmap(arena.PageAddress(index), granularity_); !s.ok()) {
+  const PageRef holder{group.arena, group.head};
+  const ChunkHandle chunk = PageAt(holder).chunk;
+  // Aliases first, the holder last: on a failure the chunk still has its holder, listed.
+  ChunkRecord& record = chunk_records_.at(chunk);
+  while (record.mappings.size() > 1) {
+    const PageRef alias = record.mappings[0] == holder ? record.mappings[1] : record.mappings[0];
+    if (absl::Status s = UnmapPage(*arenas_[alias.arena], alias.page); !s.ok()) return s;
+  }
+  VmmArena& arena = *arenas_[holder.arena];
+  if (absl::Status s = device_->Unmap(arena.PageAddress(holder.page), granularity_); !s.ok()) {
     return s;
   }
   ++counters_.unmaps;
-  RemoveFree(arena, index);
-  VmmArena::Page& page = arena.pages_[index];
-  const ChunkHandle chunk = page.chunk;
-  page = VmmArena::Page{};
+  RemoveFree(arena, holder.page);
+  if (arena.small_) --small_held_chunks_;
+  chunk_records_.erase(chunk);
+  arena.pages_[holder.page] = VmmArena::Page{};
   --arena.mapped_pages_;
   --mapped_pages_;
-  if (arena.small_) --small_mapped_pages_;
   return chunk;
+}
+
+absl::Status ChunkPool::UnmapAlias(VmmArena& arena, std::size_t page) {
+  if (absl::Status s = UnmapPage(arena, page); !s.ok()) return s;
+  ++counters_.alias_conflicts;
+  return absl::OkStatus();
+}
+
+absl::Status ChunkPool::UnmapPage(VmmArena& arena, std::size_t page) {
+  if (absl::Status s = device_->Unmap(arena.PageAddress(page), granularity_); !s.ok()) return s;
+  ++counters_.unmaps;
+  VmmArena::Page& p = arena.pages_[page];
+  ChunkRecord& record = chunk_records_.at(p.chunk);
+  const PageRef here{arena.id_, static_cast<std::uint32_t>(page)};
+  record.mappings.erase(std::find(record.mappings.begin(), record.mappings.end(), here));
+  p.chunk = 0;
+  p.mapped = false;
+  --arena.mapped_pages_;
+  --mapped_pages_;
+  return absl::OkStatus();
 }
 
 // ------------------------------------------------------------------ free marks
@@ -260,7 +319,7 @@ absl::Status ChunkPool::ExhaustedError(const VmmArena& arena, DevicePtr addr, st
       "bytes needed a chunk; holding %d bytes (%d mapped, %d of them free but still in use by "
       "their streams' work, %d cached), budget %s: %s",
       bytes, addr, arena.base(), arena.base() + arena.size(), arena.stream(), unbacked,
-      granularity_, held_bytes(), mapped_bytes(), waiting_bytes(), cached_bytes(),
+      granularity_, held_bytes(), held_bytes() - cached_bytes(), waiting_bytes(), cached_bytes(),
       budget_bytes_ > 0 ? absl::StrCat(budget_bytes_, " bytes") : "none", device_error.message()));
 }
 
@@ -275,10 +334,11 @@ absl::StatusOr<std::size_t> ChunkPool::Trim(std::size_t bytes_wanted) {
       chunk = cached_chunks_.back();
       cached_chunks_.pop_back();
     } else {
-      absl::StatusOr<std::optional<ChunkHandle>> stolen = StealChunk(/*scan_waiting=*/true);
+      absl::StatusOr<std::optional<StolenChunk>> stolen =
+          StealChunk(/*scan_waiting=*/true, /*aliasing=*/false);
       if (!stolen.ok()) return stolen.status();
       if (!stolen->has_value()) break;
-      chunk = **stolen;
+      chunk = (*stolen)->chunk;
     }
     if (absl::Status s = device_->ReleaseChunk(chunk); !s.ok()) {
       cached_chunks_.push_back(chunk);
@@ -311,12 +371,22 @@ absl::Status ChunkPool::AddPeer(int peer_ordinal) {
 absl::StatusOr<std::size_t> ChunkPool::UnmapFreePages() {
   std::size_t unmapped = 0;
   for (;;) {
-    absl::StatusOr<std::optional<ChunkHandle>> stolen = StealChunk(/*scan_waiting=*/true);
+    absl::StatusOr<std::optional<StolenChunk>> stolen =
+        StealChunk(/*scan_waiting=*/true, /*aliasing=*/false);
     if (!stolen.ok()) return stolen.status();
-    if (!stolen->has_value()) return unmapped;
-    cached_chunks_.push_back(**stolen);
+    if (!stolen->has_value()) break;
+    cached_chunks_.push_back((*stolen)->chunk);
     ++unmapped;
   }
+  if (mapped_pages_ == chunk_records_.size()) return unmapped;  // no alias left
+  for (auto& [chunk, record] : chunk_records_) {
+    while (record.mappings.size() > 1) {
+      const PageRef alias =
+          record.mappings[0] == record.holder ? record.mappings[1] : record.mappings[0];
+      if (absl::Status s = UnmapPage(*arenas_[alias.arena], alias.page); !s.ok()) return s;
+    }
+  }
+  return unmapped;
 }
 
 absl::Status ChunkPool::ReleaseAll() {
@@ -327,15 +397,14 @@ absl::Status ChunkPool::ReleaseAll() {
   }
   for (const std::unique_ptr<VmmArena>& arena : arenas_) {
     for (std::size_t p = 0; p < arena->pages_.size(); ++p) {
-      VmmArena::Page& page = arena->pages_[p];
-      if (!page.mapped) continue;
+      if (!arena->pages_[p].mapped) continue;
       absl::Status unmapped = device_->Unmap(arena->PageAddress(p), granularity_);
       status.Update(unmapped);
-      if (!unmapped.ok()) continue;
-      ++counters_.unmaps;
-      cached_chunks_.push_back(page.chunk);
+      if (unmapped.ok()) ++counters_.unmaps;
     }
   }
+  // A chunk whose unmap failed is released anyway; the device refuses it and says so.
+  for (const auto& [chunk, record] : chunk_records_) cached_chunks_.push_back(chunk);
   for (ChunkHandle chunk : cached_chunks_) {
     absl::Status s = device_->ReleaseChunk(chunk);
     if (s.ok()) ++counters_.chunks_released;
@@ -350,8 +419,9 @@ absl::Status ChunkPool::ReleaseAll() {
   for (EventHandle event : spare_events_) status.Update(device_->DestroyEvent(event));
   arenas_.clear();
   cached_chunks_.clear();
+  chunk_records_.clear();
   mapped_pages_ = 0;
-  small_mapped_pages_ = 0;
+  small_held_chunks_ = 0;
   address_bytes_ = 0;
   groups_.clear();
   recycled_groups_.clear();
@@ -369,15 +439,58 @@ absl::Status ChunkPool::ReleaseAll() {
 // ------------------------------------------------------------------ invariants
 
 absl::Status ChunkPool::CheckInvariants() const {
-  absl::flat_hash_set<ChunkHandle> chunks(cached_chunks_.begin(), cached_chunks_.end());
-  if (chunks.size() != cached_chunks_.size()) {
+  absl::flat_hash_set<ChunkHandle> cached(cached_chunks_.begin(), cached_chunks_.end());
+  if (cached.size() != cached_chunks_.size()) {
     return absl::InternalError("a chunk is cached twice");
+  }
+  // Every mapped chunk: its holder and mappings as recorded, none of them cached.
+  std::size_t recorded_mappings = 0;
+  std::size_t small_held = 0;
+  absl::flat_hash_set<std::uint64_t> listed_pages;
+  for (const auto& [chunk, record] : chunk_records_) {
+    if (cached.contains(chunk)) {
+      return absl::InternalError(absl::StrFormat("chunk %d is cached and mapped", chunk));
+    }
+    if (std::find(record.mappings.begin(), record.mappings.end(), record.holder) ==
+        record.mappings.end()) {
+      return absl::InternalError(
+          absl::StrFormat("chunk %d is not mapped at its holder", chunk));
+    }
+    for (const PageRef& ref : record.mappings) {
+      if (ref.arena >= arenas_.size() || ref.page >= arenas_[ref.arena]->pages_.size()) {
+        return absl::InternalError(absl::StrFormat("chunk %d lists a page of no arena", chunk));
+      }
+      if (!listed_pages.insert(std::uint64_t{ref.arena} << 32 | ref.page).second) {
+        return absl::InternalError(absl::StrFormat("a page is listed twice among mappings"));
+      }
+      const VmmArena::Page& page = arenas_[ref.arena]->pages_[ref.page];
+      if (!page.mapped || page.chunk != chunk) {
+        return absl::InternalError(absl::StrFormat(
+            "chunk %d lists page %#x, which maps %s", chunk,
+            arenas_[ref.arena]->PageAddress(ref.page),
+            page.mapped ? absl::StrCat("chunk ", page.chunk) : std::string("nothing")));
+      }
+      const bool is_holder = ref == record.holder;
+      const bool holds = page.live > 0 || page.group != kNone;
+      if (is_holder != holds) {
+        return absl::InternalError(absl::StrFormat(
+            "page %#x of chunk %d is %s but %s", arenas_[ref.arena]->PageAddress(ref.page), chunk,
+            is_holder ? "its holder" : "an alias", holds ? "in use or listed free" : "neither"));
+      }
+    }
+    recorded_mappings += record.mappings.size();
+    if (arenas_[record.holder.arena]->small_) ++small_held;
+  }
+  if (small_held != small_held_chunks_) {
+    return absl::InternalError(absl::StrFormat(
+        "%d chunks counted held by small arenas but %d are", small_held_chunks_, small_held));
   }
   std::size_t mapped = 0;
   std::size_t free_pages = 0;
   for (const std::unique_ptr<VmmArena>& arena : arenas_) {
     std::size_t arena_mapped = 0;
     std::size_t arena_live = 0;
+    std::size_t arena_free = 0;
     for (std::size_t p = 0; p < arena->pages_.size(); ++p) {
       const VmmArena::Page& page = arena->pages_[p];
       const DevicePtr va = arena->PageAddress(p);
@@ -392,9 +505,11 @@ absl::Status ChunkPool::CheckInvariants() const {
         continue;
       }
       ++arena_mapped;
-      if (!chunks.insert(page.chunk).second) {
+      // Listed pages are distinct and map their chunk (above); with the totals equal (below),
+      // every mapped page is listed.
+      if (!chunk_records_.contains(page.chunk)) {
         return absl::InternalError(
-            absl::StrFormat("chunk %d is at page %#x and somewhere else too", page.chunk, va));
+            absl::StrFormat("page %#x maps chunk %d, which has no record", va, page.chunk));
       }
       if (page.live > 0) {
         if (page.group != kNone) {
@@ -402,22 +517,27 @@ absl::Status ChunkPool::CheckInvariants() const {
         }
         continue;
       }
+      if (page.group == kNone) continue;  // an alias
       if (page.group >= groups_.size() || groups_[page.group].seq == 0 ||
           groups_[page.group].arena != arena->id_) {
         return absl::InternalError(absl::StrFormat("free page %#x is in no free index", va));
       }
       ++free_pages;
+      ++arena_free;
     }
-    if (arena_mapped != arena->mapped_pages_ || arena_live != arena->live_pages_) {
+    if (arena_mapped != arena->mapped_pages_ || arena_live != arena->live_pages_ ||
+        arena_free != arena->free_pages_) {
       return absl::InternalError(absl::StrFormat(
-          "arena %#x counts %d mapped and %d live pages but has %d and %d", arena->base(),
-          arena->mapped_pages_, arena->live_pages_, arena_mapped, arena_live));
+          "arena %#x counts %d mapped, %d live and %d free pages but has %d, %d and %d",
+          arena->base(), arena->mapped_pages_, arena->live_pages_, arena->free_pages_,
+          arena_mapped, arena_live, arena_free));
     }
     mapped += arena_mapped;
   }
-  if (mapped != mapped_pages_) {
+  if (mapped != mapped_pages_ || mapped != recorded_mappings) {
     return absl::InternalError(
-        absl::StrFormat("%d pages counted mapped but %d are", mapped_pages_, mapped));
+        absl::StrFormat("%d pages counted mapped, %d are, %d are recorded with their chunks",
+                        mapped_pages_, mapped, recorded_mappings));
   }
   // Every group's list: its pages, free, in page order, each pointing back at it.
   std::size_t ready = 0;
@@ -515,9 +635,10 @@ absl::Status ChunkPool::CheckInvariants() const {
   if (events.size() != spare_events_.size() + mark_count_) {
     return absl::InternalError("a spare event is listed twice");
   }
-  if (held_bytes() != chunks.size() * granularity_) {
-    return absl::InternalError(
-        absl::StrFormat("held bytes %d but %d distinct chunks", held_bytes(), chunks.size()));
+  if (held_bytes() != (chunk_records_.size() + cached.size()) * granularity_) {
+    return absl::InternalError(absl::StrFormat("held bytes %d but %d distinct chunks",
+                                               held_bytes(),
+                                               chunk_records_.size() + cached.size()));
   }
   return absl::OkStatus();
 }

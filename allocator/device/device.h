@@ -69,7 +69,8 @@ class Device {
   virtual absl::Status Free(DevicePtr ptr) = 0;
 
   // Virtual memory. Sizes and addresses are multiples of the granularity. A chunk is mapped
-  // and unmapped whole; a range is mapped at most once at a time. Map also grants read/write
+  // and unmapped whole, possibly at several addresses at once (aliases that share its bytes);
+  // a range is mapped at most once at a time. Map also grants read/write
   // access to this device (cuMemSetAccess); GrantPeerAccess extends it to a peer.
   virtual absl::StatusOr<DevicePtr> ReserveAddress(std::size_t bytes) = 0;
   virtual absl::Status ReleaseAddress(DevicePtr base, std::size_t bytes) = 0;

@@ -322,10 +322,11 @@ absl::Status SimDevice::ReleaseChunk(ChunkHandle chunk) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "SimDevice::ReleaseChunk: unknown chunk %d (never created or already released)", chunk));
   }
-  if (it->second.mapped) {
-    return absl::FailedPreconditionError(
-        absl::StrFormat("SimDevice::ReleaseChunk: chunk %d is still mapped at %#x; unmap it first",
-                        chunk, it->second.mapped_at));
+  if (it->second.mappings > 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "SimDevice::ReleaseChunk: chunk %d is still mapped (%d mapping(s), the latest at %#x); "
+        "unmap it first",
+        chunk, it->second.mappings, it->second.mapped_at));
   }
   if (absl::Status s = backing_->ReleaseStorage(it->second.location, it->second.bytes); !s.ok()) {
     return InCall("ReleaseChunk", s);
@@ -353,12 +354,6 @@ absl::Status SimDevice::Map(DevicePtr va, std::size_t bytes, ChunkHandle chunk) 
         "SimDevice::Map: %d bytes asked but chunk %d has %d; a chunk is mapped whole", bytes, chunk,
         target.bytes));
   }
-  if (target.mapped) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "SimDevice::Map: chunk %d is already mapped at %#x (the simulated device maps a chunk "
-        "at most once at a time)",
-        chunk, target.mapped_at));
-  }
   auto res = reservations_.upper_bound(va);
   if (Overflows(va, bytes) || res == reservations_.begin() ||
       va + bytes > std::prev(res)->first + std::prev(res)->second.bytes) {
@@ -378,7 +373,7 @@ absl::Status SimDevice::Map(DevicePtr va, std::size_t bytes, ChunkHandle chunk) 
   if (absl::Status s = backing_->MapStorage(va, bytes, target.location); !s.ok()) {
     return InCall("Map", s);
   }
-  target.mapped = true;
+  ++target.mappings;
   target.mapped_at = va;
   ++res->second.mappings;
   mappings_.emplace(va, Mapping{bytes, chunk, res->first});
@@ -405,8 +400,7 @@ absl::Status SimDevice::Unmap(DevicePtr va, std::size_t bytes) {
   auto last = mappings_.lower_bound(va + bytes);
   for (auto it = first; it != last; ++it) {
     Chunk& chunk = chunks_.at(it->second.chunk);
-    chunk.mapped = false;
-    chunk.mapped_at = 0;
+    --chunk.mappings;
     --reservations_.at(it->second.reservation).mappings;
     counters_.mapped_bytes -= it->second.bytes;
   }

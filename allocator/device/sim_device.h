@@ -10,8 +10,8 @@
 //   accounting mode  - addresses with nothing behind them (never dereference them) and the same
 //                      bookkeeping; Fill only validates and counts. The default, for replays.
 //
-// Simplification against CUDA: a chunk may be mapped at most once at a time. Stricter than CUDA:
-// releasing a mapped chunk is an error (CUDA defers the free to the unmap), and Malloc(0) is an
+// Like CUDA, a chunk may be mapped at several addresses at once (the allocator's aliases share
+// its bytes). Stricter than CUDA: releasing a mapped chunk is an error (CUDA defers the free to the unmap), and Malloc(0) is an
 // error; Free(0) is accepted like cudaFree(nullptr).
 #pragma once
 
@@ -168,8 +168,8 @@ class SimDevice final : public Device {
   struct Chunk {
     std::size_t bytes = 0;
     std::uint64_t location = 0;  // in the backing
-    bool mapped = false;
-    DevicePtr mapped_at = 0;
+    std::size_t mappings = 0;
+    DevicePtr mapped_at = 0;  // the latest mapping, for messages
   };
   struct Mapping {
     std::size_t bytes = 0;

@@ -293,19 +293,126 @@ TEST(VmmArenaTest, StitchesFreePagesOfAnotherArenaWithoutGrowing) {
   EXPECT_EQ(rig.pool().counters().chunks_created, 8u);
   EXPECT_EQ(rig.device().Calls(SimOp::kCreateChunk), 9);  // 8, and the refused one
   EXPECT_EQ(rig.device().HeldBytes(), 8 * kGran);
-  for (std::size_t p = 1; p < 8; p += 2) EXPECT_FALSE(x->page(p).mapped) << p;
+  // The stitch left x's holes mapped, as aliases of y's pages: no unmap was needed.
+  for (std::size_t p = 1; p < 8; p += 2) EXPECT_TRUE(x->page(p).alias) << p;
+  EXPECT_EQ(rig.device().Calls(SimOp::kUnmap), 0);
   ASSERT_TRUE(rig.AllIntact(x_live));
   ASSERT_TRUE(rig.Intact(y_range));
   ASSERT_TRUE(rig.Consistent());
 
-  // And back: y's pages return to x's holes.
+  // And back: y's pages return to x's holes through the aliases, with no device call.
   ASSERT_OK(y->Release(y_range.addr, y_range.bytes));
+  const int maps = rig.device().Calls(SimOp::kMap);
   x_live.push_back({x, x->base() + kGran, kGran, 50});
   ASSERT_OK(rig.AcquireAndWrite(x_live.back()));
-  EXPECT_EQ(rig.pool().counters().stitches, 5u);
+  EXPECT_EQ(rig.device().Calls(SimOp::kMap), maps);
+  EXPECT_EQ(rig.device().Calls(SimOp::kUnmap), 0);
+  EXPECT_EQ(rig.pool().counters().stitches, 4u);
+  EXPECT_EQ(rig.pool().counters().alias_reuses, 1u);
   EXPECT_EQ(rig.pool().counters().chunks_created, 8u);
+  EXPECT_FALSE(x->page(1).alias);
+  EXPECT_TRUE(y->page(2).alias) << "y's page keeps its mapping, now an alias";
   ASSERT_TRUE(rig.AllIntact(x_live));
   ASSERT_TRUE(rig.Consistent());
+}
+
+TEST(VmmArenaTest, WithAliasingOffAStitchUnmapsTheOldPage) {
+  Rig rig(2);
+  rig.pool().SetAliasing(false);
+  ASSIGN_OR_FAIL(x, rig.pool().CreateArena(2 * kGran, 1));
+  ASSIGN_OR_FAIL(y, rig.pool().CreateArena(2 * kGran, 2));
+  ASSERT_OK(x->Acquire(x->base(), 2 * kGran));
+  ASSERT_OK(x->Release(x->base(), kGran));
+  ASSERT_OK(y->Acquire(y->base(), kGran));
+  EXPECT_FALSE(x->page(0).mapped);
+  EXPECT_EQ(rig.device().Calls(SimOp::kUnmap), 1);
+  EXPECT_EQ(rig.pool().counters().stitches, 1u);
+  EXPECT_TRUE(rig.Consistent());
+}
+
+TEST(VmmArenaTest, AnAliasWhoseChunkIsBusyIsUnmappedAndBackedAgain) {
+  Rig rig(1);  // one chunk: whoever uses it, the other page must wait
+  ASSIGN_OR_FAIL(x, rig.pool().CreateArena(kGran, 1));
+  ASSIGN_OR_FAIL(y, rig.pool().CreateArena(kGran, 2));
+  ASSERT_OK(x->Acquire(x->base(), kGran));
+  ASSERT_OK(x->Release(x->base(), kGran));
+  const LiveRange in_y{y, y->base(), kGran, 70};
+  ASSERT_OK(rig.AcquireAndWrite(in_y));
+  EXPECT_TRUE(x->page(0).alias);
+
+  // x's alias cannot take the chunk while y uses it: the alias goes, and no chunk is left.
+  absl::Status busy = x->Acquire(x->base(), kGran);
+  EXPECT_TRUE(absl::IsResourceExhausted(busy)) << busy;
+  EXPECT_FALSE(x->page(0).mapped);
+  EXPECT_EQ(x->page(0).live, 0u);
+  EXPECT_EQ(rig.pool().counters().alias_conflicts, 1u);
+  EXPECT_TRUE(rig.Intact(in_y));
+  ASSERT_TRUE(rig.Consistent());
+
+  // Once y is done the chunk is stitched back into x; y keeps an alias.
+  ASSERT_OK(y->Release(in_y.addr, in_y.bytes));
+  const LiveRange in_x{x, x->base(), kGran, 71};
+  ASSERT_OK(rig.AcquireAndWrite(in_x));
+  EXPECT_TRUE(y->page(0).alias);
+  EXPECT_EQ(rig.pool().counters().chunks_created, 1u);
+  EXPECT_TRUE(rig.Intact(in_x));
+  EXPECT_TRUE(rig.Consistent());
+}
+
+TEST(VmmArenaTest, AnAliasWaitsForAnotherStreamsWorkButNotForItsOwnStreams) {
+  Rig rig(1, kGran, SimCompletion::kManual);
+  ASSIGN_OR_FAIL(x, rig.pool().CreateArena(kGran, 1));
+  ASSIGN_OR_FAIL(y, rig.pool().CreateArena(kGran, 2));
+  ASSIGN_OR_FAIL(z, rig.pool().CreateArena(kGran, 2));  // y's stream
+  ASSERT_OK(x->Acquire(x->base(), kGran));
+  ASSERT_OK(x->Release(x->base(), kGran));
+  rig.device().CompleteAll();
+  ASSERT_OK(y->Acquire(y->base(), kGran));  // stitched: x's page becomes an alias
+  ASSERT_OK(y->Release(y->base(), kGran));
+  rig.device().CompleteAll();
+  ASSERT_OK(z->Acquire(z->base(), kGran));  // stitched again: y's page becomes an alias too
+  EXPECT_TRUE(x->page(0).alias);
+  EXPECT_TRUE(y->page(0).alias);
+
+  // z's last use is still running on stream 2 when it releases the page.
+  const std::uint64_t kernel = rig.device().SubmitWork(2);
+  ASSERT_OK(z->Release(z->base(), kGran));
+  EXPECT_TRUE(z->page(0).waiting);
+  // Stream 1 may not take the chunk yet (x's alias is unmapped instead, and nothing is left)...
+  EXPECT_TRUE(absl::IsResourceExhausted(x->Acquire(x->base(), kGran)));
+  EXPECT_FALSE(x->page(0).mapped);
+  ASSERT_TRUE(rig.Consistent());
+  // ...but stream 2 may: its work runs after the kernel.
+  const int maps = rig.device().Calls(SimOp::kMap);
+  ASSERT_OK(y->Acquire(y->base(), kGran));
+  EXPECT_EQ(rig.device().Calls(SimOp::kMap), maps);
+  EXPECT_EQ(rig.device().Calls(SimOp::kSynchronizeEvent), 0);
+  EXPECT_EQ(rig.pool().counters().alias_reuses, 1u);
+  EXPECT_EQ(y->page(0).live, 1u);
+  ASSERT_TRUE(rig.Consistent());
+  ASSERT_OK(rig.device().CompleteWork(2, kernel));
+  ASSERT_OK(y->Release(y->base(), kGran));
+  EXPECT_TRUE(rig.Consistent());
+}
+
+TEST(VmmArenaTest, AFailedAliasMapGivesTheChunkBackToItsHolder) {
+  Rig rig(1);
+  ASSIGN_OR_FAIL(x, rig.pool().CreateArena(kGran, 1));
+  ASSIGN_OR_FAIL(y, rig.pool().CreateArena(kGran, 2));
+  const LiveRange kept{x, x->base(), kGran, 80};
+  ASSERT_OK(rig.AcquireAndWrite(kept));
+  ASSERT_OK(x->Release(x->base(), kGran));
+  rig.device().FailNext(SimOp::kMap, absl::InternalError("injected alias map failure"));
+  absl::Status failed = y->Acquire(y->base(), kGran);
+  EXPECT_THAT(failed.message(), HasSubstr("injected alias map failure"));
+  EXPECT_FALSE(x->page(0).alias) << "x holds its chunk again, free and ready";
+  EXPECT_TRUE(x->page(0).mapped);
+  EXPECT_FALSE(y->page(0).mapped);
+  ASSERT_TRUE(rig.Consistent());
+  // Nothing was lost: x takes it back in place, with its bytes.
+  ASSERT_OK(x->Acquire(x->base(), kGran));
+  EXPECT_TRUE(rig.Intact(kept));
+  EXPECT_TRUE(rig.Consistent());
 }
 
 TEST(VmmArenaTest, StealsTheOldestFreePageFirst) {
@@ -316,10 +423,10 @@ TEST(VmmArenaTest, StealsTheOldestFreePageFirst) {
   ASSERT_OK(x->Release(x->base() + 3 * kGran, kGran));  // freed first
   ASSERT_OK(x->Release(x->base() + 1 * kGran, kGran));
   ASSERT_OK(y->Acquire(y->base(), kGran));
-  EXPECT_FALSE(x->page(3).mapped);
-  EXPECT_TRUE(x->page(1).mapped);
+  EXPECT_TRUE(x->page(3).alias);
+  EXPECT_FALSE(x->page(1).alias);
   ASSERT_OK(y->Acquire(y->base() + kGran, kGran));
-  EXPECT_FALSE(x->page(1).mapped);
+  EXPECT_TRUE(x->page(1).alias);
   EXPECT_TRUE(rig.Consistent());
 }
 
@@ -361,7 +468,7 @@ TEST(VmmArenaTest, PageIsNotStolenBeforeItsLastUseCompletes) {
   const LiveRange moved{y, y->base(), kGran, 61};
   ASSERT_OK(rig.AcquireAndWrite(moved));
   EXPECT_EQ(rig.pool().counters().stitches, 1u);
-  EXPECT_FALSE(x->page(1).mapped);
+  EXPECT_TRUE(x->page(1).alias);
   EXPECT_TRUE(rig.Intact(kept));
   EXPECT_TRUE(rig.Intact(moved));
   EXPECT_TRUE(rig.Consistent());
@@ -444,6 +551,7 @@ TEST(VmmArenaTest, DeviceOutOfMemoryFallsBackToStealing) {
 
 TEST(VmmArenaTest, DeviceFailuresLeakNothing) {
   Rig rig(4);
+  rig.pool().SetAliasing(false);  // so that a stitch unmaps, and the unmap can fail
   ASSIGN_OR_FAIL(x, rig.pool().CreateArena(4 * kGran, 1));
   ASSIGN_OR_FAIL(y, rig.pool().CreateArena(4 * kGran, 2));
 

@@ -340,6 +340,42 @@ TEST(VmmAllocatorTest, PeerAccessInSegmentModeNeedsNothing) {
 
 // Randomized: a small card, mixed sizes on two streams, frees in random order, EmptyCache now
 // and then; after every step all live blocks keep their bytes and the invariants hold.
+// A training loop: the same step again and again, each step punching holes and then asking
+// for more than any hole. The first step stitches the holes' chunks into the large block; the
+// old mappings stay as aliases, so every later step finds each chunk mapped wherever it needs
+// it and makes no device call at all, with memory at the first step's level. (Without aliases
+// each step would move the chunks there and back: 2 calls per chunk each way.)
+TEST(VmmAllocatorTest, ARepeatedStepStopsCallingTheDevice) {
+  Fixture f(512 * kMiB, VmmMode::kOn, /*memory=*/false);
+  auto device_calls = [&] {
+    int calls = 0;
+    for (SimOp op : {SimOp::kCreateChunk, SimOp::kReleaseChunk, SimOp::kMap, SimOp::kUnmap,
+                     SimOp::kMalloc, SimOp::kFree}) {
+      calls += f.device->Calls(op);
+    }
+    return calls;
+  };
+  std::vector<int> calls_per_step;
+  std::vector<std::int64_t> reserved_per_step;
+  for (int step = 0; step < 5; ++step) {
+    const int before = device_calls();
+    std::vector<void*> small;
+    for (int i = 0; i < 24; ++i) small.push_back(f.Alloc(4 * kMiB));
+    for (int i = 1; i < 24; i += 2) ASSERT_TRUE(f.allocator->Free(small[i]).ok());
+    void* large = f.Alloc(40 * kMiB);
+    ASSERT_TRUE(f.allocator->Free(large).ok());
+    for (int i = 0; i < 24; i += 2) ASSERT_TRUE(f.allocator->Free(small[i]).ok());
+    calls_per_step.push_back(device_calls() - before);
+    reserved_per_step.push_back(f.allocator->GetStats().reserved_bytes.all().peak);
+  }
+  EXPECT_GT(f.allocator->GetStats().num_stitches, 0) << "the first step stitched";
+  EXPECT_LE(reserved_per_step[0], static_cast<std::int64_t>(96 * kMiB + 4 * kMiB));
+  for (int step = 1; step < 5; ++step) {
+    EXPECT_EQ(calls_per_step[step], 0) << "step " << step;
+    EXPECT_EQ(reserved_per_step[step], reserved_per_step[0]) << "step " << step;
+  }
+}
+
 TEST(VmmAllocatorTest, RandomizedStitchingLosesNothing) {
   for (std::uint32_t seed : {1u, 2u, 3u}) {
     SCOPED_TRACE(seed);

@@ -1145,8 +1145,10 @@ std::string DescribeConfig(const AllocatorConfig& config) {
       absl::StrFormat("record_history:%s", BoolText(config.record_history)),
       absl::StrFormat("history_capacity:%d", config.history_capacity),
       absl::StrFormat("check_invariants:%s", BoolText(config.check_invariants)),
-      absl::StrFormat("reuse_cache:%s", FormatSize(config.reuse_cache_bytes)),
   };
+  if (config.reuse_cache_bytes.has_value()) {
+    parts.push_back(absl::StrFormat("reuse_cache:%s", FormatSize(*config.reuse_cache_bytes)));
+  }
   const AllocatorConfig defaults;
   if (config.max_split_size != defaults.max_split_size) {
     parts.push_back(absl::StrFormat("max_split_size_mb:%d", config.max_split_size / kMiB));

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <tuple>
 
+#include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/inlined_vector.h"
 #include "allocator/device/device.h"
@@ -100,6 +101,11 @@ struct Segment {
   bool pinned = false;
   // unmap_on_free: this range serves one allocation; once freed it is unmapped and quarantined.
   bool quarantine = false;
+  // Virtual-memory mode, large pool: its creation rank and its free blocks by address, with
+  // their sizes, for the first-fit search.
+  std::uint64_t rank = 0;
+  absl::btree_map<DevicePtr, Block*> free_by_addr;
+  absl::btree_multiset<std::size_t> free_sizes;
 
   // True when one free block covers the whole segment: it can go back to the device.
   bool IsWhollyFree() const { return head->next == nullptr && head->state == BlockState::kFree; }

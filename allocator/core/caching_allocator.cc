@@ -118,6 +118,7 @@ class CachingAllocatorImpl {
       // Free addresses must fault in that mode, so a stitch may not leave an alias behind.
       vmm_->SetAliasing(!config.unmap_on_free);
     }
+    reuse_cache_limit_ = EffectiveReuseCacheBytes(config, vmm_ != nullptr);
     const double total = static_cast<double>(device->Capabilities().total_bytes);
     if (config.soft_budget_bytes.has_value()) {
       soft_budget_bytes_ = *config.soft_budget_bytes;
@@ -216,8 +217,7 @@ class CachingAllocatorImpl {
     Record(TraceAction::kFreeRequested, block->addr, block->size, block->alloc_stream);
     if (block->stream_uses.empty() && block->alloc_stream == block->stream &&
         !block->used_by_destroyed_stream && !block->segment->quarantine &&
-        (vmm_ == nullptr || block->segment->small) &&
-        reuse_cache_bytes_ + block->size <= config_.reuse_cache_bytes) {
+        reuse_cache_bytes_ + block->size <= reuse_cache_limit_) {
       PushReuseCache(block);  // stays in live_: a reuse needs no second hash insert
       if (!guard_status.ok()) return guard_status;
       return MaybeCheckInvariants();
@@ -461,6 +461,7 @@ class CachingAllocatorImpl {
       pending_bytes_ = 0;
       small_free_.clear();
       large_free_.clear();
+      first_fit_segments_.clear();
     }
     absl::Status status = absl::OkStatus();
     for (EventHandle event : events) status.Update(device_->DestroyEvent(event));
@@ -778,6 +779,10 @@ class CachingAllocatorImpl {
     block->segment = segment;
     segment->head = block;
     segments_.emplace(base, segment);
+    if (UsesFirstFit(segment)) {
+      segment->rank = next_segment_rank_++;
+      first_fit_segments_.emplace(segment->rank, segment);
+    }
     stats_.segment.Increase(small, 1);
     if (size >= config_.max_split_size) stats_.oversize_segments.Increase(1);
     if (vmm_ == nullptr) {  // virtual memory counts chunks instead (SyncVmmStats)
@@ -789,9 +794,33 @@ class CachingAllocatorImpl {
     return segment;
   }
 
-  // Best fit among the blocks cached for `stream` in `pool`.
+  // Virtual-memory mode's large pool is searched first fit: the lowest-addressed fitting block
+  // of the oldest segment that has one. Its choice does not depend on which pages are mapped,
+  // nor on segments created later, so a program that repeats its steps gets the same
+  // addresses every step (each page then keeps a chunk compatible with its uses, see
+  // vmm_arena.h, and the steps after the first make no device call). It also packs blocks
+  // better than best fit here (resnet50_train: utilization 0.973 against 0.954).
+  bool UsesFirstFit(const Segment* segment) const { return vmm_ != nullptr && !segment->small; }
+
+  Block* FirstFitBlock(PoolId pool, StreamHandle stream, std::size_t rounded)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const auto& [rank, segment] : first_fit_segments_) {
+      if (segment->pool_id != pool || segment->stream != stream || segment->free_sizes.empty() ||
+          *segment->free_sizes.rbegin() < rounded) {
+        continue;
+      }
+      for (const auto& [addr, block] : segment->free_by_addr) {
+        if (block->size >= rounded && FitsSplitRules(block, rounded)) return block;
+      }
+    }
+    return nullptr;
+  }
+
+  // Best fit among the blocks cached for `stream` in `pool` (first fit in virtual-memory mode's
+  // large pool).
   Block* FindFreeBlock(bool small, PoolId pool, StreamHandle stream, std::size_t rounded)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (vmm_ != nullptr && !small) return FirstFitBlock(pool, stream, rounded);
     FreeBlockSet& set = small ? small_free_ : large_free_;
     auto it = set.lower_bound(SearchKey(pool, stream, rounded));
     if (it == set.end() || (*it)->pool_id != pool || (*it)->stream != stream) return nullptr;
@@ -1376,6 +1405,7 @@ class CachingAllocatorImpl {
       collected += segment->size;
       RemoveFreeBlock(segment->head);
       segments_.erase(segment->base);
+      first_fit_segments_.erase(segment->rank);
       stats_.segment.Decrease(segment->small, 1);
       stats_.reserved_bytes.Decrease(segment->small, static_cast<std::int64_t>(segment->size));
       if (segment->size >= config_.max_split_size) stats_.oversize_segments.Decrease(1);
@@ -1419,6 +1449,7 @@ class CachingAllocatorImpl {
         // Blocks still in a free set are removed by the callers that own that decision;
         // whole-segment releases removed the head already.
         FreeBlockSet& set = segment->small ? small_free_ : large_free_;
+        ForgetFirstFit(b);
         if (set.erase(b) > 0 && b->is_split()) {
           stats_.inactive_split.Decrease(segment->small, 1);
           stats_.inactive_split_bytes.Decrease(segment->small, static_cast<std::int64_t>(b->size));
@@ -1437,6 +1468,10 @@ class CachingAllocatorImpl {
     block->state = BlockState::kFree;
     block->last_free_time = clock_->NowNanos();
     (small ? small_free_ : large_free_).insert(block);
+    if (UsesFirstFit(block->segment)) {
+      block->segment->free_by_addr.emplace(block->addr, block);
+      block->segment->free_sizes.insert(block->size);
+    }
     if (block->is_split()) {
       stats_.inactive_split.Increase(small, 1);
       stats_.inactive_split_bytes.Increase(small, static_cast<std::int64_t>(block->size));
@@ -1448,10 +1483,17 @@ class CachingAllocatorImpl {
   void RemoveFreeBlock(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const bool small = block->segment->small;
     (small ? small_free_ : large_free_).erase(block);
+    ForgetFirstFit(block);
     if (block->is_split()) {
       stats_.inactive_split.Decrease(small, 1);
       stats_.inactive_split_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
     }
+  }
+
+  void ForgetFirstFit(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Segment* segment = block->segment;
+    if (!UsesFirstFit(segment) || segment->free_by_addr.erase(block->addr) == 0) return;
+    segment->free_sizes.erase(segment->free_sizes.find(block->size));
   }
 
   Block* NewBlock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -1727,6 +1769,10 @@ class CachingAllocatorImpl {
   std::vector<Block*> spare_blocks_ ABSL_GUARDED_BY(mu_);
   std::deque<PendingFree> pending_ ABSL_GUARDED_BY(mu_);
   std::vector<Block*> deferred_until_capture_ends_ ABSL_GUARDED_BY(mu_);
+  // Virtual-memory mode's large segments by rank (creation order), for FirstFitBlock.
+  absl::btree_map<std::uint64_t, Segment*> first_fit_segments_ ABSL_GUARDED_BY(mu_);
+  std::uint64_t next_segment_rank_ ABSL_GUARDED_BY(mu_) = 1;
+  std::size_t reuse_cache_limit_ = 0;  // EffectiveReuseCacheBytes, set at construction
   absl::flat_hash_map<ReuseKey, Block*> reuse_cache_ ABSL_GUARDED_BY(mu_);
   std::size_t reuse_cache_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Block*> flush_scratch_ ABSL_GUARDED_BY(mu_);

@@ -15,6 +15,8 @@ namespace vramcache {
 inline constexpr std::size_t kKiB = 1024;
 inline constexpr std::size_t kMiB = 1024 * kKiB;
 inline constexpr std::size_t kGiB = 1024 * kMiB;
+// The reuse cache's size in segment mode when reuse_cache is not set.
+inline constexpr std::size_t kDefaultReuseCacheBytes = 256 * kMiB;
 
 enum class DeviceKind { kAuto, kCuda, kSim };
 enum class VmmMode { kAuto, kOn, kOff };
@@ -41,8 +43,9 @@ struct AllocatorConfig {
   bool unmap_on_free = false;
   bool zero_on_alloc = false;
   // Freed blocks kept whole for the next request of the same size (no coalesce, no search);
-  // at most this many bytes. 0 turns the reuse cache off.
-  std::size_t reuse_cache_bytes = 256 * kMiB;
+  // at most this many bytes. 0 turns the reuse cache off. Unset: kDefaultReuseCacheBytes in
+  // segment mode, off in virtual-memory mode (see EffectiveReuseCacheBytes).
+  std::optional<std::size_t> reuse_cache_bytes;
   bool record_history = false;
   std::size_t history_capacity = 100000;
 #if defined(VRAMCACHE_CHECK_INVARIANTS)
@@ -64,5 +67,14 @@ struct AllocatorConfig {
   bool graph_capture_record_stream_reuse = false;
   std::string backend = "native";
 };
+
+// The reuse cache's size for a configuration running in virtual-memory mode or not. Blocks kept
+// whole keep their pages: in virtual-memory mode that is physical memory no stitch can use, and
+// their reuse breaks the repeatability of first fit (caching_allocator.cc), so it is off there
+// unless set.
+inline std::size_t EffectiveReuseCacheBytes(const AllocatorConfig& config, bool virtual_memory) {
+  if (config.reuse_cache_bytes.has_value()) return *config.reuse_cache_bytes;
+  return virtual_memory ? 0 : kDefaultReuseCacheBytes;
+}
 
 }  // namespace vramcache

@@ -72,6 +72,7 @@ absl::Status ChunkPool::Acquire(VmmArena& arena, DevicePtr addr, std::size_t byt
   std::size_t first = 0;
   std::size_t end = 0;
   if (absl::Status s = arena.PagesOf("Acquire", addr, bytes, &first, &end); !s.ok()) return s;
+  ++clock_;
   for (std::size_t p = first; p < end; ++p) {
     if (arena.pages_[p].live == std::numeric_limits<std::uint32_t>::max()) {
       return absl::FailedPreconditionError(absl::StrFormat(
@@ -93,6 +94,8 @@ absl::Status ChunkPool::Acquire(VmmArena& arena, DevicePtr addr, std::size_t byt
     VmmArena::Page& page = arena.pages_[p];
     if (page.live++ > 0) continue;
     ++arena.live_pages_;
+    page.live_since = clock_;
+    peak_live_pages_ = std::max(peak_live_pages_, ++live_pages_);
     if (page.group != kNone) {
       const FreeGroup& group = groups_[page.group];
       taken.push_back({p, TakenKind::kOwn, group.seq, page.group, group.waiting});
@@ -185,6 +188,7 @@ void ChunkPool::UndoAcquire(VmmArena& arena, std::size_t first, std::size_t end)
   // acquire_scratch_ lists exactly the pages that had no live count.
   for (const AcquiredFreePage& t : acquire_scratch_) {
     --arena.live_pages_;
+    --live_pages_;
     switch (t.kind) {
       case TakenKind::kOwn:
         Relist(arena, t.page, t);
@@ -223,6 +227,7 @@ absl::Status ChunkPool::Release(VmmArena& arena, DevicePtr addr, std::size_t byt
   std::size_t first = 0;
   std::size_t end = 0;
   if (absl::Status s = arena.PagesOf("Release", addr, bytes, &first, &end); !s.ok()) return s;
+  ++clock_;
   std::size_t freed = 0;
   for (std::size_t p = first; p < end; ++p) {
     const VmmArena::Page& page = arena.pages_[p];
@@ -271,6 +276,9 @@ absl::Status ChunkPool::Release(VmmArena& arena, DevicePtr addr, std::size_t byt
     VmmArena::Page& page = arena.pages_[p];
     if (--page.live > 0) continue;
     --arena.live_pages_;
+    --live_pages_;
+    if (page.uses.size() == VmmArena::kPageHistory) page.uses.erase(page.uses.begin());
+    page.uses.push_back({page.live_since, clock_});
     AddToGroup(arena, p, g, /*append=*/true);
   }
   return absl::OkStatus();

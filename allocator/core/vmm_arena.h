@@ -33,6 +33,13 @@
 //                 the unmap_on_free debug mode).
 //   stitch        mapping the chunk of a ready page at a page that needs one (the ready page
 //                 becomes an alias, or is unmapped when aliasing is off).
+//   compatible    a chunk is compatible with a page when none of the pages it is mapped at
+//                 was in use while that page was (over the uses each page remembers). A stitch
+//                 takes a compatible chunk when one is ready; when none is, it creates a chunk
+//                 instead, while held bytes stay within 1/64 over the most pages ever in use
+//                 at once (else it takes the oldest ready one). So every chunk ends up shared
+//                 only by pages whose uses never overlap, and a loop that repeats its steps
+//                 takes each chunk back through its aliases with no device call.
 //   held bytes    (mapped chunks + cached chunks) * G: what the device gave us; the
 //                 allocator's reserved_bytes. Aliases hold no memory of their own.
 //
@@ -62,9 +69,11 @@ struct ChunkPoolCounters {
   std::uint64_t chunks_released = 0;
   std::uint64_t maps = 0;
   std::uint64_t unmaps = 0;
-  std::uint64_t stitches = 0;  // chunks of free pages mapped at a page that needed one
-  std::uint64_t alias_reuses = 0;    // pages that took their chunk back through an alias
+  std::uint64_t stitches = 0;         // chunks of free pages mapped at a page that needed one
+  std::uint64_t alias_reuses = 0;     // pages that took their chunk back through an alias
   std::uint64_t alias_conflicts = 0;  // aliases unmapped because their chunk was busy
+  // Chunks created, within the headroom, because no ready chunk was compatible.
+  std::uint64_t compatibility_creations = 0;
   std::uint64_t events_created = 0;
   // A chunk was needed and none could be stolen, but the budget forbade creating one / the
   // device refused (CreateChunk answered ResourceExhausted).
@@ -120,7 +129,15 @@ class VmmArena {
   friend class ChunkPool;
 
   static constexpr std::uint32_t kNone = 0xFFFFFFFFu;
+  // How many past uses a page remembers. A training step uses a page a few times; 16 covered
+  // every page of the shared traces (4 and 8 left a few stitches in every step of one).
+  static constexpr std::size_t kPageHistory = 16;
 
+  // When a page was in use, in ChunkPool::clock_ ticks: [begin, end).
+  struct UseInterval {
+    std::uint64_t begin = 0;
+    std::uint64_t end = 0;
+  };
   struct Page {
     ChunkHandle chunk = 0;
     std::uint32_t live = 0;
@@ -129,6 +146,9 @@ class VmmArena {
     std::uint32_t prev = kNone;
     std::uint32_t next = kNone;
     bool mapped = false;
+    std::uint64_t live_since = 0;  // while in use: when this use began
+    // Its last uses, oldest first (at most kPageHistory): which chunks it can share.
+    absl::InlinedVector<UseInterval, 2> uses;
   };
 
   VmmArena(ChunkPool* pool, std::uint32_t id, DevicePtr base, std::size_t bytes,
@@ -162,6 +182,11 @@ class VmmArena {
 // One device's physical chunks and the arenas they are mapped into.
 class ChunkPool {
  public:
+  // How many of the oldest ready chunks a stitch examines for a compatible one.
+  static constexpr int kCompatibleScan = 128;
+  // Held bytes may exceed the most pages ever in use at once by this fraction (1/64) when a
+  // chunk is created to stay compatible.
+  static constexpr std::size_t kCompatibilityHeadroomShift = 6;
   // `device` must outlive the pool; `granularity` is its VMM granularity (a power of two),
   // checked by Create; the constructor aborts on a bad one.
   ChunkPool(Device* device, std::size_t granularity);
@@ -314,12 +339,19 @@ class ChunkPool {
   // Maps a chunk at `page` (cached, stolen, or new). `scan_waiting`: whether waiting marks may
   // be queried (cleared once a query scan found nothing, so one Acquire scans once).
   absl::Status BackPage(VmmArena& arena, std::size_t page, bool* scan_waiting);
+  // Whether no page `chunk` is mapped at was in use while `page` was.
+  bool Compatible(const VmmArena::Page& page, ChunkHandle chunk) const;
+  // Whether one more chunk, created to stay compatible, keeps held bytes within the headroom
+  // and the budget.
+  bool CompatibilityHeadroom() const;
   // Maps `chunk` at `page`, which becomes its holder. On failure the chunk is cached, or when
   // `stolen` is still mapped, its holder is listed ready again.
   absl::Status MapChunk(VmmArena& arena, std::size_t page, const StolenChunk& stolen);
   // A ready page's chunk (aliased or unmapped, see SetAliasing); nullopt when no page is ready
-  // (after querying waiting marks when `scan_waiting`).
-  absl::StatusOr<std::optional<StolenChunk>> StealChunk(bool scan_waiting, bool aliasing);
+  // (after querying waiting marks when `scan_waiting`). With `for_page`, the first of the
+  // oldest kCompatibleScan ready chunks that is compatible with it, or nullopt when none is.
+  absl::StatusOr<std::optional<StolenChunk>> StealChunk(bool scan_waiting, bool aliasing,
+                                                        const VmmArena::Page* for_page = nullptr);
   // The oldest ready page's chunk, unmapped everywhere (holder and aliases).
   absl::StatusOr<ChunkHandle> DetachReadyChunk();
   // Unmaps one mapping of a chunk that has others (an alias).
@@ -328,6 +360,7 @@ class ChunkPool {
   absl::Status UnmapPage(VmmArena& arena, std::size_t page);
   void SetHolder(ChunkRecord& record, PageRef holder);
   VmmArena::Page& PageAt(PageRef ref) { return arenas_[ref.arena]->pages_[ref.page]; }
+  const VmmArena::Page& PageAt(PageRef ref) const { return arenas_[ref.arena]->pages_[ref.page]; }
   // Queries the oldest waiting mark of each stream (oldest first) until one has completed and
   // makes its pages ready. Whether one did.
   absl::StatusOr<bool> ResolveCompletedMark();
@@ -372,10 +405,13 @@ class ChunkPool {
   std::vector<StreamMarks> streams_;  // by VmmArena::stream_slot_
   std::vector<EventHandle> spare_events_;
   std::uint64_t next_seq_ = 1;
+  std::uint64_t clock_ = 0;     // ticks at every Acquire and Release: the time of page uses
+  std::size_t live_pages_ = 0;  // pages in use, all arenas
+  std::size_t peak_live_pages_ = 0;
   // counts pages coming into use
   ChunkPoolCounters counters_;
   std::vector<AcquiredFreePage> acquire_scratch_;  // reused by every Acquire
-  std::vector<int> peers_;                          // granted access to every mapping
+  std::vector<int> peers_;                         // granted access to every mapping
 };
 
 }  // namespace vramcache

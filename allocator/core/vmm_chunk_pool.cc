@@ -74,9 +74,24 @@ absl::Status ChunkPool::BackPage(VmmArena& arena, std::size_t page, bool* scan_w
     return MapChunk(arena, page, StolenChunk{chunk});
   }
   // Stealing before creating: held memory (what the user pays for) grows only when no free
-  // page anywhere can give its chunk.
-  absl::StatusOr<std::optional<StolenChunk>> stolen = StealChunk(*scan_waiting, aliasing_);
+  // page anywhere can give its chunk, or, within the headroom, when none is compatible.
+  absl::StatusOr<std::optional<StolenChunk>> stolen =
+      StealChunk(*scan_waiting, aliasing_, aliasing_ ? &arena.pages_[page] : nullptr);
   if (!stolen.ok()) return stolen.status();
+  if (aliasing_ && !stolen->has_value() && !ready_.empty()) {
+    if (CompatibilityHeadroom()) {
+      absl::StatusOr<ChunkHandle> created = device_->CreateChunk(granularity_);
+      if (created.ok()) {
+        ++counters_.chunks_created;
+        ++counters_.compatibility_creations;
+        return MapChunk(arena, page, StolenChunk{*created});
+      }
+      if (!absl::IsResourceExhausted(created.status())) return created.status();
+      ++counters_.device_refusals;
+    }
+    stolen = StealChunk(/*scan_waiting=*/false, aliasing_);  // the oldest, compatible or not
+    if (!stolen.ok()) return stolen.status();
+  }
   if (!stolen->has_value()) *scan_waiting = false;  // nothing completes meanwhile, as a rule
 
   if (!stolen->has_value()) {
@@ -154,8 +169,33 @@ void ChunkPool::SetHolder(ChunkRecord& record, PageRef holder) {
   record.holder = holder;
 }
 
-absl::StatusOr<std::optional<ChunkPool::StolenChunk>> ChunkPool::StealChunk(bool scan_waiting,
-                                                                           bool aliasing) {
+bool ChunkPool::Compatible(const VmmArena::Page& page, ChunkHandle chunk) const {
+  for (const PageRef& ref : chunk_records_.at(chunk).mappings) {
+    // Both histories are in time order: one merge pass finds any overlap.
+    const auto& mine = page.uses;
+    const auto& theirs = PageAt(ref).uses;
+    std::size_t i = 0;
+    std::size_t j = 0;
+    while (i < mine.size() && j < theirs.size()) {
+      if (mine[i].begin < theirs[j].end && theirs[j].begin < mine[i].end) return false;
+      if (mine[i].end <= theirs[j].end) {
+        ++i;
+      } else {
+        ++j;
+      }
+    }
+  }
+  return true;
+}
+
+bool ChunkPool::CompatibilityHeadroom() const {
+  const std::size_t chunks = chunk_records_.size() + cached_chunks_.size() + 1;
+  const std::size_t limit = peak_live_pages_ + (peak_live_pages_ >> kCompatibilityHeadroomShift);
+  return chunks <= limit && (budget_bytes_ == 0 || chunks * granularity_ <= budget_bytes_);
+}
+
+absl::StatusOr<std::optional<ChunkPool::StolenChunk>> ChunkPool::StealChunk(
+    bool scan_waiting, bool aliasing, const VmmArena::Page* for_page) {
   if (ready_.empty()) {
     if (!scan_waiting || !queries_allowed_) return std::nullopt;
     absl::StatusOr<bool> resolved = ResolveCompletedMark();
@@ -167,11 +207,29 @@ absl::StatusOr<std::optional<ChunkPool::StolenChunk>> ChunkPool::StealChunk(bool
     if (!chunk.ok()) return chunk.status();
     return std::optional<StolenChunk>(StolenChunk{*chunk});
   }
-  // The oldest ready page keeps its mapping, as an alias of the chunk's new holder.
-  const FreeGroup& group = groups_[ready_.begin()->second];
-  const PageRef holder{group.arena, group.head};
-  RemoveFree(*arenas_[holder.arena], holder.page);
-  return std::optional<StolenChunk>(StolenChunk{PageAt(holder).chunk, true, holder});
+  // The ready page keeps its mapping, as an alias of the chunk's new holder.
+  std::optional<PageRef> holder;
+  if (for_page == nullptr) {
+    const FreeGroup& group = groups_[ready_.begin()->second];
+    holder = PageRef{group.arena, group.head};
+  } else {
+    int examined = 0;
+    for (auto it = ready_.begin(); it != ready_.end() && !holder && examined < kCompatibleScan;
+         ++it) {
+      const FreeGroup& group = groups_[it->second];
+      const VmmArena& arena = *arenas_[group.arena];
+      for (std::uint32_t p = group.head; p != kNone && examined < kCompatibleScan;
+           p = arena.pages_[p].next, ++examined) {
+        if (Compatible(*for_page, arena.pages_[p].chunk)) {
+          holder = PageRef{group.arena, p};
+          break;
+        }
+      }
+    }
+    if (!holder) return std::nullopt;
+  }
+  RemoveFree(*arenas_[holder->arena], holder->page);
+  return std::optional<StolenChunk>(StolenChunk{PageAt(*holder).chunk, true, *holder});
 }
 
 absl::StatusOr<ChunkHandle> ChunkPool::DetachReadyChunk() {
@@ -192,7 +250,9 @@ absl::StatusOr<ChunkHandle> ChunkPool::DetachReadyChunk() {
   RemoveFree(arena, holder.page);
   if (arena.small_) --small_held_chunks_;
   chunk_records_.erase(chunk);
-  arena.pages_[holder.page] = VmmArena::Page{};
+  // Unmapped; its history stays (it is about the address, not the chunk).
+  arena.pages_[holder.page].chunk = 0;
+  arena.pages_[holder.page].mapped = false;
   --arena.mapped_pages_;
   --mapped_pages_;
   return chunk;
@@ -428,6 +488,8 @@ absl::Status ChunkPool::ReleaseAll() {
   ready_.clear();
   ready_pages_ = 0;
   waiting_pages_ = 0;
+  live_pages_ = 0;
+  peak_live_pages_ = 0;
   oldest_mark_ = kNone;
   newest_mark_ = kNone;
   mark_count_ = 0;
@@ -453,8 +515,7 @@ absl::Status ChunkPool::CheckInvariants() const {
     }
     if (std::find(record.mappings.begin(), record.mappings.end(), record.holder) ==
         record.mappings.end()) {
-      return absl::InternalError(
-          absl::StrFormat("chunk %d is not mapped at its holder", chunk));
+      return absl::InternalError(absl::StrFormat("chunk %d is not mapped at its holder", chunk));
     }
     for (const PageRef& ref : record.mappings) {
       if (ref.arena >= arenas_.size() || ref.page >= arenas_[ref.arena]->pages_.size()) {
@@ -482,8 +543,8 @@ absl::Status ChunkPool::CheckInvariants() const {
     if (arenas_[record.holder.arena]->small_) ++small_held;
   }
   if (small_held != small_held_chunks_) {
-    return absl::InternalError(absl::StrFormat(
-        "%d chunks counted held by small arenas but %d are", small_held_chunks_, small_held));
+    return absl::InternalError(absl::StrFormat("%d chunks counted held by small arenas but %d are",
+                                               small_held_chunks_, small_held));
   }
   std::size_t mapped = 0;
   std::size_t free_pages = 0;
@@ -529,10 +590,16 @@ absl::Status ChunkPool::CheckInvariants() const {
         arena_free != arena->free_pages_) {
       return absl::InternalError(absl::StrFormat(
           "arena %#x counts %d mapped, %d live and %d free pages but has %d, %d and %d",
-          arena->base(), arena->mapped_pages_, arena->live_pages_, arena->free_pages_,
-          arena_mapped, arena_live, arena_free));
+          arena->base(), arena->mapped_pages_, arena->live_pages_, arena->free_pages_, arena_mapped,
+          arena_live, arena_free));
     }
     mapped += arena_mapped;
+  }
+  std::size_t live_total = 0;
+  for (const std::unique_ptr<VmmArena>& arena : arenas_) live_total += arena->live_pages_;
+  if (live_total != live_pages_ || live_pages_ > peak_live_pages_) {
+    return absl::InternalError(absl::StrFormat("%d pages counted in use (peak %d) but %d are",
+                                               live_pages_, peak_live_pages_, live_total));
   }
   if (mapped != mapped_pages_ || mapped != recorded_mappings) {
     return absl::InternalError(
@@ -636,8 +703,7 @@ absl::Status ChunkPool::CheckInvariants() const {
     return absl::InternalError("a spare event is listed twice");
   }
   if (held_bytes() != (chunk_records_.size() + cached.size()) * granularity_) {
-    return absl::InternalError(absl::StrFormat("held bytes %d but %d distinct chunks",
-                                               held_bytes(),
+    return absl::InternalError(absl::StrFormat("held bytes %d but %d distinct chunks", held_bytes(),
                                                chunk_records_.size() + cached.size()));
   }
   return absl::OkStatus();

@@ -11,8 +11,8 @@
 //                      bookkeeping; Fill only validates and counts. The default, for replays.
 //
 // Like CUDA, a chunk may be mapped at several addresses at once (the allocator's aliases share
-// its bytes). Stricter than CUDA: releasing a mapped chunk is an error (CUDA defers the free to the unmap), and Malloc(0) is an
-// error; Free(0) is accepted like cudaFree(nullptr).
+// its bytes). Stricter than CUDA: releasing a mapped chunk is an error (CUDA defers the free to the
+// unmap), and Malloc(0) is an error; Free(0) is accepted like cudaFree(nullptr).
 #pragma once
 
 #include <array>

@@ -53,9 +53,12 @@ void RunSeed(std::uint64_t seed, int steps) {
   AllocatorConfig config;
   config.check_invariants = false;  // checked explicitly below, with a better message
   if (rng() % 4 == 0) config.max_split_size = 32u << 20;
-  // Reuse cache off, tiny (mixes cached and coalesced frees), or the default.
-  const std::size_t reuse_choices[] = {0, 64u << 10, config.reuse_cache_bytes};
-  config.reuse_cache_bytes = reuse_choices[rng() % 3];
+  // Reuse cache off, tiny (mixes cached and coalesced frees), the segment-mode default, or
+  // unset (the mode's default).
+  const std::size_t reuse_choices[] = {0, 64u << 10, kDefaultReuseCacheBytes};
+  if (const std::size_t choice = rng() % 4; choice < 3) {
+    config.reuse_cache_bytes = reuse_choices[choice];
+  }
   // Both modes; and one run in eight with the debug modes that rewrite memory (no false
   // positive may come from splitting, coalescing, caching, borrowing, stitching or emptying).
   config.vmm = rng() % 2 == 0 ? VmmMode::kOn : VmmMode::kOff;

@@ -1067,10 +1067,16 @@ class CachingAllocatorImpl {
     vmm_seen_ = now;
     const auto small_held = static_cast<std::int64_t>(vmm_->small_mapped_bytes());
     const auto large_held = static_cast<std::int64_t>(vmm_->held_bytes()) - small_held;
-    for (const auto& [small, held] : {std::pair{true, small_held}, std::pair{false, large_held}}) {
+    // Decreases first: a chunk whose holder moved between the pools must not raise the
+    // overall peak for an instant.
+    const std::pair<bool, std::int64_t> pools[] = {{true, small_held}, {false, large_held}};
+    for (const auto& [small, held] : pools) {
+      const std::int64_t current = stats_.reserved_bytes.by_pool[small ? 1 : 2].current;
+      if (held < current) stats_.reserved_bytes.Decrease(small, current - held);
+    }
+    for (const auto& [small, held] : pools) {
       const std::int64_t current = stats_.reserved_bytes.by_pool[small ? 1 : 2].current;
       if (held > current) stats_.reserved_bytes.Increase(small, held - current);
-      if (held < current) stats_.reserved_bytes.Decrease(small, current - held);
     }
   }
 

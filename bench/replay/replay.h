@@ -62,7 +62,9 @@ struct PassDeviceCalls {
   std::int64_t device_free_calls = 0;
   std::int64_t map_calls = 0;
   std::int64_t unmap_calls = 0;
-  std::int64_t stitches = 0;  // chunks moved between pages (each also one unmap and one map)
+  // chunks of free pages mapped where another page needed one (one map each; the old mapping
+  // stays, as an alias)
+  std::int64_t stitches = 0;
   std::vector<std::pair<std::string, std::int64_t>> sim_calls;
 
   // Every device call of the pass: alloc + free + map + unmap.

@@ -196,12 +196,17 @@ bool ChunkPool::CompatibilityHeadroom() const {
 
 absl::StatusOr<std::optional<ChunkPool::StolenChunk>> ChunkPool::StealChunk(
     bool scan_waiting, bool aliasing, const VmmArena::Page* for_page) {
-  if (ready_.empty()) {
-    if (!scan_waiting || !queries_allowed_) return std::nullopt;
-    absl::StatusOr<bool> resolved = ResolveCompletedMark();
-    if (!resolved.ok()) return resolved.status();
-    if (!*resolved) return std::nullopt;
+  // Any ready page will do: one completed mark is enough. A compatible one is looked for among
+  // as many ready pages as the scan examines, so completed marks are resolved up to that.
+  const std::size_t wanted = for_page == nullptr ? 1 : kCompatibleScan;
+  if (scan_waiting && queries_allowed_) {
+    while (ready_pages_ < wanted) {
+      absl::StatusOr<bool> resolved = ResolveCompletedMark();
+      if (!resolved.ok()) return resolved.status();
+      if (!*resolved) break;
+    }
   }
+  if (ready_.empty()) return std::nullopt;
   if (!aliasing) {
     absl::StatusOr<ChunkHandle> chunk = DetachReadyChunk();
     if (!chunk.ok()) return chunk.status();

@@ -395,6 +395,87 @@ TEST(VmmArenaTest, AnAliasWaitsForAnotherStreamsWorkButNotForItsOwnStreams) {
   EXPECT_TRUE(rig.Consistent());
 }
 
+// Sets up a page (y's page 0) whose chunk is busy elsewhere, so that its next use needs a
+// stitch, and two ready chunks: x's page 0's (freed first, the oldest; x0 was in use while y0
+// was) and x's page 1's (x1 was in use only after y0's use ended). When `overlap` is set, x1's
+// use overlaps y0's too.
+void SetUpCompatibility(Rig& rig, VmmArena* x, VmmArena* y, VmmArena* z, bool overlap) {
+  ASSERT_OK(x->Acquire(x->base(), kGran));  // x0, a new chunk
+  ASSERT_OK(y->Acquire(y->base(), kGran));  // y0, a new chunk, in use with x0
+  if (overlap) ASSERT_OK(x->Acquire(x->base() + kGran, kGran));  // x1, with y0 too
+  ASSERT_OK(y->Release(y->base(), kGran));
+  ASSERT_OK(z->Acquire(z->base(), kGran));  // takes y0's chunk: y0 becomes its alias
+  if (!overlap) ASSERT_OK(x->Acquire(x->base() + kGran, kGran));  // x1, after y0
+  ASSERT_OK(x->Release(x->base(), kGran));          // x0's chunk: ready, the oldest
+  ASSERT_OK(x->Release(x->base() + kGran, kGran));  // x1's chunk: ready
+  ASSERT_TRUE(y->page(0).alias);
+  ASSERT_TRUE(rig.Consistent());
+}
+
+TEST(VmmArenaTest, AStitchTakesAChunkWhosePagesWereNeverInUseWithThePage) {
+  Rig rig(8);
+  ASSIGN_OR_FAIL(x, rig.pool().CreateArena(2 * kGran, 1));
+  ASSIGN_OR_FAIL(y, rig.pool().CreateArena(kGran, 1));
+  ASSIGN_OR_FAIL(z, rig.pool().CreateArena(kGran, 1));
+  SetUpCompatibility(rig, x, y, z, /*overlap=*/false);
+  const std::uint64_t created = rig.pool().counters().chunks_created;
+
+  // y0's chunk is busy in z: y0 needs another. x0's is the oldest but was in use with y0;
+  // x1's never was: y0 gets x1's, and x1 becomes its alias.
+  ASSERT_OK(y->Acquire(y->base(), kGran));
+  EXPECT_EQ(rig.pool().counters().alias_conflicts, 1u);
+  EXPECT_TRUE(x->page(1).alias);
+  EXPECT_FALSE(x->page(0).alias) << "the oldest chunk stayed with x0";
+  EXPECT_EQ(rig.pool().counters().chunks_created, created);
+  EXPECT_TRUE(rig.Consistent());
+}
+
+TEST(VmmArenaTest, WithNoCompatibleChunkAndNoHeadroomAStitchTakesTheOldest) {
+  Rig rig(8);
+  ASSIGN_OR_FAIL(x, rig.pool().CreateArena(2 * kGran, 1));
+  ASSIGN_OR_FAIL(y, rig.pool().CreateArena(kGran, 1));
+  ASSIGN_OR_FAIL(z, rig.pool().CreateArena(kGran, 1));
+  SetUpCompatibility(rig, x, y, z, /*overlap=*/true);
+  const std::uint64_t created = rig.pool().counters().chunks_created;
+
+  // Both ready chunks were in use with y0, and 3 pages at most were ever in use at once: 1/64
+  // of that is no room for one more chunk, so y0 gets the oldest, x0's.
+  ASSERT_OK(y->Acquire(y->base(), kGran));
+  EXPECT_TRUE(x->page(0).alias);
+  EXPECT_FALSE(x->page(1).alias);
+  EXPECT_EQ(rig.pool().counters().chunks_created, created);
+  EXPECT_EQ(rig.pool().counters().compatibility_creations, 0u);
+  EXPECT_TRUE(rig.Consistent());
+}
+
+TEST(VmmArenaTest, WithNoCompatibleChunkAStitchCreatesOneWithinTheHeadroom) {
+  Rig rig(80);
+  ASSIGN_OR_FAIL(wide, rig.pool().CreateArena(61 * kGran, 2));
+  ASSIGN_OR_FAIL(x, rig.pool().CreateArena(2 * kGran, 1));
+  ASSIGN_OR_FAIL(y, rig.pool().CreateArena(kGran, 1));
+  ASSIGN_OR_FAIL(z, rig.pool().CreateArena(kGran, 1));
+  // With 61 more pages in use throughout, 64 are in use at once at most, on 64 chunks: the
+  // headroom (64 / 64) leaves room for one more.
+  ASSERT_OK(wide->Acquire(wide->base(), 61 * kGran));
+  SetUpCompatibility(rig, x, y, z, /*overlap=*/true);
+  EXPECT_EQ(rig.pool().held_bytes(), 64 * kGran);
+  const std::uint64_t created = rig.pool().counters().chunks_created;
+
+  ASSERT_OK(y->Acquire(y->base(), kGran));
+  EXPECT_EQ(rig.pool().counters().compatibility_creations, 1u);
+  EXPECT_EQ(rig.pool().counters().chunks_created, created + 1);
+  EXPECT_FALSE(x->page(0).alias);
+  EXPECT_FALSE(x->page(1).alias);
+  EXPECT_TRUE(rig.Consistent());
+
+  // Now there is none: the next incompatible stitch takes the oldest ready chunk.
+  ASSERT_OK(y->Release(y->base(), kGran));
+  ASSERT_OK(z->Release(z->base(), kGran));
+  ASSERT_OK(y->Acquire(y->base(), kGran));  // y0 holds its own chunk again: in place
+  EXPECT_EQ(rig.pool().counters().chunks_created, created + 1);
+  EXPECT_TRUE(rig.Consistent());
+}
+
 TEST(VmmArenaTest, AFailedAliasMapGivesTheChunkBackToItsHolder) {
   Rig rig(1);
   ASSIGN_OR_FAIL(x, rig.pool().CreateArena(kGran, 1));

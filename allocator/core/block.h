@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <tuple>
 
-#include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/inlined_vector.h"
 #include "allocator/device/device.h"
@@ -87,6 +86,11 @@ struct Block {
   }
 };
 
+// Blocks by address (Segment::free_by_addr).
+struct BlockAddressOrder {
+  bool operator()(const Block* a, const Block* b) const { return a->addr < b->addr; }
+};
+
 struct Segment {
   DevicePtr base = 0;
   std::size_t size = 0;
@@ -101,11 +105,13 @@ struct Segment {
   bool pinned = false;
   // unmap_on_free: this range serves one allocation; once freed it is unmapped and quarantined.
   bool quarantine = false;
-  // Virtual-memory mode, large pool: its creation rank and its free blocks by address, with
-  // their sizes, for the first-fit search.
+  // Virtual-memory mode, large pool, for the first-fit search: its creation rank, its free
+  // blocks by address, and a bound on their largest size (exact unless `free_max_stale`, set
+  // when the largest left; recomputed when a search needs it).
   std::uint64_t rank = 0;
-  absl::btree_map<DevicePtr, Block*> free_by_addr;
-  absl::btree_multiset<std::size_t> free_sizes;
+  absl::btree_set<Block*, BlockAddressOrder> free_by_addr;
+  std::size_t free_max = 0;
+  bool free_max_stale = false;
 
   // True when one free block covers the whole segment: it can go back to the device.
   bool IsWhollyFree() const { return head->next == nullptr && head->state == BlockState::kFree; }

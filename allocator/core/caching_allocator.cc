@@ -805,11 +805,18 @@ class CachingAllocatorImpl {
   Block* FirstFitBlock(PoolId pool, StreamHandle stream, std::size_t rounded)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (const auto& [rank, segment] : first_fit_segments_) {
-      if (segment->pool_id != pool || segment->stream != stream || segment->free_sizes.empty() ||
-          *segment->free_sizes.rbegin() < rounded) {
+      if (segment->pool_id != pool || segment->stream != stream || segment->free_max < rounded) {
         continue;
       }
-      for (const auto& [addr, block] : segment->free_by_addr) {
+      if (segment->free_max_stale) {
+        segment->free_max = 0;
+        for (const Block* block : segment->free_by_addr) {
+          segment->free_max = std::max(segment->free_max, block->size);
+        }
+        segment->free_max_stale = false;
+        if (segment->free_max < rounded) continue;
+      }
+      for (Block* block : segment->free_by_addr) {
         if (block->size >= rounded && FitsSplitRules(block, rounded)) return block;
       }
     }
@@ -1475,8 +1482,8 @@ class CachingAllocatorImpl {
     block->last_free_time = clock_->NowNanos();
     (small ? small_free_ : large_free_).insert(block);
     if (UsesFirstFit(block->segment)) {
-      block->segment->free_by_addr.emplace(block->addr, block);
-      block->segment->free_sizes.insert(block->size);
+      block->segment->free_by_addr.insert(block);
+      block->segment->free_max = std::max(block->segment->free_max, block->size);
     }
     if (block->is_split()) {
       stats_.inactive_split.Increase(small, 1);
@@ -1498,8 +1505,8 @@ class CachingAllocatorImpl {
 
   void ForgetFirstFit(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Segment* segment = block->segment;
-    if (!UsesFirstFit(segment) || segment->free_by_addr.erase(block->addr) == 0) return;
-    segment->free_sizes.erase(segment->free_sizes.find(block->size));
+    if (!UsesFirstFit(segment) || segment->free_by_addr.erase(block) == 0) return;
+    if (block->size == segment->free_max) segment->free_max_stale = true;
   }
 
   Block* NewBlock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

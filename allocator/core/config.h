@@ -15,8 +15,10 @@ namespace vramcache {
 inline constexpr std::size_t kKiB = 1024;
 inline constexpr std::size_t kMiB = 1024 * kKiB;
 inline constexpr std::size_t kGiB = 1024 * kMiB;
-// The reuse cache's size in segment mode when reuse_cache is not set.
+// The reuse cache's size when reuse_cache is not set: in segment mode, and in virtual-memory
+// mode (see EffectiveReuseCacheBytes).
 inline constexpr std::size_t kDefaultReuseCacheBytes = 256 * kMiB;
+inline constexpr std::size_t kDefaultVmmReuseCacheBytes = 1 * kMiB;
 
 enum class DeviceKind { kAuto, kCuda, kSim };
 enum class VmmMode { kAuto, kOn, kOff };
@@ -70,11 +72,13 @@ struct AllocatorConfig {
 
 // The reuse cache's size for a configuration running in virtual-memory mode or not. Blocks kept
 // whole keep their pages: in virtual-memory mode that is physical memory no stitch can use, and
-// their reuse breaks the repeatability of first fit (caching_allocator.cc), so it is off there
-// unless set.
+// reusing them where first fit would not place them breaks its repeatability
+// (caching_allocator.cc). So virtual-memory mode keeps only 1 MiB unless set: enough for the
+// hot path's repeated same-size pairs (measured: 256 MiB cost resnet50_train 0.02 of
+// utilization and 32 MiB left stitches in later passes; 1 MiB left none).
 inline std::size_t EffectiveReuseCacheBytes(const AllocatorConfig& config, bool virtual_memory) {
   if (config.reuse_cache_bytes.has_value()) return *config.reuse_cache_bytes;
-  return virtual_memory ? 0 : kDefaultReuseCacheBytes;
+  return virtual_memory ? kDefaultVmmReuseCacheBytes : kDefaultReuseCacheBytes;
 }
 
 }  // namespace vramcache

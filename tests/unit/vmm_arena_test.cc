@@ -400,14 +400,14 @@ TEST(VmmArenaTest, AnAliasWaitsForAnotherStreamsWorkButNotForItsOwnStreams) {
 // was) and x's page 1's (x1 was in use only after y0's use ended). When `overlap` is set, x1's
 // use overlaps y0's too.
 void SetUpCompatibility(Rig& rig, VmmArena* x, VmmArena* y, VmmArena* z, bool overlap) {
-  ASSERT_OK(x->Acquire(x->base(), kGran));  // x0, a new chunk
-  ASSERT_OK(y->Acquire(y->base(), kGran));  // y0, a new chunk, in use with x0
+  ASSERT_OK(x->Acquire(x->base(), kGran));                       // x0, a new chunk
+  ASSERT_OK(y->Acquire(y->base(), kGran));                       // y0, a new chunk, in use with x0
   if (overlap) ASSERT_OK(x->Acquire(x->base() + kGran, kGran));  // x1, with y0 too
   ASSERT_OK(y->Release(y->base(), kGran));
   ASSERT_OK(z->Acquire(z->base(), kGran));  // takes y0's chunk: y0 becomes its alias
   if (!overlap) ASSERT_OK(x->Acquire(x->base() + kGran, kGran));  // x1, after y0
-  ASSERT_OK(x->Release(x->base(), kGran));          // x0's chunk: ready, the oldest
-  ASSERT_OK(x->Release(x->base() + kGran, kGran));  // x1's chunk: ready
+  ASSERT_OK(x->Release(x->base(), kGran));                        // x0's chunk: ready, the oldest
+  ASSERT_OK(x->Release(x->base() + kGran, kGran));                // x1's chunk: ready
   ASSERT_TRUE(y->page(0).alias);
   ASSERT_TRUE(rig.Consistent());
 }

@@ -208,6 +208,35 @@ TEST_F(CudaDeviceTest, VirtualMemoryRemapKeepsTheData) {
   EXPECT_TRUE(device_->ReleaseAddress(*range, 4 * g).ok());
 }
 
+// The allocator's aliases: one chunk mapped at two addresses at once, both reading and writing
+// the same bytes, each unmapped on its own (the chunk pool relies on this on every stitch).
+TEST_F(CudaDeviceTest, AChunkMappedAtTwoAddressesSharesItsBytes) {
+  const std::size_t g = granularity();
+  absl::StatusOr<DevicePtr> first = device_->ReserveAddress(2 * g);
+  absl::StatusOr<DevicePtr> second = device_->ReserveAddress(2 * g);
+  absl::StatusOr<ChunkHandle> chunk = device_->CreateChunk(g);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE(chunk.ok()) << chunk.status();
+  ASSERT_TRUE(device_->Map(*first, g, *chunk).ok());
+  const absl::Status alias = device_->Map(*second + g, g, *chunk);
+  ASSERT_TRUE(alias.ok()) << alias;
+
+  ASSERT_TRUE(device_->Fill({*first, g, 0x5a5a5a5a}, stream()).ok());
+  ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+  EXPECT_TRUE(AllBytesAre(CopyToHost(*second + g, g), 0x5a)) << "written at one, read at other";
+  ASSERT_TRUE(device_->Fill({*second + g, g, 0x3c3c3c3c}, stream()).ok());
+  ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+  EXPECT_TRUE(AllBytesAre(CopyToHost(*first, g), 0x3c));
+
+  ASSERT_TRUE(device_->Unmap(*first, g).ok());
+  EXPECT_TRUE(AllBytesAre(CopyToHost(*second + g, g), 0x3c)) << "the other mapping stays";
+  ASSERT_TRUE(device_->Unmap(*second + g, g).ok());
+  EXPECT_TRUE(device_->ReleaseChunk(*chunk).ok());
+  EXPECT_TRUE(device_->ReleaseAddress(*first, 2 * g).ok());
+  EXPECT_TRUE(device_->ReleaseAddress(*second, 2 * g).ok());
+}
+
 TEST_F(CudaDeviceTest, VirtualMemoryRejectsBadArgumentsAndReportsDriverErrors) {
   const std::size_t g = granularity();
   EXPECT_EQ(device_->ReserveAddress(g + 1).status().code(), absl::StatusCode::kInvalidArgument);

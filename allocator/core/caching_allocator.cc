@@ -1630,6 +1630,40 @@ class CachingAllocatorImpl {
     return absl::OkStatus();
   }
 
+  // Virtual-memory mode's large segments: the first-fit index lists exactly the free blocks,
+  // the segment is listed by its rank, and the bound on their largest size holds.
+  absl::Status CheckFirstFitIndex(const Segment& segment) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!UsesFirstFit(&segment)) {
+      if (segment.free_by_addr.empty()) return absl::OkStatus();
+      return absl::InternalError(absl::StrFormat(
+          "segment %#x is not searched first fit but indexes blocks", segment.base));
+    }
+    auto ranked = first_fit_segments_.find(segment.rank);
+    if (ranked == first_fit_segments_.end() || ranked->second != &segment) {
+      return absl::InternalError(
+          absl::StrFormat("segment %#x is not listed by its rank %d", segment.base, segment.rank));
+    }
+    std::size_t free_blocks = 0;
+    std::size_t largest = 0;
+    for (const Block* b = segment.head; b != nullptr; b = b->next) {
+      if (b->state != BlockState::kFree) continue;
+      ++free_blocks;
+      largest = std::max(largest, b->size);
+      if (!segment.free_by_addr.contains(const_cast<Block*>(b))) {
+        return absl::InternalError(
+            absl::StrFormat("free block %#x is missing from the first-fit index", b->addr));
+      }
+    }
+    if (free_blocks != segment.free_by_addr.size() || segment.free_max < largest ||
+        (!segment.free_max_stale && segment.free_max != largest)) {
+      return absl::InternalError(absl::StrFormat(
+          "segment %#x: the first-fit index holds %d blocks (%d free), bound %d%s, largest %d",
+          segment.base, segment.free_by_addr.size(), free_blocks, segment.free_max,
+          segment.free_max_stale ? " (stale)" : "", largest));
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status MaybeCheckInvariants() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!config_.check_invariants) return absl::OkStatus();
     return CheckInvariantsLocked();
@@ -1659,6 +1693,8 @@ class CachingAllocatorImpl {
         expected.reserved_bytes.Increase(small, static_cast<std::int64_t>(segment->size));
       } else if (absl::Status s = CheckBacking(*segment); !s.ok()) {
         return s;
+      } else if (absl::Status first_fit = CheckFirstFitIndex(*segment); !first_fit.ok()) {
+        return first_fit;
       }
       DevicePtr cursor = base;
       const Block* prev = nullptr;

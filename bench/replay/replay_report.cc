@@ -213,10 +213,12 @@ std::string FormatReportText(const ReplayReport& report) {
   line("device calls", calls);
   if (r.per_pass.size() > 1) {
     std::vector<std::string> passes;
+    // Every kind of device call, so that a steady state (all zero after the first pass) shows.
     for (const PassDeviceCalls& pass : r.per_pass) {
-      passes.push_back(absl::StrCat(pass.device_alloc_calls, "/", pass.device_free_calls));
+      passes.push_back(absl::StrCat(pass.device_alloc_calls, "/", pass.device_free_calls, "/",
+                                    pass.map_calls, "/", pass.unmap_calls));
     }
-    line("  per pass (alloc/free)", absl::StrJoin(passes, "  "));
+    line("  per pass (alloc/free/map/unmap)", absl::StrJoin(passes, "  "));
   }
   line("cache hits", FormatWithCommas(s.num_cache_hits));
   if (s.num_alloc_retries > 0 || s.num_ooms > 0) {

@@ -199,6 +199,18 @@ else
     failures=$((failures + 1))
   fi
   head -20 "$logs/replay.log" | sed 's/^/    /' | tee -a "$summary"
+  # The steady state on the real device: passes 2 and 3 should make no device call.
+  timeout --kill-after=10 "$test_timeout" "$replay" --device cuda --mode vmm --repeat 3 \
+    "${traces[@]}" >"$logs/replay_repeat.log" 2>&1
+  rc=$?
+  if [ "$rc" = 0 ]; then
+    row "vramcache-replay --device cuda --repeat 3" "ok" "${#traces[@]} traces"
+  else
+    row "vramcache-replay --device cuda --repeat 3" "FAIL" "exit $rc"
+    failures=$((failures + 1))
+  fi
+  grep -E "^trace|per pass|utilization" "$logs/replay_repeat.log" | sed 's/^/    /' |
+    tee -a "$summary"
 fi
 
 # Benchmark binaries: every executable under bench/ but the replay tool.

@@ -1,6 +1,7 @@
 // Live counts of an arena's pages: Acquire and Release, the page transitions they cause (unbacked
-// -> live, free -> live, live -> free with a mark), and the undo of a failed Acquire. Where a
-// chunk comes from is vmm_chunk_pool.cc's concern.
+// -> live, free -> live, alias -> live or unmapped, live -> free with a mark and one more
+// remembered use), and the undo of a failed Acquire. Where a chunk comes from is
+// vmm_chunk_pool.cc's concern.
 #include "allocator/core/vmm_arena.h"
 
 #include <algorithm>

@@ -1,6 +1,8 @@
-// Where a page's chunk comes from and where chunks go: the cache, stealing (stitching) from ready
-// pages, creation within the budget; free marks and their events; Trim and ReleaseAll. The live
-// counts that decide when a page needs a chunk are vmm_arena.cc's concern.
+// Where a page's chunk comes from and where chunks go: the cache, stitching from ready pages (a
+// compatible chunk first; the old page keeps its mapping as an alias), creation within the
+// budget and the compatibility headroom; the chunk records (holder and mappings); free marks
+// and their events; Trim, UnmapFreePages and ReleaseAll. The live counts that decide when a
+// page needs a chunk are vmm_arena.cc's concern.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>

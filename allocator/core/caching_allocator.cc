@@ -799,7 +799,7 @@ class CachingAllocatorImpl {
   // nor on segments created later, so a program that repeats its steps gets the same
   // addresses every step (each page then keeps a chunk compatible with its uses, see
   // vmm_arena.h, and the steps after the first make no device call). It also packs blocks
-  // better than best fit here (resnet50_train: utilization 0.973 against 0.954).
+  // better than best fit here (resnet50_train: utilization 0.975 against 0.954).
   bool UsesFirstFit(const Segment* segment) const { return vmm_ != nullptr && !segment->small; }
 
   Block* FirstFitBlock(PoolId pool, StreamHandle stream, std::size_t rounded)

@@ -331,8 +331,10 @@ class ChunkPool {
   absl::Status Release(VmmArena& arena, DevicePtr addr, std::size_t bytes);
   void UndoAcquire(VmmArena& arena, std::size_t first, std::size_t end);
   // Whether the alias at `page` (no live count) can take its chunk back now; may query the
-  // holder's mark (resolving it when complete).
-  absl::StatusOr<bool> AliasClaimable(const VmmArena& arena, std::size_t page);
+  // holder's mark (resolving it when complete). `busy_mark`: a mark this Acquire already saw
+  // running, not queried again (the pages of one release often come back together).
+  absl::StatusOr<bool> AliasClaimable(const VmmArena& arena, std::size_t page,
+                                      std::uint32_t* busy_mark);
   // A free page rejoins the free order at the place it had (its mark, when still waiting).
   void Relist(VmmArena& arena, std::size_t page, const AcquiredFreePage& before);
 
@@ -358,6 +360,8 @@ class ChunkPool {
   absl::Status UnmapAlias(VmmArena& arena, std::size_t page);
   // Unmaps `page` and forgets it among its chunk's mappings.
   absl::Status UnmapPage(VmmArena& arena, std::size_t page);
+  // Unmaps every mapping of the chunk but its holder's.
+  absl::Status UnmapAliases(ChunkRecord& record);
   void SetHolder(ChunkRecord& record, PageRef holder);
   VmmArena::Page& PageAt(PageRef ref) { return arenas_[ref.arena]->pages_[ref.page]; }
   const VmmArena::Page& PageAt(PageRef ref) const { return arenas_[ref.arena]->pages_[ref.page]; }
@@ -408,7 +412,6 @@ class ChunkPool {
   std::uint64_t clock_ = 0;     // ticks at every Acquire and Release: the time of page uses
   std::size_t live_pages_ = 0;  // pages in use, all arenas
   std::size_t peak_live_pages_ = 0;
-  // counts pages coming into use
   ChunkPoolCounters counters_;
   std::vector<AcquiredFreePage> acquire_scratch_;  // reused by every Acquire
   std::vector<int> peers_;                         // granted access to every mapping

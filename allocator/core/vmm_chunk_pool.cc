@@ -244,11 +244,7 @@ absl::StatusOr<ChunkHandle> ChunkPool::DetachReadyChunk() {
   const PageRef holder{group.arena, group.head};
   const ChunkHandle chunk = PageAt(holder).chunk;
   // Aliases first, the holder last: on a failure the chunk still has its holder, listed.
-  ChunkRecord& record = chunk_records_.at(chunk);
-  while (record.mappings.size() > 1) {
-    const PageRef alias = record.mappings[0] == holder ? record.mappings[1] : record.mappings[0];
-    if (absl::Status s = UnmapPage(*arenas_[alias.arena], alias.page); !s.ok()) return s;
-  }
+  if (absl::Status s = UnmapAliases(chunk_records_.at(chunk)); !s.ok()) return s;
   VmmArena& arena = *arenas_[holder.arena];
   if (absl::Status s = device_->Unmap(arena.PageAddress(holder.page), granularity_); !s.ok()) {
     return s;
@@ -268,6 +264,15 @@ absl::StatusOr<ChunkHandle> ChunkPool::DetachReadyChunk() {
 absl::Status ChunkPool::UnmapAlias(VmmArena& arena, std::size_t page) {
   if (absl::Status s = UnmapPage(arena, page); !s.ok()) return s;
   ++counters_.alias_conflicts;
+  return absl::OkStatus();
+}
+
+absl::Status ChunkPool::UnmapAliases(ChunkRecord& record) {
+  while (record.mappings.size() > 1) {
+    const PageRef alias =
+        record.mappings[0] == record.holder ? record.mappings[1] : record.mappings[0];
+    if (absl::Status s = UnmapPage(*arenas_[alias.arena], alias.page); !s.ok()) return s;
+  }
   return absl::OkStatus();
 }
 
@@ -447,11 +452,7 @@ absl::StatusOr<std::size_t> ChunkPool::UnmapFreePages() {
   }
   if (mapped_pages_ == chunk_records_.size()) return unmapped;  // no alias left
   for (auto& [chunk, record] : chunk_records_) {
-    while (record.mappings.size() > 1) {
-      const PageRef alias =
-          record.mappings[0] == record.holder ? record.mappings[1] : record.mappings[0];
-      if (absl::Status s = UnmapPage(*arenas_[alias.arena], alias.page); !s.ok()) return s;
-    }
+    if (absl::Status s = UnmapAliases(record); !s.ok()) return s;
   }
   return unmapped;
 }

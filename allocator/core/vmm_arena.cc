@@ -111,9 +111,10 @@ absl::Status ChunkPool::Acquire(VmmArena& arena, DevicePtr addr, std::size_t byt
     }
   }
   if (has_aliases) {
+    std::uint32_t busy_mark = kNone;
     for (AcquiredFreePage& t : taken) {
       if (t.kind != TakenKind::kAlias) continue;
-      absl::StatusOr<bool> claimable = AliasClaimable(arena, t.page);
+      absl::StatusOr<bool> claimable = AliasClaimable(arena, t.page, &busy_mark);
       if (!claimable.ok()) {
         UndoAcquire(arena, first, end);
         return claimable.status();
@@ -169,7 +170,8 @@ absl::Status ChunkPool::Acquire(VmmArena& arena, DevicePtr addr, std::size_t byt
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> ChunkPool::AliasClaimable(const VmmArena& arena, std::size_t page) {
+absl::StatusOr<bool> ChunkPool::AliasClaimable(const VmmArena& arena, std::size_t page,
+                                               std::uint32_t* busy_mark) {
   const ChunkRecord& record = chunk_records_.at(arena.pages_[page].chunk);
   const VmmArena::Page& holder = PageAt(record.holder);
   if (holder.live > 0) return false;
@@ -177,10 +179,14 @@ absl::StatusOr<bool> ChunkPool::AliasClaimable(const VmmArena& arena, std::size_
   if (!groups_[group].waiting) return true;
   // Work on the same stream runs after the holder's last use; another stream's must be done.
   if (arenas_[record.holder.arena]->stream_slot_ == arena.stream_slot_) return true;
-  if (!queries_allowed_) return false;
+  if (!queries_allowed_ || group == *busy_mark) return false;
   absl::StatusOr<bool> done = device_->QueryEvent(groups_[group].event);
   if (!done.ok()) return done.status();
-  if (*done) ResolveMark(group);
+  if (*done) {
+    ResolveMark(group);
+  } else {
+    *busy_mark = group;
+  }
   return *done;
 }
 

@@ -395,84 +395,110 @@ TEST(VmmArenaTest, AnAliasWaitsForAnotherStreamsWorkButNotForItsOwnStreams) {
   EXPECT_TRUE(rig.Consistent());
 }
 
-// Sets up a page (y's page 0) whose chunk is busy elsewhere, so that its next use needs a
-// stitch, and two ready chunks: x's page 0's (freed first, the oldest; x0 was in use while y0
-// was) and x's page 1's (x1 was in use only after y0's use ended). When `overlap` is set, x1's
-// use overlaps y0's too.
-void SetUpCompatibility(Rig& rig, VmmArena* x, VmmArena* y, VmmArena* z, bool overlap) {
-  ASSERT_OK(x->Acquire(x->base(), kGran));                       // x0, a new chunk
-  ASSERT_OK(y->Acquire(y->base(), kGran));                       // y0, a new chunk, in use with x0
-  if (overlap) ASSERT_OK(x->Acquire(x->base() + kGran, kGran));  // x1, with y0 too
-  ASSERT_OK(y->Release(y->base(), kGran));
-  ASSERT_OK(z->Acquire(z->base(), kGran));  // takes y0's chunk: y0 becomes its alias
-  if (!overlap) ASSERT_OK(x->Acquire(x->base() + kGran, kGran));  // x1, after y0
-  ASSERT_OK(x->Release(x->base(), kGran));                        // x0's chunk: ready, the oldest
-  ASSERT_OK(x->Release(x->base() + kGran, kGran));                // x1's chunk: ready
-  ASSERT_TRUE(y->page(0).alias);
-  ASSERT_TRUE(rig.Consistent());
-}
+// A page (y's page 0) whose chunk is busy elsewhere, so that its next use needs a stitch, and
+// two ready chunks: x's page 0's (freed first, the oldest; x0 was in use while y0 was) and x's
+// page 1's (x1 was in use only after y0's use ended, or, with `overlap`, with y0's too).
+struct CompatibilityScene {
+  explicit CompatibilityScene(std::size_t capacity_pages) : rig(capacity_pages) {}
+
+  void CreateArenas() {
+    ASSIGN_OR_FAIL(new_x, rig.pool().CreateArena(2 * kGran, 1));
+    ASSIGN_OR_FAIL(new_y, rig.pool().CreateArena(kGran, 1));
+    ASSIGN_OR_FAIL(new_z, rig.pool().CreateArena(kGran, 1));
+    x = new_x;
+    y = new_y;
+    z = new_z;
+  }
+
+  void Play(bool overlap) {
+    ASSERT_OK(x->Acquire(x->base(), kGran));  // x0, a new chunk
+    ASSERT_OK(y->Acquire(y->base(), kGran));  // y0, a new chunk, in use with x0
+    if (overlap) ASSERT_OK(x->Acquire(x->base() + kGran, kGran));  // x1, with y0 too
+    ASSERT_OK(y->Release(y->base(), kGran));
+    ASSERT_OK(z->Acquire(z->base(), kGran));  // takes y0's chunk: y0 becomes its alias
+    if (!overlap) ASSERT_OK(x->Acquire(x->base() + kGran, kGran));  // x1, after y0
+    ASSERT_OK(x->Release(x->base(), kGran));                        // x0's chunk: ready, the oldest
+    ASSERT_OK(x->Release(x->base() + kGran, kGran));                // x1's chunk: ready
+    ASSERT_TRUE(y->page(0).alias);
+    ASSERT_TRUE(rig.Consistent());
+  }
+
+  Rig rig;
+  VmmArena* x = nullptr;
+  VmmArena* y = nullptr;
+  VmmArena* z = nullptr;
+};
 
 TEST(VmmArenaTest, AStitchTakesAChunkWhosePagesWereNeverInUseWithThePage) {
-  Rig rig(8);
-  ASSIGN_OR_FAIL(x, rig.pool().CreateArena(2 * kGran, 1));
-  ASSIGN_OR_FAIL(y, rig.pool().CreateArena(kGran, 1));
-  ASSIGN_OR_FAIL(z, rig.pool().CreateArena(kGran, 1));
-  SetUpCompatibility(rig, x, y, z, /*overlap=*/false);
-  const std::uint64_t created = rig.pool().counters().chunks_created;
+  CompatibilityScene scene(8);
+  ASSERT_NO_FATAL_FAILURE(scene.CreateArenas());
+  ASSERT_NO_FATAL_FAILURE(scene.Play(/*overlap=*/false));
+  const std::uint64_t created = scene.rig.pool().counters().chunks_created;
 
   // y0's chunk is busy in z: y0 needs another. x0's is the oldest but was in use with y0;
   // x1's never was: y0 gets x1's, and x1 becomes its alias.
-  ASSERT_OK(y->Acquire(y->base(), kGran));
-  EXPECT_EQ(rig.pool().counters().alias_conflicts, 1u);
-  EXPECT_TRUE(x->page(1).alias);
-  EXPECT_FALSE(x->page(0).alias) << "the oldest chunk stayed with x0";
-  EXPECT_EQ(rig.pool().counters().chunks_created, created);
-  EXPECT_TRUE(rig.Consistent());
+  ASSERT_OK(scene.y->Acquire(scene.y->base(), kGran));
+  EXPECT_EQ(scene.rig.pool().counters().alias_conflicts, 1u);
+  EXPECT_TRUE(scene.x->page(1).alias);
+  EXPECT_FALSE(scene.x->page(0).alias) << "the oldest chunk stayed with x0";
+  EXPECT_EQ(scene.rig.pool().counters().chunks_created, created);
+  EXPECT_TRUE(scene.rig.Consistent());
 }
 
 TEST(VmmArenaTest, WithNoCompatibleChunkAndNoHeadroomAStitchTakesTheOldest) {
-  Rig rig(8);
-  ASSIGN_OR_FAIL(x, rig.pool().CreateArena(2 * kGran, 1));
-  ASSIGN_OR_FAIL(y, rig.pool().CreateArena(kGran, 1));
-  ASSIGN_OR_FAIL(z, rig.pool().CreateArena(kGran, 1));
-  SetUpCompatibility(rig, x, y, z, /*overlap=*/true);
-  const std::uint64_t created = rig.pool().counters().chunks_created;
+  CompatibilityScene scene(8);
+  ASSERT_NO_FATAL_FAILURE(scene.CreateArenas());
+  ASSERT_NO_FATAL_FAILURE(scene.Play(/*overlap=*/true));
+  const std::uint64_t created = scene.rig.pool().counters().chunks_created;
 
   // Both ready chunks were in use with y0, and 3 pages at most were ever in use at once: 1/64
   // of that is no room for one more chunk, so y0 gets the oldest, x0's.
-  ASSERT_OK(y->Acquire(y->base(), kGran));
-  EXPECT_TRUE(x->page(0).alias);
-  EXPECT_FALSE(x->page(1).alias);
-  EXPECT_EQ(rig.pool().counters().chunks_created, created);
-  EXPECT_EQ(rig.pool().counters().compatibility_creations, 0u);
-  EXPECT_TRUE(rig.Consistent());
+  ASSERT_OK(scene.y->Acquire(scene.y->base(), kGran));
+  EXPECT_TRUE(scene.x->page(0).alias);
+  EXPECT_FALSE(scene.x->page(1).alias);
+  EXPECT_EQ(scene.rig.pool().counters().chunks_created, created);
+  EXPECT_EQ(scene.rig.pool().counters().compatibility_creations, 0u);
+  EXPECT_TRUE(scene.rig.Consistent());
 }
 
 TEST(VmmArenaTest, WithNoCompatibleChunkAStitchCreatesOneWithinTheHeadroom) {
-  Rig rig(80);
-  ASSIGN_OR_FAIL(wide, rig.pool().CreateArena(61 * kGran, 2));
-  ASSIGN_OR_FAIL(x, rig.pool().CreateArena(2 * kGran, 1));
-  ASSIGN_OR_FAIL(y, rig.pool().CreateArena(kGran, 1));
-  ASSIGN_OR_FAIL(z, rig.pool().CreateArena(kGran, 1));
+  CompatibilityScene scene(80);
+  ASSIGN_OR_FAIL(wide, scene.rig.pool().CreateArena(61 * kGran, 2));
+  ASSERT_NO_FATAL_FAILURE(scene.CreateArenas());
   // With 61 more pages in use throughout, 64 are in use at once at most, on 64 chunks: the
-  // headroom (64 / 64) leaves room for one more.
+  // headroom (64 / 64) leaves room for exactly one more.
   ASSERT_OK(wide->Acquire(wide->base(), 61 * kGran));
-  SetUpCompatibility(rig, x, y, z, /*overlap=*/true);
-  EXPECT_EQ(rig.pool().held_bytes(), 64 * kGran);
-  const std::uint64_t created = rig.pool().counters().chunks_created;
+  ASSERT_NO_FATAL_FAILURE(scene.Play(/*overlap=*/true));
+  EXPECT_EQ(scene.rig.pool().held_bytes(), 64 * kGran);
+  const std::uint64_t created = scene.rig.pool().counters().chunks_created;
 
-  ASSERT_OK(y->Acquire(y->base(), kGran));
-  EXPECT_EQ(rig.pool().counters().compatibility_creations, 1u);
-  EXPECT_EQ(rig.pool().counters().chunks_created, created + 1);
-  EXPECT_FALSE(x->page(0).alias);
-  EXPECT_FALSE(x->page(1).alias);
-  EXPECT_TRUE(rig.Consistent());
+  ASSERT_OK(scene.y->Acquire(scene.y->base(), kGran));
+  EXPECT_EQ(scene.rig.pool().counters().compatibility_creations, 1u);
+  EXPECT_EQ(scene.rig.pool().counters().chunks_created, created + 1);
+  EXPECT_EQ(scene.rig.pool().held_bytes(), 65 * kGran);
+  EXPECT_FALSE(scene.x->page(0).alias) << "neither ready chunk was taken";
+  EXPECT_FALSE(scene.x->page(1).alias);
+  EXPECT_TRUE(scene.rig.Consistent());
+}
 
-  // Now there is none: the next incompatible stitch takes the oldest ready chunk.
-  ASSERT_OK(y->Release(y->base(), kGran));
-  ASSERT_OK(z->Release(z->base(), kGran));
-  ASSERT_OK(y->Acquire(y->base(), kGran));  // y0 holds its own chunk again: in place
-  EXPECT_EQ(rig.pool().counters().chunks_created, created + 1);
+// The pages of one release come back together: a mark seen running is queried once per Acquire.
+TEST(VmmArenaTest, ARunningMarkIsQueriedOncePerAcquire) {
+  Rig rig(4, kGran, SimCompletion::kManual);
+  ASSIGN_OR_FAIL(x, rig.pool().CreateArena(2 * kGran, 1));
+  ASSIGN_OR_FAIL(y, rig.pool().CreateArena(2 * kGran, 2));
+  ASSERT_OK(x->Acquire(x->base(), 2 * kGran));
+  ASSERT_OK(x->Release(x->base(), 2 * kGran));
+  rig.device().CompleteAll();
+  ASSERT_OK(y->Acquire(y->base(), 2 * kGran));  // both chunks stitched: x's pages are aliases
+  const std::uint64_t kernel = rig.device().SubmitWork(2);
+  ASSERT_OK(y->Release(y->base(), 2 * kGran));  // one mark, still running
+  const int queries = rig.device().Calls(SimOp::kQueryEvent);
+  // x takes no chunk back (stream 2's work runs): both aliases are unmapped and backed anew.
+  ASSERT_OK(x->Acquire(x->base(), 2 * kGran));
+  EXPECT_EQ(rig.pool().counters().alias_conflicts, 2u);
+  // The mark: once for the two aliases; the stitch's scan may query it once more.
+  EXPECT_LE(rig.device().Calls(SimOp::kQueryEvent) - queries, 2);
+  ASSERT_OK(rig.device().CompleteWork(2, kernel));
   EXPECT_TRUE(rig.Consistent());
 }
 

@@ -188,27 +188,25 @@ elif ! command -v nvidia-smi >/dev/null; then
 elif [ "${#traces[@]}" -eq 0 ]; then
   row "vramcache-replay --device cuda" "absent" "no traces in shared/traces or bench/traces"
 else
+  # One replay run: its row (ok, or FAIL with the exit status), its output in $logs/$2.
+  replay_row() {
+    local name=$1 log=$2
+    shift 2
+    timeout --kill-after=10 "$test_timeout" "$replay" --device cuda "$@" "${traces[@]}" \
+      >"$logs/$log" 2>&1
+    local rc=$?
+    if [ "$rc" = 0 ]; then
+      row "$name" "ok" "${#traces[@]} traces"
+    else
+      row "$name" "FAIL" "exit $rc"
+      failures=$((failures + 1))
+    fi
+  }
   # Both modes side by side: the map/unmap calls and their time on the real device.
-  timeout --kill-after=10 "$test_timeout" "$replay" --device cuda --mode both "${traces[@]}" \
-    >"$logs/replay.log" 2>&1
-  rc=$?
-  if [ "$rc" = 0 ]; then
-    row "vramcache-replay --device cuda" "ok" "${#traces[@]} traces"
-  else
-    row "vramcache-replay --device cuda" "FAIL" "exit $rc"
-    failures=$((failures + 1))
-  fi
+  replay_row "vramcache-replay --device cuda" replay.log --mode both
   head -20 "$logs/replay.log" | sed 's/^/    /' | tee -a "$summary"
   # The steady state on the real device: passes 2 and 3 should make no device call.
-  timeout --kill-after=10 "$test_timeout" "$replay" --device cuda --mode vmm --repeat 3 \
-    "${traces[@]}" >"$logs/replay_repeat.log" 2>&1
-  rc=$?
-  if [ "$rc" = 0 ]; then
-    row "vramcache-replay --device cuda --repeat 3" "ok" "${#traces[@]} traces"
-  else
-    row "vramcache-replay --device cuda --repeat 3" "FAIL" "exit $rc"
-    failures=$((failures + 1))
-  fi
+  replay_row "vramcache-replay --device cuda --repeat 3" replay_repeat.log --mode vmm --repeat 3
   grep -E "^trace|per pass|utilization" "$logs/replay_repeat.log" | sed 's/^/    /' |
     tee -a "$summary"
 fi

@@ -61,6 +61,9 @@ struct Block {
   // poison_on_free: freed by the user, to be filled with the poison pattern when its free
   // completes (once no other stream can still use it legitimately).
   bool poison_pending = false;
+  // Canaries: a Free is checking its bands with the allocator's lock dropped; a second Free
+  // or a record_stream meanwhile is refused.
+  bool freeing = false;
 
   bool is_split() const { return prev != nullptr || next != nullptr; }
 
@@ -83,6 +86,7 @@ struct Block {
     used_by_destroyed_stream = false;
     holds_pages = false;
     poison_pending = false;
+    freeing = false;
   }
 };
 

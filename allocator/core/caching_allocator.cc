@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <exception>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -44,9 +45,12 @@ namespace {
 
 // Blocks that must not be reused before `events` complete (one per stream that used them).
 // With no events, they wait for the next device-wide synchronization instead.
+// `seq` orders them against device synchronizations: a synchronization proves complete only
+// the pending frees that existed when it began (SynchronizePendingFrees).
 struct PendingFree {
   absl::InlinedVector<Block*, 1> blocks;
   absl::InlinedVector<EventHandle, 2> events;
+  std::uint64_t seq = 0;
 };
 
 // Key of a reuse-cache list: freed blocks that last served requests of `rounded` bytes.
@@ -158,11 +162,12 @@ class CachingAllocatorImpl {
     {
       MutexLock lock(&mu_);
       if (shut_down_) return ShutDownError();
+      if (!dead_streams_.empty()) dead_streams_.erase(stream);  // the handle names a new stream
       pool = PoolForLocked(stream);
       capturing = CapturingLocked(stream);
       // Event queries are illegal while a capture is under way (global capture mode).
       if (!capturing) {
-        if (absl::Status s = ProcessPendingFrees(/*all_complete=*/false); !s.ok()) return s;
+        if (absl::Status s = ProcessPendingFrees(/*synced_through=*/0); !s.ok()) return s;
       }
       // unmap_on_free: every allocation gets fresh addresses (TryGrowAddressSpace).
       const bool fresh_addresses = quarantine_ && pool == kDefaultPool;
@@ -199,16 +204,29 @@ class CachingAllocatorImpl {
   absl::Status Free(void* ptr) {
     const auto addr = reinterpret_cast<DevicePtr>(ptr);
     if (ptr == nullptr) return absl::OkStatus();  // as cudaFree(nullptr) and PyTorch
+    // Canaries: the bands are checked first, on the allocating stream, with the lock dropped
+    // (the check synchronizes that stream and may allocate on the device); the block is marked
+    // as being freed meanwhile, so a second free or a record_stream of it is refused. The free
+    // always completes, and a damaged band is reported afterwards.
+    absl::Status band_status = absl::OkStatus();
+    if (guard_.canaries()) {
+      absl::StatusOr<GuardedBlock> guarded = BeginCheckedFree(addr);
+      if (!guarded.ok()) return guarded.status();
+      band_status = guard_.VerifyBands(*guarded);
+    }
     MutexLock lock(&mu_);
     auto it = live_.find(addr - front_bytes_);
-    if (it == live_.end() || it->second->state != BlockState::kAllocated) {
+    if (guard_.canaries()) {
+      if (shut_down_) return ShutDownError();
+      // Marked freeing, nobody else could free or reuse it meanwhile.
+      it->second->freeing = false;
+    } else if (it == live_.end() || it->second->state != BlockState::kAllocated ||
+               it->second->freeing) {
       return UnknownPointerError("free", addr);
     }
     Block* block = it->second;
-    // Debug modes: the bands are checked now, on the allocating stream; the free always
-    // completes, and a damaged band is reported afterwards.
     absl::Status guard_status = absl::OkStatus();
-    if (debug_) guard_status = CheckOnFree(block);
+    if (debug_) guard_status = CheckOnFree(block, band_status);
     const bool small = block->segment->small;
     stats_.allocation.Decrease(small, 1);
     stats_.allocated_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
@@ -233,7 +251,7 @@ class CachingAllocatorImpl {
     if (block->used_by_destroyed_stream) {
       block->state = BlockState::kPendingFree;
       pending_bytes_ += block->size;
-      pending_.push_back({{block}, {}});  // resolved by the next device synchronization
+      AddPending({{block}, {}});  // resolved by the next device synchronization
     } else if (block->stream_uses.empty()) {
       ReturnToPool(block);
     } else if (AnyCaptureLocked(block->stream_uses)) {
@@ -284,7 +302,13 @@ class CachingAllocatorImpl {
       return UnknownPointerError("record_stream", reinterpret_cast<DevicePtr>(ptr));
     }
     Block* block = it->second;
+    if (block->freeing) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "vramcache: record_stream of %#x: the allocation is being freed by another thread",
+          reinterpret_cast<DevicePtr>(ptr)));
+    }
     if (stream == block->alloc_stream) return absl::OkStatus();  // PyTorch: a no-op
+    if (!dead_streams_.empty()) dead_streams_.erase(stream);     // the handle names a new stream
     if (!Contains(block->stream_uses, stream)) block->stream_uses.push_back(stream);
     return absl::OkStatus();
   }
@@ -293,6 +317,10 @@ class CachingAllocatorImpl {
     MutexLock lock(&mu_);
     if (shut_down_) return absl::OkStatus();
     FlushReuseCache();
+    // From now on no event may be recorded on the handle (until a new stream gets it): what is
+    // cached for it is parked below behind an event recorded now, and afterwards needs none.
+    dead_streams_.insert(stream);
+    if (vmm_ != nullptr) vmm_->StreamDestroyed(stream);
     for (auto& [addr, block] : live_) {
       if (block->state != BlockState::kAllocated) continue;
       if (block->stream == stream || block->alloc_stream == stream ||
@@ -340,7 +368,7 @@ class CachingAllocatorImpl {
       stats_.active_bytes.Increase(block->segment->small, static_cast<std::int64_t>(block->size));
       pending_bytes_ += block->size;
     }
-    pending_.push_back(std::move(parked));
+    AddPending(std::move(parked));
     return MaybeCheckInvariants();
   }
 
@@ -371,7 +399,7 @@ class CachingAllocatorImpl {
     }
     for (Block* block : deferred) {
       if (block->used_by_destroyed_stream) {
-        pending_.push_back({{block}, {}});  // resolved by the next device synchronization
+        AddPending({{block}, {}});  // resolved by the next device synchronization
         continue;
       }
       pending_bytes_ -= block->size;
@@ -382,6 +410,8 @@ class CachingAllocatorImpl {
 
   absl::Status ReleasePool(PoolId pool) {
     std::vector<Segment*> released;
+    bool synchronize = false;
+    std::uint64_t synced_through = 0;
     {
       MutexLock lock(&mu_);
       auto it = private_pool_uses_.find(pool);
@@ -392,13 +422,33 @@ class CachingAllocatorImpl {
       if (--it->second > 0) return absl::OkStatus();
       private_pool_uses_.erase(it);
       released_pools_.insert(pool);
-      if (vmm_ != nullptr) {
-        ReclaimReleasedPoolSegments();
-        return MaybeCheckInvariants();
+      if (vmm_ == nullptr) {
+        // Segment mode frees whole segments: cudaFree waits for all work first.
+        released = DetachReleasableSegments(SIZE_MAX);
+      } else {
+        // The graph's replays may still run, on any stream: the pool's ranges join the shared
+        // pool only after a device synchronization that began after this release.
+        unsynced_pools_[pool] = ++pending_seq_;
+        synchronize = captures_.empty();
+        synced_through = pending_seq_;
+        if (synchronize) ++stats_.num_sync_all_streams;
       }
-      released = DetachReleasableSegments(SIZE_MAX);
     }
-    return FreeSegmentMemory(released);
+    if (vmm_ == nullptr) return FreeSegmentMemory(released);
+    // During a capture no synchronization is allowed: the next one (EmptyCache, the
+    // out-of-memory ladder) reclaims the ranges.
+    if (!synchronize || !device_->SynchronizeDevice().ok()) return absl::OkStatus();
+    MutexLock lock(&mu_);
+    MarkSynchronized(synced_through);
+    ReclaimReleasedPoolSegments();
+    return MaybeCheckInvariants();
+  }
+
+  // A device synchronization that began after order number `synced_through` was handed out has
+  // completed: released pools up to it are free of their replays.
+  void MarkSynchronized(std::uint64_t synced_through) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::erase_if(unsynced_pools_,
+                   [&](const auto& entry) { return entry.second <= synced_through; });
   }
 
   absl::Status EmptyCache() {
@@ -893,6 +943,13 @@ class CachingAllocatorImpl {
       it = set.lower_bound(SearchKey(pool, owner + 1, 0));  // next stream's run
     }
     if (best == nullptr) return nullptr;
+    if (dead_streams_.contains(best->stream)) {
+      // Its owner was destroyed: the block waited for the owner's last work before it was
+      // cached again (StreamDestroyed), so it is free for anyone, and no event may be
+      // recorded on the dead handle.
+      ++stats_.num_cross_stream_reuse;
+      return best;
+    }
     absl::StatusOr<bool> owner_capturing = device_->IsCapturing(best->stream);
     if (!owner_capturing.ok()) return owner_capturing.status();
     if (*owner_capturing) return nullptr;
@@ -1000,9 +1057,17 @@ class CachingAllocatorImpl {
     if (!block->holds_pages) return;
     block->holds_pages = false;
     VmmArena* arena = block->segment->arena;
-    if (!captures_.empty() || !arena->Release(block->addr, block->size).ok()) {
+    if (!captures_.empty() || !ReleaseRange(arena, block->addr, block->size).ok()) {
       deferred_releases_.push_back({arena, block->addr, block->size});  // pages stay backed
     }
+  }
+
+  // Releases a range of an arena; when the arena's stream was destroyed, every use of the range
+  // has completed already (see StreamDestroyed) and no mark can be recorded on it.
+  absl::Status ReleaseRange(VmmArena* arena, DevicePtr addr, std::size_t bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool stream_dead = !dead_streams_.empty() && dead_streams_.contains(arena->stream());
+    return arena->Release(addr, bytes, /*last_use_complete=*/stream_dead);
   }
 
   void FlushDeferredReleases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -1010,7 +1075,7 @@ class CachingAllocatorImpl {
     std::vector<DeferredRelease> retry;
     retry.swap(deferred_releases_);
     for (const DeferredRelease& r : retry) {
-      if (!r.arena->Release(r.addr, r.bytes).ok()) deferred_releases_.push_back(r);
+      if (!ReleaseRange(r.arena, r.addr, r.bytes).ok()) deferred_releases_.push_back(r);
     }
   }
 
@@ -1020,13 +1085,14 @@ class CachingAllocatorImpl {
     FlushReuseCache();
     for (auto& [base, segment] : segments_) {
       if (segment->pool_id == kDefaultPool || !released_pools_.contains(segment->pool_id) ||
-          !segment->IsWhollyFree()) {
+          unsynced_pools_.contains(segment->pool_id) || !segment->IsWhollyFree()) {
         continue;
       }
       Block* head = segment->head;
       if (segment->pinned) {
         segment->pinned = false;
-        if (!captures_.empty() || !segment->arena->Release(segment->base, segment->size).ok()) {
+        if (!captures_.empty() ||
+            !ReleaseRange(segment->arena, segment->base, segment->size).ok()) {
           deferred_releases_.push_back({segment->arena, segment->base, segment->size});
         }
       }
@@ -1041,18 +1107,22 @@ class CachingAllocatorImpl {
   // chunk back to the device. The address ranges stay reserved.
   absl::Status EmptyVirtualMemoryCache() {
     bool must_wait = false;
+    std::uint64_t synced_through = 0;
     {
       MutexLock lock(&mu_);
       if (shut_down_) return absl::OkStatus();
-      ReclaimReleasedPoolSegments();
       FlushDeferredReleases();
-      must_wait = vmm_->waiting_bytes() > 0 && captures_.empty();
+      must_wait = (vmm_->waiting_bytes() > 0 || !unsynced_pools_.empty()) && captures_.empty();
       if (must_wait) ++stats_.num_sync_all_streams;
+      synced_through = pending_seq_;
     }
     if (must_wait) {
       if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
     }
     MutexLock lock(&mu_);
+    if (must_wait) MarkSynchronized(synced_through);
+    ReclaimReleasedPoolSegments();
+    FlushDeferredReleases();
     vmm_->SetEventQueriesAllowed(captures_.empty());
     absl::StatusOr<std::size_t> trimmed = vmm_->Trim(SIZE_MAX);
     SyncVmmStats();
@@ -1127,9 +1197,22 @@ class CachingAllocatorImpl {
   // At a user's free: verifies the bands now and marks the block for poisoning when its free
   // completes (ReturnToPool or PushReuseCache). The report names the allocation's history entry
   // when record_history is on.
-  absl::Status CheckOnFree(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Canaries: the allocation at `addr` is marked as being freed and its bands' geometry
+  // returned, for a check made without the lock.
+  absl::StatusOr<GuardedBlock> BeginCheckedFree(DevicePtr addr) {
+    MutexLock lock(&mu_);
+    if (shut_down_) return ShutDownError();
+    auto it = live_.find(addr - front_bytes_);
+    if (it == live_.end() || it->second->state != BlockState::kAllocated || it->second->freeing) {
+      return UnknownPointerError("free", addr);
+    }
+    it->second->freeing = true;
+    return Guarded(it->second);
+  }
+
+  // `status`: what the band check found (OK without canaries).
+  absl::Status CheckOnFree(Block* block, absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     block->poison_pending = guard_.poison_on_free() && !block->segment->quarantine;
-    absl::Status status = guard_.VerifyBands(Guarded(block));
     if (status.ok() || !absl::IsDataLoss(status) || !config_.record_history) return status;
     for (auto it = history_.rbegin(); it != history_.rend(); ++it) {
       if (it->action == TraceAction::kAlloc && it->addr == block->addr) {
@@ -1279,7 +1362,7 @@ class CachingAllocatorImpl {
         block->state = BlockState::kPendingFree;
         block->used_by_destroyed_stream = true;  // only a device synchronization frees it now
         pending_bytes_ += block->size;
-        pending_.push_back({{block}, {}});
+        AddPending({{block}, {}});
         return absl::InternalError(absl::StrCat(
             "vramcache: could not record an event for a cross-stream free; the block is "
             "quarantined: ",
@@ -1289,7 +1372,7 @@ class CachingAllocatorImpl {
     }
     block->state = BlockState::kPendingFree;
     pending_bytes_ += block->size;
-    pending_.push_back(std::move(pending));
+    AddPending(std::move(pending));
     return absl::OkStatus();
   }
 
@@ -1302,14 +1385,23 @@ class CachingAllocatorImpl {
     return device_->CreateEvent();
   }
 
+  void AddPending(PendingFree pending) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    pending.seq = ++pending_seq_;
+    pending_.push_back(std::move(pending));
+  }
+
   // Returns pending blocks whose events have all completed (event queries do not block).
-  // `all_complete`: the caller just synchronized the device, so everything is done.
-  absl::Status ProcessPendingFrees(bool all_complete) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // `synced_through`: a device synchronization that began after the pending free numbered
+  // `synced_through` was added has completed, so that one and every older one are done. Frees
+  // added while the lock was dropped for the synchronization are not: they are queried.
+  absl::Status ProcessPendingFrees(std::uint64_t synced_through)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (vmm_ != nullptr) FlushDeferredReleases();
     if (pending_.empty()) return absl::OkStatus();
     for (auto it = pending_.begin(); it != pending_.end();) {
-      bool all_done = all_complete || !it->events.empty();
-      if (!all_complete) {
+      const bool synced = it->seq <= synced_through;
+      bool all_done = synced || !it->events.empty();
+      if (!synced) {
         for (EventHandle event : it->events) {
           absl::StatusOr<bool> done = device_->QueryEvent(event);
           if (!done.ok()) return done.status();
@@ -1336,14 +1428,19 @@ class CachingAllocatorImpl {
 
   // Waits for every pending free (a device-wide synchronization; empty-cache and OOM paths).
   absl::Status SynchronizePendingFrees() {
+    std::uint64_t synced_through = 0;
     {
       MutexLock lock(&mu_);
       if (pending_.empty()) return absl::OkStatus();
       ++stats_.num_sync_all_streams;
+      synced_through = pending_seq_;
     }
+    // The lock is dropped for the synchronization: what other threads free meanwhile is not
+    // covered by it (their streams' work may have been queued after it began).
     if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
     MutexLock lock(&mu_);
-    return ProcessPendingFrees(/*all_complete=*/true);
+    MarkSynchronized(synced_through);
+    return ProcessPendingFrees(synced_through);
   }
 
   // Growing by `growth` bytes would pass the soft cap: release least recently used cached
@@ -1386,14 +1483,20 @@ class CachingAllocatorImpl {
   // Virtual memory's step of the out-of-memory ladder: free pages whose last use may still be
   // running cannot give their chunks; once the device is synchronized they can.
   absl::Status WaitForFreePages(bool* waited) {
+    std::uint64_t synced_through = 0;
     {
       MutexLock lock(&mu_);
       FlushDeferredReleases();
-      *waited = vmm_->waiting_bytes() > 0;
+      *waited = vmm_->waiting_bytes() > 0 || !unsynced_pools_.empty();
       if (!*waited) return absl::OkStatus();
       ++stats_.num_sync_all_streams;
+      synced_through = pending_seq_;
     }
-    return device_->SynchronizeDevice();
+    if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
+    MutexLock lock(&mu_);
+    MarkSynchronized(synced_through);
+    ReclaimReleasedPoolSegments();
+    return absl::OkStatus();
   }
 
   // Takes wholly free segments out of the allocator, least recently used first, until
@@ -1530,8 +1633,35 @@ class CachingAllocatorImpl {
   absl::Status OutOfMemory(std::size_t size, std::size_t rounded, std::size_t segment_size,
                            StreamHandle stream, const absl::Status& device_error) {
     absl::StatusOr<DeviceMemInfo> info = device_->MemInfo();
-    MutexLock lock(&mu_);
     OomReport report;
+    std::vector<CachingAllocator::OomObserver> observers;
+    {
+      MutexLock lock(&mu_);
+      BuildOomReport(size, rounded, segment_size, stream, device_error, info, report);
+      observers = oom_observers_;
+    }
+    // Observers run with no lock held: they may call back into the allocator (stats,
+    // empty_cache), and one that throws must unwind through no lock of ours (a MutexLock
+    // would otherwise unlock a lock another thread took meanwhile).
+    std::string observer_failure;
+    for (const auto& observer : observers) {
+      try {
+        observer(report.device, size, report.allocated_bytes,
+                 report.budget_bytes > 0 ? report.budget_bytes : report.device_total_bytes,
+                 report.device_free_bytes);
+      } catch (const std::exception& e) {
+        observer_failure = absl::StrCat("; an out-of-memory observer threw: ", e.what());
+      } catch (...) {
+        observer_failure = "; an out-of-memory observer threw a non-standard exception";
+      }
+    }
+    return absl::ResourceExhaustedError(absl::StrCat(report.ToString(), observer_failure));
+  }
+
+  void BuildOomReport(std::size_t size, std::size_t rounded, std::size_t segment_size,
+                      StreamHandle stream, const absl::Status& device_error,
+                      const absl::StatusOr<DeviceMemInfo>& info, OomReport& report)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     report.device = device_->Capabilities().ordinal;
     report.stream = stream;
     report.requested_bytes = size;
@@ -1566,15 +1696,6 @@ class CachingAllocatorImpl {
     ++stats_.num_ooms;
     Record(TraceAction::kOom, 0, size, stream);
     last_oom_ = report;
-    std::vector<CachingAllocator::OomObserver> observers = oom_observers_;
-    mu_.Unlock();  // observers may call back into the allocator (stats, empty_cache)
-    for (const auto& observer : observers) {
-      observer(report.device, size, report.allocated_bytes,
-               report.budget_bytes > 0 ? report.budget_bytes : report.device_total_bytes,
-               report.device_free_bytes);
-    }
-    mu_.Lock();
-    return absl::ResourceExhaustedError(report.ToString());
   }
 
   absl::Status UnknownPointerError(const char* operation, DevicePtr addr) const
@@ -1817,6 +1938,13 @@ class CachingAllocatorImpl {
   absl::btree_map<DevicePtr, Segment*> segments_ ABSL_GUARDED_BY(mu_);
   std::vector<Block*> spare_blocks_ ABSL_GUARDED_BY(mu_);
   std::deque<PendingFree> pending_ ABSL_GUARDED_BY(mu_);
+  std::uint64_t pending_seq_ ABSL_GUARDED_BY(mu_) = 0;  // the newest PendingFree::seq
+  // Streams destroyed (StreamDestroyed) whose handle has not been used since: no event may be
+  // recorded on them. A handle used again names a new stream and leaves the set.
+  absl::flat_hash_set<StreamHandle> dead_streams_ ABSL_GUARDED_BY(mu_);
+  // Virtual-memory mode: released private pools whose ranges wait for a device synchronization
+  // (their graphs' replays may still run on any stream), with the order number of the release.
+  absl::flat_hash_map<PoolId, std::uint64_t> unsynced_pools_ ABSL_GUARDED_BY(mu_);
   std::vector<Block*> deferred_until_capture_ends_ ABSL_GUARDED_BY(mu_);
   // Virtual-memory mode's large segments by rank (creation order), for FirstFitBlock.
   absl::btree_map<std::uint64_t, Segment*> first_fit_segments_ ABSL_GUARDED_BY(mu_);

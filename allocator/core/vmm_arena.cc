@@ -35,8 +35,8 @@ absl::Status VmmArena::Acquire(DevicePtr addr, std::size_t bytes) {
   return pool_->Acquire(*this, addr, bytes);
 }
 
-absl::Status VmmArena::Release(DevicePtr addr, std::size_t bytes) {
-  return pool_->Release(*this, addr, bytes);
+absl::Status VmmArena::Release(DevicePtr addr, std::size_t bytes, bool last_use_complete) {
+  return pool_->Release(*this, addr, bytes, last_use_complete);
 }
 
 absl::StatusOr<std::size_t> VmmArena::UnbackedPages(DevicePtr addr, std::size_t bytes) const {
@@ -135,6 +135,14 @@ absl::Status ChunkPool::Acquire(VmmArena& arena, DevicePtr addr, std::size_t byt
       took_waiting |= group.waiting;
       RemoveFree(holder_arena, record.holder.page);
       SetHolder(record, PageRef{arena.id_, static_cast<std::uint32_t>(t.page)});
+      if (t.waiting) {
+        // Claimed on the same stream before the old holder's last use was seen complete: the
+        // old holder, now an alias, keeps that use of the mark as its fence.
+        VmmArena::Page& old_holder = PageAt(t.holder);
+        old_holder.fence = t.group;
+        old_holder.fence_seq = t.free_seq;
+        t.fenced = true;
+      }
       ++counters_.alias_reuses;
     }
   }
@@ -161,10 +169,12 @@ absl::Status ChunkPool::Acquire(VmmArena& arena, DevicePtr addr, std::size_t byt
       }
     }
   }
-  // Pages reused in place no longer need their marks.
-  if (took_waiting) {
+  // Pages reused in place no longer need their marks (a fence keeps its use); aliases that took
+  // their chunk back hold it again and need no fence.
+  if (took_waiting || has_aliases) {
     for (const AcquiredFreePage& t : taken) {
-      if (t.waiting) DropMarkUse(t.group, t.free_seq);
+      if (t.waiting && !t.fenced) DropMarkUse(t.group, t.free_seq);
+      if (t.kind == TakenKind::kClaimed) DropFence(arena.pages_[t.page]);
     }
   }
   return absl::OkStatus();
@@ -204,6 +214,7 @@ void ChunkPool::UndoAcquire(VmmArena& arena, std::size_t first, std::size_t end)
         // The chunk goes back to the holder it was taken from (outside this range, untouched).
         ChunkRecord& record = chunk_records_.at(arena.pages_[t.page].chunk);
         SetHolder(record, t.holder);
+        if (t.fenced) PageAt(t.holder).fence = kNone;  // its mark use goes back with it
         Relist(*arenas_[t.holder.arena], t.holder.page, t);
         break;
       }
@@ -230,7 +241,8 @@ void ChunkPool::Relist(VmmArena& arena, std::size_t page, const AcquiredFreePage
   }
 }
 
-absl::Status ChunkPool::Release(VmmArena& arena, DevicePtr addr, std::size_t bytes) {
+absl::Status ChunkPool::Release(VmmArena& arena, DevicePtr addr, std::size_t bytes,
+                                bool last_use_complete) {
   std::size_t first = 0;
   std::size_t end = 0;
   if (absl::Status s = arena.PagesOf("Release", addr, bytes, &first, &end); !s.ok()) return s;
@@ -248,6 +260,19 @@ absl::Status ChunkPool::Release(VmmArena& arena, DevicePtr addr, std::size_t byt
   }
   if (freed == 0) {
     for (std::size_t p = first; p < end; ++p) --arena.pages_[p].live;
+    return absl::OkStatus();
+  }
+  if (last_use_complete) {
+    const std::uint32_t ready = ReadyGroup(next_seq_++, arena.id_);
+    for (std::size_t p = first; p < end; ++p) {
+      VmmArena::Page& page = arena.pages_[p];
+      if (--page.live > 0) continue;
+      --arena.live_pages_;
+      --live_pages_;
+      if (page.uses.size() == VmmArena::kPageHistory) page.uses.erase(page.uses.begin());
+      page.uses.push_back({page.live_since, clock_});
+      AddToGroup(arena, p, ready, /*append=*/true);
+    }
     return absl::OkStatus();
   }
   absl::StatusOr<EventHandle> event = TakeEvent();
@@ -385,10 +410,27 @@ void ChunkPool::RemoveFree(VmmArena& arena, std::size_t page) {
 
 std::uint32_t ChunkPool::StreamSlot(StreamHandle stream) {
   for (std::size_t i = 0; i < streams_.size(); ++i) {
-    if (streams_[i].stream == stream) return static_cast<std::uint32_t>(i);
+    if (streams_[i].stream == stream && !streams_[i].retired) return static_cast<std::uint32_t>(i);
   }
   streams_.push_back(StreamMarks{stream, kNone, kNone});
   return static_cast<std::uint32_t>(streams_.size() - 1);
+}
+
+}  // namespace vramcache
+
+namespace vramcache {
+
+void ChunkPool::StreamDestroyed(StreamHandle stream) {
+  std::uint32_t fresh = kNone;
+  for (const std::unique_ptr<VmmArena>& arena : arenas_) {
+    if (arena->stream() != stream) continue;
+    if (fresh == kNone) {
+      for (StreamMarks& marks : streams_) marks.retired |= marks.stream == stream;
+      streams_.push_back(StreamMarks{stream, kNone, kNone});
+      fresh = static_cast<std::uint32_t>(streams_.size() - 1);
+    }
+    arena->stream_slot_ = fresh;
+  }
 }
 
 }  // namespace vramcache

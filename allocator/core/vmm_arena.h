@@ -22,6 +22,11 @@
 //                 busy elsewhere, the alias is unmapped and the page gets another chunk.
 //   live count    how many in-use byte ranges (acquired, not yet released) touch a page. A page
 //                 with a live count above 0 always holds its chunk.
+//   fence         an alias whose last use may still be running: it was the holder, free but
+//                 waiting on its mark, when a page of the same stream took its chunk back
+//                 (stream order makes that reuse safe, but not an unmap: cuMemUnmap does not
+//                 wait for kernels). It keeps a use of that mark, and is unmapped only once
+//                 the mark has completed.
 //   free page     a holder with a live count of 0. Its chunk stays mapped.
 //   free mark     an event recorded on the arena's stream by the Release that freed pages (one
 //                 per Release, shared by the pages it freed): once it completes, so has every
@@ -75,6 +80,8 @@ struct ChunkPoolCounters {
   // Chunks created, within the headroom, because no ready chunk was compatible.
   std::uint64_t compatibility_creations = 0;
   std::uint64_t events_created = 0;
+  // Aliases whose last use was still running when they had to be unmapped: waited for.
+  std::uint64_t fence_waits = 0;
   // A chunk was needed and none could be stolen, but the budget forbade creating one / the
   // device refused (CreateChunk answered ResourceExhausted).
   std::uint64_t budget_refusals = 0;
@@ -107,7 +114,9 @@ class VmmArena {
   // [addr, addr + bytes) is no longer in use on this arena's stream: every page it touches loses
   // one live count; pages reaching 0 get a free mark and keep their chunk. FailedPrecondition if
   // a page is not in use; an error from recording the mark changes nothing.
-  absl::Status Release(DevicePtr addr, std::size_t bytes);
+  // `last_use_complete`: the caller knows every use of the range has completed (its stream was
+  // destroyed and waited for): the pages are ready at once and no mark is recorded.
+  absl::Status Release(DevicePtr addr, std::size_t bytes, bool last_use_complete = false);
 
   // How many pages of [addr, addr + bytes) an Acquire would have to find a chunk for: pages
   // that are unmapped, and aliases whose chunk is in use elsewhere.
@@ -147,6 +156,9 @@ class VmmArena {
     std::uint32_t next = kNone;
     bool mapped = false;
     std::uint64_t live_since = 0;  // while in use: when this use began
+    // An alias whose last use may still run: the mark (group and its seq) it waits for.
+    std::uint32_t fence = kNone;
+    std::uint64_t fence_seq = 0;
     // Its last uses, oldest first (at most kPageHistory): which chunks it can share.
     absl::InlinedVector<UseInterval, 2> uses;
   };
@@ -247,6 +259,12 @@ class ChunkPool {
   // unmap_on_free debug mode). The number of chunks cached.
   absl::StatusOr<std::size_t> UnmapFreePages();
 
+  // Stream `stream` is being destroyed (its work so far is covered by the marks already
+  // recorded): its handle may name a new stream later, which is not ordered after the old
+  // one's work, so the arenas of `stream` record later marks in a new place, never treated as
+  // ordered with the old ones.
+  void StreamDestroyed(StreamHandle stream);
+
   // Shutdown: waits for the marks of free pages (their last uses), unmaps every page, live ones
   // included, releases every chunk, address range and event. Arenas are destroyed; the pool is
   // empty and usable again. Every step runs even after an error; the first error is returned.
@@ -289,6 +307,7 @@ class ChunkPool {
     StreamHandle stream = 0;
     std::uint32_t oldest = kNone;
     std::uint32_t newest = kNone;
+    bool retired = false;  // its stream was destroyed; new arenas of the handle get a new place
   };
   // A page of an arena.
   struct PageRef {
@@ -318,7 +337,8 @@ class ChunkPool {
     std::uint64_t free_seq = 0;  // kOwn, kClaimed: the free order place of the holder
     std::uint32_t group = kNone;
     bool waiting = false;
-    PageRef holder;  // kClaimed: the holder it took the chunk from
+    bool fenced = false;  // kClaimed: the holder, still waiting, was left a fence
+    PageRef holder;       // kClaimed: the holder it took the chunk from
   };
   // A chunk stolen from a ready page: still mapped at `holder` (now an alias) when aliasing.
   struct StolenChunk {
@@ -328,7 +348,7 @@ class ChunkPool {
   };
 
   absl::Status Acquire(VmmArena& arena, DevicePtr addr, std::size_t bytes);
-  absl::Status Release(VmmArena& arena, DevicePtr addr, std::size_t bytes);
+  absl::Status Release(VmmArena& arena, DevicePtr addr, std::size_t bytes, bool last_use_complete);
   void UndoAcquire(VmmArena& arena, std::size_t first, std::size_t end);
   // Whether the alias at `page` (no live count) can take its chunk back now; may query the
   // holder's mark (resolving it when complete). `busy_mark`: a mark this Acquire already saw
@@ -356,8 +376,16 @@ class ChunkPool {
                                                         const VmmArena::Page* for_page = nullptr);
   // The oldest ready page's chunk, unmapped everywhere (holder and aliases).
   absl::StatusOr<ChunkHandle> DetachReadyChunk();
-  // Unmaps one mapping of a chunk that has others (an alias).
+  // Unmaps one mapping of a chunk that has others (an alias), once its fence has completed
+  // (queried, else waited for: the one blocking call made under the allocator's lock, on a
+  // rare path). ResourceExhausted when the fence is still running and queries are not allowed.
   absl::Status UnmapAlias(VmmArena& arena, std::size_t page);
+  // Waits until the fence of `page` (if any) has completed: queried, else synchronized.
+  absl::Status AwaitFence(VmmArena& arena, std::size_t page);
+  // Whether `page` has a fence whose mark has not been seen complete.
+  bool FenceRunning(const VmmArena::Page& page) const;
+  // The page's fence no longer needs its mark (the page is unmapped or holds its chunk again).
+  void DropFence(VmmArena::Page& page);
   // Unmaps `page` and forgets it among its chunk's mappings.
   absl::Status UnmapPage(VmmArena& arena, std::size_t page);
   // Unmaps every mapping of the chunk but its holder's.

@@ -267,6 +267,38 @@ absl::Status ChunkPool::UnmapAlias(VmmArena& arena, std::size_t page) {
   return absl::OkStatus();
 }
 
+bool ChunkPool::FenceRunning(const VmmArena::Page& page) const {
+  if (page.fence == kNone) return false;
+  const FreeGroup& mark = groups_[page.fence];
+  return mark.waiting && mark.seq == page.fence_seq;
+}
+
+void ChunkPool::DropFence(VmmArena::Page& page) {
+  if (FenceRunning(page)) DropMarkUse(page.fence, page.fence_seq);
+  page.fence = kNone;
+  page.fence_seq = 0;
+}
+
+absl::Status ChunkPool::AwaitFence(VmmArena& arena, std::size_t page) {
+  VmmArena::Page& p = arena.pages_[page];
+  if (!FenceRunning(p)) return absl::OkStatus();
+  if (!queries_allowed_) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "the alias at %#x may still be in use by queued work, and no event may be queried "
+        "during a graph capture",
+        arena.PageAddress(page)));
+  }
+  const std::uint32_t group = p.fence;
+  absl::StatusOr<bool> done = device_->QueryEvent(groups_[group].event);
+  if (!done.ok()) return done.status();
+  if (!*done) {
+    if (absl::Status s = device_->SynchronizeEvent(groups_[group].event); !s.ok()) return s;
+    ++counters_.fence_waits;
+  }
+  ResolveMark(group);
+  return absl::OkStatus();
+}
+
 absl::Status ChunkPool::UnmapAliases(ChunkRecord& record) {
   while (record.mappings.size() > 1) {
     const PageRef alias =
@@ -277,9 +309,12 @@ absl::Status ChunkPool::UnmapAliases(ChunkRecord& record) {
 }
 
 absl::Status ChunkPool::UnmapPage(VmmArena& arena, std::size_t page) {
+  // cuMemUnmap does not wait for kernels: an alias's last use must be over first.
+  if (absl::Status s = AwaitFence(arena, page); !s.ok()) return s;
   if (absl::Status s = device_->Unmap(arena.PageAddress(page), granularity_); !s.ok()) return s;
   ++counters_.unmaps;
   VmmArena::Page& p = arena.pages_[page];
+  DropFence(p);
   ChunkRecord& record = chunk_records_.at(p.chunk);
   const PageRef here{arena.id_, static_cast<std::uint32_t>(page)};
   record.mappings.erase(std::find(record.mappings.begin(), record.mappings.end(), here));
@@ -556,6 +591,7 @@ absl::Status ChunkPool::CheckInvariants() const {
   }
   std::size_t mapped = 0;
   std::size_t free_pages = 0;
+  absl::flat_hash_map<std::uint32_t, std::size_t> fences;  // running fences per mark
   for (const std::unique_ptr<VmmArena>& arena : arenas_) {
     std::size_t arena_mapped = 0;
     std::size_t arena_live = 0;
@@ -565,6 +601,9 @@ absl::Status ChunkPool::CheckInvariants() const {
       const DevicePtr va = arena->PageAddress(p);
       if (page.live > 0) ++arena_live;
       if (!page.mapped) {
+        if (FenceRunning(page)) {
+          return absl::InternalError(absl::StrFormat("unmapped page %#x has a fence", va));
+        }
         if (page.live > 0) {
           return absl::InternalError(absl::StrFormat("page %#x is in use but unmapped", va));
         }
@@ -574,6 +613,13 @@ absl::Status ChunkPool::CheckInvariants() const {
         continue;
       }
       ++arena_mapped;
+      if (FenceRunning(page)) {
+        if (page.live > 0 || page.group != kNone) {
+          return absl::InternalError(
+              absl::StrFormat("page %#x holds its chunk but still has a fence", va));
+        }
+        ++fences[page.fence];
+      }
       // Listed pages are distinct and map their chunk (above); with the totals equal (below),
       // every mapped page is listed.
       if (!chunk_records_.contains(page.chunk)) {
@@ -642,9 +688,11 @@ absl::Status ChunkPool::CheckInvariants() const {
           absl::StrFormat("free group %d lists %d pages but counts %d", g, listed, group.listed));
     }
     if (group.waiting) {
-      if (group.pages != group.listed) {
-        return absl::InternalError(absl::StrFormat("mark %d counts %d pages but %d wait on it",
-                                                   group.seq, group.pages, group.listed));
+      const std::size_t fenced = fences.contains(g) ? fences.at(g) : 0;
+      if (group.pages != group.listed + fenced || group.pages == 0) {
+        return absl::InternalError(
+            absl::StrFormat("mark %d counts %d pages but %d wait on it (%d listed, %d fences)",
+                            group.seq, group.pages, group.listed + fenced, group.listed, fenced));
       }
       if (streams_.size() <= group.stream_slot ||
           streams_[group.stream_slot].stream != arena.stream()) {

@@ -727,6 +727,15 @@ class CachingAllocatorImpl {
       return result;
     }
     const std::size_t granularity = vmm_->granularity();
+    // More pages than the device or the budget holds can never be backed: no range is reserved.
+    const std::size_t pages_bytes = (rounded + granularity - 1) / granularity * granularity;
+    const std::size_t device_total = device_->Capabilities().total_bytes;
+    if (pages_bytes > device_total || (budget_bytes_ > 0 && pages_bytes > budget_bytes_)) {
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("%d bytes of pages are more than the %s of %d bytes", pages_bytes,
+                          pages_bytes > device_total ? "device's total" : "budget",
+                          pages_bytes > device_total ? device_total : budget_bytes_));
+    }
     std::size_t bytes = SizeRounder::SegmentSizeFor(rounded);
     // A private pool pins its whole range (see Segment::pinned), so it gets no more than
     // segment mode would; a range at or above max_split_size would serve no ordinary request.
@@ -739,13 +748,34 @@ class CachingAllocatorImpl {
     if (pool != kDefaultPool) {
       absl::Status pinned = (*arena)->Acquire((*arena)->base(), bytes);
       SyncVmmStats();
-      // The empty range stays reserved in the chunk pool (address space only) until shutdown.
-      if (!pinned.ok()) return pinned;
+      if (!pinned.ok()) {
+        vmm_->DiscardNewestArena(*arena).IgnoreError();  // address space only: kept on failure
+        return pinned;
+      }
     }
     Segment* segment = AdoptSegment((*arena)->base(), bytes, small, stream, pool);
     segment->arena = *arena;
     segment->pinned = pool != kDefaultPool;
-    return FinishAllocation(segment->head, size, rounded, stream);
+    absl::StatusOr<void*> result = FinishAllocation(segment->head, size, rounded, stream);
+    // A failed request keeps no address space: the new range goes back when nothing uses it.
+    if (!result.ok() && segment->IsWhollyFree() && segment->arena->live_pages() == 0 &&
+        segment->arena->mapped_pages() == 0) {
+      DiscardNewSegment(segment);
+    }
+    return result;
+  }
+
+  // Undoes AdoptSegment for a virtual-memory segment nothing used, and gives back its range.
+  void DiscardNewSegment(Segment* segment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!vmm_->DiscardNewestArena(segment->arena).ok()) return;  // kept, still usable
+    RemoveFreeBlock(segment->head);
+    segments_.erase(segment->base);
+    first_fit_segments_.erase(segment->rank);
+    stats_.segment.Decrease(segment->small, 1);
+    if (segment->size >= config_.max_split_size) stats_.oversize_segments.Decrease(1);
+    Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
+    ForgetSegmentBlocks(segment);
+    delete segment;
   }
 
   // unmap_on_free: a range of its own, whole pages (the cost: up to one page per allocation),

@@ -146,7 +146,19 @@ absl::Status ChunkPool::Acquire(VmmArena& arena, DevicePtr addr, std::size_t byt
       ++counters_.alias_reuses;
     }
   }
+  created_scratch_.clear();
+  created_cached_scratch_.clear();
   if (needs_chunks) {
+    // A request that cannot fit by arithmetic creates and maps nothing: more pages than the
+    // reusable chunks plus what the budget and the device's free memory allow.
+    std::size_t unbacked = 0;
+    for (const AcquiredFreePage& t : taken) {
+      unbacked += t.kind == TakenKind::kNeedsChunk || t.kind == TakenKind::kConflict;
+    }
+    if (absl::Status s = CheckFeasible(unbacked); !s.ok()) {
+      UndoAcquire(arena, first, end);
+      return ExhaustedError(arena, addr, bytes, unbacked, s);
+    }
     bool scan_waiting = true;
     for (AcquiredFreePage& t : taken) {
       if (t.kind != TakenKind::kNeedsChunk && t.kind != TakenKind::kConflict) continue;
@@ -158,6 +170,8 @@ absl::Status ChunkPool::Acquire(VmmArena& arena, DevicePtr addr, std::size_t byt
       if (s.ok()) s = BackPage(arena, t.page, &scan_waiting);
       if (!s.ok()) {
         UndoAcquire(arena, first, end);
+        // What this call created goes back: a failed request leaves held memory as it was.
+        ReleaseCreated(arena);
         if (absl::IsResourceExhausted(s)) {
           std::size_t unbacked = 0;
           for (const AcquiredFreePage& a : taken) {

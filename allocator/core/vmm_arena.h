@@ -212,6 +212,10 @@ class ChunkPool {
   // mapped. The arena lives until ReleaseAll. `small`: which allocator pool it serves.
   absl::StatusOr<VmmArena*> CreateArena(std::size_t bytes, StreamHandle stream, bool small = false);
 
+  // Gives back the address range of `arena`, which must be the newest one and have nothing
+  // mapped (a growth whose request failed); `arena` is destroyed.
+  absl::Status DiscardNewestArena(VmmArena* arena);
+
   // Hard cap on held bytes (0: none). Lowering it below held_bytes() releases nothing (Trim
   // does) but no chunk is created until held bytes are back under it.
   void SetBudget(std::size_t bytes) { budget_bytes_ = bytes; }
@@ -361,6 +365,13 @@ class ChunkPool {
   // Maps a chunk at `page` (cached, stolen, or new). `scan_waiting`: whether waiting marks may
   // be queried (cleared once a query scan found nothing, so one Acquire scans once).
   absl::Status BackPage(VmmArena& arena, std::size_t page, bool* scan_waiting);
+  // Maps a chunk just created at `page`, remembering it for ReleaseCreated.
+  absl::Status MapCreated(VmmArena& arena, std::size_t page, ChunkHandle chunk);
+  // Whether `unbacked` pages can be backed by arithmetic: reusable chunks (cached, free pages
+  // ready or waiting), then new ones within the budget and the device's free memory.
+  absl::Status CheckFeasible(std::size_t unbacked);
+  // After a failed Acquire: the chunks it created are unmapped and released.
+  void ReleaseCreated(VmmArena& arena);
   // Whether no page `chunk` is mapped at was in use while `page` was.
   bool Compatible(const VmmArena::Page& page, ChunkHandle chunk) const;
   // Whether one more chunk, created to stay compatible, keeps held bytes within the headroom
@@ -442,7 +453,11 @@ class ChunkPool {
   std::size_t peak_live_pages_ = 0;
   ChunkPoolCounters counters_;
   std::vector<AcquiredFreePage> acquire_scratch_;  // reused by every Acquire
-  std::vector<int> peers_;                         // granted access to every mapping
+  // Pages the current Acquire mapped with chunks it created, and chunks it created that a
+  // failed Map left cached: given back when the Acquire fails.
+  std::vector<std::size_t> created_scratch_;
+  std::vector<ChunkHandle> created_cached_scratch_;
+  std::vector<int> peers_;  // granted access to every mapping
 };
 
 }  // namespace vramcache

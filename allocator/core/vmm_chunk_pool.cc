@@ -67,6 +67,18 @@ absl::StatusOr<VmmArena*> ChunkPool::CreateArena(std::size_t bytes, StreamHandle
   return arenas_.back().get();
 }
 
+absl::Status ChunkPool::DiscardNewestArena(VmmArena* arena) {
+  if (arenas_.empty() || arenas_.back().get() != arena || arena->mapped_pages_ > 0 ||
+      arena->live_pages_ > 0) {
+    return absl::FailedPreconditionError(
+        "vramcache: only the newest arena, with nothing mapped, can be discarded");
+  }
+  if (absl::Status s = device_->ReleaseAddress(arena->base(), arena->size()); !s.ok()) return s;
+  address_bytes_ -= arena->size();
+  arenas_.pop_back();
+  return absl::OkStatus();
+}
+
 // ------------------------------------------------------------------ backing a page
 
 absl::Status ChunkPool::BackPage(VmmArena& arena, std::size_t page, bool* scan_waiting) {
@@ -86,7 +98,7 @@ absl::Status ChunkPool::BackPage(VmmArena& arena, std::size_t page, bool* scan_w
       if (created.ok()) {
         ++counters_.chunks_created;
         ++counters_.compatibility_creations;
-        return MapChunk(arena, page, StolenChunk{*created});
+        return MapCreated(arena, page, *created);
       }
       if (!absl::IsResourceExhausted(created.status())) return created.status();
       ++counters_.device_refusals;
@@ -106,7 +118,7 @@ absl::Status ChunkPool::BackPage(VmmArena& arena, std::size_t page, bool* scan_w
       absl::StatusOr<ChunkHandle> created = device_->CreateChunk(granularity_);
       if (created.ok()) {
         ++counters_.chunks_created;
-        return MapChunk(arena, page, StolenChunk{*created});
+        return MapCreated(arena, page, *created);
       }
       if (!absl::IsResourceExhausted(created.status())) return created.status();
       ++counters_.device_refusals;
@@ -163,6 +175,68 @@ absl::Status ChunkPool::MapChunk(VmmArena& arena, std::size_t page, const Stolen
   }
   it->second.mappings.push_back(here);
   return absl::OkStatus();
+}
+
+absl::Status ChunkPool::MapCreated(VmmArena& arena, std::size_t page, ChunkHandle chunk) {
+  absl::Status s = MapChunk(arena, page, StolenChunk{chunk});
+  if (s.ok()) {
+    created_scratch_.push_back(page);
+  } else {
+    created_cached_scratch_.push_back(chunk);  // cached by MapChunk: released on failure too
+  }
+  return s;
+}
+
+absl::Status ChunkPool::CheckFeasible(std::size_t unbacked) {
+  const std::size_t reusable = cached_chunks_.size() + ready_pages_ + waiting_pages_;
+  if (unbacked <= reusable) return absl::OkStatus();
+  const std::size_t to_create = (unbacked - reusable) * granularity_;
+  if (budget_bytes_ > 0 && held_bytes() + to_create > budget_bytes_) {
+    ++counters_.budget_refusals;
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%d more bytes would pass the budget even with every free page's chunk reused", to_create));
+  }
+  absl::StatusOr<DeviceMemInfo> info = device_->MemInfo();
+  if (info.ok() && info->free_bytes < to_create) {
+    ++counters_.device_refusals;
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%d more bytes are needed even with every free page's chunk reused, and the device has "
+        "%d bytes free",
+        to_create, info->free_bytes));
+  }
+  return absl::OkStatus();
+}
+
+void ChunkPool::ReleaseCreated(VmmArena& arena) {
+  // Pages this call mapped with new chunks are ready pages now (UndoAcquire); the chunks a
+  // failed Map left cached are in the cache.
+  for (std::size_t page : created_scratch_) {
+    VmmArena::Page& p = arena.pages_[page];
+    if (!p.mapped || p.live > 0 || p.group == kNone || groups_[p.group].waiting) continue;
+    const ChunkHandle chunk = p.chunk;
+    ChunkRecord& record = chunk_records_.at(chunk);
+    if (record.mappings.size() != 1) continue;  // stitched elsewhere meanwhile: keep it
+    if (!device_->Unmap(arena.PageAddress(page), granularity_).ok()) continue;
+    ++counters_.unmaps;
+    RemoveFree(arena, page);
+    if (arena.small_) --small_held_chunks_;
+    chunk_records_.erase(chunk);
+    p.chunk = 0;
+    p.mapped = false;
+    --arena.mapped_pages_;
+    --mapped_pages_;
+    cached_chunks_.push_back(chunk);
+    created_cached_scratch_.push_back(chunk);
+  }
+  for (ChunkHandle chunk : created_cached_scratch_) {
+    auto it = std::find(cached_chunks_.begin(), cached_chunks_.end(), chunk);
+    if (it == cached_chunks_.end()) continue;
+    if (!device_->ReleaseChunk(chunk).ok()) continue;
+    ++counters_.chunks_released;
+    cached_chunks_.erase(it);
+  }
+  created_scratch_.clear();
+  created_cached_scratch_.clear();
 }
 
 void ChunkPool::SetHolder(ChunkRecord& record, PageRef holder) {

@@ -106,13 +106,7 @@ class CachingAllocatorImpl {
         front_bytes_(guard_.front_bytes()) {
     std::size_t budget = config.budget_bytes.value_or(0);
     if (config.per_process_memory_fraction.has_value()) {
-      const auto fraction_bytes =
-          static_cast<std::size_t>(*config.per_process_memory_fraction *
-                                   static_cast<double>(device->Capabilities().total_bytes));
-      // A fraction of 0 means nothing may be reserved (PyTorch's meaning); a budget of 0 means
-      // "no budget" internally, so the smallest real cap stands for it.
-      budget = budget == 0 ? std::max<std::size_t>(fraction_bytes, 1)
-                           : std::min(budget, std::max<std::size_t>(fraction_bytes, 1));
+      budget = CapForFraction(*config.per_process_memory_fraction);
     }
     budget_bytes_ = budget;
     if (UsesVirtualMemory(config, device->Capabilities())) {
@@ -630,6 +624,50 @@ class CachingAllocatorImpl {
     MutexLock lock(&mu_);
     budget_bytes_ = bytes;
     if (vmm_ != nullptr) vmm_->SetBudget(bytes);
+  }
+
+  absl::StatusOr<std::size_t> SetMemoryFraction(double fraction) {
+    if (!(fraction >= 0.0 && fraction <= 1.0)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "vramcache: memory fraction %g is outside [0, 1] (0 means nothing may be reserved)",
+          fraction));
+    }
+    std::size_t cap = 0;
+    {
+      MutexLock lock(&mu_);
+      if (shut_down_) return ShutDownError();
+      cap = CapForFraction(fraction);
+      budget_bytes_ = cap;
+      if (vmm_ != nullptr) vmm_->SetBudget(cap);
+    }
+    // What is cached above the new cap goes back now, as far as live blocks allow.
+    std::vector<Segment*> released;
+    std::size_t held = 0;
+    {
+      MutexLock lock(&mu_);
+      if (vmm_ != nullptr) {
+        if (vmm_->held_bytes() > cap) vmm_->Trim(vmm_->held_bytes() - cap).IgnoreError();
+        SyncVmmStats();
+        held = vmm_->held_bytes();
+      } else {
+        const std::size_t reserved = ReservedBytesLocked();
+        if (reserved > cap) released = DetachReleasableSegments(reserved - cap);
+        held = ReservedBytesLocked();
+      }
+    }
+    if (absl::Status s = FreeSegmentMemory(released); !s.ok()) return s;
+    return held > cap ? held - cap : 0;
+  }
+
+  // The cap a fraction of the device sets: never above a configured byte budget (the operator's
+  // cap stands), and at least 1 byte, since 0 means "no cap" inside while a fraction of 0 (or
+  // one that rounds to 0 bytes) means that nothing fits, as in PyTorch.
+  std::size_t CapForFraction(double fraction) const {
+    const auto fraction_bytes = static_cast<std::size_t>(
+        fraction * static_cast<double>(device_->Capabilities().total_bytes));
+    const std::size_t cap = std::max<std::size_t>(fraction_bytes, 1);
+    const std::size_t configured = config_.budget_bytes.value_or(0);
+    return configured > 0 ? std::min(cap, configured) : cap;
   }
 
   std::size_t Budget() const {
@@ -2044,6 +2082,9 @@ std::size_t CachingAllocator::LargestFreeBlock() const { return impl_->LargestFr
 std::vector<TraceEntry> CachingAllocator::History() const { return impl_->History(); }
 std::optional<OomReport> CachingAllocator::LastOom() const { return impl_->LastOom(); }
 void CachingAllocator::SetBudget(std::size_t bytes) { impl_->SetBudget(bytes); }
+absl::StatusOr<std::size_t> CachingAllocator::SetMemoryFraction(double fraction) {
+  return impl_->SetMemoryFraction(fraction);
+}
 std::size_t CachingAllocator::Budget() const { return impl_->Budget(); }
 std::size_t CachingAllocator::SoftBudget() const { return impl_->SoftBudget(); }
 void CachingAllocator::AttachOomObserver(OomObserver observer) {

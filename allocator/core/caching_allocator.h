@@ -113,6 +113,11 @@ class CachingAllocator {
   // Hard cap on reserved bytes (0 removes it). Takes effect for the next growth.
   void SetBudget(std::size_t bytes);
   std::size_t Budget() const;
+  // torch.cuda.set_per_process_memory_fraction: the cap becomes `fraction` of the device,
+  // never above a configured byte budget; 0 (or a fraction that rounds to 0 bytes) means that
+  // nothing fits. Cached memory above the new cap is released now, as far as live blocks allow;
+  // the bytes still held above it. InvalidArgument outside [0, 1].
+  absl::StatusOr<std::size_t> SetMemoryFraction(double fraction);
   // Above the soft cap, cached segments not in use are released (least recently used first)
   // before the allocator grows. 0: none.
   std::size_t SoftBudget() const;

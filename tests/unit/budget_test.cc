@@ -261,3 +261,81 @@ TEST(BudgetTest, MemoryFractionSetsBudgetOfDeviceTotal) {
 
 }  // namespace
 }  // namespace vramcache
+
+namespace vramcache {
+namespace {
+
+// torch.cuda.set_per_process_memory_fraction through the core, in both modes.
+class MemoryFractionTest : public ::testing::TestWithParam<VmmMode> {
+ protected:
+  AllocatorConfig Config() const {
+    AllocatorConfig config;
+    config.vmm = GetParam();
+    return config;
+  }
+};
+
+// A program's fraction of 1.0 must not undo the operator's configured byte budget.
+TEST_P(MemoryFractionTest, AFractionNeverRaisesTheConfiguredBudget) {
+  AllocatorConfig config = Config();
+  config.budget_bytes = 256 * kMiB;
+  Fixture f(std::size_t{4} << 30, config);
+  absl::StatusOr<std::size_t> over = f.allocator->SetMemoryFraction(1.0);
+  ASSERT_TRUE(over.ok()) << over.status();
+  EXPECT_EQ(f.allocator->Budget(), 256 * kMiB);
+  absl::StatusOr<void*> big = f.allocator->Allocate(600 * kMiB, 0);
+  EXPECT_TRUE(absl::IsResourceExhausted(big.status())) << big.status();
+}
+
+// A fraction that rounds to 0 bytes means that nothing fits, not "no cap".
+TEST_P(MemoryFractionTest, ATinyFractionLetsNothingFit) {
+  Fixture f(std::size_t{4} << 30, Config());
+  for (double fraction : {1e-12, 0.0}) {
+    absl::StatusOr<std::size_t> over = f.allocator->SetMemoryFraction(fraction);
+    ASSERT_TRUE(over.ok()) << over.status();
+    EXPECT_GT(f.allocator->Budget(), 0u) << fraction;
+    absl::StatusOr<void*> p = f.allocator->Allocate(4096, 0);
+    EXPECT_TRUE(absl::IsResourceExhausted(p.status())) << fraction << ": " << p.status();
+  }
+  for (double bad : {-0.1, 1.5}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(f.allocator->SetMemoryFraction(bad).status())) << bad;
+  }
+}
+
+// Lowering the fraction below what is reserved releases cache down to it, and reports what
+// live blocks keep above it.
+TEST_P(MemoryFractionTest, LoweringTheFractionReleasesCacheDownToIt) {
+  const std::size_t total = std::size_t{1} << 30;
+  Fixture f(total, Config());
+  std::vector<void*> blocks;
+  for (int i = 0; i < 8; ++i) blocks.push_back(f.Alloc(100 * kMiB));
+  void* kept = blocks.back();
+  blocks.pop_back();
+  for (void* p : blocks) ASSERT_TRUE(f.allocator->Free(p).ok());
+  ASSERT_GE(f.allocator->GetStats().reserved_bytes.all().current,
+            static_cast<std::int64_t>(700 * kMiB));
+  absl::StatusOr<std::size_t> over = f.allocator->SetMemoryFraction(0.25);
+  ASSERT_TRUE(over.ok()) << over.status();
+  EXPECT_EQ(*over, 0u);
+  EXPECT_LE(f.allocator->GetStats().reserved_bytes.all().current,
+            static_cast<std::int64_t>(total / 4));
+  EXPECT_EQ(f.device->HeldBytes(),
+            static_cast<std::size_t>(f.allocator->GetStats().reserved_bytes.all().current));
+  // Below what is live: nothing live is touched, and the excess is reported.
+  over = f.allocator->SetMemoryFraction(0.05);
+  ASSERT_TRUE(over.ok()) << over.status();
+  EXPECT_GT(*over, 0u);
+  EXPECT_EQ(*over, f.device->HeldBytes() - f.allocator->Budget());
+  ASSERT_TRUE(f.allocator->Free(kept).ok());
+  EXPECT_TRUE(f.allocator->CheckInvariants().ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(BothModes, MemoryFractionTest,
+                         ::testing::Values(VmmMode::kOn, VmmMode::kOff),
+                         [](const ::testing::TestParamInfo<VmmMode>& info) {
+                           return info.param == VmmMode::kOn ? std::string("vmm")
+                                                             : std::string("segments");
+                         });
+
+}  // namespace
+}  // namespace vramcache

@@ -11,7 +11,9 @@
 // Seeds: VRAMCACHE_RANDOM_SEEDS / 10 per mode, split into shards that ctest runs in parallel.
 // VRAMCACHE_ORACLE_SEEDS=<n> (seeds per shard) and VRAMCACHE_ORACLE_FIRST_SEED=<s> override for
 // long runs; VRAMCACHE_ORACLE_KEEP_GOING=1 runs every seed instead of stopping at the first
-// failing one; VRAMCACHE_ORACLE_LOG=<file> appends every hazard, one line each, for triage.
+// failing one; VRAMCACHE_ORACLE_LOG=<file> appends every hazard, one line each, for triage;
+// VRAMCACHE_ORACLE_SKIP=<names> (comma-separated: destroy, unannounced, announced, replay,
+// record_stream, empty_cache, budget) leaves those operations out, to tell defects apart.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -31,6 +33,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "allocator/core/caching_allocator.h"
 #include "allocator/device/sim_device.h"
 #include "gtest/gtest.h"
@@ -40,6 +43,15 @@ namespace {
 
 constexpr int kShardsPerMode = 4;
 constexpr std::size_t kTagBytes = 16;
+
+bool Skipped(absl::string_view op) {
+  const char* value = std::getenv("VRAMCACHE_ORACLE_SKIP");
+  if (value == nullptr) return false;
+  for (absl::string_view name : absl::StrSplit(value, ',')) {
+    if (name == op) return true;
+  }
+  return false;
+}
 
 int EnvInt(const char* name, int fallback) {
   const char* value = std::getenv(name);
@@ -70,7 +82,7 @@ std::vector<std::size_t> TagOffsets(std::size_t size) {
 // One seed's world: the device, the allocator, the streams the threads share.
 class Oracle {
  public:
-  Oracle(std::uint64_t seed, bool vmm) : seed_(seed), vmm_(vmm), rng_(seed) {
+  Oracle(std::uint64_t seed, bool vmm) : seed_(seed), rng_(seed) {
     SimDeviceOptions options;
     const std::size_t capacities[] = {64u << 20, 128u << 20, 256u << 20};
     options.capacity = capacities[rng_() % 3];
@@ -141,13 +153,18 @@ class Oracle {
   std::uint64_t NewOwner() { return next_owner_.fetch_add(1) + 1; }
 
   // A stream this thread may use now: never one another thread is capturing.
+  // A stream this thread may use now, or kNoStream: never a destroyed one, nor one another
+  // thread is capturing.
   StreamHandle PickStream(ThreadState& me, int thread) {
-    for (;;) {
+    for (int tries = 0; tries < 16; ++tries) {
       const StreamHandle s = streams_[me.rng() % streams_.size()];
+      if (s == kNoStream) continue;
       if (s != capture_stream_.load() || capture_thread_.load() == thread) return s;
     }
+    return kNoStream;
   }
   bool Usable(const Allocation& a, int thread) const {
+    if (dead_index_ >= 0 && a.stream == dead_stream_) return false;
     return a.stream != capture_stream_.load() || capture_thread_.load() == thread;
   }
 
@@ -240,7 +257,7 @@ class Oracle {
     if (me.live.empty()) return;
     Allocation& a = me.live[me.rng() % me.live.size()];
     const StreamHandle other = PickStream(me, thread);
-    if (!Usable(a, thread) || other == a.stream) return;
+    if (!Usable(a, thread) || other == a.stream || other == kNoStream) return;
     absl::StatusOr<EventHandle> event = device_->CreateEvent();
     if (!event.ok()) return Fail("CreateEvent: ", event.status().ToString());
     if (absl::Status s = device_->RecordEvent(*event, a.stream); !s.ok()) Fail("Record: ", s);
@@ -251,7 +268,8 @@ class Oracle {
   }
 
   void Capture(ThreadState& me, int thread, bool announced) {
-    const StreamHandle stream = streams_[me.rng() % streams_.size()];
+    const StreamHandle stream = PickStream(me, thread);
+    if (stream == kNoStream) return;
     capture_stream_ = stream;
     capture_thread_ = thread;
     const PoolId pool = next_pool_.fetch_add(1) + 1;
@@ -287,9 +305,9 @@ class Oracle {
     // Replays on another stream, then the graph goes away with its pool. The simulated device
     // ran the captured kernels as ordinary work; a real graph runs them only in the replays, so
     // the replay stream is ordered after them (as a user's first replay follows the capture).
-    const int replays = static_cast<int>(me.rng() % 3);
+    const int replays = skip_replay_ ? 0 : static_cast<int>(me.rng() % 3);
     const StreamHandle replay_stream = PickStream(me, thread);
-    if (replays > 0 && replay_stream != stream) {
+    if (replays > 0 && replay_stream != stream && replay_stream != kNoStream) {
       absl::StatusOr<EventHandle> captured_work = device_->CreateEvent();
       if (!captured_work.ok()) return Fail("CreateEvent: ", captured_work.status());
       if (absl::Status s = device_->RecordEvent(*captured_work, stream); !s.ok()) {
@@ -301,24 +319,36 @@ class Oracle {
       if (absl::Status s = device_->DestroyEvent(*captured_work); !s.ok())
         Fail("DestroyEvent: ", s);
     }
-    for (int r = 0; r < replays && !graph.empty(); ++r) Launch(replay_stream, graph, "replay");
+    for (int r = 0; r < replays && !graph.empty() && replay_stream != kNoStream; ++r) {
+      Launch(replay_stream, graph, "replay");
+    }
     for (const Allocation& a : captured) Free(a);
     if (absl::Status s = allocator_->ReleasePool(pool); !s.ok()) Fail("ReleasePool: ", s);
   }
 
-  void DestroyStream(ThreadState& me) {
+  // Destroys a stream and leaves it dead while the others run on (the allocator may still hold
+  // blocks cached for it); the next call creates a stream again, usually with the same handle.
+  void DestroyOrRecreateStream(ThreadState& me) {
+    if (dead_index_ >= 0) {
+      const StreamHandle fresh = device_->CreateStream();  // often the same value
+      streams_[dead_index_] = fresh;
+      // Every thread waits outside its step: their allocations move to the new stream.
+      for (ThreadState* state : states_) {
+        for (Allocation& a : state->live) {
+          if (a.stream == dead_stream_) a.stream = fresh;
+        }
+      }
+      dead_index_ = -1;
+      return;
+    }
+    if (streams_.size() < 3) return;  // keep two live streams for the others
     const std::size_t index = me.rng() % streams_.size();
     const StreamHandle old = streams_[index];
     if (absl::Status s = allocator_->StreamDestroyed(old); !s.ok()) Fail("StreamDestroyed: ", s);
     if (absl::Status s = device_->DestroyStream(old); !s.ok()) Fail("DestroyStream: ", s);
-    const StreamHandle fresh = device_->CreateStream();  // often the same value
-    streams_[index] = fresh;
-    // Every thread waits outside its step: their allocations move to the new stream.
-    for (ThreadState* state : states_) {
-      for (Allocation& a : state->live) {
-        if (a.stream == old) a.stream = fresh;
-      }
-    }
+    streams_[index] = kNoStream;
+    dead_index_ = static_cast<int>(index);
+    dead_stream_ = old;
   }
 
   void Step(ThreadState& me, int thread) {
@@ -329,17 +359,18 @@ class Oracle {
       // cannot know of other threads' requests).
       std::unique_lock<std::shared_mutex> lock(world_);
       if (op < 25) {
-        DestroyStream(me);
+        if (!skip_destroy_) DestroyOrRecreateStream(me);
       } else if (op < 40) {
-        Capture(me, thread, /*announced=*/false);
-      } else {
+        if (!skip_unannounced_) Capture(me, thread, /*announced=*/false);
+      } else if (!skip_empty_cache_) {
         if (absl::Status s = allocator_->EmptyCache(); !s.ok()) Fail("EmptyCache: ", s);
       }
       return;
     }
     std::shared_lock<std::shared_mutex> lock(world_);
     if (op < 380) {
-      if (me.live.size() < 12) Allocate(me, thread, PickStream(me, thread), &me.live);
+      const StreamHandle stream = PickStream(me, thread);
+      if (me.live.size() < 12 && stream != kNoStream) Allocate(me, thread, stream, &me.live);
     } else if (op < 560) {
       // A kernel over one to three of this thread's allocations of one stream.
       if (me.live.empty()) return;
@@ -358,14 +389,16 @@ class Oracle {
     } else if (op < 800) {
       FreeOne(me, thread);
     } else if (op < 900) {
-      UseOnOtherStream(me, thread);
+      if (!skip_record_stream_) UseOnOtherStream(me, thread);
     } else if (op < 940) {
+      if (skip_announced_) return;
       bool expected = false;
       if (capturing_.compare_exchange_strong(expected, true)) {
         Capture(me, thread, /*announced=*/true);
         capturing_ = false;
       }
     } else if (op < 980) {
+      if (skip_budget_) return;
       // From any thread, while others allocate: a hard cap, or none.
       const std::size_t capacity = device_->Capabilities().total_bytes;
       allocator_->SetBudget(me.rng() % 3 == 0 ? 0 : capacity / 4 + me.rng() % capacity);
@@ -408,7 +441,13 @@ class Oracle {
   static constexpr StreamHandle kNoStream = ~StreamHandle{0};
 
   const std::uint64_t seed_;
-  const bool vmm_;
+  const bool skip_destroy_ = Skipped("destroy");
+  const bool skip_unannounced_ = Skipped("unannounced");
+  const bool skip_announced_ = Skipped("announced");
+  const bool skip_replay_ = Skipped("replay");
+  const bool skip_record_stream_ = Skipped("record_stream");
+  const bool skip_empty_cache_ = Skipped("empty_cache");
+  const bool skip_budget_ = Skipped("budget");
   std::mt19937_64 rng_;
   TickClock clock_;
   AllocatorConfig config_;
@@ -422,6 +461,8 @@ class Oracle {
   std::vector<std::unique_ptr<ThreadState>> owned_states_;
   std::vector<ThreadState*> states_;
   std::vector<ThreadState*> states_by_thread_;
+  int dead_index_ = -1;  // the slot of the destroyed stream, if any (exclusive to change)
+  StreamHandle dead_stream_ = kNoStream;
   std::atomic<bool> capturing_{false};  // one announced capture at a time
   std::atomic<StreamHandle> capture_stream_{kNoStream};
   std::atomic<int> capture_thread_{-1};

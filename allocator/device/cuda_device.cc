@@ -378,6 +378,25 @@ absl::StatusOr<bool> CudaDevice::IsCapturing(StreamHandle stream) {
   return capture != cudaStreamCaptureStatusNone;
 }
 
+absl::StatusOr<int> CudaDevice::StreamOrdinal(StreamHandle stream) {
+  // The legacy and per-thread default streams name whichever device is current: for the
+  // allocator they are this device's.
+  const auto handle = ToStream(stream);
+  if (handle == nullptr || handle == cudaStreamLegacy || handle == cudaStreamPerThread) {
+    return capabilities_.ordinal;
+  }
+  CudaDeviceScope scope(capabilities_.ordinal);
+  if (!scope.status().ok()) return scope.status();
+  int ordinal = -1;
+  if (absl::Status status =
+          CudaRuntimeStatus(cudaStreamGetDevice(handle, &ordinal),
+                            absl::StrFormat("cudaStreamGetDevice(stream 0x%x)", stream));
+      !status.ok()) {
+    return status;
+  }
+  return ordinal;
+}
+
 absl::Status CudaDevice::Fill(const FillRequest& request, StreamHandle stream) {
   if (request.bytes == 0) return absl::OkStatus();
   if (request.ptr == 0 || request.ptr + request.bytes < request.ptr) {

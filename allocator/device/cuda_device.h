@@ -62,6 +62,8 @@ class CudaDevice final : public Device {
   absl::Status StreamWaitEvent(StreamHandle stream, EventHandle event) override;
   absl::Status SynchronizeDevice() override;
   absl::StatusOr<bool> IsCapturing(StreamHandle stream) override;
+  // cudaStreamGetDevice (CUDA 12.8+); the default streams are this device's.
+  absl::StatusOr<int> StreamOrdinal(StreamHandle stream) override;
 
   absl::Status Fill(const FillRequest& request, StreamHandle stream) override;
   // One verify-kernel launch for all checks, then cudaStreamSynchronize (cuda_device_verify.cc).

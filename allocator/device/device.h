@@ -91,6 +91,9 @@ class Device {
   virtual absl::Status SynchronizeDevice() = 0;
   // true while `stream` is being captured into a CUDA graph.
   virtual absl::StatusOr<bool> IsCapturing(StreamHandle stream) = 0;
+  // The ordinal of the device `stream` belongs to (cudaStreamGetDevice); this device's for the
+  // default streams.
+  virtual absl::StatusOr<int> StreamOrdinal(StreamHandle stream) = 0;
 
   // Device-side work for the debug modes, ordered on `stream`.
   virtual absl::Status Fill(const FillRequest& request, StreamHandle stream) = 0;

@@ -70,10 +70,15 @@ absl::Status SimDeviceOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrFormat("SimDeviceOptions: ordinal %d is negative", ordinal));
   }
+  if (max_work_duration < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "SimDeviceOptions: max_work_duration is %d; it must not be negative", max_work_duration));
+  }
   switch (completion) {
     case SimCompletion::kImmediate:
     case SimCompletion::kManual:
     case SimCompletion::kAfterQueries:
+    case SimCompletion::kRandom:
       return absl::OkStatus();
   }
   return absl::InvalidArgumentError("SimDeviceOptions: unknown completion mode");
@@ -84,7 +89,10 @@ SimDevice::SimDevice(const SimDeviceOptions& options)
       capabilities_(CapabilitiesOf(options)),
       backing_(options.accounting_only ? MakeAccountingBacking()
                                        : MakeHostMemoryBacking(options.capacity)),
-      streams_(options.completion, options.queries_until_complete, options.reuse_stream_handles) {
+      streams_(SimStreamConfig{options.completion, options.queries_until_complete,
+                               options.reuse_stream_handles, options.seed,
+                               options.max_work_duration, options.ordinal,
+                               /*register_events=*/options.check_hazards}) {
   if (absl::Status valid = options.Validate(); !valid.ok()) {
     // A programming error in a test or tool; users' options go through Create().
     std::fprintf(stderr, "vramcache: invalid SimDeviceOptions: %s\n", valid.ToString().c_str());
@@ -109,6 +117,7 @@ SimDevice::~SimDevice() {
 absl::Status SimDevice::Enter(SimOp op) {
   const auto index = static_cast<std::size_t>(op);
   ++counters_.calls[index];
+  streams_.Tick();
   absl::Status injected = faults_.OnCall(op);
   if (!injected.ok()) ++counters_.injected_failures[index];
   return injected;
@@ -213,6 +222,8 @@ absl::StatusOr<DeviceMemInfo> SimDevice::MemInfo() {
 absl::StatusOr<DevicePtr> SimDevice::Malloc(std::size_t bytes) {
   MutexLock lock(&mu_);
   if (absl::Status s = Enter(SimOp::kMalloc); !s.ok()) return s;
+  // Legal during a capture, unlike Free: CudaDevice::Malloc switches its thread to relaxed
+  // capture mode around cudaMalloc (as PyTorch does), so a graph's private pool can grow.
   if (bytes == 0) {
     return absl::InvalidArgumentError(
         "SimDevice::Malloc: 0 bytes requested (the allocator should never ask for nothing)");
@@ -229,6 +240,8 @@ absl::StatusOr<DevicePtr> SimDevice::Malloc(std::size_t bytes) {
 absl::Status SimDevice::Free(DevicePtr ptr) {
   MutexLock lock(&mu_);
   if (absl::Status s = Enter(SimOp::kFree); !s.ok()) return s;
+  // cudaFree synchronizes the device, which global capture mode forbids.
+  if (absl::Status s = CheckNoCapture("Free"); !s.ok()) return s;
   if (ptr == 0) return absl::OkStatus();  // cudaFree(nullptr)
   auto it = blocks_.find(ptr);
   if (it == blocks_.end()) {
@@ -242,6 +255,8 @@ absl::Status SimDevice::Free(DevicePtr ptr) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "SimDevice::Free: %#x is not the start of a live Malloc allocation%s", ptr, inside));
   }
+  // Like cudaFree: all work on the device completes first, so no kernel can still use the block.
+  streams_.CompleteAll();
   if (absl::Status s = backing_->FreeBlock(ptr, it->second.bytes); !s.ok()) {
     return InCall("Free", s);
   }
@@ -290,6 +305,10 @@ absl::Status SimDevice::ReleaseAddress(DevicePtr base, std::size_t bytes) {
         "them first",
         base, it->second.mappings));
   }
+  if (options_.check_hazards) {
+    CheckRelease(absl::StrFormat("ReleaseAddress(%#x, %d bytes)", base, bytes),
+                 [&](const SimPiece& p) { return p.chunk && p.TouchesAddresses(base, bytes); });
+  }
   if (absl::Status s = backing_->ReleaseRange(base, bytes); !s.ok()) {
     return InCall("ReleaseAddress", s);
   }
@@ -327,6 +346,10 @@ absl::Status SimDevice::ReleaseChunk(ChunkHandle chunk) {
         "SimDevice::ReleaseChunk: chunk %d is still mapped (%d mapping(s), the latest at %#x); "
         "unmap it first",
         chunk, it->second.mappings, it->second.mapped_at));
+  }
+  if (options_.check_hazards) {
+    CheckRelease(absl::StrFormat("ReleaseChunk(chunk %d)", chunk),
+                 [&](const SimPiece& p) { return p.chunk && p.id == chunk; });
   }
   if (absl::Status s = backing_->ReleaseStorage(it->second.location, it->second.bytes); !s.ok()) {
     return InCall("ReleaseChunk", s);
@@ -395,6 +418,10 @@ absl::Status SimDevice::Unmap(DevicePtr va, std::size_t bytes) {
       !s.ok()) {
     return s;
   }
+  if (options_.check_hazards) {
+    CheckRelease(absl::StrFormat("Unmap(%#x, %d bytes)", va, bytes),
+                 [&](const SimPiece& p) { return p.chunk && p.TouchesAddresses(va, bytes); });
+  }
   if (absl::Status s = backing_->UnmapRange(va, bytes); !s.ok()) return InCall("Unmap", s);
   auto first = mappings_.find(va);
   auto last = mappings_.lower_bound(va + bytes);
@@ -430,8 +457,10 @@ absl::Status SimDevice::Fill(const FillRequest& request, StreamHandle stream) {
   if (absl::Status s = Enter(SimOp::kFill); !s.ok()) return s;
   if (request.bytes == 0) return absl::OkStatus();  // like a zero-length cudaMemsetAsync
   if (absl::Status s = CheckAccessible("Fill", request.ptr, request.bytes); !s.ok()) return s;
+  CheckStream("Fill", stream);
   if (backing_->has_memory()) WritePattern(request.ptr, request.bytes, request.pattern);
-  streams_.SubmitWork(stream);
+  SubmitChecked(stream, {SimAccess{request.ptr, request.bytes, /*owner=*/0}},
+                absl::StrFormat("Fill %#x", request.pattern));
   counters_.filled_bytes += request.bytes;
   return absl::OkStatus();
 }

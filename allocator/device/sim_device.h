@@ -10,6 +10,14 @@
 //   accounting mode  - addresses with nothing behind them (never dereference them) and the same
 //                      bookkeeping; Fill only validates and counts. The default, for replays.
 //
+// Hazard checking (SimDeviceOptions::check_hazards, on by default): the device remembers which
+// physical bytes every incomplete work item touches (LaunchWork, Fill) and reports, through the
+// process-wide sink of sim_hazards.h, every stream-ordering hazard: memory unmapped or released
+// under running work (H1), another owner's work on the same bytes without a happens-before
+// (H2), calls a graph capture forbids (H3), and dead or foreign stream and event handles (H4).
+// Happens-before: stream order, RecordEvent/StreamWaitEvent chains (transitively), and
+// completion (a query or synchronize that saw it, a device synchronization).
+//
 // Like CUDA, a chunk may be mapped at several addresses at once (the allocator's aliases share
 // its bytes). Stricter than CUDA: releasing a mapped chunk is an error (CUDA defers the free to the
 // unmap), and Malloc(0) is an error; Free(0) is accepted like cudaFree(nullptr).
@@ -18,6 +26,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -33,8 +42,10 @@
 #include "allocator/device/device.h"
 #include "allocator/device/sim_backing.h"
 #include "allocator/device/sim_faults.h"
+#include "allocator/device/sim_hazards.h"
 #include "allocator/device/sim_op.h"
 #include "allocator/device/sim_streams.h"
+#include "allocator/device/sim_work.h"
 
 namespace vramcache {
 
@@ -46,6 +57,13 @@ struct SimDeviceOptions {
   bool accounting_only = true;
   SimCompletion completion = SimCompletion::kImmediate;
   int queries_until_complete = 2;  // kAfterQueries: the query that reports complete
+  // kRandom: each work item runs a random number of device calls in [0, max_work_duration],
+  // drawn from a generator seeded with `seed` (the same calls give the same completions).
+  std::uint64_t seed = 0;
+  int max_work_duration = 8;
+  // Report stream-ordering hazards (sim_hazards.h). Off, it costs nothing: no access
+  // resolution and no bookkeeping; the replay tool and the benchmarks turn it off.
+  bool check_hazards = true;
   // Whether CreateStream hands out destroyed streams' handle values again (CUDA does).
   bool reuse_stream_handles = true;
   int ordinal = 0;
@@ -121,6 +139,19 @@ class SimDevice final : public Device {
   // differ: it validates the ranges and reports them all intact. Counted as a kFill call.
   absl::StatusOr<std::vector<std::optional<PatternMismatch>>> VerifyPatterns(
       const std::vector<PatternCheck>& checks, StreamHandle stream) override;
+  // The creating device's ordinal for a stream CreateStream made (of any SimDevice); this
+  // device's for any other handle. A destroyed stream is FailedPrecondition (and hazard H4).
+  absl::StatusOr<int> StreamOrdinal(StreamHandle stream) override;
+
+  // A "kernel" on `stream` that reads and writes every range of `accesses`. Each must be device
+  // memory this device handed out (in one Malloc'ed block or adjacent mappings), else
+  // InvalidArgument and nothing is submitted. Empty ranges are ignored. Checked for H2 against
+  // incomplete work (and H4 on the stream). Returns its ticket. Not a Device call, but it
+  // advances kRandom's clock like one.
+  absl::StatusOr<std::uint64_t> LaunchWork(StreamHandle stream, std::vector<SimAccess> accesses,
+                                           absl::string_view label = "");
+  // Every hazard this device found, oldest first (each was also sent to the sink).
+  std::vector<SimHazard> Hazards() const;
 
   // Streams and completion, for tests. Any handle value is a stream, 0 included.
   std::uint64_t SubmitWork(StreamHandle stream);
@@ -177,8 +208,34 @@ class SimDevice final : public Device {
     DevicePtr reservation = 0;
   };
 
-  // Counts the call and applies fault injection.
+  // Counts the call, lets kRandom's time pass, and applies fault injection.
   absl::Status Enter(SimOp op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Hazard checks (sim_device_hazards.cc); all do nothing unless options_.check_hazards.
+  void ReportHazard(SimHazardKind kind, std::string message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The capture rule (FailedPrecondition while any stream captures), reported as H3.
+  absl::Status CheckNoCapture(absl::string_view call) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // H3 for an event last recorded on a capturing stream, used by a query, a synchronize, or a
+  // wait of a stream that is not capturing (`waiter`); FailedPrecondition like CUDA.
+  absl::Status CheckCapturedEvent(absl::string_view call, EventHandle event,
+                                  std::optional<StreamHandle> waiter)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // H4: a destroyed stream or another device's. Reported only; the call goes on.
+  void CheckStream(absl::string_view call, StreamHandle stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // H4: another device's event. Reported only.
+  void CheckEvent(absl::string_view call, EventHandle event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The physical pieces behind an accessible range (CheckAccessible passed).
+  void Resolve(DevicePtr ptr, std::size_t bytes, std::uint64_t owner,
+               std::vector<SimPiece>* pieces) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // H2 for new work `info` about to be submitted on `stream`.
+  void CheckNewWork(const SimWorkInfo& info) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // H1: `call` would take away what incomplete work touches; `touches` says which pieces.
+  void CheckRelease(const std::string& call, const std::function<bool(const SimPiece&)>& touches)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Submits work on `stream` over already validated ranges: with checking on, resolved to
+  // pieces and checked for H2 first; else plain work.
+  std::uint64_t SubmitChecked(StreamHandle stream, std::vector<SimAccess> accesses,
+                              absl::string_view label) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckCapacity(absl::string_view call, std::size_t bytes) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckVmm(absl::string_view call) const;
@@ -206,6 +263,7 @@ class SimDevice final : public Device {
   ChunkHandle next_chunk_ ABSL_GUARDED_BY(mu_) = 1;
   std::size_t external_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   SimCounters counters_ ABSL_GUARDED_BY(mu_);  // the call counts and byte totals kept live
+  std::vector<SimHazard> hazards_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vramcache

@@ -2,6 +2,7 @@
 // controls that submit and complete it. The model itself lives in SimStreamModel; this adds the
 // lock, the counters, fault injection and the graph-capture rule.
 #include <cstdint>
+#include <optional>
 
 #include "allocator/device/sim_device.h"
 
@@ -16,39 +17,51 @@ absl::StatusOr<EventHandle> SimDevice::CreateEvent() {
 absl::Status SimDevice::DestroyEvent(EventHandle event) {
   MutexLock lock(&mu_);
   if (absl::Status s = Enter(SimOp::kDestroyEvent); !s.ok()) return s;
+  CheckEvent("DestroyEvent", event);
   return streams_.DestroyEvent(event);
 }
 
 absl::Status SimDevice::RecordEvent(EventHandle event, StreamHandle stream) {
   MutexLock lock(&mu_);
   if (absl::Status s = Enter(SimOp::kRecordEvent); !s.ok()) return s;
-  return streams_.RecordEvent(event, stream);
+  CheckEvent("RecordEvent", event);
+  CheckStream("RecordEvent", stream);
+  return streams_.RecordEvent(event, stream);  // legal on a capturing stream too
 }
 
 absl::StatusOr<bool> SimDevice::QueryEvent(EventHandle event) {
   MutexLock lock(&mu_);
   if (absl::Status s = Enter(SimOp::kQueryEvent); !s.ok()) return s;
-  if (absl::Status s = streams_.CheckNoCapture("QueryEvent"); !s.ok()) return s;
+  CheckEvent("QueryEvent", event);
+  if (absl::Status s = CheckNoCapture("QueryEvent"); !s.ok()) return s;
+  if (absl::Status s = CheckCapturedEvent("QueryEvent", event, std::nullopt); !s.ok()) return s;
   return streams_.QueryEvent(event);
 }
 
 absl::Status SimDevice::SynchronizeEvent(EventHandle event) {
   MutexLock lock(&mu_);
   if (absl::Status s = Enter(SimOp::kSynchronizeEvent); !s.ok()) return s;
-  if (absl::Status s = streams_.CheckNoCapture("SynchronizeEvent"); !s.ok()) return s;
+  CheckEvent("SynchronizeEvent", event);
+  if (absl::Status s = CheckNoCapture("SynchronizeEvent"); !s.ok()) return s;
+  if (absl::Status s = CheckCapturedEvent("SynchronizeEvent", event, std::nullopt); !s.ok()) {
+    return s;
+  }
   return streams_.SynchronizeEvent(event);
 }
 
 absl::Status SimDevice::StreamWaitEvent(StreamHandle stream, EventHandle event) {
   MutexLock lock(&mu_);
   if (absl::Status s = Enter(SimOp::kStreamWaitEvent); !s.ok()) return s;
+  CheckEvent("StreamWaitEvent", event);
+  CheckStream("StreamWaitEvent", stream);
+  if (absl::Status s = CheckCapturedEvent("StreamWaitEvent", event, stream); !s.ok()) return s;
   return streams_.StreamWaitEvent(stream, event);
 }
 
 absl::Status SimDevice::SynchronizeDevice() {
   MutexLock lock(&mu_);
   if (absl::Status s = Enter(SimOp::kSynchronizeDevice); !s.ok()) return s;
-  if (absl::Status s = streams_.CheckNoCapture("SynchronizeDevice"); !s.ok()) return s;
+  if (absl::Status s = CheckNoCapture("SynchronizeDevice"); !s.ok()) return s;
   streams_.SynchronizeDevice();
   return absl::OkStatus();
 }
@@ -56,6 +69,7 @@ absl::Status SimDevice::SynchronizeDevice() {
 absl::StatusOr<bool> SimDevice::IsCapturing(StreamHandle stream) {
   MutexLock lock(&mu_);
   if (absl::Status s = Enter(SimOp::kIsCapturing); !s.ok()) return s;
+  CheckStream("IsCapturing", stream);
   return streams_.IsCapturing(stream);
 }
 

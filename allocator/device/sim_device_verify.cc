@@ -54,7 +54,8 @@ absl::StatusOr<std::vector<std::optional<PatternMismatch>>> SimDevice::VerifyPat
   MutexLock lock(&mu_);
   if (absl::Status s = Enter(SimOp::kFill); !s.ok()) return s;
   // The GPU synchronizes the stream to bring the answer back, which global capture forbids.
-  if (absl::Status s = streams_.CheckNoCapture("VerifyPatterns"); !s.ok()) return s;
+  CheckStream("VerifyPatterns", stream);
+  if (absl::Status s = CheckNoCapture("VerifyPatterns"); !s.ok()) return s;
   for (std::size_t i = 0; i < checks.size(); ++i) {
     if (checks[i].bytes == 0) continue;
     if (absl::Status s = CheckAccessible("VerifyPatterns", checks[i].ptr, checks[i].bytes);

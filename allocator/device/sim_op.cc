@@ -26,6 +26,7 @@ absl::string_view SimOpName(SimOp op) {
       "synchronize_device",
       "is_capturing",
       "fill",
+      "stream_ordinal",
   };
   const auto index = static_cast<std::size_t>(op);
   return index < kNames.size() ? kNames[index] : "unknown";

@@ -28,9 +28,10 @@ enum class SimOp : int {
   kSynchronizeDevice,
   kIsCapturing,
   kFill,
+  kStreamOrdinal,
 };
 
-inline constexpr std::size_t kSimOpCount = static_cast<std::size_t>(SimOp::kFill) + 1;
+inline constexpr std::size_t kSimOpCount = static_cast<std::size_t>(SimOp::kStreamOrdinal) + 1;
 
 // snake_case name ("create_chunk", "query_event", ...), stable for tools and JSON.
 absl::string_view SimOpName(SimOp op);

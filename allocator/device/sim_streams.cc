@@ -6,24 +6,26 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "allocator/device/sim_handle_registry.h"
 
 namespace vramcache {
 
-namespace {
+SimStreamModel::SimStreamModel(const SimStreamConfig& config)
+    : completion_(config.completion),
+      queries_until_complete_(std::max(config.queries_until_complete, 1)),
+      reuse_stream_handles_(config.reuse_stream_handles),
+      max_work_duration_(std::max(config.max_work_duration, 0)),
+      ordinal_(config.ordinal),
+      register_events_(config.register_events),
+      durations_(config.seed) {}
 
-// Handles CreateStream hands out: far from the small values tests use for implicit streams,
-// and shaped like the pointers cudaStream_t values are.
-constexpr StreamHandle kFirstCreatedStream = 0x5eed0000;
-constexpr StreamHandle kCreatedStreamStride = 0x10;
-
-}  // namespace
-
-SimStreamModel::SimStreamModel(SimCompletion completion, int queries_until_complete,
-                               bool reuse_stream_handles)
-    : completion_(completion),
-      queries_until_complete_(std::max(queries_until_complete, 1)),
-      reuse_stream_handles_(reuse_stream_handles),
-      next_stream_handle_(kFirstCreatedStream) {}
+SimStreamModel::~SimStreamModel() {
+  for (StreamHandle stream : created_handles_) ForgetSimStream(stream);
+  for (StreamHandle stream : free_handles_) ForgetSimStream(stream);
+  if (register_events_) {
+    for (const auto& [event, state] : events_) ForgetSimEvent(event);
+  }
+}
 
 SimStreamModel::StreamId SimStreamModel::IdentityOf(StreamHandle stream) {
   auto [it, inserted] = identities_.try_emplace(stream, next_identity_);
@@ -31,18 +33,52 @@ SimStreamModel::StreamId SimStreamModel::IdentityOf(StreamHandle stream) {
   return it->second;
 }
 
-std::uint64_t SimStreamModel::SubmitWork(StreamHandle stream) { return Submit(stream, {}, false); }
+std::uint64_t SimStreamModel::SubmitWork(StreamHandle stream,
+                                         std::shared_ptr<const SimWorkInfo> info) {
+  return Submit(stream, {}, false, std::move(info));
+}
 
 std::uint64_t SimStreamModel::Submit(StreamHandle stream, std::vector<WorkRef> waits_on,
-                                     bool wait_only) {
+                                     bool wait_only, std::shared_ptr<const SimWorkInfo> info) {
   const std::uint64_t ticket = next_ticket_++;
   StreamState& state = streams_[IdentityOf(stream)];
   state.last_ticket = ticket;
   if (completion_ == SimCompletion::kImmediate) return ticket;  // done as soon as submitted
   std::erase_if(waits_on, [this](const WorkRef& ref) { return IsComplete(ref); });
   if (wait_only && waits_on.empty() && state.pending.empty()) return ticket;
-  state.pending.push_back(WorkItem{ticket, std::move(waits_on), wait_only});
+  std::uint64_t due = 0;
+  if (completion_ == SimCompletion::kRandom && !wait_only) {
+    due = now_ + std::uniform_int_distribution<std::uint64_t>(
+                     0, static_cast<std::uint64_t>(max_work_duration_))(durations_);
+  }
+  if (info != nullptr) ++pending_with_info_;
+  state.pending.push_back(WorkItem{ticket, std::move(waits_on), wait_only, due, std::move(info)});
   return ticket;
+}
+
+void SimStreamModel::PopFront(StreamState& state) {
+  if (state.pending.front().info != nullptr) --pending_with_info_;
+  state.pending.pop_front();
+}
+
+void SimStreamModel::Tick() {
+  if (completion_ != SimCompletion::kRandom) return;
+  ++now_;
+  // To a fixed point: completing one stream's item may release another stream's wait. The
+  // result does not depend on the order streams are visited in.
+  for (bool progressed = true; progressed;) {
+    progressed = false;
+    for (auto& [id, state] : streams_) {
+      while (!state.pending.empty() && state.pending.front().due <= now_ &&
+             std::all_of(state.pending.front().waits_on.begin(),
+                         state.pending.front().waits_on.end(),
+                         [this](const WorkRef& dep) { return IsComplete(dep); })) {
+        PopFront(state);
+        progressed = true;
+      }
+    }
+  }
+  Settle();
 }
 
 bool SimStreamModel::IsComplete(const WorkRef& ref) const {
@@ -71,7 +107,7 @@ void SimStreamModel::CompleteThrough(const WorkRef& target) {
     if (blocker != front.waits_on.end()) {
       stack.push_back(*blocker);
     } else {
-      it->second.pending.pop_front();
+      PopFront(it->second);
     }
   }
 }
@@ -84,7 +120,7 @@ void SimStreamModel::Settle() {
              std::all_of(state.pending.front().waits_on.begin(),
                          state.pending.front().waits_on.end(),
                          [this](const WorkRef& dep) { return IsComplete(dep); })) {
-        state.pending.pop_front();
+        PopFront(state);
         progressed = true;
       }
     }
@@ -150,18 +186,20 @@ void SimStreamModel::RetireHandle(StreamHandle stream) {
 StreamHandle SimStreamModel::CreateStream() {
   StreamHandle handle;
   if (reuse_stream_handles_ && !free_handles_.empty()) {
+    // The most recently destroyed first, as CUDA tends to.
     handle = free_handles_.back();
     free_handles_.pop_back();
   } else {
+    // Unique in the process, so another device's stream is never mistaken for one of ours.
     do {
-      handle = next_stream_handle_;
-      next_stream_handle_ += kCreatedStreamStride;
+      handle = NextSimStreamHandle();
     } while (identities_.contains(handle) || created_handles_.contains(handle));
   }
   // A fresh identity even if the value was used before: nothing orders it after old work.
   RetireHandle(handle);
   IdentityOf(handle);
   created_handles_.insert(handle);
+  RegisterSimStream(handle, this, ordinal_);
   Settle();
   return handle;
 }
@@ -176,7 +214,9 @@ absl::Status SimStreamModel::DestroyStream(StreamHandle stream) {
   created_handles_.erase(stream);
   RetireHandle(stream);
   capturing_.erase(stream);
-  if (reuse_stream_handles_) free_handles_.push_back(stream);
+  // Dead until handed out again: a call naming it meanwhile is hazard H4.
+  MarkSimStreamDestroyed(stream);
+  free_handles_.push_back(stream);  // never handed out again without reuse_stream_handles
   Settle();
   return absl::OkStatus();
 }
@@ -198,9 +238,54 @@ absl::Status SimStreamModel::CheckNoCapture(absl::string_view call) const {
 }
 
 EventHandle SimStreamModel::CreateEvent() {
-  const EventHandle event = next_event_++;
+  // Unique in the process, so another device's event is never mistaken for one of ours.
+  const EventHandle event = NextSimEventHandle();
   events_.emplace(event, EventState{});
+  if (register_events_) RegisterSimEvent(event, this, ordinal_);
   return event;
+}
+
+std::optional<StreamHandle> SimStreamModel::CaptureRecordOf(EventHandle event) const {
+  auto it = events_.find(event);
+  if (it == events_.end()) return std::nullopt;
+  return it->second.capture_record;
+}
+
+SimStreamModel::Frontier SimStreamModel::FrontierOf(StreamHandle stream) const {
+  Frontier frontier;
+  auto id = identities_.find(stream);
+  if (id == identities_.end()) return frontier;
+  // Worklist of identities whose frontier grew: their pending items up to it may wait on more.
+  std::vector<StreamId> grown = {id->second};
+  frontier.latest_[id->second] = streams_.at(id->second).last_ticket;
+  while (!grown.empty()) {
+    const StreamId current = grown.back();
+    grown.pop_back();
+    auto state = streams_.find(current);
+    if (state == streams_.end()) continue;
+    const std::uint64_t limit = frontier.latest_[current];
+    for (const WorkItem& item : state->second.pending) {
+      if (item.ticket > limit) break;
+      for (const WorkRef& ref : item.waits_on) {
+        std::uint64_t& known = frontier.latest_[ref.stream];
+        if (ref.ticket > known) {
+          known = ref.ticket;
+          grown.push_back(ref.stream);
+        }
+      }
+    }
+  }
+  return frontier;
+}
+
+void SimStreamModel::ForEachPendingInfo(
+    const std::function<void(std::uint64_t, std::uint64_t, const SimWorkInfo&)>& visit) const {
+  if (pending_with_info_ == 0) return;
+  for (const auto& [id, state] : streams_) {
+    for (const WorkItem& item : state.pending) {
+      if (item.info != nullptr) visit(id, item.ticket, *item.info);
+    }
+  }
 }
 
 absl::StatusOr<SimStreamModel::EventState*> SimStreamModel::FindEvent(absl::string_view call,
@@ -217,6 +302,7 @@ absl::Status SimStreamModel::DestroyEvent(EventHandle event) {
   absl::StatusOr<EventState*> state = FindEvent("DestroyEvent", event);
   if (!state.ok()) return state.status();
   events_.erase(event);
+  if (register_events_) ForgetSimEvent(event);
   return absl::OkStatus();
 }
 
@@ -226,6 +312,8 @@ absl::Status SimStreamModel::RecordEvent(EventHandle event, StreamHandle stream)
   const StreamId id = IdentityOf(stream);
   (*state)->captured = WorkRef{id, streams_[id].last_ticket};
   (*state)->queries_since_record = 0;
+  (*state)->capture_record =
+      IsCapturing(stream) ? std::optional<StreamHandle>(stream) : std::nullopt;
   return absl::OkStatus();
 }
 
@@ -256,7 +344,7 @@ absl::Status SimStreamModel::StreamWaitEvent(StreamHandle stream, EventHandle ev
   absl::StatusOr<EventState*> state = FindEvent("StreamWaitEvent", event);
   if (!state.ok()) return state.status();
   if (IsComplete((*state)->captured)) return absl::OkStatus();
-  Submit(stream, {(*state)->captured}, /*wait_only=*/true);
+  Submit(stream, {(*state)->captured}, /*wait_only=*/true, nullptr);
   return absl::OkStatus();
 }
 

@@ -14,6 +14,8 @@ inline SimDeviceOptions BenchSimDeviceOptions() {
   options.capacity = 256 * kGiB;   // room for every peer's cache on the largest trace
   options.accounting_only = true;  // addresses without memory: no page faults in the timings
   options.completion = SimCompletion::kImmediate;  // events are complete when first queried
+  // No hazard bookkeeping in the timings (and immediate completion leaves nothing to race).
+  options.check_hazards = false;
   options.name = "vramcache-bench simulated device";
   return options;
 }

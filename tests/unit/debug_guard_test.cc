@@ -335,9 +335,15 @@ TEST_F(DebugGuardTest, VerificationIsSkippedOnACapturingStreamAndCheckAllRefuses
   WriteByte(b.user_ptr + 1000, 0);
   device_->SetCapturing(kStream, true);
   EXPECT_TRUE(guard.VerifyBands(b).ok()) << "no synchronization inside a capture";
-  const absl::Status all = guard.CheckAll({b});
-  EXPECT_EQ(all.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(all.message(), HasSubstr("capturing"));
+  {
+    // CheckAll is refused through the device: its synchronization during the capture is hazard
+    // H3, provoked on purpose here.
+    ScopedSimHazardCapture hazards;
+    const absl::Status all = guard.CheckAll({b});
+    EXPECT_EQ(all.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(all.message(), HasSubstr("capturing"));
+    EXPECT_EQ(hazards.count(SimHazardKind::kForbiddenDuringCapture), 1u) << hazards.Summary();
+  }
   device_->SetCapturing(kStream, false);
   EXPECT_EQ(guard.CheckAll({b}).code(), absl::StatusCode::kDataLoss) << "found afterwards";
   EXPECT_EQ(guard.OnFree(b).code(), absl::StatusCode::kDataLoss);
@@ -500,8 +506,10 @@ TEST_F(DebugGuardTest, VerifyPatternsSynchronizesItsStreamAndRefusesDuringCaptur
   EXPECT_FALSE(device_->IsWorkComplete(other)) << "only its own stream";
 
   device_->SetCapturing(kStream + 1, true);
+  ScopedSimHazardCapture hazards;  // the refused call is hazard H3, on purpose
   const auto refused = device_->VerifyPatterns({{arena_, 64, 0}}, kStream);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(hazards.count(SimHazardKind::kForbiddenDuringCapture), 1u) << hazards.Summary();
   device_->SetCapturing(kStream + 1, false);
 }
 

@@ -463,6 +463,7 @@ TEST(SimDeviceFaultTest, EveryOperationCanBeMadeToFail) {
       {SimOp::kSynchronizeDevice, [&] { return device.SynchronizeDevice(); }},
       {SimOp::kIsCapturing, [&] { return device.IsCapturing(0).status(); }},
       {SimOp::kFill, [&] { return device.Fill(FillRequest{}, 0); }},
+      {SimOp::kStreamOrdinal, [&] { return device.StreamOrdinal(0).status(); }},
   };
   ASSERT_EQ(cases.size(), kSimOpCount);
   for (const Case& c : cases) {
@@ -673,15 +674,29 @@ TEST(SimDeviceEventTest, CaptureMakesQueriesAndSynchronizationFail) {
   ASSIGN_OR_FAIL(other, device->IsCapturing(0));
   EXPECT_FALSE(other);
 
-  absl::Status query = device->QueryEvent(event).status();
-  EXPECT_TRUE(absl::IsFailedPrecondition(query));
-  EXPECT_THAT(query.message(), HasSubstr("SimDevice::QueryEvent"));
-  EXPECT_THAT(query.message(), HasSubstr("cudaErrorStreamCaptureUnsupported"));
-  EXPECT_TRUE(absl::IsFailedPrecondition(device->SynchronizeEvent(event)));
-  EXPECT_TRUE(absl::IsFailedPrecondition(device->SynchronizeDevice()));
+  {
+    // Each forbidden call is also hazard H3: collect them instead of failing the test.
+    ScopedSimHazardCapture hazards;
+    absl::Status query = device->QueryEvent(event).status();
+    EXPECT_TRUE(absl::IsFailedPrecondition(query));
+    EXPECT_THAT(query.message(), HasSubstr("SimDevice::QueryEvent"));
+    EXPECT_THAT(query.message(), HasSubstr("cudaErrorStreamCaptureUnsupported"));
+    EXPECT_TRUE(absl::IsFailedPrecondition(device->SynchronizeEvent(event)));
+    EXPECT_TRUE(absl::IsFailedPrecondition(device->SynchronizeDevice()));
+    EXPECT_EQ(hazards.count(SimHazardKind::kForbiddenDuringCapture), 3u);
+  }
   EXPECT_OK(device->RecordEvent(event, 5));  // recording into a graph is legal
 
   device->SetCapturing(5, false);
+  {
+    // An event recorded into the graph may not be queried after the capture either.
+    ScopedSimHazardCapture hazards;
+    absl::Status captured = device->QueryEvent(event).status();
+    EXPECT_TRUE(absl::IsFailedPrecondition(captured));
+    EXPECT_THAT(captured.message(), HasSubstr("cudaErrorCapturedEvent"));
+    EXPECT_EQ(hazards.count(SimHazardKind::kForbiddenDuringCapture), 1u);
+  }
+  ASSERT_OK(device->RecordEvent(event, 0));
   ASSIGN_OR_FAIL(done, device->QueryEvent(event));
   EXPECT_TRUE(done);
   EXPECT_OK(device->SynchronizeDevice());

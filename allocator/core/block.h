@@ -16,6 +16,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "absl/container/btree_set.h"
 #include "absl/container/inlined_vector.h"
@@ -51,6 +53,8 @@ struct Block {
   BlockState state = BlockState::kFree;
   // Streams other than `stream` that used the block (record_stream).
   absl::InlinedVector<StreamHandle, 2> stream_uses;
+  // Streams of other devices that used it (record_stream), with their device.
+  std::vector<std::pair<Device*, StreamHandle>> foreign_uses;
   std::int64_t last_free_time = 0;
   // A stream that used it was destroyed while it was live: it waits for a device
   // synchronization after its free, since no event can be recorded on that stream any more.
@@ -82,6 +86,7 @@ struct Block {
     next = nullptr;
     state = BlockState::kFree;
     stream_uses.clear();
+    foreign_uses.clear();
     last_free_time = 0;
     used_by_destroyed_stream = false;
     holds_pages = false;

@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "allocator/base/mutex.h"
 #include "allocator/core/debug_guard.h"
+#include "allocator/core/relaxed_capture.h"
 #include "allocator/core/size_classes.h"
 #include "allocator/core/vmm_arena.h"
 
@@ -51,6 +52,9 @@ struct PendingFree {
   absl::InlinedVector<Block*, 1> blocks;
   absl::InlinedVector<EventHandle, 2> events;
   std::uint64_t seq = 0;
+  // Events of other devices, recorded on their streams (record_stream across devices); each is
+  // queried and destroyed through its own device.
+  std::vector<std::pair<Device*, EventHandle>> foreign_events;
 };
 
 // Key of a reuse-cache list: freed blocks that last served requests of `rounded` bytes.
@@ -153,21 +157,25 @@ class CachingAllocatorImpl {
 
     PoolId pool = kDefaultPool;
     bool capturing = false;
+    std::optional<RelaxedCapture> relaxed;  // for the slow path's device calls
     {
       MutexLock lock(&mu_);
       if (shut_down_) return ShutDownError();
       if (!dead_streams_.empty()) dead_streams_.erase(stream);  // the handle names a new stream
       pool = PoolForLocked(stream);
-      capturing = CapturingLocked(stream);
-      // Event queries are illegal while a capture is under way (global capture mode).
-      if (!capturing) {
-        if (absl::Status s = ProcessPendingFrees(/*synced_through=*/0); !s.ok()) return s;
-      }
       // unmap_on_free: every allocation gets fresh addresses (TryGrowAddressSpace).
       const bool fresh_addresses = quarantine_ && pool == kDefaultPool;
+      // The fast path: a block this stream freed whole, no device call.
       if (Block* block = fresh_addresses ? nullptr : PopReuseCache(pool, stream, rounded)) {
         ++stats_.num_cache_hits;
         return MarkAllocated(block, size, rounded, stream);
+      }
+      relaxed.emplace(device_);
+      capturing = CapturingLocked(stream);
+      // Nothing recorded inside a capture may be queried, and the allocating stream's frees
+      // during its capture are not done when the host sees them.
+      if (!capturing) {
+        if (absl::Status s = ProcessPendingFrees(/*synced_through=*/0); !s.ok()) return s;
       }
       // Best fit sees the heap fully coalesced, as if there were no reuse cache: placing a
       // block among uncoalesced leftovers fragments the heap (measured: 3-8 points of
@@ -206,6 +214,7 @@ class CachingAllocatorImpl {
     if (guard_.canaries()) {
       absl::StatusOr<GuardedBlock> guarded = BeginCheckedFree(addr);
       if (!guarded.ok()) return guarded.status();
+      RelaxedCapture relaxed(device_);
       band_status = guard_.VerifyBands(*guarded);
     }
     MutexLock lock(&mu_);
@@ -227,7 +236,8 @@ class CachingAllocatorImpl {
     stats_.requested_bytes.Decrease(small, static_cast<std::int64_t>(block->requested));
     if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
     Record(TraceAction::kFreeRequested, block->addr, block->size, block->alloc_stream);
-    if (block->stream_uses.empty() && block->alloc_stream == block->stream &&
+    if (block->stream_uses.empty() && block->foreign_uses.empty() &&
+        block->alloc_stream == block->stream &&
         !block->used_by_destroyed_stream && !block->segment->quarantine &&
         reuse_cache_bytes_ + block->size <= reuse_cache_limit_) {
       PushReuseCache(block);  // stays in live_: a reuse needs no second hash insert
@@ -235,6 +245,7 @@ class CachingAllocatorImpl {
       return MaybeCheckInvariants();
     }
     live_.erase(it);
+    RelaxedCapture relaxed(device_);
 
     // Streams whose work may still touch the block: record_stream's, and the allocating stream
     // when it borrowed the block from another stream's cache.
@@ -246,7 +257,7 @@ class CachingAllocatorImpl {
       block->state = BlockState::kPendingFree;
       pending_bytes_ += block->size;
       AddPending({{block}, {}});  // resolved by the next device synchronization
-    } else if (block->stream_uses.empty()) {
+    } else if (block->stream_uses.empty() && block->foreign_uses.empty()) {
       ReturnToPool(block);
     } else if (AnyCaptureLocked(block->stream_uses)) {
       block->state = BlockState::kPendingFree;
@@ -302,7 +313,26 @@ class CachingAllocatorImpl {
           reinterpret_cast<DevicePtr>(ptr)));
     }
     if (stream == block->alloc_stream) return absl::OkStatus();  // PyTorch: a no-op
-    if (!dead_streams_.empty()) dead_streams_.erase(stream);     // the handle names a new stream
+    // A stream of another device gets that device's event at the free (as PyTorch records it
+    // on the stream's device): this device's events may not be recorded on it.
+    absl::StatusOr<int> ordinal = device_->StreamOrdinal(stream);
+    if (!ordinal.ok()) return ordinal.status();
+    if (*ordinal != device_->Capabilities().ordinal) {
+      Device* peer = peer_devices_ ? peer_devices_(*ordinal) : nullptr;
+      if (peer == nullptr) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "vramcache: record_stream of %#x on device %d with stream %#x of device %d: that "
+            "device is not known to this allocator",
+            reinterpret_cast<DevicePtr>(ptr), device_->Capabilities().ordinal, stream, *ordinal));
+      }
+      const std::pair<Device*, StreamHandle> use{peer, stream};
+      if (std::find(block->foreign_uses.begin(), block->foreign_uses.end(), use) ==
+          block->foreign_uses.end()) {
+        block->foreign_uses.push_back(use);
+      }
+      return absl::OkStatus();
+    }
+    if (!dead_streams_.empty()) dead_streams_.erase(stream);  // the handle names a new stream
     if (!Contains(block->stream_uses, stream)) block->stream_uses.push_back(stream);
     return absl::OkStatus();
   }
@@ -403,6 +433,7 @@ class CachingAllocatorImpl {
   }
 
   absl::Status ReleasePool(PoolId pool) {
+    RelaxedCapture relaxed(device_);
     std::vector<Segment*> released;
     bool synchronize = false;
     std::uint64_t synced_through = 0;
@@ -446,6 +477,7 @@ class CachingAllocatorImpl {
   }
 
   absl::Status EmptyCache() {
+    RelaxedCapture relaxed(device_);
     if (absl::Status s = SynchronizePendingFrees(); !s.ok()) return s;
     if (vmm_ != nullptr) return EmptyVirtualMemoryCache();
     std::vector<Segment*> released;
@@ -458,6 +490,7 @@ class CachingAllocatorImpl {
   }
 
   absl::Status Shutdown() {
+    RelaxedCapture relaxed(device_);
     std::vector<Segment*> released;
     std::vector<EventHandle> events;
     {
@@ -466,8 +499,12 @@ class CachingAllocatorImpl {
       shut_down_ = true;
       for (PendingFree& pending : pending_) {
         events.insert(events.end(), pending.events.begin(), pending.events.end());
+        for (const auto& [peer, event] : pending.foreign_events) {
+          peer->DestroyEvent(event).IgnoreError();
+        }
       }
       pending_.clear();
+      leaked_foreign_.clear();
       deferred_until_capture_ends_.clear();
       captures_.clear();
       events.insert(events.end(), event_pool_.begin(), event_pool_.end());
@@ -627,6 +664,7 @@ class CachingAllocatorImpl {
   }
 
   absl::StatusOr<std::size_t> SetMemoryFraction(double fraction) {
+    RelaxedCapture relaxed(device_);
     if (!(fraction >= 0.0 && fraction <= 1.0)) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "vramcache: memory fraction %g is outside [0, 1] (0 means nothing may be reserved)",
@@ -668,6 +706,11 @@ class CachingAllocatorImpl {
     const std::size_t cap = std::max<std::size_t>(fraction_bytes, 1);
     const std::size_t configured = config_.budget_bytes.value_or(0);
     return configured > 0 ? std::min(cap, configured) : cap;
+  }
+
+  void SetPeerDevices(std::function<Device*(int)> resolver) {
+    MutexLock lock(&mu_);
+    peer_devices_ = std::move(resolver);
   }
 
   std::size_t Budget() const {
@@ -1050,9 +1093,10 @@ class CachingAllocatorImpl {
 
   // Whether event queries must be avoided for a request on `stream`: a capture announced through
   // BeginAllocateToPool, or (for callers that cannot announce it) `stream` itself capturing.
+  // The device is always asked: the chunk pool may query marks even when no free is pending.
+  // A capture on another thread is not seen here; RelaxedCapture makes the queries legal then.
   bool CapturingLocked(StreamHandle stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!captures_.empty()) return true;
-    if (pending_.empty()) return false;  // nothing to query: no need to ask
     absl::StatusOr<bool> capturing = device_->IsCapturing(stream);
     return !capturing.ok() || *capturing;
   }
@@ -1125,9 +1169,18 @@ class CachingAllocatorImpl {
     if (!block->holds_pages) return;
     block->holds_pages = false;
     VmmArena* arena = block->segment->arena;
-    if (!captures_.empty() || !ReleaseRange(arena, block->addr, block->size).ok()) {
+    if (!captures_.empty() || StreamCapturing(arena->stream()) ||
+        !ReleaseRange(arena, block->addr, block->size).ok()) {
       deferred_releases_.push_back({arena, block->addr, block->size});  // pages stay backed
     }
+  }
+
+  // Whether `stream` is capturing a graph the allocator was not told about: a mark recorded on
+  // it would be captured, and could never be queried.
+  bool StreamCapturing(StreamHandle stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!dead_streams_.empty() && dead_streams_.contains(stream)) return false;
+    absl::StatusOr<bool> capturing = device_->IsCapturing(stream);
+    return !capturing.ok() || *capturing;
   }
 
   // Releases a range of an arena; when the arena's stream was destroyed, every use of the range
@@ -1143,7 +1196,9 @@ class CachingAllocatorImpl {
     std::vector<DeferredRelease> retry;
     retry.swap(deferred_releases_);
     for (const DeferredRelease& r : retry) {
-      if (!ReleaseRange(r.arena, r.addr, r.bytes).ok()) deferred_releases_.push_back(r);
+      if (StreamCapturing(r.arena->stream()) || !ReleaseRange(r.arena, r.addr, r.bytes).ok()) {
+        deferred_releases_.push_back(r);
+      }
     }
   }
 
@@ -1438,6 +1493,25 @@ class CachingAllocatorImpl {
       }
       pending.events.push_back(*event);
     }
+    for (const auto& [peer, use] : block->foreign_uses) {
+      absl::StatusOr<EventHandle> event = peer->CreateEvent();
+      absl::Status s = event.ok() ? peer->RecordEvent(*event, use) : event.status();
+      if (!s.ok()) {
+        // Not provable: only a synchronization of every device would do; kept out for good.
+        if (event.ok()) peer->DestroyEvent(*event).IgnoreError();
+        for (EventHandle e : pending.events) event_pool_.push_back(e);
+        for (const auto& [d, e] : pending.foreign_events) d->DestroyEvent(e).IgnoreError();
+        block->state = BlockState::kPendingFree;
+        pending_bytes_ += block->size;
+        leaked_foreign_.push_back(block);
+        return absl::InternalError(absl::StrCat(
+            "vramcache: could not record an event on another device's stream for a free; the "
+            "block is quarantined: ",
+            s.message()));
+      }
+      pending.foreign_events.emplace_back(peer, *event);
+    }
+    block->foreign_uses.clear();
     block->state = BlockState::kPendingFree;
     pending_bytes_ += block->size;
     AddPending(std::move(pending));
@@ -1467,8 +1541,9 @@ class CachingAllocatorImpl {
     if (vmm_ != nullptr) FlushDeferredReleases();
     if (pending_.empty()) return absl::OkStatus();
     for (auto it = pending_.begin(); it != pending_.end();) {
-      const bool synced = it->seq <= synced_through;
-      bool all_done = synced || !it->events.empty();
+      // A synchronization of this device says nothing about another device's streams.
+      const bool synced = it->seq <= synced_through && it->foreign_events.empty();
+      bool all_done = synced || !it->events.empty() || !it->foreign_events.empty();
       if (!synced) {
         for (EventHandle event : it->events) {
           absl::StatusOr<bool> done = device_->QueryEvent(event);
@@ -1478,12 +1553,19 @@ class CachingAllocatorImpl {
             break;
           }
         }
+        for (const auto& [peer, event] : it->foreign_events) {
+          if (!all_done) break;
+          absl::StatusOr<bool> done = peer->QueryEvent(event);
+          if (!done.ok()) return done.status();
+          all_done = *done;
+        }
       }
       if (!all_done) {
         ++it;
         continue;
       }
       for (EventHandle event : it->events) event_pool_.push_back(event);
+      for (const auto& [peer, event] : it->foreign_events) peer->DestroyEvent(event).IgnoreError();
       for (Block* block : it->blocks) {
         pending_bytes_ -= block->size;
         block->used_by_destroyed_stream = false;
@@ -2010,6 +2092,11 @@ class CachingAllocatorImpl {
   // Streams destroyed (StreamDestroyed) whose handle has not been used since: no event may be
   // recorded on them. A handle used again names a new stream and leaves the set.
   absl::flat_hash_set<StreamHandle> dead_streams_ ABSL_GUARDED_BY(mu_);
+  // Other devices, for record_stream with their streams (Registry sets it); null: none known.
+  std::function<Device*(int)> peer_devices_ ABSL_GUARDED_BY(mu_);
+  // Blocks freed after another device's stream used them, whose event could not be recorded:
+  // out of circulation until shutdown (no synchronization of this device proves them free).
+  std::vector<Block*> leaked_foreign_ ABSL_GUARDED_BY(mu_);
   // Virtual-memory mode: released private pools whose ranges wait for a device synchronization
   // (their graphs' replays may still run on any stream), with the order number of the release.
   absl::flat_hash_map<PoolId, std::uint64_t> unsynced_pools_ ABSL_GUARDED_BY(mu_);
@@ -2082,6 +2169,9 @@ std::size_t CachingAllocator::LargestFreeBlock() const { return impl_->LargestFr
 std::vector<TraceEntry> CachingAllocator::History() const { return impl_->History(); }
 std::optional<OomReport> CachingAllocator::LastOom() const { return impl_->LastOom(); }
 void CachingAllocator::SetBudget(std::size_t bytes) { impl_->SetBudget(bytes); }
+void CachingAllocator::SetPeerDevices(std::function<Device*(int)> resolver) {
+  impl_->SetPeerDevices(std::move(resolver));
+}
 absl::StatusOr<std::size_t> CachingAllocator::SetMemoryFraction(double fraction) {
   return impl_->SetMemoryFraction(fraction);
 }

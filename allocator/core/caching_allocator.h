@@ -113,6 +113,10 @@ class CachingAllocator {
   // Hard cap on reserved bytes (0 removes it). Takes effect for the next growth.
   void SetBudget(std::size_t bytes);
   std::size_t Budget() const;
+  // The other devices of the process by ordinal (null for an unknown one), for record_stream
+  // with a stream of another device: the free then waits for an event of that device. Without
+  // it, such a record_stream is InvalidArgument.
+  void SetPeerDevices(std::function<Device*(int)> resolver);
   // torch.cuda.set_per_process_memory_fraction: the cap becomes `fraction` of the device,
   // never above a configured byte budget; 0 (or a fraction that rounds to 0 bytes) means that
   // nothing fits. Cached memory above the new cap is released now, as far as live blocks allow;

@@ -397,6 +397,23 @@ absl::StatusOr<int> CudaDevice::StreamOrdinal(StreamHandle stream) {
   return ordinal;
 }
 
+Device::CaptureMode CudaDevice::ExchangeCaptureMode(CaptureMode mode) {
+  cudaStreamCaptureMode cuda_mode = mode == CaptureMode::kRelaxed       ? cudaStreamCaptureModeRelaxed
+                                    : mode == CaptureMode::kThreadLocal ? cudaStreamCaptureModeThreadLocal
+                                                                        : cudaStreamCaptureModeGlobal;
+  // Thread-local state of the runtime: it cannot fail once the runtime is loaded, and when it
+  // does (no driver) no capture can be under way either.
+  if (cudaThreadExchangeStreamCaptureMode(&cuda_mode) != cudaSuccess) return CaptureMode::kGlobal;
+  switch (cuda_mode) {
+    case cudaStreamCaptureModeRelaxed:
+      return CaptureMode::kRelaxed;
+    case cudaStreamCaptureModeThreadLocal:
+      return CaptureMode::kThreadLocal;
+    default:
+      return CaptureMode::kGlobal;
+  }
+}
+
 absl::Status CudaDevice::Fill(const FillRequest& request, StreamHandle stream) {
   if (request.bytes == 0) return absl::OkStatus();
   if (request.ptr == 0 || request.ptr + request.bytes < request.ptr) {

@@ -64,6 +64,7 @@ class CudaDevice final : public Device {
   absl::StatusOr<bool> IsCapturing(StreamHandle stream) override;
   // cudaStreamGetDevice (CUDA 12.8+); the default streams are this device's.
   absl::StatusOr<int> StreamOrdinal(StreamHandle stream) override;
+  CaptureMode ExchangeCaptureMode(CaptureMode mode) override;
 
   absl::Status Fill(const FillRequest& request, StreamHandle stream) override;
   // One verify-kernel launch for all checks, then cudaStreamSynchronize (cuda_device_verify.cc).

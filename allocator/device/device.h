@@ -94,6 +94,12 @@ class Device {
   // The ordinal of the device `stream` belongs to (cudaStreamGetDevice); this device's for the
   // default streams.
   virtual absl::StatusOr<int> StreamOrdinal(StreamHandle stream) = 0;
+  // This thread's graph-capture mode (cudaThreadExchangeStreamCaptureMode): sets it and returns
+  // the previous one. In kRelaxed, a capture in global mode (on any thread) no longer forbids
+  // this thread's event queries, synchronizations and allocations; querying or waiting for an
+  // event recorded inside a capture stays illegal. Thread-local, never fails.
+  enum class CaptureMode { kGlobal, kThreadLocal, kRelaxed };
+  virtual CaptureMode ExchangeCaptureMode(CaptureMode mode) = 0;
 
   // Device-side work for the debug modes, ordered on `stream`.
   virtual absl::Status Fill(const FillRequest& request, StreamHandle stream) = 0;

@@ -142,6 +142,9 @@ class SimDevice final : public Device {
   // The creating device's ordinal for a stream CreateStream made (of any SimDevice); this
   // device's for any other handle. A destroyed stream is FailedPrecondition (and hazard H4).
   absl::StatusOr<int> StreamOrdinal(StreamHandle stream) override;
+  // The calling thread's mode, process-wide like CUDA's: kRelaxed lifts the global-mode capture
+  // rule (H3) for this thread's queries, synchronizations, Malloc and Free.
+  CaptureMode ExchangeCaptureMode(CaptureMode mode) override;
 
   // A "kernel" on `stream` that reads and writes every range of `accesses`. Each must be device
   // memory this device handed out (in one Malloc'ed block or adjacent mappings), else

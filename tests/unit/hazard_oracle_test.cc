@@ -332,6 +332,10 @@ class Oracle {
     if (dead_index_ >= 0) {
       const StreamHandle fresh = device_->CreateStream();  // often the same value
       streams_[dead_index_] = fresh;
+      // The dead stream's allocations carry on here, after what it ran (fills included), as a
+      // careful user orders them.
+      if (absl::Status s = device_->StreamWaitEvent(fresh, dead_work_); !s.ok()) Fail("Wait: ", s);
+      if (absl::Status s = device_->DestroyEvent(dead_work_); !s.ok()) Fail("DestroyEvent: ", s);
       // Every thread waits outside its step: their allocations move to the new stream.
       for (ThreadState* state : states_) {
         for (Allocation& a : state->live) {
@@ -344,6 +348,10 @@ class Oracle {
     if (streams_.size() < 3) return;  // keep two live streams for the others
     const std::size_t index = me.rng() % streams_.size();
     const StreamHandle old = streams_[index];
+    absl::StatusOr<EventHandle> last_work = device_->CreateEvent();
+    if (!last_work.ok()) return Fail("CreateEvent: ", last_work.status());
+    dead_work_ = *last_work;
+    if (absl::Status s = device_->RecordEvent(dead_work_, old); !s.ok()) Fail("RecordEvent: ", s);
     if (absl::Status s = allocator_->StreamDestroyed(old); !s.ok()) Fail("StreamDestroyed: ", s);
     if (absl::Status s = device_->DestroyStream(old); !s.ok()) Fail("DestroyStream: ", s);
     streams_[index] = kNoStream;
@@ -463,6 +471,7 @@ class Oracle {
   std::vector<ThreadState*> states_by_thread_;
   int dead_index_ = -1;  // the slot of the destroyed stream, if any (exclusive to change)
   StreamHandle dead_stream_ = kNoStream;
+  EventHandle dead_work_ = 0;           // recorded on the dead stream just before its destruction
   std::atomic<bool> capturing_{false};  // one announced capture at a time
   std::atomic<StreamHandle> capture_stream_{kNoStream};
   std::atomic<int> capture_thread_{-1};

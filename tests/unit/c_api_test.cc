@@ -100,6 +100,22 @@ TEST_F(CApiTest, OutOfMemoryThrowsFromMallocAndReturnsNullFromTryMalloc) {
   EXPECT_NE(oom.find("\"requested_bytes\":2147483648"), std::string::npos) << oom;
 }
 
+// The reviewer's case: 2 GiB on an empty 1 GiB device is too large, not "the device is full".
+TEST_F(CApiTest, RequestLargerThanTheDeviceSaysSo) {
+  ASSERT_EQ(vramcache_shutdown(), 0);
+  ASSERT_EQ(vramcache_configure("device:sim,sim_capacity:1GiB,vmm:off"), 0)
+      << vramcache_last_error();
+  EXPECT_EQ(vramcache_try_malloc(std::size_t{2} << 30, 0, nullptr), nullptr);
+  const std::string error = vramcache_last_error();
+  EXPECT_NE(error.find("larger than the device: it needs 2.00 GiB, more than the device's total "
+                       "of 1.00 GiB"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(error.find("device is full"), std::string::npos) << error;
+  const std::string oom = vramcache_last_oom_json(0);
+  EXPECT_NE(oom.find("\"verdict\":\"too_large\""), std::string::npos) << oom;
+}
+
 TEST_F(CApiTest, MalformedConfigurationIsRejectedAndNamed) {
   ASSERT_EQ(vramcache_shutdown(), 0);
   EXPECT_EQ(vramcache_configure("budget:lots"), -1);

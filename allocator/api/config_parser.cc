@@ -465,6 +465,9 @@ absl::StatusOr<std::vector<std::size_t>> ReadDivisions(const Entry& entry) {
 constexpr std::size_t kDefaultLargeSegmentSize = 20 * kMiB;  // PyTorch's kLargeBuffer
 constexpr std::size_t kMinLargeSegmentSizeMb = 10;           // must be above (kMinLargeAlloc)
 constexpr std::size_t kMinSimGranularity = 4 * kKiB;
+// Enough for the cross-device cases tests need (8-GPU nodes and more); each simulated device
+// costs a little host memory even in accounting mode.
+constexpr std::uint64_t kMaxSimDevices = 16;
 constexpr std::uint64_t kMaxPinnedRegisterThreads = 128;
 
 struct ParseState {
@@ -581,6 +584,15 @@ absl::Status ApplySimGranularity(const Entry& entry, ParseState& state) {
     return BadValue("not a power of two of at least 4KiB");
   }
   state.config.sim_granularity = *bytes;
+  return absl::OkStatus();
+}
+
+absl::Status ApplySimDevices(const Entry& entry, ParseState& state) {
+  const std::optional<std::uint64_t> count = ReadUnsigned(entry.scalar);
+  if (!count.has_value() || *count == 0 || *count > kMaxSimDevices) {
+    return BadValue(absl::StrFormat("not a whole number from 1 to %d", kMaxSimDevices));
+  }
+  state.config.sim_devices = static_cast<int>(*count);
   return absl::OkStatus();
 }
 
@@ -722,13 +734,15 @@ absl::Status ValidatePinnedReserveSegmentSize(const Entry& entry, ParseState&) {
 
 // Every key, vramcache's first. The table is the single list the parser, the error messages
 // ("valid keys: ...") and DescribeConfig's order come from; docs/tuning.md follows it.
-const std::array<KeySpec, 32>& Keys() {
-  static constexpr std::array<KeySpec, 32> kKeys = {{
+const std::array<KeySpec, 33>& Keys() {
+  static constexpr std::array<KeySpec, 33> kKeys = {{
       {"device", Home::kVramcache, false, false, "cuda, sim or auto", ApplyDevice},
       {"sim_capacity", Home::kVramcache, false, false, kSizeAllowed, ApplySimCapacity},
       {"sim_granularity", Home::kVramcache, false, false,
        "a power-of-two size of at least 4KiB, e.g. 2MiB", ApplySimGranularity},
       {"sim_backing", Home::kVramcache, false, false, "accounting or memory", ApplySimBacking},
+      {"sim_devices", Home::kVramcache, false, false, "a whole number from 1 to 16",
+       ApplySimDevices},
       {"budget", Home::kVramcache, false, false, kBudgetAllowed, ApplyBudget},
       {"soft_budget", Home::kVramcache, false, false, kBudgetAllowed, ApplySoftBudget},
       {"vmm", Home::kVramcache, false, false, "on, off or auto", ApplyVmm},
@@ -1132,6 +1146,7 @@ std::string DescribeConfig(const AllocatorConfig& config) {
       absl::StrFormat("sim_capacity:%s", FormatSize(config.sim_capacity)),
       absl::StrFormat("sim_granularity:%s", FormatSize(config.sim_granularity)),
       absl::StrFormat("sim_backing:%s", config.sim_accounting_only ? "accounting" : "memory"),
+      absl::StrFormat("sim_devices:%d", config.sim_devices),
       absl::StrFormat("budget:%s",
                       DescribeBudget(config.budget_bytes, config.per_process_memory_fraction)),
       absl::StrFormat("soft_budget:%s",

@@ -47,6 +47,7 @@ void ExpectSameSettings(const AllocatorConfig& a, const AllocatorConfig& b) {
   EXPECT_EQ(a.sim_capacity, b.sim_capacity);
   EXPECT_EQ(a.sim_granularity, b.sim_granularity);
   EXPECT_EQ(a.sim_accounting_only, b.sim_accounting_only);
+  EXPECT_EQ(a.sim_devices, b.sim_devices);
   EXPECT_EQ(a.budget_bytes, b.budget_bytes);
   EXPECT_EQ(a.soft_budget_bytes, b.soft_budget_bytes);
   EXPECT_EQ(a.soft_budget_fraction, b.soft_budget_fraction);
@@ -704,7 +705,8 @@ void ExpectRoundTrip(const AllocatorConfig& config) {
 TEST(DescribeConfigTest, DefaultsInTheSameSyntax) {
   const std::string line = DescribeConfig(AllocatorConfig{});
   EXPECT_THAT(line, HasSubstr("device:auto,sim_capacity:80GiB,sim_granularity:2MiB,"
-                              "sim_backing:accounting,budget:none,soft_budget:none,vmm:auto,"
+                              "sim_backing:accounting,sim_devices:1,budget:none,soft_budget:none,"
+                              "vmm:auto,"
                               "cross_stream:wait,poison_on_free:false,canaries:false,"
                               "unmap_on_free:false,zero_on_alloc:false,record_history:false,"
                               "history_capacity:100000,check_invariants:"));
@@ -801,11 +803,23 @@ TEST(ConfigParserTest, ReuseCacheTakesASizeAndZeroTurnsItOff) {
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("reuse_cache"));
 }
 
+TEST(ConfigParserTest, SimDevicesIsBounded) {
+  EXPECT_EQ(Parse("").sim_devices, 1);
+  EXPECT_EQ(Parse("sim_devices:4").sim_devices, 4);
+  EXPECT_EQ(Parse("sim_devices:16").sim_devices, 16);
+  for (const char* bad : {"sim_devices:0", "sim_devices:17", "sim_devices:1.5", "sim_devices:x"}) {
+    absl::StatusOr<AllocatorConfig> config = ParseConfig(bad, "");
+    ASSERT_FALSE(config.ok()) << bad;
+    EXPECT_THAT(std::string(config.status().message()),
+                HasSubstr("for key \"sim_devices\": not a whole number from 1 to 16"));
+  }
+}
+
 TEST(TuningDocTest, EveryKeyHasARow) {
   const std::string doc = ReadTuningDoc();
   ASSERT_FALSE(doc.empty());
   const std::vector<std::string_view> keys = ConfigKeyNames();
-  EXPECT_EQ(keys.size(), 32u);
+  EXPECT_EQ(keys.size(), 33u);
   for (std::string_view key : keys) {
     EXPECT_THAT(doc, HasSubstr(absl::StrFormat("| `%s` |", key))) << key;
   }

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -52,17 +53,17 @@ int Succeed() {
 StreamHandle ToStream(void* stream) { return reinterpret_cast<StreamHandle>(stream); }
 
 absl::StatusOr<void*> AllocateOn(std::size_t size, int device, void* stream) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return allocator.status();
   return (*allocator)->Allocate(size, ToStream(stream));
 }
 
 // The allocator that owns `ptr` (a pointer is live on at most one device).
-CachingAllocator* OwnerOf(void* ptr) {
-  for (CachingAllocator* allocator : Registry::Global().Existing()) {
+std::optional<AllocatorRef> OwnerOf(void* ptr) {
+  for (AllocatorRef& allocator : Registry::Global().Existing()) {
     if (allocator->AllocationSize(ptr).ok()) return allocator;
   }
-  return nullptr;
+  return std::nullopt;
 }
 
 void CopyStat(const Stat& from, vramcache_stat& to) {
@@ -117,7 +118,7 @@ void vramcache_free(void* ptr, size_t /*size*/, int device, void* /*stream*/) {
     Succeed();
     return;
   }
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) {
     Fail(allocator.status());
     return;
@@ -131,11 +132,18 @@ void vramcache_free(void* ptr, size_t /*size*/, int device, void* /*stream*/) {
     return;
   }
   if (!status.ok()) {
-    CachingAllocator* owner = OwnerOf(ptr);
-    if (owner != nullptr && owner != *allocator) {
+    std::optional<AllocatorRef> owner = OwnerOf(ptr);
+    if (owner.has_value() && owner->get() != allocator->get()) {
       status = absl::InvalidArgumentError(absl::StrFormat(
           "vramcache: free of %p on device %d, but it was allocated on device %d; nothing freed",
           ptr, device, owner->device()->Capabilities().ordinal));
+    } else if (!owner.has_value() && absl::IsInvalidArgument(status) &&
+               Registry::Global().HasShutDown()) {
+      // The likeliest unknown pointer after a shutdown is one from before it.
+      status = absl::InvalidArgumentError(
+          absl::StrCat(status.message(),
+                       " (vramcache_shutdown() has run in this process: memory allocated before "
+                       "it went back to the device then and cannot be freed now)"));
     }
     Fail(status);
     return;
@@ -148,40 +156,50 @@ const char* vramcache_last_error(void) { return last_error.c_str(); }
 int vramcache_last_error_kind(void) { return last_error_kind; }
 
 int vramcache_record_stream(void* ptr, void* stream) {
-  CachingAllocator* owner = OwnerOf(ptr);
-  if (owner == nullptr) {
+  std::optional<AllocatorRef> owner = OwnerOf(ptr);
+  if (!owner.has_value()) {
     return Fail(absl::InvalidArgumentError(
         absl::StrFormat("vramcache: record_stream of %p: not a live allocation", ptr)));
   }
-  absl::Status status = owner->RecordStream(ptr, ToStream(stream));
+  absl::Status status = (*owner)->RecordStream(ptr, ToStream(stream));
   return status.ok() ? Succeed() : Fail(status);
 }
 
 int vramcache_stream_destroyed(void* stream) {
   absl::Status status = absl::OkStatus();
-  for (CachingAllocator* allocator : Registry::Global().Existing()) {
+  for (const AllocatorRef& allocator : Registry::Global().Existing()) {
     status.Update(allocator->StreamDestroyed(ToStream(stream)));
   }
   return status.ok() ? Succeed() : Fail(status);
 }
 
 int vramcache_check_canaries(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   absl::Status status = (*allocator)->CheckCanaries();
   return status.ok() ? Succeed() : Fail(status);
 }
 
-int vramcache_enable_peer_access(int device, int peer) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
-  if (!allocator.ok()) return Fail(allocator.status());
-  absl::Status status = (*allocator)->EnablePeerAccess(peer);
+int vramcache_enable_peer_access(int accessing_device, int owning_device) {
+  // Both must exist: the owner's allocator would otherwise grant access to a device that is not
+  // there without complaint.
+  absl::StatusOr<AllocatorRef> accessing = Registry::Global().Get(accessing_device);
+  if (!accessing.ok()) return Fail(accessing.status());
+  absl::StatusOr<AllocatorRef> owner = Registry::Global().Get(owning_device);
+  if (!owner.ok()) return Fail(owner.status());
+  if (accessing_device == owning_device) {
+    return Fail(absl::InvalidArgumentError(absl::StrFormat(
+        "vramcache_enable_peer_access(accessing_device %d, owning_device %d): a device always "
+        "accesses its own memory; name two different devices",
+        accessing_device, owning_device)));
+  }
+  absl::Status status = (*owner)->EnablePeerAccess(accessing_device);
   return status.ok() ? Succeed() : Fail(status);
 }
 
 int vramcache_empty_cache(void) {
   absl::Status status = absl::OkStatus();
-  for (CachingAllocator* allocator : Registry::Global().Existing()) {
+  for (const AllocatorRef& allocator : Registry::Global().Existing()) {
     status.Update(allocator->EmptyCache());
   }
   return status.ok() ? Succeed() : Fail(status);
@@ -192,7 +210,7 @@ int vramcache_set_memory_fraction(double fraction, int device) {
     return Fail(absl::InvalidArgumentError(
         absl::StrFormat("vramcache: memory fraction %g is outside (0, 1]", fraction)));
   }
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   const double total = static_cast<double>((*allocator)->device()->Capabilities().total_bytes);
   (*allocator)->SetBudget(static_cast<std::size_t>(fraction * total));
@@ -206,7 +224,7 @@ int vramcache_get_stats(int device, vramcache_stats* out) {
         "vramcache_get_stats: struct_size %d is too small; set it to sizeof(vramcache_stats)",
         out->struct_size)));
   }
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   vramcache_stats full{};
   full.struct_size = sizeof(vramcache_stats);
@@ -220,7 +238,7 @@ int vramcache_get_stats(int device, vramcache_stats* out) {
 }
 
 const char* vramcache_stats_json(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) {
     Fail(allocator.status());
     return nullptr;
@@ -231,27 +249,31 @@ const char* vramcache_stats_json(int device) {
 }
 
 int vramcache_reset_peak_stats(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   (*allocator)->ResetPeakStats();
   return Succeed();
 }
 
 int vramcache_reset_accumulated_stats(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   (*allocator)->ResetAccumulatedStats();
   return Succeed();
 }
 
 const char* vramcache_snapshot_json(void) {
-  json_buffer = SnapshotJson(Registry::Global().Existing());
+  // The references keep the allocators alive while the snapshot reads them.
+  const std::vector<AllocatorRef> existing = Registry::Global().Existing();
+  std::vector<CachingAllocator*> allocators;
+  for (const AllocatorRef& allocator : existing) allocators.push_back(allocator.get());
+  json_buffer = SnapshotJson(allocators);
   Succeed();
   return json_buffer.c_str();
 }
 
 const char* vramcache_last_oom_json(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) {
     Fail(allocator.status());
     return nullptr;
@@ -274,7 +296,7 @@ int vramcache_begin_allocate_to_pool(int device, uint64_t pool, vramcache_stream
   if (pool == 0) {
     return Fail(absl::InvalidArgumentError("vramcache: pool 0 is the shared pool, not private"));
   }
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   std::function<bool(StreamHandle)> predicate;
   if (filter != nullptr) {
@@ -287,14 +309,14 @@ int vramcache_begin_allocate_to_pool(int device, uint64_t pool, vramcache_stream
 }
 
 int vramcache_end_allocate_to_pool(int device, uint64_t pool) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   absl::Status status = (*allocator)->EndAllocateToPool(pool);
   return status.ok() ? Succeed() : Fail(status);
 }
 
 int vramcache_release_pool(int device, uint64_t pool) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   absl::Status status = (*allocator)->ReleasePool(pool);
   return status.ok() ? Succeed() : Fail(status);
@@ -304,7 +326,7 @@ int vramcache_attach_oom_observer(int device, vramcache_oom_observer observer, v
   if (observer == nullptr) {
     return Fail(absl::InvalidArgumentError("vramcache_attach_oom_observer: observer is NULL"));
   }
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   (*allocator)
       ->AttachOomObserver([observer, ctx](int d, std::size_t requested, std::size_t allocated,
@@ -315,7 +337,7 @@ int vramcache_attach_oom_observer(int device, vramcache_oom_observer observer, v
 }
 
 double vramcache_get_memory_fraction(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) {
     Fail(allocator.status());
     return 0.0;
@@ -329,14 +351,14 @@ int vramcache_cache_info(int device, size_t* largest_free_block) {
   if (largest_free_block == nullptr) {
     return Fail(absl::InvalidArgumentError("vramcache_cache_info: largest_free_block is NULL"));
   }
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   *largest_free_block = (*allocator)->LargestFreeBlock();
   return Succeed();
 }
 
 void* vramcache_base_allocation(void* ptr, size_t* size) {
-  for (CachingAllocator* allocator : Registry::Global().Existing()) {
+  for (const AllocatorRef& allocator : Registry::Global().Existing()) {
     absl::StatusOr<std::pair<DevicePtr, std::size_t>> base = allocator->BaseAllocation(ptr);
     if (base.ok()) {
       if (size != nullptr) *size = base->second;
@@ -350,7 +372,7 @@ void* vramcache_base_allocation(void* ptr, size_t* size) {
 }
 
 size_t vramcache_device_total_bytes(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) {
     Fail(allocator.status());
     return 0;

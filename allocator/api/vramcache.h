@@ -42,9 +42,16 @@ VRAMCACHE_EXPORT int vramcache_empty_cache(void);
  * device synchronization). 0 when intact (or canaries are off); -1 with vramcache_last_error()
  * naming each damaged band: allocation, offset from its start or end, stream. */
 VRAMCACHE_EXPORT int vramcache_check_canaries(int device);
-/* Call after cudaDeviceEnablePeerAccess(peer) on `device`: in virtual-memory mode the device's
- * mappings are made accessible to `peer` too (that call does not cover them). 0 or -1. */
-VRAMCACHE_EXPORT int vramcache_enable_peer_access(int device, int peer);
+/* Lets `accessing_device` use memory vramcache holds on `owning_device`: call it after
+ * cudaDeviceEnablePeerAccess(owning_device) was called with `accessing_device` current
+ * (PyTorch's enablePeerAccess(dev = accessing, dev_to_access = owning)). In virtual-memory mode
+ * the owning device's mappings, present and future, are made accessible to the accessing device
+ * (cudaDeviceEnablePeerAccess does not cover them). 0, or -1 when either device does not exist
+ * or both are the same. (Before this header named its arguments, the order was the reverse:
+ * (device, peer) granted `peer` access to `device`'s memory.) */
+VRAMCACHE_EXPORT int vramcache_enable_peer_access(int accessing_device, int owning_device);
+/* Hard cap on the bytes `device` reserves: fraction x its total, fraction in [0, 1] as in
+ * PyTorch (0.0: nothing can be allocated). -1 outside that range. */
 VRAMCACHE_EXPORT int vramcache_set_memory_fraction(double fraction, int device);
 
 /* Statistics. Every field of stats_fields.h in a flat, versioned struct: the caller sets

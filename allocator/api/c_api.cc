@@ -1,5 +1,6 @@
 // The C ABI of allocator/api/vramcache.h over the registry. Every entry point catches every
 // failure, records it as the calling thread's last error, and leaves the allocator unchanged.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -206,14 +207,17 @@ int vramcache_empty_cache(void) {
 }
 
 int vramcache_set_memory_fraction(double fraction, int device) {
-  if (!(fraction > 0.0 && fraction <= 1.0)) {
+  // PyTorch's range: 0.0 is allowed and lets nothing be allocated.
+  if (!(fraction >= 0.0 && fraction <= 1.0)) {
     return Fail(absl::InvalidArgumentError(
-        absl::StrFormat("vramcache: memory fraction %g is outside (0, 1]", fraction)));
+        absl::StrFormat("vramcache: memory fraction %g is outside [0, 1]", fraction)));
   }
   absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   const double total = static_cast<double>((*allocator)->device()->Capabilities().total_bytes);
-  (*allocator)->SetBudget(static_cast<std::size_t>(fraction * total));
+  // A budget of 0 means "no cap" to SetBudget: a fraction below one byte keeps a 1-byte cap,
+  // under which nothing fits, as PyTorch's 0.0.
+  (*allocator)->SetBudget(std::max<std::size_t>(1, static_cast<std::size_t>(fraction * total)));
   return Succeed();
 }
 

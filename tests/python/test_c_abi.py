@@ -160,10 +160,13 @@ def test_record_stream_on_own_stream(sim):
 
 
 def test_memory_fraction_bounds(sim):
-    for bad in (0.0, -0.5, 1.5, float("nan")):
+    for bad in (-0.5, 1.5, float("nan")):
         assert sim.vramcache_set_memory_fraction(bad, 0) == -1
-        assert "fraction" in error(sim)
+        assert "outside [0, 1]" in error(sim)
     assert stats_of(sim).budget_bytes == 0
+    assert sim.vramcache_set_memory_fraction(0.0, 0) == 0, error(sim)  # as torch: nothing fits
+    assert sim.vramcache_try_malloc(512, 0, None) is None
+    assert "out of memory" in error(sim)
     assert sim.vramcache_set_memory_fraction(0.25, 0) == 0, error(sim)
     assert stats_of(sim).budget_bytes == SIM_CAPACITY // 4
 

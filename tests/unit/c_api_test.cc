@@ -1,5 +1,6 @@
 // The C ABI on the simulated device: allocation, statistics, bad input reported through
 // vramcache_last_error without a crash and without changing anything.
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -136,7 +137,14 @@ TEST_F(CApiTest, MalformedConfigurationIsRejectedAndNamed) {
 
 TEST_F(CApiTest, MemoryFractionCapsReservedBytes) {
   EXPECT_EQ(vramcache_set_memory_fraction(1.5, 0), -1);
-  EXPECT_EQ(vramcache_set_memory_fraction(0.0, 0), -1);
+  EXPECT_NE(std::string(vramcache_last_error()).find("outside [0, 1]"), std::string::npos)
+      << vramcache_last_error();
+  EXPECT_EQ(vramcache_set_memory_fraction(-0.1, 0), -1);
+  EXPECT_EQ(vramcache_set_memory_fraction(std::nan(""), 0), -1);
+  // PyTorch's 0.0: accepted, and nothing fits.
+  ASSERT_EQ(vramcache_set_memory_fraction(0.0, 0), 0) << vramcache_last_error();
+  EXPECT_EQ(vramcache_try_malloc(512, 0, nullptr), nullptr);
+  EXPECT_EQ(vramcache_last_error_kind(), VRAMCACHE_ERROR_OUT_OF_MEMORY);
   ASSERT_EQ(vramcache_set_memory_fraction(0.25, 0), 0);  // 256 MiB of 1 GiB
   EXPECT_EQ(Stats().budget_bytes, 256 << 20);
   EXPECT_EQ(vramcache_try_malloc(300u << 20, 0, nullptr), nullptr);

@@ -387,9 +387,24 @@ size_t vramcache_device_total_bytes(int device) {
 
 int vramcache_configure(const char* conf) {
   if (conf == nullptr) return Fail(absl::InvalidArgumentError("vramcache_configure: conf is NULL"));
-  absl::StatusOr<AllocatorConfig> config = ConfigFromEnvironmentWith(conf);
+  std::string set_aside;
+  absl::StatusOr<AllocatorConfig> config = ConfigFromEnvironmentWith(conf, &set_aside);
   if (!config.ok()) return Fail(config.status());
   absl::Status status = Registry::Global().Configure(*config);
+  if (!status.ok()) return Fail(status);
+  if (!set_aside.empty()) {
+    // The process goes on with the explicit configuration; the user should still fix the
+    // variable, which every other process started the same way will read.
+    std::fprintf(stderr,
+                 "vramcache: the environment's configuration is invalid and was replaced by "
+                 "the one given to vramcache_configure: %s\n",
+                 set_aside.c_str());
+  }
+  return Succeed();
+}
+
+int vramcache_configuration_status(void) {
+  absl::Status status = Registry::Global().CheckConfiguration();
   return status.ok() ? Succeed() : Fail(status);
 }
 

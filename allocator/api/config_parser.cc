@@ -1098,9 +1098,12 @@ std::string_view PytorchConfVariableInEnvironment() {
   return {};
 }
 
-absl::StatusOr<AllocatorConfig> ConfigFromEnvironment() { return ConfigFromEnvironmentWith({}); }
+absl::StatusOr<AllocatorConfig> ConfigFromEnvironment() {
+  return ConfigFromEnvironmentWith({}, nullptr);
+}
 
-absl::StatusOr<AllocatorConfig> ConfigFromEnvironmentWith(std::string_view conf) {
+absl::StatusOr<AllocatorConfig> ConfigFromEnvironmentWith(std::string_view conf,
+                                                          std::string* set_aside) {
   const std::string_view pytorch_variable = PytorchConfVariableInEnvironment();
   const std::string pytorch_text(
       GetEnv(pytorch_variable.empty() ? kPytorchAllocConfVariable : pytorch_variable));
@@ -1110,7 +1113,19 @@ absl::StatusOr<AllocatorConfig> ConfigFromEnvironmentWith(std::string_view conf)
       {kVramcacheConfVariable, vramcache_text, false},
       {kConfigureSource, conf, false},
   }};
-  return ApplyLayers(AllocatorConfig{}, layers);
+  absl::StatusOr<AllocatorConfig> config = ApplyLayers(AllocatorConfig{}, layers);
+  if (config.ok() || Trim(conf).empty()) return config;
+  // A bad environment must not outlive an explicit configuration (the process could never
+  // recover): when the variables alone fail, `conf` replaces them.
+  absl::StatusOr<AllocatorConfig> environment =
+      ApplyLayers(AllocatorConfig{}, std::span<const Layer>(layers.data(), 2));
+  if (environment.ok()) return config;  // the error is conf's, or conf's with the variables'
+  absl::StatusOr<AllocatorConfig> explicit_only =
+      ApplyLayers(AllocatorConfig{}, std::span<const Layer>(layers.data() + 2, 1));
+  if (explicit_only.ok() && set_aside != nullptr) {
+    *set_aside = std::string(environment.status().message());
+  }
+  return explicit_only;
 }
 
 std::vector<std::string_view> ConfigKeyNames(bool pytorch_only) {

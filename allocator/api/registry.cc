@@ -30,6 +30,14 @@ absl::Status Registry::Configure(const AllocatorConfig& config) {
   return absl::OkStatus();
 }
 
+absl::Status Registry::CheckConfiguration() {
+  MutexLock lock(&mu_);
+  if (configured_ || generation_ != nullptr) return absl::OkStatus();
+  absl::StatusOr<AllocatorConfig> config = ConfigFromEnvironment();
+  if (!config.ok()) return config.status();
+  return CheckImplemented(*config);
+}
+
 absl::Status Registry::InitializeLocked() {
   if (generation_ != nullptr) return absl::OkStatus();
   ConfigureMutexDebugging();

@@ -50,6 +50,9 @@ class Registry {
 
   // Sets the configuration; fails with FailedPrecondition once allocators exist.
   absl::Status Configure(const AllocatorConfig& config);
+  // OK when the configuration in use, or the one the first allocation would read from the
+  // environment, is valid; the environment's error otherwise. Changes nothing.
+  absl::Status CheckConfiguration();
   // The allocator of `device` (InvalidArgument for a device that does not exist).
   absl::StatusOr<AllocatorRef> Get(int device);
   absl::StatusOr<int> DeviceCount();

@@ -120,8 +120,15 @@ VRAMCACHE_EXPORT void* vramcache_base_allocation(void* ptr, size_t* size);
 /* Total memory of `device` in bytes (as vramcache sees it), 0 on error. */
 VRAMCACHE_EXPORT size_t vramcache_device_total_bytes(int device);
 
-/* Configure before the first allocation (same syntax as VRAMCACHE_CONF; overrides it). */
+/* Configure before the first allocation (same syntax as VRAMCACHE_CONF; overrides it). When
+ * the environment's variables (VRAMCACHE_CONF, PYTORCH_CUDA_ALLOC_CONF / PYTORCH_ALLOC_CONF) do
+ * not parse, a `conf` with keys replaces them (a notice naming their error goes to stderr); an
+ * empty `conf` fails with their error. */
 VRAMCACHE_EXPORT int vramcache_configure(const char* conf);
+/* 0 when the configuration vramcache uses, or would read from the environment at its first
+ * allocation, is valid; -1 with the reason otherwise (vramcache.install() checks it at once
+ * rather than at the first allocation). Changes nothing. */
+VRAMCACHE_EXPORT int vramcache_configuration_status(void);
 /* Returns every byte to the device and forgets the allocators (tests). */
 VRAMCACHE_EXPORT int vramcache_shutdown(void);
 

@@ -1,6 +1,7 @@
 // The C ABI on the simulated device: allocation, statistics, bad input reported through
 // vramcache_last_error without a crash and without changing anything.
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -133,6 +134,26 @@ TEST_F(CApiTest, MalformedConfigurationIsRejectedAndNamed) {
   void* p = vramcache_try_malloc(10, 0, nullptr);
   EXPECT_EQ(vramcache_configure("device:sim"), -1);
   vramcache_free(p, 10, 0, nullptr);
+}
+
+// A bad environment is reported, and an explicit configuration replaces it: the process can
+// recover without restarting.
+TEST_F(CApiTest, ExplicitConfigurationReplacesABadEnvironment) {
+  ASSERT_EQ(vramcache_shutdown(), 0);
+  ASSERT_EQ(setenv("VRAMCACHE_CONF", "budget:lots", 1), 0);
+  EXPECT_EQ(vramcache_try_malloc(4096, 0, nullptr), nullptr);  // the environment's error
+  EXPECT_NE(std::string(vramcache_last_error()).find("VRAMCACHE_CONF: bad value \"lots\""),
+            std::string::npos)
+      << vramcache_last_error();
+  EXPECT_EQ(vramcache_configure(""), -1) << "no keys: the environment's configuration and error";
+  const int configured = vramcache_configure("device:sim,sim_capacity:64MiB");
+  const std::string error = vramcache_last_error();
+  unsetenv("VRAMCACHE_CONF");
+  ASSERT_EQ(configured, 0) << error;
+  EXPECT_EQ(vramcache_device_total_bytes(0), std::size_t{64} << 20);
+  void* p = vramcache_try_malloc(4096, 0, nullptr);
+  EXPECT_NE(p, nullptr) << vramcache_last_error();
+  vramcache_free(p, 4096, 0, nullptr);
 }
 
 TEST_F(CApiTest, MemoryFractionCapsReservedBytes) {

@@ -103,7 +103,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         "vramcache_snapshot_json": (c_str, []),
         "vramcache_last_oom_json": (c_str, [c_int]),
         "vramcache_device_count": (c_int, []),
+        "vramcache_device_total_bytes": (c_size, [c_int]),
         "vramcache_configure": (c_int, [c_str]),
+        "vramcache_configuration_status": (c_int, []),
         "vramcache_shutdown": (c_int, []),
     }
     for name, (restype, argtypes) in signatures.items():

@@ -948,6 +948,32 @@ struct Layer {
   bool pytorch_variable;
 };
 
+std::string FormatSize(std::size_t bytes);
+
+// Simulated sizes no allocation could use are refused with what would work: a capacity below
+// one granule fails every allocation, and a capacity's remainder of a granule is never used.
+// Checked once every layer is in, as the two keys may come from different variables.
+absl::Status CheckSimSizes(const AllocatorConfig& config) {
+  const std::size_t capacity = config.sim_capacity;
+  const std::size_t granularity = config.sim_granularity;
+  if (capacity < granularity) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "vramcache: sim_capacity %s is smaller than sim_granularity %s: every allocation would "
+        "fail; use a capacity of at least %s, or a smaller granularity",
+        FormatSize(capacity), FormatSize(granularity), FormatSize(granularity)));
+  }
+  const std::size_t rest = capacity % granularity;
+  if (rest == 0) return absl::OkStatus();
+  const std::size_t below = capacity - rest;
+  const std::string above = capacity - rest <= std::numeric_limits<std::size_t>::max() - granularity
+                                ? absl::StrCat(" or ", FormatSize(below + granularity))
+                                : "";
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "vramcache: sim_capacity %s is not a multiple of sim_granularity %s: %s of it could never "
+      "be used; use %s%s",
+      FormatSize(capacity), FormatSize(granularity), FormatSize(rest), FormatSize(below), above));
+}
+
 absl::StatusOr<AllocatorConfig> ApplyLayers(const AllocatorConfig& base,
                                             std::span<const Layer> layers) {
   ParseState state;
@@ -960,6 +986,7 @@ absl::StatusOr<AllocatorConfig> ApplyLayers(const AllocatorConfig& base,
     }
   }
   if (absl::Status s = CheckSplitFloors(state); !s.ok()) return s;
+  if (absl::Status s = CheckSimSizes(state.config); !s.ok()) return s;
   return state.config;
 }
 

@@ -878,7 +878,8 @@ absl::Status UnknownKey(const ParseState& state, const Entry& entry) {
         "%s: key \"%s\" (value %s) is vramcache's own, not PyTorch's: set it in %s. %s",
         state.source, entry.key, Quoted(entry.text), kVramcacheConfVariable, ValidKeys(state)));
   }
-  std::string suggestion;
+  // "...; did you mean "x"? valid keys: ..." or "...; valid keys: ...".
+  std::string suggestion = ";";
   if (std::optional<std::string_view> closest = ClosestKey(state, entry.key); closest) {
     suggestion = absl::StrFormat("; did you mean \"%s\"?", *closest);
   }

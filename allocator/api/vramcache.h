@@ -16,7 +16,9 @@ extern "C" {
 
 /* Allocation through the pluggable-allocator signatures. vramcache_malloc throws a C++
  * exception (std::runtime_error with the full out-of-memory report) on failure, because
- * PyTorch's pluggable path never checks for NULL; vramcache_try_malloc returns NULL instead. */
+ * PyTorch's pluggable path never checks for NULL; vramcache_try_malloc returns NULL instead.
+ * Size 0 is not a failure: both return NULL with vramcache_last_error_kind() VRAMCACHE_OK (as
+ * PyTorch's allocators return a null pointer for 0 bytes); NULL means failure only for size > 0. */
 VRAMCACHE_EXPORT void* vramcache_malloc(size_t size, int device, void* stream);
 VRAMCACHE_EXPORT void* vramcache_try_malloc(size_t size, int device, void* stream);
 /* With the canaries debug mode, a free that finds a damaged guard band still frees the memory;

@@ -1,8 +1,10 @@
 // vramcache-replay's argument parsing and driver.
 #include "bench/replay/replay_tool.h"
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <set>
@@ -69,12 +71,19 @@ std::string TraceStem(const std::string& path) {
   return name;
 }
 
+// Failures name the file and the system's reason (no such directory, permission, disk full).
 absl::Status WriteFile(const std::string& path, const std::string& contents) {
   std::FILE* file = std::fopen(path.c_str(), "wb");
-  if (file == nullptr) return absl::UnavailableError(absl::StrCat(path, ": cannot create"));
+  if (file == nullptr) {
+    return absl::UnavailableError(absl::StrCat(path, ": cannot create: ", std::strerror(errno)));
+  }
   const bool written = std::fwrite(contents.data(), 1, contents.size(), file) == contents.size();
+  const int write_errno = errno;
   const bool closed = std::fclose(file) == 0;
-  if (!written || !closed) return absl::UnavailableError(absl::StrCat(path, ": write failed"));
+  if (!written || !closed) {
+    return absl::UnavailableError(
+        absl::StrCat(path, ": write failed: ", std::strerror(written ? errno : write_errno)));
+  }
   return absl::OkStatus();
 }
 

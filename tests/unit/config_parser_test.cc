@@ -838,6 +838,18 @@ TEST(ConfigParserTest, SimCapacityMustBeAWholeNumberOfGranules) {
   EXPECT_EQ(Parse("sim_capacity:2MiB").sim_capacity, 2 * kMiB);
 }
 
+// Without a suggestion the list of valid keys is still set off by "; ".
+TEST(ConfigParserTest, UnknownKeyMessageReadsWell) {
+  absl::StatusOr<AllocatorConfig> far = ParseConfig("zzzzzzzzzzzz:1", "");
+  ASSERT_FALSE(far.ok());
+  EXPECT_THAT(std::string(far.status().message()),
+              HasSubstr("unknown key \"zzzzzzzzzzzz\" (value \"1\"); valid keys: "));
+  absl::StatusOr<AllocatorConfig> near = ParseConfig("max_split_sise_mb:512", "");
+  ASSERT_FALSE(near.ok());
+  EXPECT_THAT(std::string(near.status().message()),
+              HasSubstr("; did you mean \"max_split_size_mb\"? valid keys: "));
+}
+
 TEST(TuningDocTest, EveryKeyHasARow) {
   const std::string doc = ReadTuningDoc();
   ASSERT_FALSE(doc.empty());

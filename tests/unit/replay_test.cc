@@ -422,6 +422,16 @@ TEST(ReplayToolTest, ABadTraceDoesNotHideTheGoodOnes) {
   std::remove(good.c_str());
 }
 
+TEST(ReplayToolTest, PlotFailureSaysWhy) {
+  const std::string trace_path = absl::StrCat(::testing::TempDir(), "/replay_tool_plot.csv");
+  ASSERT_TRUE(WriteRmmCsvFile(SyntheticTrace(), trace_path).ok());
+  const ToolRun run = RunTool({trace_path, "--plot", "/nonexistent/dir/mem.svg"});
+  EXPECT_EQ(run.status, kExitFailure);
+  EXPECT_THAT(run.err, HasSubstr("/nonexistent/dir/mem.svg: cannot create: No such file or "
+                                 "directory"));
+  std::remove(trace_path.c_str());
+}
+
 TEST(ReplayToolTest, ArgumentErrorsExitTwoWithUsage) {
   const std::string trace = TracePath("resnet50_train.csv");
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {

@@ -1,8 +1,10 @@
 // The C ABI of allocator/api/vramcache.h over the registry. Every entry point catches every
 // failure, records it as the calling thread's last error, and leaves the allocator unchanged.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -52,17 +54,17 @@ int Succeed() {
 StreamHandle ToStream(void* stream) { return reinterpret_cast<StreamHandle>(stream); }
 
 absl::StatusOr<void*> AllocateOn(std::size_t size, int device, void* stream) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return allocator.status();
   return (*allocator)->Allocate(size, ToStream(stream));
 }
 
 // The allocator that owns `ptr` (a pointer is live on at most one device).
-CachingAllocator* OwnerOf(void* ptr) {
-  for (CachingAllocator* allocator : Registry::Global().Existing()) {
+std::optional<AllocatorRef> OwnerOf(void* ptr) {
+  for (AllocatorRef& allocator : Registry::Global().Existing()) {
     if (allocator->AllocationSize(ptr).ok()) return allocator;
   }
-  return nullptr;
+  return std::nullopt;
 }
 
 void CopyStat(const Stat& from, vramcache_stat& to) {
@@ -117,7 +119,7 @@ void vramcache_free(void* ptr, size_t /*size*/, int device, void* /*stream*/) {
     Succeed();
     return;
   }
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) {
     Fail(allocator.status());
     return;
@@ -131,11 +133,18 @@ void vramcache_free(void* ptr, size_t /*size*/, int device, void* /*stream*/) {
     return;
   }
   if (!status.ok()) {
-    CachingAllocator* owner = OwnerOf(ptr);
-    if (owner != nullptr && owner != *allocator) {
+    std::optional<AllocatorRef> owner = OwnerOf(ptr);
+    if (owner.has_value() && owner->get() != allocator->get()) {
       status = absl::InvalidArgumentError(absl::StrFormat(
           "vramcache: free of %p on device %d, but it was allocated on device %d; nothing freed",
           ptr, device, owner->device()->Capabilities().ordinal));
+    } else if (!owner.has_value() && absl::IsInvalidArgument(status) &&
+               Registry::Global().HasShutDown()) {
+      // The likeliest unknown pointer after a shutdown is one from before it.
+      status = absl::InvalidArgumentError(
+          absl::StrCat(status.message(),
+                       " (vramcache_shutdown() has run in this process: memory allocated before "
+                       "it went back to the device then and cannot be freed now)"));
     }
     Fail(status);
     return;
@@ -148,54 +157,67 @@ const char* vramcache_last_error(void) { return last_error.c_str(); }
 int vramcache_last_error_kind(void) { return last_error_kind; }
 
 int vramcache_record_stream(void* ptr, void* stream) {
-  CachingAllocator* owner = OwnerOf(ptr);
-  if (owner == nullptr) {
+  std::optional<AllocatorRef> owner = OwnerOf(ptr);
+  if (!owner.has_value()) {
     return Fail(absl::InvalidArgumentError(
         absl::StrFormat("vramcache: record_stream of %p: not a live allocation", ptr)));
   }
-  absl::Status status = owner->RecordStream(ptr, ToStream(stream));
+  absl::Status status = (*owner)->RecordStream(ptr, ToStream(stream));
   return status.ok() ? Succeed() : Fail(status);
 }
 
 int vramcache_stream_destroyed(void* stream) {
   absl::Status status = absl::OkStatus();
-  for (CachingAllocator* allocator : Registry::Global().Existing()) {
+  for (const AllocatorRef& allocator : Registry::Global().Existing()) {
     status.Update(allocator->StreamDestroyed(ToStream(stream)));
   }
   return status.ok() ? Succeed() : Fail(status);
 }
 
 int vramcache_check_canaries(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   absl::Status status = (*allocator)->CheckCanaries();
   return status.ok() ? Succeed() : Fail(status);
 }
 
-int vramcache_enable_peer_access(int device, int peer) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
-  if (!allocator.ok()) return Fail(allocator.status());
-  absl::Status status = (*allocator)->EnablePeerAccess(peer);
+int vramcache_enable_peer_access(int accessing_device, int owning_device) {
+  // Both must exist: the owner's allocator would otherwise grant access to a device that is not
+  // there without complaint.
+  absl::StatusOr<AllocatorRef> accessing = Registry::Global().Get(accessing_device);
+  if (!accessing.ok()) return Fail(accessing.status());
+  absl::StatusOr<AllocatorRef> owner = Registry::Global().Get(owning_device);
+  if (!owner.ok()) return Fail(owner.status());
+  if (accessing_device == owning_device) {
+    return Fail(absl::InvalidArgumentError(absl::StrFormat(
+        "vramcache_enable_peer_access(accessing_device %d, owning_device %d): a device always "
+        "accesses its own memory; name two different devices",
+        accessing_device, owning_device)));
+  }
+  absl::Status status = (*owner)->EnablePeerAccess(accessing_device);
   return status.ok() ? Succeed() : Fail(status);
 }
 
 int vramcache_empty_cache(void) {
   absl::Status status = absl::OkStatus();
-  for (CachingAllocator* allocator : Registry::Global().Existing()) {
+  for (const AllocatorRef& allocator : Registry::Global().Existing()) {
     status.Update(allocator->EmptyCache());
   }
   return status.ok() ? Succeed() : Fail(status);
 }
 
 int vramcache_set_memory_fraction(double fraction, int device) {
-  if (!(fraction > 0.0 && fraction <= 1.0)) {
+  // PyTorch's range: 0.0 is allowed and lets nothing be allocated.
+  if (!(fraction >= 0.0 && fraction <= 1.0)) {
     return Fail(absl::InvalidArgumentError(
-        absl::StrFormat("vramcache: memory fraction %g is outside (0, 1]", fraction)));
+        absl::StrFormat("vramcache: memory fraction %g is outside [0, 1]", fraction)));
   }
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   const double total = static_cast<double>((*allocator)->device()->Capabilities().total_bytes);
-  (*allocator)->SetBudget(static_cast<std::size_t>(fraction * total));
+  // A budget of 0 means "no cap" to SetBudget: a fraction below one byte keeps a 1-byte cap,
+  // under which nothing fits, as PyTorch's 0.0.
+  (*allocator)->SetBudget(std::max<std::size_t>(1, static_cast<std::size_t>(fraction * total)));
   return Succeed();
 }
 
@@ -206,7 +228,7 @@ int vramcache_get_stats(int device, vramcache_stats* out) {
         "vramcache_get_stats: struct_size %d is too small; set it to sizeof(vramcache_stats)",
         out->struct_size)));
   }
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   vramcache_stats full{};
   full.struct_size = sizeof(vramcache_stats);
@@ -220,7 +242,7 @@ int vramcache_get_stats(int device, vramcache_stats* out) {
 }
 
 const char* vramcache_stats_json(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) {
     Fail(allocator.status());
     return nullptr;
@@ -231,27 +253,31 @@ const char* vramcache_stats_json(int device) {
 }
 
 int vramcache_reset_peak_stats(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   (*allocator)->ResetPeakStats();
   return Succeed();
 }
 
 int vramcache_reset_accumulated_stats(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   (*allocator)->ResetAccumulatedStats();
   return Succeed();
 }
 
 const char* vramcache_snapshot_json(void) {
-  json_buffer = SnapshotJson(Registry::Global().Existing());
+  // The references keep the allocators alive while the snapshot reads them.
+  const std::vector<AllocatorRef> existing = Registry::Global().Existing();
+  std::vector<CachingAllocator*> allocators;
+  for (const AllocatorRef& allocator : existing) allocators.push_back(allocator.get());
+  json_buffer = SnapshotJson(allocators);
   Succeed();
   return json_buffer.c_str();
 }
 
 const char* vramcache_last_oom_json(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) {
     Fail(allocator.status());
     return nullptr;
@@ -274,7 +300,7 @@ int vramcache_begin_allocate_to_pool(int device, uint64_t pool, vramcache_stream
   if (pool == 0) {
     return Fail(absl::InvalidArgumentError("vramcache: pool 0 is the shared pool, not private"));
   }
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   std::function<bool(StreamHandle)> predicate;
   if (filter != nullptr) {
@@ -287,14 +313,14 @@ int vramcache_begin_allocate_to_pool(int device, uint64_t pool, vramcache_stream
 }
 
 int vramcache_end_allocate_to_pool(int device, uint64_t pool) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   absl::Status status = (*allocator)->EndAllocateToPool(pool);
   return status.ok() ? Succeed() : Fail(status);
 }
 
 int vramcache_release_pool(int device, uint64_t pool) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   absl::Status status = (*allocator)->ReleasePool(pool);
   return status.ok() ? Succeed() : Fail(status);
@@ -304,7 +330,7 @@ int vramcache_attach_oom_observer(int device, vramcache_oom_observer observer, v
   if (observer == nullptr) {
     return Fail(absl::InvalidArgumentError("vramcache_attach_oom_observer: observer is NULL"));
   }
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   (*allocator)
       ->AttachOomObserver([observer, ctx](int d, std::size_t requested, std::size_t allocated,
@@ -315,7 +341,7 @@ int vramcache_attach_oom_observer(int device, vramcache_oom_observer observer, v
 }
 
 double vramcache_get_memory_fraction(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) {
     Fail(allocator.status());
     return 0.0;
@@ -329,14 +355,14 @@ int vramcache_cache_info(int device, size_t* largest_free_block) {
   if (largest_free_block == nullptr) {
     return Fail(absl::InvalidArgumentError("vramcache_cache_info: largest_free_block is NULL"));
   }
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
   *largest_free_block = (*allocator)->LargestFreeBlock();
   return Succeed();
 }
 
 void* vramcache_base_allocation(void* ptr, size_t* size) {
-  for (CachingAllocator* allocator : Registry::Global().Existing()) {
+  for (const AllocatorRef& allocator : Registry::Global().Existing()) {
     absl::StatusOr<std::pair<DevicePtr, std::size_t>> base = allocator->BaseAllocation(ptr);
     if (base.ok()) {
       if (size != nullptr) *size = base->second;
@@ -350,7 +376,7 @@ void* vramcache_base_allocation(void* ptr, size_t* size) {
 }
 
 size_t vramcache_device_total_bytes(int device) {
-  absl::StatusOr<CachingAllocator*> allocator = Registry::Global().Get(device);
+  absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) {
     Fail(allocator.status());
     return 0;
@@ -361,9 +387,24 @@ size_t vramcache_device_total_bytes(int device) {
 
 int vramcache_configure(const char* conf) {
   if (conf == nullptr) return Fail(absl::InvalidArgumentError("vramcache_configure: conf is NULL"));
-  absl::StatusOr<AllocatorConfig> config = ConfigFromEnvironmentWith(conf);
+  std::string set_aside;
+  absl::StatusOr<AllocatorConfig> config = ConfigFromEnvironmentWith(conf, &set_aside);
   if (!config.ok()) return Fail(config.status());
   absl::Status status = Registry::Global().Configure(*config);
+  if (!status.ok()) return Fail(status);
+  if (!set_aside.empty()) {
+    // The process goes on with the explicit configuration; the user should still fix the
+    // variable, which every other process started the same way will read.
+    std::fprintf(stderr,
+                 "vramcache: the environment's configuration is invalid and was replaced by "
+                 "the one given to vramcache_configure: %s\n",
+                 set_aside.c_str());
+  }
+  return Succeed();
+}
+
+int vramcache_configuration_status(void) {
+  absl::Status status = Registry::Global().CheckConfiguration();
   return status.ok() ? Succeed() : Fail(status);
 }
 

@@ -465,6 +465,9 @@ absl::StatusOr<std::vector<std::size_t>> ReadDivisions(const Entry& entry) {
 constexpr std::size_t kDefaultLargeSegmentSize = 20 * kMiB;  // PyTorch's kLargeBuffer
 constexpr std::size_t kMinLargeSegmentSizeMb = 10;           // must be above (kMinLargeAlloc)
 constexpr std::size_t kMinSimGranularity = 4 * kKiB;
+// Enough for the cross-device cases tests need (8-GPU nodes and more); each simulated device
+// costs a little host memory even in accounting mode.
+constexpr std::uint64_t kMaxSimDevices = 16;
 constexpr std::uint64_t kMaxPinnedRegisterThreads = 128;
 
 struct ParseState {
@@ -581,6 +584,15 @@ absl::Status ApplySimGranularity(const Entry& entry, ParseState& state) {
     return BadValue("not a power of two of at least 4KiB");
   }
   state.config.sim_granularity = *bytes;
+  return absl::OkStatus();
+}
+
+absl::Status ApplySimDevices(const Entry& entry, ParseState& state) {
+  const std::optional<std::uint64_t> count = ReadUnsigned(entry.scalar);
+  if (!count.has_value() || *count == 0 || *count > kMaxSimDevices) {
+    return BadValue(absl::StrFormat("not a whole number from 1 to %d", kMaxSimDevices));
+  }
+  state.config.sim_devices = static_cast<int>(*count);
   return absl::OkStatus();
 }
 
@@ -722,13 +734,15 @@ absl::Status ValidatePinnedReserveSegmentSize(const Entry& entry, ParseState&) {
 
 // Every key, vramcache's first. The table is the single list the parser, the error messages
 // ("valid keys: ...") and DescribeConfig's order come from; docs/tuning.md follows it.
-const std::array<KeySpec, 32>& Keys() {
-  static constexpr std::array<KeySpec, 32> kKeys = {{
+const std::array<KeySpec, 33>& Keys() {
+  static constexpr std::array<KeySpec, 33> kKeys = {{
       {"device", Home::kVramcache, false, false, "cuda, sim or auto", ApplyDevice},
       {"sim_capacity", Home::kVramcache, false, false, kSizeAllowed, ApplySimCapacity},
       {"sim_granularity", Home::kVramcache, false, false,
        "a power-of-two size of at least 4KiB, e.g. 2MiB", ApplySimGranularity},
       {"sim_backing", Home::kVramcache, false, false, "accounting or memory", ApplySimBacking},
+      {"sim_devices", Home::kVramcache, false, false, "a whole number from 1 to 16",
+       ApplySimDevices},
       {"budget", Home::kVramcache, false, false, kBudgetAllowed, ApplyBudget},
       {"soft_budget", Home::kVramcache, false, false, kBudgetAllowed, ApplySoftBudget},
       {"vmm", Home::kVramcache, false, false, "on, off or auto", ApplyVmm},
@@ -864,7 +878,8 @@ absl::Status UnknownKey(const ParseState& state, const Entry& entry) {
         "%s: key \"%s\" (value %s) is vramcache's own, not PyTorch's: set it in %s. %s",
         state.source, entry.key, Quoted(entry.text), kVramcacheConfVariable, ValidKeys(state)));
   }
-  std::string suggestion;
+  // "...; did you mean "x"? valid keys: ..." or "...; valid keys: ...".
+  std::string suggestion = ";";
   if (std::optional<std::string_view> closest = ClosestKey(state, entry.key); closest) {
     suggestion = absl::StrFormat("; did you mean \"%s\"?", *closest);
   }
@@ -934,6 +949,32 @@ struct Layer {
   bool pytorch_variable;
 };
 
+std::string FormatSize(std::size_t bytes);
+
+// Simulated sizes no allocation could use are refused with what would work: a capacity below
+// one granule fails every allocation, and a capacity's remainder of a granule is never used.
+// Checked once every layer is in, as the two keys may come from different variables.
+absl::Status CheckSimSizes(const AllocatorConfig& config) {
+  const std::size_t capacity = config.sim_capacity;
+  const std::size_t granularity = config.sim_granularity;
+  if (capacity < granularity) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "vramcache: sim_capacity %s is smaller than sim_granularity %s: every allocation would "
+        "fail; use a capacity of at least %s, or a smaller granularity",
+        FormatSize(capacity), FormatSize(granularity), FormatSize(granularity)));
+  }
+  const std::size_t rest = capacity % granularity;
+  if (rest == 0) return absl::OkStatus();
+  const std::size_t below = capacity - rest;
+  const std::string above = capacity - rest <= std::numeric_limits<std::size_t>::max() - granularity
+                                ? absl::StrCat(" or ", FormatSize(below + granularity))
+                                : "";
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "vramcache: sim_capacity %s is not a multiple of sim_granularity %s: %s of it could never "
+      "be used; use %s%s",
+      FormatSize(capacity), FormatSize(granularity), FormatSize(rest), FormatSize(below), above));
+}
+
 absl::StatusOr<AllocatorConfig> ApplyLayers(const AllocatorConfig& base,
                                             std::span<const Layer> layers) {
   ParseState state;
@@ -946,6 +987,7 @@ absl::StatusOr<AllocatorConfig> ApplyLayers(const AllocatorConfig& base,
     }
   }
   if (absl::Status s = CheckSplitFloors(state); !s.ok()) return s;
+  if (absl::Status s = CheckSimSizes(state.config); !s.ok()) return s;
   return state.config;
 }
 
@@ -1084,9 +1126,12 @@ std::string_view PytorchConfVariableInEnvironment() {
   return {};
 }
 
-absl::StatusOr<AllocatorConfig> ConfigFromEnvironment() { return ConfigFromEnvironmentWith({}); }
+absl::StatusOr<AllocatorConfig> ConfigFromEnvironment() {
+  return ConfigFromEnvironmentWith({}, nullptr);
+}
 
-absl::StatusOr<AllocatorConfig> ConfigFromEnvironmentWith(std::string_view conf) {
+absl::StatusOr<AllocatorConfig> ConfigFromEnvironmentWith(std::string_view conf,
+                                                          std::string* set_aside) {
   const std::string_view pytorch_variable = PytorchConfVariableInEnvironment();
   const std::string pytorch_text(
       GetEnv(pytorch_variable.empty() ? kPytorchAllocConfVariable : pytorch_variable));
@@ -1096,7 +1141,19 @@ absl::StatusOr<AllocatorConfig> ConfigFromEnvironmentWith(std::string_view conf)
       {kVramcacheConfVariable, vramcache_text, false},
       {kConfigureSource, conf, false},
   }};
-  return ApplyLayers(AllocatorConfig{}, layers);
+  absl::StatusOr<AllocatorConfig> config = ApplyLayers(AllocatorConfig{}, layers);
+  if (config.ok() || Trim(conf).empty()) return config;
+  // A bad environment must not outlive an explicit configuration (the process could never
+  // recover): when the variables alone fail, `conf` replaces them.
+  absl::StatusOr<AllocatorConfig> environment =
+      ApplyLayers(AllocatorConfig{}, std::span<const Layer>(layers.data(), 2));
+  if (environment.ok()) return config;  // the error is conf's, or conf's with the variables'
+  absl::StatusOr<AllocatorConfig> explicit_only =
+      ApplyLayers(AllocatorConfig{}, std::span<const Layer>(layers.data() + 2, 1));
+  if (explicit_only.ok() && set_aside != nullptr) {
+    *set_aside = std::string(environment.status().message());
+  }
+  return explicit_only;
 }
 
 std::vector<std::string_view> ConfigKeyNames(bool pytorch_only) {
@@ -1132,6 +1189,7 @@ std::string DescribeConfig(const AllocatorConfig& config) {
       absl::StrFormat("sim_capacity:%s", FormatSize(config.sim_capacity)),
       absl::StrFormat("sim_granularity:%s", FormatSize(config.sim_granularity)),
       absl::StrFormat("sim_backing:%s", config.sim_accounting_only ? "accounting" : "memory"),
+      absl::StrFormat("sim_devices:%d", config.sim_devices),
       absl::StrFormat("budget:%s",
                       DescribeBudget(config.budget_bytes, config.per_process_memory_fraction)),
       absl::StrFormat("soft_budget:%s",

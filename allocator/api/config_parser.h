@@ -42,8 +42,13 @@ std::string_view PytorchConfVariableInEnvironment();
 absl::StatusOr<AllocatorConfig> ConfigFromEnvironment();
 
 // ConfigFromEnvironment(), then `conf` (VRAMCACHE_CONF's syntax) on top, so its keys override
-// the environment's: vramcache_configure() and vramcache.install(conf).
-absl::StatusOr<AllocatorConfig> ConfigFromEnvironmentWith(std::string_view conf);
+// the environment's: vramcache_configure() and vramcache.install(conf). When the environment's
+// variables alone do not parse and `conf` has keys, `conf` replaces them (on the defaults), so an
+// explicit configuration recovers a process started with a bad environment; the variables'
+// error then goes to `*set_aside` (when given), for a notice. An empty `conf` is the
+// environment's configuration, its error included.
+absl::StatusOr<AllocatorConfig> ConfigFromEnvironmentWith(std::string_view conf,
+                                                          std::string* set_aside = nullptr);
 
 // Every key VRAMCACHE_CONF accepts, vramcache's own first; with `pytorch_only`, the keys PyTorch's
 // variable accepts (PyTorch 2.11's).

@@ -1,4 +1,4 @@
-// Opens CUDA devices when present or demanded, else one simulated device sized by the config.
+// Opens CUDA devices when present or demanded, else the simulated devices the config asks for.
 #include "allocator/api/device_factory.h"
 
 #include "absl/strings/str_format.h"
@@ -19,8 +19,10 @@ int CudaDevicesAvailable() {
 
 namespace {
 
-absl::StatusOr<std::unique_ptr<SimDevice>> OpenSimDevice(const AllocatorConfig& config) {
+absl::StatusOr<std::unique_ptr<SimDevice>> OpenSimDevice(const AllocatorConfig& config,
+                                                         int ordinal) {
   SimDeviceOptions options;
+  options.ordinal = ordinal;
   options.capacity = config.sim_capacity;
   options.granularity = config.sim_granularity;
   options.accounting_only = config.sim_accounting_only;
@@ -35,9 +37,11 @@ absl::StatusOr<std::vector<std::unique_ptr<Device>>> OpenDevices(const Allocator
   const bool want_cuda =
       config.device == DeviceKind::kCuda || (config.device == DeviceKind::kAuto && cuda_count > 0);
   if (!want_cuda) {
-    absl::StatusOr<std::unique_ptr<SimDevice>> sim = OpenSimDevice(config);
-    if (!sim.ok()) return sim.status();
-    devices.push_back(std::move(*sim));
+    for (int ordinal = 0; ordinal < config.sim_devices; ++ordinal) {
+      absl::StatusOr<std::unique_ptr<SimDevice>> sim = OpenSimDevice(config, ordinal);
+      if (!sim.ok()) return sim.status();
+      devices.push_back(std::move(*sim));
+    }
     return devices;
   }
 #if defined(VRAMCACHE_HAS_CUDA)

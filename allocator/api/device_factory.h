@@ -1,5 +1,5 @@
 // Chooses and opens the devices the configuration asks for: CUDA devices when a GPU is present
-// (or demanded), else one simulated device.
+// (or demanded), else `sim_devices` simulated devices with ordinals 0..sim_devices-1.
 #pragma once
 
 #include <memory>

@@ -8,6 +8,11 @@
 
 namespace vramcache {
 
+RegistryGeneration::~RegistryGeneration() {
+  allocators.clear();  // before the devices and the clock they use
+  devices.clear();
+}
+
 Registry& Registry::Global() {
   static Registry* registry = new Registry();  // never destroyed: see registry.h
   return *registry;
@@ -15,7 +20,7 @@ Registry& Registry::Global() {
 
 absl::Status Registry::Configure(const AllocatorConfig& config) {
   MutexLock lock(&mu_);
-  if (!allocators_.empty()) {
+  if (generation_ != nullptr) {
     return absl::FailedPreconditionError(
         "vramcache: configuration must be set before the first allocation");
   }
@@ -25,8 +30,16 @@ absl::Status Registry::Configure(const AllocatorConfig& config) {
   return absl::OkStatus();
 }
 
+absl::Status Registry::CheckConfiguration() {
+  MutexLock lock(&mu_);
+  if (configured_ || generation_ != nullptr) return absl::OkStatus();
+  absl::StatusOr<AllocatorConfig> config = ConfigFromEnvironment();
+  if (!config.ok()) return config.status();
+  return CheckImplemented(*config);
+}
+
 absl::Status Registry::InitializeLocked() {
-  if (!allocators_.empty()) return absl::OkStatus();
+  if (generation_ != nullptr) return absl::OkStatus();
   ConfigureMutexDebugging();
   if (!configured_) {
     absl::StatusOr<AllocatorConfig> config = ConfigFromEnvironment();
@@ -52,46 +65,60 @@ absl::Status Registry::InitializeLocked() {
       }
     }
   }
-  devices_ = std::move(*devices);
-  clock_ = std::make_unique<SteadyClock>();
-  for (auto& device : devices_) {
-    allocators_.push_back(std::make_unique<CachingAllocator>(device.get(), config_, clock_.get()));
+  auto generation = std::make_shared<RegistryGeneration>();
+  generation->devices = std::move(*devices);
+  generation->clock = std::make_unique<SteadyClock>();
+  for (auto& device : generation->devices) {
+    generation->allocators.push_back(
+        std::make_unique<CachingAllocator>(device.get(), config_, generation->clock.get()));
   }
+  generation_ = std::move(generation);
   return absl::OkStatus();
 }
 
-absl::StatusOr<CachingAllocator*> Registry::Get(int device) {
+absl::StatusOr<AllocatorRef> Registry::Get(int device) {
   MutexLock lock(&mu_);
   if (absl::Status s = InitializeLocked(); !s.ok()) return s;
-  if (device < 0 || static_cast<std::size_t>(device) >= allocators_.size()) {
+  const std::size_t count = generation_->allocators.size();
+  if (device < 0 || static_cast<std::size_t>(device) >= count) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "vramcache: device %d does not exist (vramcache serves %d device%s, numbered from 0)",
-        device, allocators_.size(), allocators_.size() == 1 ? "" : "s"));
+        device, count, count == 1 ? "" : "s"));
   }
-  return allocators_[device].get();
+  return AllocatorRef(generation_, generation_->allocators[device].get());
 }
 
 absl::StatusOr<int> Registry::DeviceCount() {
   MutexLock lock(&mu_);
   if (absl::Status s = InitializeLocked(); !s.ok()) return s;
-  return static_cast<int>(allocators_.size());
+  return static_cast<int>(generation_->allocators.size());
 }
 
-std::vector<CachingAllocator*> Registry::Existing() {
+std::vector<AllocatorRef> Registry::Existing() {
   MutexLock lock(&mu_);
-  std::vector<CachingAllocator*> out;
-  for (auto& allocator : allocators_) out.push_back(allocator.get());
+  std::vector<AllocatorRef> out;
+  if (generation_ == nullptr) return out;
+  for (auto& allocator : generation_->allocators) out.emplace_back(generation_, allocator.get());
   return out;
 }
 
 absl::Status Registry::Shutdown() {
   MutexLock lock(&mu_);
   absl::Status status = absl::OkStatus();
-  for (auto& allocator : allocators_) status.Update(allocator->Shutdown());
-  allocators_.clear();
-  devices_.clear();
+  // Calls still holding a reference finish on allocators that refuse new work; the last
+  // reference frees them (registry.h).
+  if (generation_ != nullptr) {
+    for (auto& allocator : generation_->allocators) status.Update(allocator->Shutdown());
+  }
+  generation_.reset();
   configured_ = false;
+  shut_down_ = true;
   return status;
+}
+
+bool Registry::HasShutDown() {
+  MutexLock lock(&mu_);
+  return shut_down_;
 }
 
 }  // namespace vramcache

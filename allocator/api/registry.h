@@ -1,6 +1,11 @@
 // The process-wide allocators: one CachingAllocator per device, created on first use from the
 // configuration (VRAMCACHE_CONF and PyTorch's variables, or an explicit Configure call). The
 // registry itself is never destroyed, because PyTorch frees tensors during static destruction.
+//
+// Shutdown may race any other call. So callers never hold a bare allocator: Get and Existing
+// hand out references that keep the allocators (and their devices) alive until the call using
+// them returns. Shutdown detaches the allocators, shuts each down (a call still running on one
+// then fails with the allocator's "shut down" error), and the last reference frees them.
 #pragma once
 
 #include <memory>
@@ -15,20 +20,50 @@
 
 namespace vramcache {
 
+// The devices and allocators opened from one configuration, freed with the last reference.
+struct RegistryGeneration {
+  ~RegistryGeneration();
+
+  std::unique_ptr<Clock> clock;
+  std::vector<std::unique_ptr<Device>> devices;
+  std::vector<std::unique_ptr<CachingAllocator>> allocators;  // one per device, same order
+};
+
+// An allocator and what keeps it alive: use it only through this object, within one call.
+class AllocatorRef {
+ public:
+  AllocatorRef(std::shared_ptr<const RegistryGeneration> generation, CachingAllocator* allocator)
+      : generation_(std::move(generation)), allocator_(allocator) {}
+  CachingAllocator* operator->() const { return allocator_; }
+  CachingAllocator* get() const { return allocator_; }
+  // The device this allocator serves (tests look at simulated devices' counters through it).
+  Device* device() const { return allocator_->device(); }
+
+ private:
+  std::shared_ptr<const RegistryGeneration> generation_;
+  CachingAllocator* allocator_;
+};
+
 class Registry {
  public:
   static Registry& Global();
 
   // Sets the configuration; fails with FailedPrecondition once allocators exist.
   absl::Status Configure(const AllocatorConfig& config);
+  // OK when the configuration in use, or the one the first allocation would read from the
+  // environment, is valid; the environment's error otherwise. Changes nothing.
+  absl::Status CheckConfiguration();
   // The allocator of `device` (InvalidArgument for a device that does not exist).
-  absl::StatusOr<CachingAllocator*> Get(int device);
+  absl::StatusOr<AllocatorRef> Get(int device);
   absl::StatusOr<int> DeviceCount();
   // Every allocator that exists now (none before first use).
-  std::vector<CachingAllocator*> Existing();
+  std::vector<AllocatorRef> Existing();
   // Returns every byte to every device and forgets allocators and configuration; the next Get
-  // starts afresh. For tests and orderly process exit.
+  // starts afresh. Calls running meanwhile finish on the old allocators, which refuse new work.
+  // For tests and orderly process exit.
   absl::Status Shutdown();
+  // Whether Shutdown has run: a pointer from before it is unknown now, and errors say why.
+  bool HasShutDown();
 
  private:
   absl::Status InitializeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -36,9 +71,8 @@ class Registry {
   Mutex mu_;
   bool configured_ ABSL_GUARDED_BY(mu_) = false;
   AllocatorConfig config_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::unique_ptr<Device>> devices_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::unique_ptr<CachingAllocator>> allocators_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<Clock> clock_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<RegistryGeneration> generation_ ABSL_GUARDED_BY(mu_);
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace vramcache

@@ -16,7 +16,9 @@ extern "C" {
 
 /* Allocation through the pluggable-allocator signatures. vramcache_malloc throws a C++
  * exception (std::runtime_error with the full out-of-memory report) on failure, because
- * PyTorch's pluggable path never checks for NULL; vramcache_try_malloc returns NULL instead. */
+ * PyTorch's pluggable path never checks for NULL; vramcache_try_malloc returns NULL instead.
+ * Size 0 is not a failure: both return NULL with vramcache_last_error_kind() VRAMCACHE_OK (as
+ * PyTorch's allocators return a null pointer for 0 bytes); NULL means failure only for size > 0. */
 VRAMCACHE_EXPORT void* vramcache_malloc(size_t size, int device, void* stream);
 VRAMCACHE_EXPORT void* vramcache_try_malloc(size_t size, int device, void* stream);
 /* With the canaries debug mode, a free that finds a damaged guard band still frees the memory;
@@ -42,9 +44,16 @@ VRAMCACHE_EXPORT int vramcache_empty_cache(void);
  * device synchronization). 0 when intact (or canaries are off); -1 with vramcache_last_error()
  * naming each damaged band: allocation, offset from its start or end, stream. */
 VRAMCACHE_EXPORT int vramcache_check_canaries(int device);
-/* Call after cudaDeviceEnablePeerAccess(peer) on `device`: in virtual-memory mode the device's
- * mappings are made accessible to `peer` too (that call does not cover them). 0 or -1. */
-VRAMCACHE_EXPORT int vramcache_enable_peer_access(int device, int peer);
+/* Lets `accessing_device` use memory vramcache holds on `owning_device`: call it after
+ * cudaDeviceEnablePeerAccess(owning_device) was called with `accessing_device` current
+ * (PyTorch's enablePeerAccess(dev = accessing, dev_to_access = owning)). In virtual-memory mode
+ * the owning device's mappings, present and future, are made accessible to the accessing device
+ * (cudaDeviceEnablePeerAccess does not cover them). 0, or -1 when either device does not exist
+ * or both are the same. (Before this header named its arguments, the order was the reverse:
+ * (device, peer) granted `peer` access to `device`'s memory.) */
+VRAMCACHE_EXPORT int vramcache_enable_peer_access(int accessing_device, int owning_device);
+/* Hard cap on the bytes `device` reserves: fraction x its total, fraction in [0, 1] as in
+ * PyTorch (0.0: nothing can be allocated). -1 outside that range. */
 VRAMCACHE_EXPORT int vramcache_set_memory_fraction(double fraction, int device);
 
 /* Statistics. Every field of stats_fields.h in a flat, versioned struct: the caller sets
@@ -113,8 +122,15 @@ VRAMCACHE_EXPORT void* vramcache_base_allocation(void* ptr, size_t* size);
 /* Total memory of `device` in bytes (as vramcache sees it), 0 on error. */
 VRAMCACHE_EXPORT size_t vramcache_device_total_bytes(int device);
 
-/* Configure before the first allocation (same syntax as VRAMCACHE_CONF; overrides it). */
+/* Configure before the first allocation (same syntax as VRAMCACHE_CONF; overrides it). When
+ * the environment's variables (VRAMCACHE_CONF, PYTORCH_CUDA_ALLOC_CONF / PYTORCH_ALLOC_CONF) do
+ * not parse, a `conf` with keys replaces them (a notice naming their error goes to stderr); an
+ * empty `conf` fails with their error. */
 VRAMCACHE_EXPORT int vramcache_configure(const char* conf);
+/* 0 when the configuration vramcache uses, or would read from the environment at its first
+ * allocation, is valid; -1 with the reason otherwise (vramcache.install() checks it at once
+ * rather than at the first allocation). Changes nothing. */
+VRAMCACHE_EXPORT int vramcache_configuration_status(void);
 /* Returns every byte to the device and forgets the allocators (tests). */
 VRAMCACHE_EXPORT int vramcache_shutdown(void);
 

@@ -35,6 +35,7 @@ struct AllocatorConfig {
   std::size_t sim_capacity = 80 * kGiB;
   std::size_t sim_granularity = 2 * kMiB;
   bool sim_accounting_only = true;          // addresses without backing memory (fast replays)
+  int sim_devices = 1;                      // simulated devices, ordinals 0..sim_devices-1
   std::optional<std::size_t> budget_bytes;  // hard cap on reserved (physical) bytes
   std::optional<std::size_t> soft_budget_bytes;
   std::optional<double> soft_budget_fraction;

@@ -1,6 +1,8 @@
 // Text and JSON forms of the out-of-memory report, and the verdict rules.
 #include "allocator/core/oom_report.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -16,6 +18,10 @@ const char* OomVerdictName(OomVerdict verdict) {
       return "device_full";
     case OomVerdict::kOtherProcesses:
       return "other_processes";
+    case OomVerdict::kTooLarge:
+      return "too_large";
+    case OomVerdict::kDeviceRefused:
+      return "device_refused";
   }
   return "unknown";
 }
@@ -27,19 +33,31 @@ std::string FormatBytes(std::size_t bytes) {
   return absl::StrFormat("%.2f GiB", bytes / 1073741824.0);
 }
 
+std::size_t OomNeededBytes(const OomReport& r) {
+  return r.segment_bytes > 0 ? r.segment_bytes : r.rounded_bytes;
+}
+
+// The rules, in order. Each returns only when its verdict's claim holds for these numbers.
 OomVerdict JudgeOom(const OomReport& r) {
-  const std::size_t need = r.segment_bytes > 0 ? r.segment_bytes : r.rounded_bytes;
-  if (r.budget_bytes > 0 && r.reserved_bytes + need > r.budget_bytes &&
+  const std::size_t need = OomNeededBytes(r);
+  // A request no freeing can satisfy comes first: any other advice would send the user
+  // chasing memory that would not help.
+  if (r.device_total_bytes > 0 && r.rounded_bytes > r.device_total_bytes) {
+    return OomVerdict::kTooLarge;
+  }
+  if (r.budget_bytes > 0 && r.rounded_bytes > r.budget_bytes) return OomVerdict::kTooLarge;
+  const bool over_budget = r.budget_bytes > 0 && r.reserved_bytes + need > r.budget_bytes;
+  if (over_budget &&
       r.cached_free_bytes + (r.budget_bytes - std::min(r.budget_bytes, r.reserved_bytes)) <
           r.rounded_bytes) {
     return OomVerdict::kBudgetReached;
   }
-  if (r.cached_free_bytes + r.pending_free_bytes >= r.rounded_bytes) {
+  if (r.cached_free_bytes + r.pending_free_bytes >= r.rounded_bytes &&
+      r.largest_free_block_bytes < r.rounded_bytes) {
     return OomVerdict::kFragmentation;
   }
-  if (r.budget_bytes > 0 && r.reserved_bytes + need > r.budget_bytes) {
-    return OomVerdict::kBudgetReached;
-  }
+  if (over_budget) return OomVerdict::kBudgetReached;
+  if (r.device_free_bytes >= need) return OomVerdict::kDeviceRefused;
   // Other processes matter when what they hold would have covered the request.
   if (r.other_processes_bytes >= r.rounded_bytes &&
       r.other_processes_bytes >= r.device_total_bytes / 10) {
@@ -50,25 +68,54 @@ OomVerdict JudgeOom(const OomReport& r) {
 
 namespace {
 std::string Advice(const OomReport& r) {
+  const std::size_t need = OomNeededBytes(r);
   switch (r.verdict) {
+    case OomVerdict::kTooLarge:
+      if (r.device_total_bytes > 0 && r.rounded_bytes > r.device_total_bytes) {
+        return absl::StrCat("Verdict: the request is larger than the device: it needs ",
+                            FormatBytes(r.rounded_bytes), ", more than the device's total of ",
+                            FormatBytes(r.device_total_bytes),
+                            ", so no amount of freeing can satisfy it. Split it into smaller "
+                            "allocations or use a device with more memory.");
+      }
+      return absl::StrCat("Verdict: the request is larger than the budget: it needs ",
+                          FormatBytes(r.rounded_bytes), ", more than the budget of ",
+                          FormatBytes(r.budget_bytes),
+                          ", so no amount of freeing can satisfy it. Raise the budget "
+                          "(VRAMCACHE_CONF budget:<size> or per_process_memory_fraction) or "
+                          "split the request.");
     case OomVerdict::kBudgetReached:
       return absl::StrCat("Verdict: the budget of ", FormatBytes(r.budget_bytes),
-                          " is reached. Raise it (VRAMCACHE_CONF budget:<size> or "
+                          " is reached: ", FormatBytes(r.reserved_bytes), " is reserved and ",
+                          FormatBytes(need),
+                          " more is needed. Raise it (VRAMCACHE_CONF budget:<size> or "
                           "per_process_memory_fraction) or reduce the batch size.");
     case OomVerdict::kFragmentation:
       return absl::StrCat(
           "Verdict: fragmentation: ", FormatBytes(r.cached_free_bytes + r.pending_free_bytes),
-          " is free in the cache but the largest free block is ",
+          " is free in the cache or waiting for other streams' work, at least the ",
+          FormatBytes(r.rounded_bytes), " needed, but the largest free block is ",
           FormatBytes(r.largest_free_block_bytes),
           ". Enable virtual-memory stitching (VRAMCACHE_CONF vmm:on) or set "
           "max_split_size_mb to keep large blocks whole.");
     case OomVerdict::kDeviceFull:
-      return "Verdict: the device is full with this process's live tensors. Reduce the batch "
-             "size or model size, or free tensors you no longer need.";
+      return absl::StrCat("Verdict: the device is full: ", FormatBytes(r.device_free_bytes),
+                          " is free, less than the ", FormatBytes(need),
+                          " needed; vramcache holds ", FormatBytes(r.reserved_bytes), " (",
+                          FormatBytes(r.allocated_bytes),
+                          " in live tensors). Reduce the batch size or model size, or free "
+                          "tensors you no longer need.");
     case OomVerdict::kOtherProcesses:
       return absl::StrCat("Verdict: other processes hold ", FormatBytes(r.other_processes_bytes),
-                          " of this device. Free them (nvidia-smi lists them) or give each "
-                          "process a budget.");
+                          " of this device, and ", FormatBytes(r.device_free_bytes),
+                          " is free, less than the ", FormatBytes(need),
+                          " needed. Free them (nvidia-smi lists them) or give each process a "
+                          "budget.");
+    case OomVerdict::kDeviceRefused:
+      return absl::StrCat("Verdict: the device refused ", FormatBytes(need),
+                          " although it reports ", FormatBytes(r.device_free_bytes),
+                          " free (see what the device said). Its free memory may be too "
+                          "scattered for one range: empty_cache() or vmm:on may help.");
   }
   return "";
 }

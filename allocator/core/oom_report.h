@@ -11,11 +11,15 @@
 
 namespace vramcache {
 
+// Each verdict states a claim that follows from the report's own numbers (JudgeOom's rules, and
+// oom_report_test's property test), so a report never contradicts itself.
 enum class OomVerdict {
-  kBudgetReached,   // our hard cap stopped the growth
-  kFragmentation,   // enough is cached but no free range is large enough
-  kDeviceFull,      // this process holds (almost) everything the device has
-  kOtherProcesses,  // other processes hold the memory we would need
+  kBudgetReached,   // our hard cap stopped the growth: reserved + needed > budget
+  kFragmentation,   // enough is cached (or pending) but the largest free block is too small
+  kDeviceFull,      // the device has less free memory than the allocator needed
+  kOtherProcesses,  // as kDeviceFull, and other processes hold at least the request
+  kTooLarge,        // the request alone exceeds the device's total or the budget
+  kDeviceRefused,   // the device refused although it reports enough free memory
 };
 
 const char* OomVerdictName(OomVerdict verdict);
@@ -44,6 +48,10 @@ struct OomReport {
 
 // Chooses the verdict from the numbers (pure function; tested on constructed scenarios).
 OomVerdict JudgeOom(const OomReport& report);
+
+// What the allocator needed from the device for the request: the segment it tried to obtain, or
+// the rounded request when it tried none. The verdicts compare it with free memory.
+std::size_t OomNeededBytes(const OomReport& report);
 
 // "1.50 GiB", "20.00 MiB", "512 bytes": PyTorch's format_size.
 std::string FormatBytes(std::size_t bytes);

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -167,11 +168,7 @@ std::optional<std::int64_t> ParseTime(absl::string_view text) {
 }
 
 // Quoted input stays short: a binary file fed by mistake must not flood the terminal.
-std::string Excerpt(absl::string_view text) {
-  constexpr std::size_t kMaxExcerpt = 80;
-  if (text.size() <= kMaxExcerpt) return std::string(text);
-  return absl::StrCat(text.substr(0, kMaxExcerpt), "...");
-}
+std::string Excerpt(absl::string_view text) { return ExcerptForMessage(text); }
 
 absl::Status BadField(absl::string_view name, absl::string_view value, absl::string_view expected) {
   return absl::InvalidArgumentError(
@@ -179,6 +176,12 @@ absl::Status BadField(absl::string_view name, absl::string_view value, absl::str
 }
 
 }  // namespace
+
+std::string ExcerptForMessage(absl::string_view text) {
+  constexpr std::size_t kMaxExcerpt = 80;
+  if (text.size() <= kMaxExcerpt) return absl::CEscape(text);
+  return absl::StrCat(absl::CEscape(text.substr(0, kMaxExcerpt)), "...");
+}
 
 const char* TryParseCanonicalRmmCsvLine(const char* begin, RmmCsvLine* line) {
   const char* p = begin;

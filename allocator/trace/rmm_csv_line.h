@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -35,5 +36,10 @@ const char* TryParseCanonicalRmmCsvLine(const char* begin, RmmCsvLine* line);
 // pointers without 0x, hex streams without 0x, "allocate failure". InvalidArgument says what is
 // wrong but not where: the reader adds the file and line.
 absl::StatusOr<RmmCsvLine> ParseRmmCsvLine(absl::string_view line);
+
+// Text from a trace as an error message quotes it: at most 80 bytes (then "..."), control bytes,
+// quotes and backslashes C-escaped ("\000"), so a NUL or a terminal escape in a file is never
+// echoed raw.
+std::string ExcerptForMessage(absl::string_view text);
 
 }  // namespace vramcache

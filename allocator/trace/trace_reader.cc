@@ -9,6 +9,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "allocator/core/size_classes.h"
 #include "allocator/trace/file_contents.h"
 #include "allocator/trace/rmm_csv_line.h"
 #include "allocator/trace/trace_builder.h"
@@ -55,7 +57,7 @@ class RmmCsvParser {
       if (!saw_header) {
         if (absl::StripAsciiWhitespace(line) != kRmmCsvHeader) {
           return Error(absl::StrCat("expected the header \"", kRmmCsvHeader, "\" but found \"",
-                                    line.substr(0, 80), line.size() > 80 ? "...\"" : "\""));
+                                    ExcerptForMessage(line), "\""));
         }
         saw_header = true;
         continue;
@@ -77,6 +79,12 @@ class RmmCsvParser {
     const TraceEventOrigin origin{
         .stream = line.stream, .thread = line.thread, .time_us = line.time_us};
     absl::Status status;
+    if (line.action == RmmCsvAction::kAllocate && line.size > kMaxRequestSize) {
+      // The allocator would refuse it too, but only the reader knows the line.
+      return Error(absl::StrFormat(
+          "size %d of pointer 0x%x is larger than any device (at most %d bytes, 2^48)", line.size,
+          line.pointer, kMaxRequestSize));
+    }
     switch (line.action) {
       case RmmCsvAction::kAllocate:
         status = builder_.Allocate(line.pointer, line.size, origin);

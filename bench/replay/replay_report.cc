@@ -190,8 +190,14 @@ std::string FormatReportText(const ReplayReport& report) {
          absl::StrCat(FormatWithCommas(report.trace_allocate_failures_skipped),
                       " \"allocate failure\" lines"));
   }
-  line("peak requested",
-       absl::StrCat(FormatBytes(r.peak_requested_bytes), "  the least any allocator needs"));
+  // With failed allocations the peak counts only those that succeeded, so it is not what the
+  // trace needs (the failed requests were never live).
+  line("peak requested", absl::StrCat(FormatBytes(r.peak_requested_bytes),
+                                      r.failed_allocations == 0
+                                          ? "  the least any allocator needs"
+                                          : absl::StrCat("  of the allocations that succeeded (",
+                                                         FormatWithCommas(r.failed_allocations),
+                                                         " failed and are not counted)")));
   line("peak allocated",
        absl::StrCat(FormatBytes(r.peak_allocated_bytes()), "  requests after rounding"));
   line("peak reserved",

@@ -1,8 +1,10 @@
 // vramcache-replay's argument parsing and driver.
 #include "bench/replay/replay_tool.h"
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <set>
@@ -69,12 +71,19 @@ std::string TraceStem(const std::string& path) {
   return name;
 }
 
+// Failures name the file and the system's reason (no such directory, permission, disk full).
 absl::Status WriteFile(const std::string& path, const std::string& contents) {
   std::FILE* file = std::fopen(path.c_str(), "wb");
-  if (file == nullptr) return absl::UnavailableError(absl::StrCat(path, ": cannot create"));
+  if (file == nullptr) {
+    return absl::UnavailableError(absl::StrCat(path, ": cannot create: ", std::strerror(errno)));
+  }
   const bool written = std::fwrite(contents.data(), 1, contents.size(), file) == contents.size();
+  const int write_errno = errno;
   const bool closed = std::fclose(file) == 0;
-  if (!written || !closed) return absl::UnavailableError(absl::StrCat(path, ": write failed"));
+  if (!written || !closed) {
+    return absl::UnavailableError(
+        absl::StrCat(path, ": write failed: ", std::strerror(written ? errno : write_errno)));
+  }
   return absl::OkStatus();
 }
 
@@ -88,6 +97,7 @@ std::string ReplayToolUsage() {
   return absl::StrCat(
       "usage: vramcache-replay TRACE.csv... [--json] [--device sim|cuda] [--conf STRING]\n"
       "                        [--capacity SIZE] [--repeat N] [--min-capacity]\n"
+      "                        [--allow-failures]\n"
       "                        [--mode vmm|segments|both] [--plot FILE.svg]\n"
       "\n"
       "Replays RMM-format allocation traces (Thread,Time,Action,Pointer,Size,Stream) through\n"
@@ -100,7 +110,8 @@ std::string ReplayToolUsage() {
       "                    (on cuda it caps reserved memory through the budget)\n"
       "  --repeat N        replay N times, freeing what is left live between passes\n"
       "  --min-capacity    find the smallest capacity (a multiple of the granularity) that\n"
-      "                    replays with no failed allocation\n"
+      "                    replays with no failed allocation (implies --allow-failures)\n"
+      "  --allow-failures  failed allocations are expected: they do not make the exit status 1\n"
       "  --mode MODE       vmm: virtual-memory mode (vmm:on); segments: segment mode\n"
       "                    (vmm:off); both: each trace in both, side by side. Overrides\n"
       "                    --conf's vmm; default: the configuration's (vmm:auto, VMM where\n"
@@ -112,7 +123,9 @@ std::string ReplayToolUsage() {
       "                    before FILE's extension (mem.svg -> mem-gpt2_train-vmm.svg)\n"
       "  -h, --help        this text\n"
       "\n"
-      "Exit status: 0 success, 1 a trace or the device failed, 2 bad arguments.\n");
+      "Exit status: 0 success; 1 a trace or the device failed, or allocations failed (unless\n"
+      "--allow-failures); 2 bad arguments. With several traces, those that can be read are\n"
+      "replayed and reported even when another cannot.\n");
 }
 
 absl::StatusOr<ReplayToolOptions> ParseReplayToolArgs(const std::vector<std::string>& args) {
@@ -154,6 +167,9 @@ absl::StatusOr<ReplayToolOptions> ParseReplayToolArgs(const std::vector<std::str
     } else if (name == "--min-capacity") {
       if (absl::Status s = flag_without_value(); !s.ok()) return s;
       options.min_capacity = true;
+    } else if (name == "--allow-failures") {
+      if (absl::Status s = flag_without_value(); !s.ok()) return s;
+      options.allow_failures = true;
     } else if (name == "--device") {
       absl::StatusOr<std::string> device = value();
       if (!device.ok()) return device.status();
@@ -296,12 +312,15 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
   }
 
   std::vector<ReplayReport> reports;
+  // A trace that cannot be read or replayed is reported and skipped: the others still are.
+  bool any_failed = false;
   for (const std::string& path : options->traces) {
     const auto start = std::chrono::steady_clock::now();
     absl::StatusOr<Trace> trace = ReadRmmCsvFile(path);
     if (!trace.ok()) {
       absl::StrAppend(err, "vramcache-replay: ", trace.status().message(), "\n");
-      return kExitFailure;
+      any_failed = true;
+      continue;
     }
     const double read_seconds = SecondsSince(start);
     for (const AllocatorConfig& config : configs) {
@@ -314,7 +333,8 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
         absl::StrAppend(err, "vramcache-replay: ", path,
                         configs.size() > 1 ? absl::StrCat(" (", requested, ")") : "", ": ",
                         result.status().message(), "\n");
-        return kExitFailure;
+        any_failed = true;
+        continue;
       }
       ReplayReport report;
       report.read_seconds = read_seconds;
@@ -340,7 +360,8 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
                 WriteFile(report.plot_file, RenderMemoryPlotSvg(report.result.timeline, title));
             !s.ok()) {
           absl::StrAppend(err, "vramcache-replay: --plot: ", s.message(), "\n");
-          return kExitFailure;
+          any_failed = true;
+          continue;
         }
         report.result.timeline = MemoryTimeline{};  // written; the report does not need it
       }
@@ -351,7 +372,8 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
         if (!min_capacity.ok()) {
           absl::StrAppend(
               err, "vramcache-replay: --min-capacity: ", min_capacity.status().message(), "\n");
-          return kExitFailure;
+          any_failed = true;
+          continue;
         }
         report.min_capacity = *min_capacity;
       }
@@ -359,10 +381,25 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
     }
   }
 
+  // Failed allocations are results, printed with the rest, but a run that was meant to fit must
+  // not look like a success to a script.
+  for (const ReplayReport& report : reports) {
+    if (report.result.failed_allocations == 0 || options->allow_failures || options->min_capacity) {
+      continue;
+    }
+    absl::StrAppend(err, "vramcache-replay: ", report.trace,
+                    options->mode == "both" ? absl::StrCat(" (", report.mode_requested, ")") : "",
+                    ": ", report.result.failed_allocations, " of ", report.result.allocations,
+                    " allocations failed (out of memory); exit status 1 (--allow-failures when "
+                    "that is expected)\n");
+    any_failed = true;
+  }
+  if (reports.empty()) return kExitFailure;
   if (options->json) {
     std::vector<std::string> objects;
     for (const ReplayReport& report : reports) objects.push_back(FormatReportJson(report));
-    if (objects.size() == 1) {
+    // The shape follows the command line, not how many replays succeeded.
+    if (options->traces.size() == 1 && configs.size() == 1) {
       absl::StrAppend(out, objects[0], "\n");
     } else {
       absl::StrAppend(out, "[", absl::StrJoin(objects, ",\n"), "]\n");
@@ -374,7 +411,7 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
   } else {
     absl::StrAppend(out, FormatReportTable(reports));
   }
-  return kExitOk;
+  return any_failed ? kExitFailure : kExitOk;
 }
 
 }  // namespace vramcache

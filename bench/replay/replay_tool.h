@@ -13,7 +13,8 @@
 namespace vramcache {
 
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailure = 1;  // a trace, the device or the allocator failed
+inline constexpr int kExitFailure = 1;  // a trace, the device or the allocator failed, or
+                                        // allocations failed without --allow-failures
 inline constexpr int kExitUsage = 2;    // bad arguments
 
 struct ReplayToolOptions {
@@ -21,6 +22,9 @@ struct ReplayToolOptions {
   bool json = false;
   bool help = false;
   bool min_capacity = false;
+  // Failed allocations are expected (a capacity chosen to probe them): they do not make the exit
+  // status 1. --min-capacity implies it (its search fails allocations on purpose).
+  bool allow_failures = false;
   std::string device = "sim";
   bool device_given = false;
   std::string conf;

@@ -19,6 +19,30 @@ def error(lib) -> str:
     return lib.vramcache_last_error().decode()
 
 
+def test_explicit_configuration_replaces_a_bad_environment(lib, monkeypatch):
+    monkeypatch.setenv("VRAMCACHE_CONF", "budget:lots")
+    assert lib.vramcache_configuration_status() == -1
+    assert "VRAMCACHE_CONF: bad value" in error(lib)
+    assert lib.vramcache_configure(b"") == -1  # no keys: the environment's, and its error
+    assert "VRAMCACHE_CONF: bad value" in error(lib)
+    configure(lib, "device:sim,sim_capacity:64MiB")  # replaces it: the process recovers
+    assert lib.vramcache_configuration_status() == 0
+    assert lib.vramcache_device_total_bytes(0) == 64 * MiB
+    ptr = lib.vramcache_try_malloc(4096, 0, None)
+    assert ptr, error(lib)
+    lib.vramcache_free(ptr, 4096, 0, None)
+
+
+def test_peer_access_names_both_devices(lib):
+    configure(lib, "device:sim,sim_capacity:64MiB,sim_devices:2")
+    assert lib.vramcache_device_count() == 2
+    assert lib.vramcache_enable_peer_access(0, 1) == 0, error(lib)  # 0 may access 1's memory
+    assert lib.vramcache_enable_peer_access(1, 1) == -1
+    assert "two different devices" in error(lib)
+    assert lib.vramcache_enable_peer_access(2, 0) == -1
+    assert "device 2 does not exist" in error(lib)
+
+
 def test_malloc_free_round_trip(sim):
     ptr = sim.vramcache_try_malloc(4096, 0, None)
     assert ptr, error(sim)
@@ -160,10 +184,13 @@ def test_record_stream_on_own_stream(sim):
 
 
 def test_memory_fraction_bounds(sim):
-    for bad in (0.0, -0.5, 1.5, float("nan")):
+    for bad in (-0.5, 1.5, float("nan")):
         assert sim.vramcache_set_memory_fraction(bad, 0) == -1
-        assert "fraction" in error(sim)
+        assert "outside [0, 1]" in error(sim)
     assert stats_of(sim).budget_bytes == 0
+    assert sim.vramcache_set_memory_fraction(0.0, 0) == 0, error(sim)  # as torch: nothing fits
+    assert sim.vramcache_try_malloc(512, 0, None) is None
+    assert "out of memory" in error(sim)
     assert sim.vramcache_set_memory_fraction(0.25, 0) == 0, error(sim)
     assert stats_of(sim).budget_bytes == SIM_CAPACITY // 4
 

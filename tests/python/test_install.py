@@ -98,6 +98,26 @@ def test_install_with_bad_conf_installs_nothing(monkeypatch, lib):
         vramcache.configure(42)
 
 
+@pytest.mark.parametrize("variable", ["VRAMCACHE_CONF", "PYTORCH_CUDA_ALLOC_CONF"])
+def test_install_raises_a_bad_environment_at_once(monkeypatch, lib, variable):
+    fake = FakeTorch()
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    monkeypatch.setenv(variable, "no_such_key:1")
+    with pytest.raises(vramcache.VramcacheError, match=f"{variable}: unknown key"):
+        vramcache.install(native=False)
+    assert fake.installed == [] and not vramcache.is_installed()
+
+
+def test_install_with_conf_replaces_a_bad_environment(monkeypatch, lib, capfd):
+    fake = FakeTorch()
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:lots")
+    allocator = vramcache.install("budget:32MiB", native=False)
+    assert fake.installed == [allocator]
+    assert vramcache.memory_stats()["budget_bytes"] == 32 << 20
+    assert "PYTORCH_CUDA_ALLOC_CONF: bad value" in capfd.readouterr().err
+
+
 def test_default_device_follows_torch_once_cuda_is_initialized(monkeypatch, sim):
     monkeypatch.setitem(sys.modules, "torch", FakeTorch(initialized=True, current_device=1))
     with pytest.raises(vramcache.VramcacheError, match="device 1 does not exist"):

@@ -212,6 +212,44 @@ def test_caching_allocator_alloc_errors(sim):
     assert vramcache.memory_allocated() == 0
 
 
+def test_sizes_and_devices_that_do_not_fit_c_are_refused(sim):
+    # ctypes would wrap them: 2**64 + 4096 bytes became a 4 KiB block, device 2**32 device 0.
+    with pytest.raises(OverflowError):
+        vramcache.caching_allocator_alloc(2**64 + 4096)
+    with pytest.raises(OverflowError):
+        vramcache.caching_allocator_alloc(MiB, device=2**32)
+    with pytest.raises(OverflowError):
+        vramcache.memory_allocated(2**32)
+    with pytest.raises(OverflowError):
+        vramcache.memory_allocated(f"cuda:{2**32}")
+    with pytest.raises(OverflowError):
+        vramcache.memory_allocated(types.SimpleNamespace(type="cuda", index=2**32))
+    with pytest.raises(ValueError):
+        vramcache.memory_allocated(-1)
+    with pytest.raises(TypeError):
+        vramcache.caching_allocator_alloc(4096.0)
+    with pytest.raises(TypeError):
+        vramcache.caching_allocator_alloc("4096")
+    with pytest.raises(OverflowError):
+        vramcache.caching_allocator_alloc(MiB, stream=2**64)
+    with pytest.raises(TypeError):
+        vramcache.caching_allocator_delete(1.5)
+    with pytest.raises(OverflowError):
+        vramcache.caching_allocator_delete(2**64)
+    assert vramcache.memory_allocated() == 0
+    assert python_stats()["allocation.all.allocated"] == 0
+
+
+def test_per_process_memory_fraction_zero_lets_nothing_fit(sim):
+    vramcache.set_per_process_memory_fraction(0.0)  # torch accepts 0.0
+    with pytest.raises(vramcache.VramcacheError, match="out of memory"):
+        vramcache.caching_allocator_alloc(512)
+    vramcache.set_per_process_memory_fraction(1.0)
+    vramcache.caching_allocator_delete(vramcache.caching_allocator_alloc(512))
+    with pytest.raises(ValueError):
+        vramcache.set_per_process_memory_fraction(-0.01)
+
+
 def test_per_process_memory_fraction(sim):
     with pytest.raises(TypeError):
         vramcache.set_per_process_memory_fraction(1)

@@ -1,5 +1,7 @@
 // The C ABI on the simulated device: allocation, statistics, bad input reported through
 // vramcache_last_error without a crash and without changing anything.
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -100,6 +102,22 @@ TEST_F(CApiTest, OutOfMemoryThrowsFromMallocAndReturnsNullFromTryMalloc) {
   EXPECT_NE(oom.find("\"requested_bytes\":2147483648"), std::string::npos) << oom;
 }
 
+// The reviewer's case: 2 GiB on an empty 1 GiB device is too large, not "the device is full".
+TEST_F(CApiTest, RequestLargerThanTheDeviceSaysSo) {
+  ASSERT_EQ(vramcache_shutdown(), 0);
+  ASSERT_EQ(vramcache_configure("device:sim,sim_capacity:1GiB,vmm:off"), 0)
+      << vramcache_last_error();
+  EXPECT_EQ(vramcache_try_malloc(std::size_t{2} << 30, 0, nullptr), nullptr);
+  const std::string error = vramcache_last_error();
+  EXPECT_NE(error.find("larger than the device: it needs 2.00 GiB, more than the device's total "
+                       "of 1.00 GiB"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(error.find("device is full"), std::string::npos) << error;
+  const std::string oom = vramcache_last_oom_json(0);
+  EXPECT_NE(oom.find("\"verdict\":\"too_large\""), std::string::npos) << oom;
+}
+
 TEST_F(CApiTest, MalformedConfigurationIsRejectedAndNamed) {
   ASSERT_EQ(vramcache_shutdown(), 0);
   EXPECT_EQ(vramcache_configure("budget:lots"), -1);
@@ -118,9 +136,36 @@ TEST_F(CApiTest, MalformedConfigurationIsRejectedAndNamed) {
   vramcache_free(p, 10, 0, nullptr);
 }
 
+// A bad environment is reported, and an explicit configuration replaces it: the process can
+// recover without restarting.
+TEST_F(CApiTest, ExplicitConfigurationReplacesABadEnvironment) {
+  ASSERT_EQ(vramcache_shutdown(), 0);
+  ASSERT_EQ(setenv("VRAMCACHE_CONF", "budget:lots", 1), 0);
+  EXPECT_EQ(vramcache_try_malloc(4096, 0, nullptr), nullptr);  // the environment's error
+  EXPECT_NE(std::string(vramcache_last_error()).find("VRAMCACHE_CONF: bad value \"lots\""),
+            std::string::npos)
+      << vramcache_last_error();
+  EXPECT_EQ(vramcache_configure(""), -1) << "no keys: the environment's configuration and error";
+  const int configured = vramcache_configure("device:sim,sim_capacity:64MiB");
+  const std::string error = vramcache_last_error();
+  unsetenv("VRAMCACHE_CONF");
+  ASSERT_EQ(configured, 0) << error;
+  EXPECT_EQ(vramcache_device_total_bytes(0), std::size_t{64} << 20);
+  void* p = vramcache_try_malloc(4096, 0, nullptr);
+  EXPECT_NE(p, nullptr) << vramcache_last_error();
+  vramcache_free(p, 4096, 0, nullptr);
+}
+
 TEST_F(CApiTest, MemoryFractionCapsReservedBytes) {
   EXPECT_EQ(vramcache_set_memory_fraction(1.5, 0), -1);
-  EXPECT_EQ(vramcache_set_memory_fraction(0.0, 0), -1);
+  EXPECT_NE(std::string(vramcache_last_error()).find("outside [0, 1]"), std::string::npos)
+      << vramcache_last_error();
+  EXPECT_EQ(vramcache_set_memory_fraction(-0.1, 0), -1);
+  EXPECT_EQ(vramcache_set_memory_fraction(std::nan(""), 0), -1);
+  // PyTorch's 0.0: accepted, and nothing fits.
+  ASSERT_EQ(vramcache_set_memory_fraction(0.0, 0), 0) << vramcache_last_error();
+  EXPECT_EQ(vramcache_try_malloc(512, 0, nullptr), nullptr);
+  EXPECT_EQ(vramcache_last_error_kind(), VRAMCACHE_ERROR_OUT_OF_MEMORY);
   ASSERT_EQ(vramcache_set_memory_fraction(0.25, 0), 0);  // 256 MiB of 1 GiB
   EXPECT_EQ(Stats().budget_bytes, 256 << 20);
   EXPECT_EQ(vramcache_try_malloc(300u << 20, 0, nullptr), nullptr);

@@ -47,6 +47,7 @@ void ExpectSameSettings(const AllocatorConfig& a, const AllocatorConfig& b) {
   EXPECT_EQ(a.sim_capacity, b.sim_capacity);
   EXPECT_EQ(a.sim_granularity, b.sim_granularity);
   EXPECT_EQ(a.sim_accounting_only, b.sim_accounting_only);
+  EXPECT_EQ(a.sim_devices, b.sim_devices);
   EXPECT_EQ(a.budget_bytes, b.budget_bytes);
   EXPECT_EQ(a.soft_budget_bytes, b.soft_budget_bytes);
   EXPECT_EQ(a.soft_budget_fraction, b.soft_budget_fraction);
@@ -262,11 +263,12 @@ TEST(ConfigParserTest, SizeUnitsAreBinaryAndExact) {
       {"2.000MiB", 2 * kMiB},
       {"1.25", 0},  // not whole: checked below
   };
+  // budget reads sizes as every size key does (sim_capacity must also be whole granules).
   for (const auto& [text, bytes] : sizes) {
     if (bytes == 0) continue;
-    EXPECT_EQ(Parse("sim_capacity:" + text).sim_capacity, bytes) << text;
+    EXPECT_EQ(Parse("budget:" + text).budget_bytes, bytes) << text;
   }
-  EXPECT_EQ(Parse("sim_capacity:18446744073709551615").sim_capacity,
+  EXPECT_EQ(Parse("budget:18446744073709551615").budget_bytes,
             std::numeric_limits<std::size_t>::max());
 
   const std::vector<std::pair<std::string, std::string>> bad = {
@@ -704,7 +706,8 @@ void ExpectRoundTrip(const AllocatorConfig& config) {
 TEST(DescribeConfigTest, DefaultsInTheSameSyntax) {
   const std::string line = DescribeConfig(AllocatorConfig{});
   EXPECT_THAT(line, HasSubstr("device:auto,sim_capacity:80GiB,sim_granularity:2MiB,"
-                              "sim_backing:accounting,budget:none,soft_budget:none,vmm:auto,"
+                              "sim_backing:accounting,sim_devices:1,budget:none,soft_budget:none,"
+                              "vmm:auto,"
                               "cross_stream:wait,poison_on_free:false,canaries:false,"
                               "unmap_on_free:false,zero_on_alloc:false,record_history:false,"
                               "history_capacity:100000,check_invariants:"));
@@ -719,7 +722,7 @@ TEST(DescribeConfigTest, RoundTripsParsedConfigs) {
        "unmap_on_free:on,zero_on_alloc:on,record_history:on,history_capacity:7,"
        "check_invariants:off",
        ""},
-      {"device:cuda,sim_capacity:12345,budget:0.1,soft_budget:1000000001,vmm:off,"
+      {"device:cuda,sim_capacity:12346MiB,budget:0.1,soft_budget:1000000001,vmm:off,"
        "cross_stream:none",
        ""},
       {"budget:1.0,soft_budget:1e-05", ""},
@@ -755,8 +758,10 @@ TEST(DescribeConfigTest, RoundTripsRandomVramcacheSettings) {
   for (int round = 0; round < 300; ++round) {
     AllocatorConfig config;
     config.device = static_cast<DeviceKind>(pick(3));
-    config.sim_capacity = 1 + random() % (std::size_t{1} << (1 + pick(60)));
     config.sim_granularity = std::size_t{4096} << pick(20);
+    // Whole granules: anything else is refused (SimCapacityMustBeAWholeNumberOfGranules).
+    config.sim_capacity =
+        config.sim_granularity * (1 + random() % (std::size_t{1} << (1 + pick(30))));
     config.sim_accounting_only = pick(2) == 0;
     if (pick(2) == 0) config.budget_bytes = 1 + random() % (std::size_t{1} << 50);
     if (pick(2) == 0) config.per_process_memory_fraction = (1 + pick(1000)) / 1000.0;
@@ -801,11 +806,55 @@ TEST(ConfigParserTest, ReuseCacheTakesASizeAndZeroTurnsItOff) {
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("reuse_cache"));
 }
 
+TEST(ConfigParserTest, SimDevicesIsBounded) {
+  EXPECT_EQ(Parse("").sim_devices, 1);
+  EXPECT_EQ(Parse("sim_devices:4").sim_devices, 4);
+  EXPECT_EQ(Parse("sim_devices:16").sim_devices, 16);
+  for (const char* bad : {"sim_devices:0", "sim_devices:17", "sim_devices:1.5", "sim_devices:x"}) {
+    absl::StatusOr<AllocatorConfig> config = ParseConfig(bad, "");
+    ASSERT_FALSE(config.ok()) << bad;
+    EXPECT_THAT(std::string(config.status().message()),
+                HasSubstr("for key \"sim_devices\": not a whole number from 1 to 16"));
+  }
+}
+
+// Simulated sizes that would leave memory unusable, or make every allocation fail, are refused
+// with the numbers and what would work.
+TEST(ConfigParserTest, SimCapacityMustBeAWholeNumberOfGranules) {
+  for (const char* conf :
+       {"sim_capacity:1", "sim_capacity:4KiB", "sim_capacity:1MiB", "sim_granularity:1TiB"}) {
+    absl::StatusOr<AllocatorConfig> config = ParseConfig(conf, "");
+    ASSERT_FALSE(config.ok()) << conf;
+    EXPECT_THAT(std::string(config.status().message()),
+                HasSubstr("is smaller than sim_granularity"))
+        << conf;
+  }
+  absl::StatusOr<AllocatorConfig> odd = ParseConfig("sim_capacity:3MiB", "");
+  ASSERT_FALSE(odd.ok());
+  EXPECT_THAT(std::string(odd.status().message()),
+              HasSubstr("sim_capacity 3MiB is not a multiple of sim_granularity 2MiB: 1MiB of it "
+                        "could never be used; use 2MiB or 4MiB"));
+  EXPECT_EQ(Parse("sim_capacity:3MiB,sim_granularity:1MiB").sim_capacity, 3 * kMiB);
+  EXPECT_EQ(Parse("sim_capacity:2MiB").sim_capacity, 2 * kMiB);
+}
+
+// Without a suggestion the list of valid keys is still set off by "; ".
+TEST(ConfigParserTest, UnknownKeyMessageReadsWell) {
+  absl::StatusOr<AllocatorConfig> far = ParseConfig("zzzzzzzzzzzz:1", "");
+  ASSERT_FALSE(far.ok());
+  EXPECT_THAT(std::string(far.status().message()),
+              HasSubstr("unknown key \"zzzzzzzzzzzz\" (value \"1\"); valid keys: "));
+  absl::StatusOr<AllocatorConfig> near = ParseConfig("max_split_sise_mb:512", "");
+  ASSERT_FALSE(near.ok());
+  EXPECT_THAT(std::string(near.status().message()),
+              HasSubstr("; did you mean \"max_split_size_mb\"? valid keys: "));
+}
+
 TEST(TuningDocTest, EveryKeyHasARow) {
   const std::string doc = ReadTuningDoc();
   ASSERT_FALSE(doc.empty());
   const std::vector<std::string_view> keys = ConfigKeyNames();
-  EXPECT_EQ(keys.size(), 32u);
+  EXPECT_EQ(keys.size(), 33u);
   for (std::string_view key : keys) {
     EXPECT_THAT(doc, HasSubstr(absl::StrFormat("| `%s` |", key))) << key;
   }

@@ -342,7 +342,7 @@ TEST(ReplayToolTest, SmallCapacityRepeatAndMinCapacityFlags) {
   const std::string trace_path = absl::StrCat(::testing::TempDir(), "/replay_tool_test.csv");
   ASSERT_TRUE(WriteRmmCsvFile(SyntheticTrace(), trace_path).ok());
 
-  const ToolRun small = RunTool({trace_path, "--json", "--capacity", "6MiB"});
+  const ToolRun small = RunTool({trace_path, "--json", "--capacity", "6MiB", "--allow-failures"});
   ASSERT_EQ(small.status, kExitOk) << small.err;
   EXPECT_THAT(small.out, HasSubstr("\"capacity_bytes\":6291456,"));
   EXPECT_THAT(small.out, Not(HasSubstr("\"failed_allocations\":0,")));
@@ -386,6 +386,50 @@ TEST(ReplayToolTest, SeveralTracesGiveATableOrAJsonArray) {
   EXPECT_THAT(json.out, HasSubstr("\"events\":1,"));
   std::remove(a.c_str());
   std::remove(b.c_str());
+}
+
+// A replay whose allocations fail is not a success, unless failures were asked for.
+TEST(ReplayToolTest, FailedAllocationsExitOneUnlessAllowed) {
+  const std::string trace_path = absl::StrCat(::testing::TempDir(), "/replay_tool_fail.csv");
+  ASSERT_TRUE(WriteRmmCsvFile(SyntheticTrace(), trace_path).ok());
+  const ToolRun tiny = RunTool({trace_path, "--capacity", "1KB"});
+  EXPECT_EQ(tiny.status, kExitFailure) << tiny.out;
+  EXPECT_THAT(tiny.err, HasSubstr(absl::StrCat(trace_path, ": 4 of 5 allocations failed")));
+  // The report still comes, and its peak says what it counts.
+  EXPECT_THAT(tiny.out, HasSubstr("of the allocations that succeeded (4 failed"));
+  EXPECT_THAT(tiny.out, Not(HasSubstr("the least any allocator needs")));
+  const ToolRun allowed = RunTool({trace_path, "--capacity", "1KB", "--allow-failures"});
+  EXPECT_EQ(allowed.status, kExitOk) << allowed.err;
+  const ToolRun fits = RunTool({trace_path});
+  EXPECT_EQ(fits.status, kExitOk) << fits.err;
+  EXPECT_THAT(fits.out, HasSubstr("the least any allocator needs"));
+  std::remove(trace_path.c_str());
+}
+
+// One unreadable trace among several: the others are still replayed and printed.
+TEST(ReplayToolTest, ABadTraceDoesNotHideTheGoodOnes) {
+  const std::string good = absl::StrCat(::testing::TempDir(), "/replay_tool_good.csv");
+  ASSERT_TRUE(WriteRmmCsvFile(SyntheticTrace(), good).ok());
+  const ToolRun json = RunTool({good, "/nonexistent/bad.csv", "--json"});
+  EXPECT_EQ(json.status, kExitFailure);
+  EXPECT_THAT(json.err, HasSubstr("/nonexistent/bad.csv: cannot open"));
+  ASSERT_FALSE(json.out.empty());
+  EXPECT_EQ(json.out.front(), '[');
+  EXPECT_THAT(json.out, HasSubstr("\"events\":9,"));
+  const ToolRun text = RunTool({"/nonexistent/bad.csv", good});
+  EXPECT_EQ(text.status, kExitFailure);
+  EXPECT_THAT(text.out, HasSubstr(good));
+  std::remove(good.c_str());
+}
+
+TEST(ReplayToolTest, PlotFailureSaysWhy) {
+  const std::string trace_path = absl::StrCat(::testing::TempDir(), "/replay_tool_plot.csv");
+  ASSERT_TRUE(WriteRmmCsvFile(SyntheticTrace(), trace_path).ok());
+  const ToolRun run = RunTool({trace_path, "--plot", "/nonexistent/dir/mem.svg"});
+  EXPECT_EQ(run.status, kExitFailure);
+  EXPECT_THAT(run.err, HasSubstr("/nonexistent/dir/mem.svg: cannot create: No such file or "
+                                 "directory"));
+  std::remove(trace_path.c_str());
 }
 
 TEST(ReplayToolTest, ArgumentErrorsExitTwoWithUsage) {

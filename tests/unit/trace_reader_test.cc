@@ -166,7 +166,23 @@ INSTANTIATE_TEST_SUITE_P(
                     "t.csv:4: free of pointer 0x10, which is not live (already freed)"},
         BadLineCase{absl::StrCat(kGoodLine, "1,00:00:00.000002,free,0x10,16,0\n"),
                     "t.csv:3: free of pointer 0x10 with size 16, but it was allocated with "
-                    "size 8"}));
+                    "size 8"},
+        // Larger than any device (2^48 bytes): named with its line, not left to the replay.
+        BadLineCase{absl::StrCat(kGoodLine, "1,00:00:00.000002,allocate,0x20,281474976710657,0\n"),
+                    "t.csv:3: size 281474976710657 of pointer 0x20 is larger than any device"}));
+
+// Control bytes in a bad line are escaped in the message, never echoed raw to a terminal.
+TEST(TraceReaderTest, NulAndControlBytesInErrorsAreEscaped) {
+  const std::string nul_action =
+      absl::StrCat(kHeader, std::string("1,00:00:00.000001,allo\0cate,0x10,8,0\n", 37));
+  const std::string message = ErrorOf(nul_action);
+  EXPECT_EQ(message.find('\0'), std::string::npos) << "raw NUL in the message";
+  EXPECT_THAT(message, HasSubstr("unknown action \"allo\\000cate\""));
+  const std::string escape_header = std::string("Thread\x1b[31m,Time\n");
+  const std::string header_message = ErrorOf(escape_header);
+  EXPECT_EQ(header_message.find('\x1b'), std::string::npos) << header_message;
+  EXPECT_THAT(header_message, HasSubstr("Thread\\033[31m,Time"));
+}
 
 TEST(TraceReaderTest, AllocateFailureIsSkippedWithItsFree) {
   absl::StatusOr<Trace> trace = Parse(

@@ -288,6 +288,9 @@ void CheckPools(VramcacheAllocator* a) {
 }
 
 void CheckBudgetAndErrors(VramcacheAllocator* a) {
+  // PyTorch accepts 0.0 (nothing fits): a cap of (almost) nothing, not an error.
+  a->setMemoryFraction(0.0, 0);
+  Expect(a->getMemoryFraction(0) < 0.001, "fraction: 0.0 accepted");
   a->setMemoryFraction(0.5, 0);
   Expect(a->getMemoryFraction(0) == 0.5, "fraction: read back");
   ExpectThrows<c10::Error>([a] { a->setMemoryFraction(1.5, 0); }, "outside", "fraction: > 1");

@@ -608,8 +608,11 @@ void VramcacheAllocator::enablePeerAccess(c10::DeviceIndex dev, c10::DeviceIndex
   } else {
     C10_CUDA_CHECK(err);
   }
-  // cudaDeviceEnablePeerAccess does not cover virtual-memory mappings: vramcache grants them.
-  TORCH_CHECK(vramcache_enable_peer_access(dev, dev_to_access) == 0, vramcache_last_error());
+  // cudaDeviceEnablePeerAccess does not cover virtual-memory mappings: dev_to_access's
+  // allocator grants them to dev, the device that will read and write them.
+  TORCH_CHECK(
+      vramcache_enable_peer_access(/*accessing_device=*/dev, /*owning_device=*/dev_to_access) == 0,
+      vramcache_last_error());
 }
 
 cudaError_t VramcacheAllocator::memcpyAsync(void* dst, int dst_device, const void* src,

@@ -78,8 +78,9 @@ class VramcacheAllocator final : public alloc::CUDAAllocator {
                           std::shared_ptr<alloc::CUDAAllocator> allocator) override;
   void setUseOnOOM(c10::DeviceIndex device, c10::MempoolId_t mempool_id, bool use_on_oom) override;
   void setNoSplit(c10::DeviceIndex device, c10::MempoolId_t mempool_id) override;
-  bool checkPoolLiveAllocations(c10::DeviceIndex device, c10::MempoolId_t mempool_id,
-                                const std::unordered_set<void*>& expected_live_allocations) override;
+  bool checkPoolLiveAllocations(
+      c10::DeviceIndex device, c10::MempoolId_t mempool_id,
+      const std::unordered_set<void*>& expected_live_allocations) override;
   alloc::ShareableHandle shareIpcHandle(void* ptr) override;
   std::shared_ptr<void> getIpcDevPtr(std::string handle) override;
   bool isHistoryEnabled() override;
@@ -93,6 +94,7 @@ class VramcacheAllocator final : public alloc::CUDAAllocator {
                      const std::vector<std::string>& skip_actions) override;
   void attachOutOfMemoryObserver(alloc::OutOfMemoryObserver observer) override;
   void attachAllocatorTraceTracker(alloc::AllocatorTraceTracker tracker) override;
+  // PyTorch's meaning: `dev` may access memory of `dev_to_access` (whose allocator grants it).
   void enablePeerAccess(c10::DeviceIndex dev, c10::DeviceIndex dev_to_access) override;
   cudaError_t memcpyAsync(void* dst, int dst_device, const void* src, int src_device, size_t count,
                           cudaStream_t stream, bool p2p_enabled) override;

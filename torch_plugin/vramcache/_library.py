@@ -94,6 +94,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         "vramcache_check_canaries": (c_int, [c_int]),
         "vramcache_last_error_kind": (c_int, []),
         "vramcache_set_memory_fraction": (c_int, [ctypes.c_double, c_int]),
+        # (accessing_device, owning_device): the first may use the second's memory.
+        "vramcache_enable_peer_access": (c_int, [c_int, c_int]),
         "vramcache_get_stats": (c_int, [c_int, ctypes.POINTER(VramcacheStats)]),
         "vramcache_stats_json": (c_str, [c_int]),
         "vramcache_reset_peak_stats": (c_int, [c_int]),
@@ -101,7 +103,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         "vramcache_snapshot_json": (c_str, []),
         "vramcache_last_oom_json": (c_str, [c_int]),
         "vramcache_device_count": (c_int, []),
+        "vramcache_device_total_bytes": (c_size, [c_int]),
         "vramcache_configure": (c_int, [c_str]),
+        "vramcache_configuration_status": (c_int, []),
         "vramcache_shutdown": (c_int, []),
     }
     for name, (restype, argtypes) in signatures.items():

@@ -115,6 +115,11 @@ def install(conf: Optional[str] = None, native: Optional[bool] = None) -> Any:
                 f"vramcache.install(): {selected[0]} selects the simulated device (device:sim), "
                 f"whose addresses are host memory; PyTorch's CUDA tensors need device:cuda (or "
                 f"no device key)")
+        if conf is None:
+            # A bad VRAMCACHE_CONF or PyTorch variable fails here, not at the first allocation
+            # (an explicit conf is checked when it is applied, below).
+            _library.check(_library.load().vramcache_configuration_status(),
+                           "vramcache_configuration_status")
         use_native = _native_choice(native)
         if use_native is not False:
             try:

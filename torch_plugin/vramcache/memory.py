@@ -9,6 +9,7 @@ so asking for statistics cannot initialize CUDA before install() has run.
 import collections
 import ctypes
 import json
+import operator
 import pickle
 import sys
 from typing import Any, Dict, Optional
@@ -17,6 +18,37 @@ from . import _library
 from ._library import VramcacheError, check, check_str
 from ._stats import STATS_VERSION, VramcacheStats, new_stats
 from ._summary import format_summary
+
+
+# ctypes converts Python ints to C types by wrapping: without these checks a device index of
+# 2**32 becomes device 0 and a size of 2**64 + 4096 becomes 4096. torch raises instead.
+_C_INT_MAX = 2**31 - 1
+_SIZE_MAX = 2**(8 * ctypes.sizeof(ctypes.c_size_t)) - 1
+_POINTER_MAX = 2**(8 * ctypes.sizeof(ctypes.c_void_p)) - 1
+
+
+def _checked_device(index: int) -> int:
+    if index < 0:
+        raise ValueError(f"vramcache: device index must be >= 0, got {index}")
+    if index > _C_INT_MAX:
+        raise OverflowError(f"vramcache: device index {index} is out of range (at most "
+                            f"{_C_INT_MAX})")
+    return index
+
+
+def _whole_number(value: Any, what: str, maximum: int) -> int:
+    """`value` as an int in [0, maximum]: TypeError, ValueError or OverflowError otherwise."""
+    if isinstance(value, bool):
+        raise TypeError(f"vramcache: {what} must be an int, got bool")
+    try:
+        number = operator.index(value)  # ints and integer-like objects (numpy), not floats
+    except TypeError:
+        raise TypeError(f"vramcache: {what} must be an int, got {type(value).__name__}") from None
+    if number < 0:
+        raise ValueError(f"vramcache: {what} must be >= 0, got {number}")
+    if number > maximum:
+        raise OverflowError(f"vramcache: {what} {number} is out of range (at most {maximum})")
+    return number
 
 
 def _current_device() -> int:
@@ -33,30 +65,30 @@ def device_index(device: Any = None) -> int:
     if isinstance(device, bool):
         raise TypeError(f"vramcache: invalid device {device!r}")
     if isinstance(device, int):
-        return device
+        return _checked_device(device)
     if isinstance(device, str):
         kind, _, index = device.partition(":")
         if kind != "cuda" or (index and not index.isdigit()):
             raise ValueError(f"vramcache: expected a CUDA device, got {device!r}")
-        return int(index) if index else _current_device()
+        return _checked_device(int(index)) if index else _current_device()
     kind, index = getattr(device, "type", None), getattr(device, "index", None)
     if kind is None:
         raise TypeError(f"vramcache: invalid device {device!r}")
     if kind != "cuda":
         raise ValueError(f"vramcache: expected a CUDA device, got {device!r}")
-    return int(index) if index is not None else _current_device()
+    return _checked_device(int(index)) if index is not None else _current_device()
 
 
 def _stream_handle(stream: Any) -> int:
     if stream is None:
         return 0
-    if isinstance(stream, int):
-        return stream
+    if isinstance(stream, int) and not isinstance(stream, bool):
+        return _whole_number(stream, "stream handle", _POINTER_MAX)
     handle = getattr(stream, "cuda_stream", None)  # torch.cuda.Stream
     if not isinstance(handle, int):
         raise TypeError(
             "vramcache: stream must be a torch.cuda.Stream or an int cudaStream_t handle")
-    return handle
+    return _whole_number(handle, "stream handle", _POINTER_MAX)
 
 
 # --- statistics ------------------------------------------------------------------------------
@@ -152,7 +184,11 @@ def empty_cache() -> None:
 
 
 def set_per_process_memory_fraction(fraction: float, device: Any = None) -> None:
-    """Caps this process's reserved memory on `device` at fraction × its total memory."""
+    """Caps this process's reserved memory on `device` at fraction × its total memory.
+
+    As torch: a float in [0, 1] (TypeError for other types, ValueError outside the range);
+    0.0 lets nothing be allocated.
+    """
     if not isinstance(fraction, float):
         raise TypeError("Invalid type for fraction argument, must be `float`")
     if fraction < 0 or fraction > 1:
@@ -174,8 +210,7 @@ def caching_allocator_alloc(size: int, device: Any = None, stream: Any = None) -
 
     Raises VramcacheError with vramcache's out-of-memory report when it cannot.
     """
-    if size < 0:
-        raise ValueError(f"vramcache: size must be >= 0, got {size}")
+    size = _whole_number(size, "size", _SIZE_MAX)
     lib = _library.load()
     ptr = lib.vramcache_try_malloc(size, device_index(device), _stream_handle(stream))
     if ptr is None and size > 0:
@@ -188,6 +223,7 @@ def caching_allocator_delete(mem_ptr: int, device: Any = None) -> None:
 
     Unlike torch, the device is an argument: it must be the one the memory came from.
     """
+    mem_ptr = _whole_number(mem_ptr, "mem_ptr", _POINTER_MAX)
     lib = _library.load()
     lib.vramcache_free(mem_ptr, 0, device_index(device), None)
     error = _library.last_error()
@@ -198,6 +234,7 @@ def caching_allocator_delete(mem_ptr: int, device: Any = None) -> None:
 def record_stream(mem_ptr: int, stream: Any) -> None:
     """Marks an allocation as used by `stream` too (what Tensor.record_stream asks of torch's
     own allocator); its block is reused only after that stream's work completes."""
+    mem_ptr = _whole_number(mem_ptr, "mem_ptr", _POINTER_MAX)
     check(_library.load().vramcache_record_stream(mem_ptr, _stream_handle(stream)),
           "vramcache_record_stream")
 

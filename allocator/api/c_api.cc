@@ -214,10 +214,10 @@ int vramcache_set_memory_fraction(double fraction, int device) {
   }
   absl::StatusOr<AllocatorRef> allocator = Registry::Global().Get(device);
   if (!allocator.ok()) return Fail(allocator.status());
-  const double total = static_cast<double>((*allocator)->device()->Capabilities().total_bytes);
-  // A budget of 0 means "no cap" to SetBudget: a fraction below one byte keeps a 1-byte cap,
-  // under which nothing fits, as PyTorch's 0.0.
-  (*allocator)->SetBudget(std::max<std::size_t>(1, static_cast<std::size_t>(fraction * total)));
+  // The core keeps a configured byte budget as the ceiling, lets nothing fit at 0, and gives
+  // back cached memory above the new cap at once.
+  absl::StatusOr<std::size_t> over = (*allocator)->SetMemoryFraction(fraction);
+  if (!over.ok()) return Fail(over.status());
   return Succeed();
 }
 

@@ -68,9 +68,19 @@ absl::Status Registry::InitializeLocked() {
   auto generation = std::make_shared<RegistryGeneration>();
   generation->devices = std::move(*devices);
   generation->clock = std::make_unique<SteadyClock>();
+  // Each allocator finds the other devices by ordinal, for record_stream with their streams;
+  // the generation owns them all, so the raw pointers live as long as the allocators.
+  RegistryGeneration* owner = generation.get();
+  auto peer_devices = [owner](int ordinal) -> Device* {
+    for (const auto& device : owner->devices) {
+      if (device->Capabilities().ordinal == ordinal) return device.get();
+    }
+    return nullptr;
+  };
   for (auto& device : generation->devices) {
     generation->allocators.push_back(
         std::make_unique<CachingAllocator>(device.get(), config_, generation->clock.get()));
+    generation->allocators.back()->SetPeerDevices(peer_devices);
   }
   generation_ = std::move(generation);
   return absl::OkStatus();

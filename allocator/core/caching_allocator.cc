@@ -165,17 +165,23 @@ class CachingAllocatorImpl {
       pool = PoolForLocked(stream);
       // unmap_on_free: every allocation gets fresh addresses (TryGrowAddressSpace).
       const bool fresh_addresses = quarantine_ && pool == kDefaultPool;
-      // The fast path: a block this stream freed whole, no device call.
+      // Pending frees first (they may make a block free again); nothing recorded inside a
+      // capture may be queried.
+      if (!pending_.empty()) {
+        relaxed.emplace(device_);
+        capturing = CapturingLocked(stream);
+        if (!capturing) {
+          if (absl::Status s = ProcessPendingFrees(/*synced_through=*/0); !s.ok()) return s;
+        }
+      }
+      // The fast path: a block this stream freed whole.
       if (Block* block = fresh_addresses ? nullptr : PopReuseCache(pool, stream, rounded)) {
         ++stats_.num_cache_hits;
         return MarkAllocated(block, size, rounded, stream);
       }
-      relaxed.emplace(device_);
-      capturing = CapturingLocked(stream);
-      // Nothing recorded inside a capture may be queried, and the allocating stream's frees
-      // during its capture are not done when the host sees them.
-      if (!capturing) {
-        if (absl::Status s = ProcessPendingFrees(/*synced_through=*/0); !s.ok()) return s;
+      if (!relaxed.has_value()) {
+        relaxed.emplace(device_);
+        capturing = CapturingLocked(stream);
       }
       // Best fit sees the heap fully coalesced, as if there were no reuse cache: placing a
       // block among uncoalesced leftovers fragments the heap (measured: 3-8 points of
@@ -237,9 +243,8 @@ class CachingAllocatorImpl {
     if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
     Record(TraceAction::kFreeRequested, block->addr, block->size, block->alloc_stream);
     if (block->stream_uses.empty() && block->foreign_uses.empty() &&
-        block->alloc_stream == block->stream &&
-        !block->used_by_destroyed_stream && !block->segment->quarantine &&
-        reuse_cache_bytes_ + block->size <= reuse_cache_limit_) {
+        block->alloc_stream == block->stream && !block->used_by_destroyed_stream &&
+        !block->segment->quarantine && reuse_cache_bytes_ + block->size <= reuse_cache_limit_) {
       PushReuseCache(block);  // stays in live_: a reuse needs no second hash insert
       if (!guard_status.ok()) return guard_status;
       return MaybeCheckInvariants();
@@ -490,7 +495,6 @@ class CachingAllocatorImpl {
   }
 
   absl::Status Shutdown() {
-    RelaxedCapture relaxed(device_);
     std::vector<Segment*> released;
     std::vector<EventHandle> events;
     {
@@ -546,6 +550,9 @@ class CachingAllocatorImpl {
     }
     absl::Status status = absl::OkStatus();
     for (EventHandle event : events) status.Update(device_->DestroyEvent(event));
+    // Only when something goes back: an allocator owning nothing may outlive its device.
+    std::optional<RelaxedCapture> relaxed;
+    if (!released.empty()) relaxed.emplace(device_);
     if (vmm_ != nullptr) {
       // Every page, live ones included, is unmapped and every chunk and range released.
       MutexLock lock(&mu_);

@@ -398,9 +398,10 @@ absl::StatusOr<int> CudaDevice::StreamOrdinal(StreamHandle stream) {
 }
 
 Device::CaptureMode CudaDevice::ExchangeCaptureMode(CaptureMode mode) {
-  cudaStreamCaptureMode cuda_mode = mode == CaptureMode::kRelaxed       ? cudaStreamCaptureModeRelaxed
-                                    : mode == CaptureMode::kThreadLocal ? cudaStreamCaptureModeThreadLocal
-                                                                        : cudaStreamCaptureModeGlobal;
+  cudaStreamCaptureMode cuda_mode = mode == CaptureMode::kRelaxed ? cudaStreamCaptureModeRelaxed
+                                    : mode == CaptureMode::kThreadLocal
+                                        ? cudaStreamCaptureModeThreadLocal
+                                        : cudaStreamCaptureModeGlobal;
   // Thread-local state of the runtime: it cannot fail once the runtime is loaded, and when it
   // does (no driver) no capture can be under way either.
   if (cudaThreadExchangeStreamCaptureMode(&cuda_mode) != cudaSuccess) return CaptureMode::kGlobal;

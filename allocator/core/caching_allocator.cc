@@ -1337,12 +1337,19 @@ class CachingAllocatorImpl {
       return UnknownPointerError("free", addr);
     }
     it->second->freeing = true;
-    return Guarded(it->second);
+    GuardedBlock guarded = Guarded(it->second);
+    // A destroyed stream can neither be asked about a capture nor synchronized: the bands of a
+    // block it allocated are checked by CheckCanaries (after a device synchronization) instead.
+    if (!dead_streams_.empty() && dead_streams_.contains(guarded.stream)) guarded.stream_dead = true;
+    return guarded;
   }
 
   // `status`: what the band check found (OK without canaries).
   absl::Status CheckOnFree(Block* block, absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    block->poison_pending = guard_.poison_on_free() && !block->segment->quarantine;
+    // A private pool's freed blocks still belong to its graph, whose replays use their
+    // addresses (on any stream): poisoning them would corrupt the replays.
+    block->poison_pending = guard_.poison_on_free() && !block->segment->quarantine &&
+                            block->pool_id == kDefaultPool;
     if (status.ok() || !absl::IsDataLoss(status) || !config_.record_history) return status;
     for (auto it = history_.rbegin(); it != history_.rend(); ++it) {
       if (it->action == TraceAction::kAlloc && it->addr == block->addr) {
@@ -1357,6 +1364,9 @@ class CachingAllocatorImpl {
   void PoisonIfPending(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!block->poison_pending) return;
     block->poison_pending = false;
+    // A destroyed home stream can order nothing, and the next user (any stream, see
+    // TakeFromOtherStream) waits on no event: such a block is not poisoned.
+    if (!dead_streams_.empty() && dead_streams_.contains(block->stream)) return;
     GuardedBlock freed = Guarded(block);
     freed.stream = block->stream;  // every other stream's use has completed by now
     // A failed fill is a device error that the next operation on the device reports too.

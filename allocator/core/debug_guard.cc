@@ -88,7 +88,7 @@ absl::Status DebugGuard::OnFree(const GuardedBlock& b) {
 }
 
 absl::Status DebugGuard::VerifyBands(const GuardedBlock& b) {
-  if (!canaries_) return absl::OkStatus();
+  if (!canaries_ || b.stream_dead) return absl::OkStatus();
   if (absl::Status s = CheckGeometry(b); !s.ok()) return s;
   absl::StatusOr<bool> capturing = device_->IsCapturing(b.stream);
   if (!capturing.ok()) return capturing.status();

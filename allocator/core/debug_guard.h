@@ -48,6 +48,8 @@ struct GuardedBlock {
   DevicePtr user_ptr = 0;
   std::size_t user_size = 0;
   StreamHandle stream = 0;
+  // The stream was destroyed: VerifyBands skips the block (nothing can be ordered on it).
+  bool stream_dead = false;
 };
 
 class DebugGuard {

@@ -264,8 +264,18 @@ class Oracle {
     if (!Usable(a, thread) || other == a.stream || other == kNoStream) return;
     absl::StatusOr<EventHandle> event = device_->CreateEvent();
     if (!event.ok()) return Fail("CreateEvent: ", event.status().ToString());
-    if (absl::Status s = device_->RecordEvent(*event, a.stream); !s.ok()) Fail("Record: ", s);
-    if (absl::Status s = device_->StreamWaitEvent(other, *event); !s.ok()) Fail("Wait: ", s);
+    {
+      // An event recorded inside a capture may not be waited on by a stream outside it (the
+      // simulated device has no cross-stream captures): the user's fork is left out then, and
+      // a capture does not begin or end between the check, the record and the wait.
+      std::lock_guard<std::mutex> fork(fork_mu_);
+      if (a.stream == capture_stream_.load() || other == capture_stream_.load()) {
+        if (absl::Status s = device_->DestroyEvent(*event); !s.ok()) Fail("DestroyEvent: ", s);
+        return;
+      }
+      if (absl::Status s = device_->RecordEvent(*event, a.stream); !s.ok()) Fail("Record: ", s);
+      if (absl::Status s = device_->StreamWaitEvent(other, *event); !s.ok()) Fail("Wait: ", s);
+    }
     LaunchOn(a, other);
     if (absl::Status s = allocator_->RecordStream(a.ptr, other); !s.ok()) Fail("RecordStream: ", s);
     if (absl::Status s = device_->DestroyEvent(*event); !s.ok()) Fail("DestroyEvent: ", s);
@@ -274,13 +284,16 @@ class Oracle {
   void Capture(ThreadState& me, int thread, bool announced) {
     const StreamHandle stream = PickStream(me, thread);
     if (stream == kNoStream) return;
-    capture_stream_ = stream;
-    capture_thread_ = thread;
     const PoolId pool = next_pool_.fetch_add(1) + 1;
     if (announced) {
       allocator_->BeginAllocateToPool(pool, [stream](StreamHandle s) { return s == stream; });
     }
-    device_->SetCapturing(stream, true);
+    {
+      std::lock_guard<std::mutex> fork(fork_mu_);
+      capture_stream_ = stream;
+      capture_thread_ = thread;
+      device_->SetCapturing(stream, true);
+    }
     std::vector<Allocation> captured;
     std::vector<SimAccess> graph;  // everything the graph's kernels touch
     const int steps = 1 + static_cast<int>(me.rng() % 6);
@@ -298,9 +311,12 @@ class Oracle {
         captured.pop_back();
       }
     }
-    device_->SetCapturing(stream, false);
-    capture_stream_ = kNoStream;
-    capture_thread_ = -1;
+    {
+      std::lock_guard<std::mutex> fork(fork_mu_);
+      device_->SetCapturing(stream, false);
+      capture_stream_ = kNoStream;
+      capture_thread_ = -1;
+    }
     if (!announced) {
       for (const Allocation& a : captured) me.live.push_back(a);
       return;
@@ -478,6 +494,7 @@ class Oracle {
   EventHandle dead_work_ = 0;           // recorded on the dead stream just before its destruction
   std::atomic<bool> capturing_{false};  // one announced capture at a time
   std::atomic<StreamHandle> capture_stream_{kNoStream};
+  std::mutex fork_mu_;  // a user's fork to another stream vs. a capture's start and end
   std::atomic<int> capture_thread_{-1};
   std::atomic<std::uint64_t> next_owner_{0};
   std::atomic<PoolId> next_pool_{0};

@@ -372,8 +372,13 @@ class CachingAllocatorImpl {
       }
       pending.events.push_back(*event);
     }
+    // Frees waiting for a capture to end record their events then, on every stream that used
+    // them: one that is gone leaves only a device synchronization to wait for.
     for (Block* block : deferred_until_capture_ends_) {
-      if (block->stream == stream) block->used_by_destroyed_stream = true;
+      if (block->stream == stream || block->alloc_stream == stream ||
+          Contains(block->stream_uses, stream)) {
+        block->used_by_destroyed_stream = true;
+      }
     }
     PendingFree parked;
     for (FreeBlockSet* set : {&small_free_, &large_free_}) {
@@ -1340,7 +1345,8 @@ class CachingAllocatorImpl {
     GuardedBlock guarded = Guarded(it->second);
     // A destroyed stream can neither be asked about a capture nor synchronized: the bands of a
     // block it allocated are checked by CheckCanaries (after a device synchronization) instead.
-    if (!dead_streams_.empty() && dead_streams_.contains(guarded.stream)) guarded.stream_dead = true;
+    if (!dead_streams_.empty() && dead_streams_.contains(guarded.stream))
+      guarded.stream_dead = true;
     return guarded;
   }
 
@@ -1348,8 +1354,8 @@ class CachingAllocatorImpl {
   absl::Status CheckOnFree(Block* block, absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     // A private pool's freed blocks still belong to its graph, whose replays use their
     // addresses (on any stream): poisoning them would corrupt the replays.
-    block->poison_pending = guard_.poison_on_free() && !block->segment->quarantine &&
-                            block->pool_id == kDefaultPool;
+    block->poison_pending =
+        guard_.poison_on_free() && !block->segment->quarantine && block->pool_id == kDefaultPool;
     if (status.ok() || !absl::IsDataLoss(status) || !config_.record_history) return status;
     for (auto it = history_.rbegin(); it != history_.rend(); ++it) {
       if (it->action == TraceAction::kAlloc && it->addr == block->addr) {

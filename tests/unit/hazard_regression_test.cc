@@ -1,0 +1,343 @@
+// One regression test per stream-ordering defect the hazard-seeing simulated device found
+// (issue #14, scenarios a-h). Each drives the allocator through ordinary calls with kernels
+// that touch their allocations (SimDevice::LaunchWork, manual completion) and asserts that the
+// device saw no hazard; on the code before the fixes each one reported the hazard named in its
+// comment (or failed as described there).
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "allocator/core/caching_allocator.h"
+#include "allocator/core/clock.h"
+#include "allocator/device/sim_device.h"
+#include "allocator/device/sim_hazards.h"
+#include "gtest/gtest.h"
+
+namespace vramcache {
+namespace {
+
+constexpr std::size_t kMiB = std::size_t{1} << 20;
+
+// A SimDevice whose SynchronizeDevice and VerifyPatterns run a hook, so a test can act while
+// the allocator waits in them (as another thread would).
+class HookedDevice final : public Device {
+ public:
+  explicit HookedDevice(SimDevice* sim) : sim_(sim) {}
+  std::function<void()> after_synchronize;
+  std::function<void()> during_verify;
+
+  const DeviceCapabilities& Capabilities() const override { return sim_->Capabilities(); }
+  absl::StatusOr<DeviceMemInfo> MemInfo() override { return sim_->MemInfo(); }
+  absl::StatusOr<DevicePtr> Malloc(std::size_t bytes) override { return sim_->Malloc(bytes); }
+  absl::Status Free(DevicePtr ptr) override { return sim_->Free(ptr); }
+  absl::StatusOr<DevicePtr> ReserveAddress(std::size_t bytes) override {
+    return sim_->ReserveAddress(bytes);
+  }
+  absl::Status ReleaseAddress(DevicePtr base, std::size_t bytes) override {
+    return sim_->ReleaseAddress(base, bytes);
+  }
+  absl::StatusOr<ChunkHandle> CreateChunk(std::size_t bytes) override {
+    return sim_->CreateChunk(bytes);
+  }
+  absl::Status ReleaseChunk(ChunkHandle chunk) override { return sim_->ReleaseChunk(chunk); }
+  absl::Status Map(DevicePtr va, std::size_t bytes, ChunkHandle chunk) override {
+    return sim_->Map(va, bytes, chunk);
+  }
+  absl::Status Unmap(DevicePtr va, std::size_t bytes) override { return sim_->Unmap(va, bytes); }
+  absl::Status GrantPeerAccess(DevicePtr va, std::size_t bytes, int peer) override {
+    return sim_->GrantPeerAccess(va, bytes, peer);
+  }
+  absl::StatusOr<EventHandle> CreateEvent() override { return sim_->CreateEvent(); }
+  absl::Status DestroyEvent(EventHandle event) override { return sim_->DestroyEvent(event); }
+  absl::Status RecordEvent(EventHandle event, StreamHandle stream) override {
+    return sim_->RecordEvent(event, stream);
+  }
+  absl::StatusOr<bool> QueryEvent(EventHandle event) override { return sim_->QueryEvent(event); }
+  absl::Status SynchronizeEvent(EventHandle event) override {
+    return sim_->SynchronizeEvent(event);
+  }
+  absl::Status StreamWaitEvent(StreamHandle stream, EventHandle event) override {
+    return sim_->StreamWaitEvent(stream, event);
+  }
+  absl::Status SynchronizeDevice() override {
+    absl::Status status = sim_->SynchronizeDevice();
+    if (after_synchronize) std::exchange(after_synchronize, nullptr)();
+    return status;
+  }
+  absl::StatusOr<bool> IsCapturing(StreamHandle stream) override {
+    return sim_->IsCapturing(stream);
+  }
+  absl::StatusOr<int> StreamOrdinal(StreamHandle stream) override {
+    return sim_->StreamOrdinal(stream);
+  }
+  CaptureMode ExchangeCaptureMode(CaptureMode mode) override {
+    return sim_->ExchangeCaptureMode(mode);
+  }
+  absl::Status Fill(const FillRequest& request, StreamHandle stream) override {
+    return sim_->Fill(request, stream);
+  }
+  absl::StatusOr<std::vector<std::optional<PatternMismatch>>> VerifyPatterns(
+      const std::vector<PatternCheck>& checks, StreamHandle stream) override {
+    if (during_verify) std::exchange(during_verify, nullptr)();
+    return sim_->VerifyPatterns(checks, stream);
+  }
+
+ private:
+  SimDevice* const sim_;
+};
+
+struct Scene {
+  explicit Scene(VmmMode mode, AllocatorConfig config = {}, int ordinal = 0) {
+    SimDeviceOptions options;
+    options.capacity = 256 * kMiB;
+    options.accounting_only = false;
+    options.completion = SimCompletion::kManual;
+    options.ordinal = ordinal;
+    sim = std::make_unique<SimDevice>(options);
+    hooked = std::make_unique<HookedDevice>(sim.get());
+    config.vmm = mode;
+    config.check_invariants = true;
+    allocator = std::make_unique<CachingAllocator>(hooked.get(), config, &clock);
+  }
+  ~Scene() {
+    sim->CompleteAll();
+    EXPECT_TRUE(allocator->CheckInvariants().ok()) << allocator->CheckInvariants();
+    EXPECT_TRUE(allocator->Shutdown().ok());
+    EXPECT_EQ(hazards.size(), 0u) << hazards.Summary();
+  }
+  void* Alloc(std::size_t size, StreamHandle stream) {
+    absl::StatusOr<void*> p = allocator->Allocate(size, stream);
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? *p : nullptr;
+  }
+  // A kernel of allocation `owner` on `stream` touching [ptr, ptr + bytes).
+  std::uint64_t Kernel(StreamHandle stream, void* ptr, std::size_t bytes, std::uint64_t owner) {
+    absl::StatusOr<std::uint64_t> ticket =
+        sim->LaunchWork(stream, {{reinterpret_cast<DevicePtr>(ptr), bytes, owner}}, "kernel");
+    EXPECT_TRUE(ticket.ok()) << ticket.status();
+    return ticket.ok() ? *ticket : 0;
+  }
+  // The user's fork: `to` runs after everything `from` ran so far.
+  void Order(StreamHandle from, StreamHandle to) {
+    absl::StatusOr<EventHandle> event = sim->CreateEvent();
+    ASSERT_TRUE(event.ok());
+    ASSERT_TRUE(sim->RecordEvent(*event, from).ok());
+    ASSERT_TRUE(sim->StreamWaitEvent(to, *event).ok());
+    ASSERT_TRUE(sim->DestroyEvent(*event).ok());
+  }
+
+  ScopedSimHazardCapture hazards;  // first: outlives the device's last calls
+  TickClock clock;
+  std::unique_ptr<SimDevice> sim;
+  std::unique_ptr<HookedDevice> hooked;
+  std::unique_ptr<CachingAllocator> allocator;
+};
+
+// a. Before: w claimed x's chunk back on the same stream without seeing z's mark complete, the
+// mark was dropped, and v's placement unmapped z's page (an alias of the busy chunk) while K,
+// z's kernel, was still queued: H1 (Unmap under incomplete work).
+TEST(HazardRegressionTest, ASameStreamAliasClaimKeepsTheMarkTheUnmapNeeds) {
+  Scene scene(VmmMode::kOn);
+  const StreamHandle s = 1;
+  void* x = scene.Alloc(2 * kMiB, s);
+  void* y = scene.Alloc(2 * kMiB, s);
+  ASSERT_TRUE(scene.allocator->Free(x).ok());
+  scene.sim->CompleteAll();            // the device is idle: x's mark completes
+  void* z = scene.Alloc(4 * kMiB, s);  // stitches x's chunk; x's page becomes an alias
+  const std::uint64_t k = scene.Kernel(s, z, 4 * kMiB, 3);
+  ASSERT_TRUE(scene.allocator->Free(z).ok());
+  void* w = scene.Alloc(2 * kMiB, s);  // x's page claims the chunk back, same stream
+  EXPECT_EQ(w, x);
+  void* v = scene.Alloc(4 * kMiB, s);  // lands on z's pages: one is a busy alias
+  EXPECT_EQ(v, z);
+  EXPECT_TRUE(scene.sim->IsWorkComplete(k)) << "the alias was unmapped; K had to finish first";
+  scene.Kernel(s, v, 4 * kMiB, 5);
+  for (void* p : {y, w, v}) ASSERT_TRUE(scene.allocator->Free(p).ok());
+}
+
+// b. Before: the out-of-memory ladder's synchronization released every pending free as
+// complete, including one added (by another thread) after the synchronization began, while its
+// stream still wrote the block; the request that waited got that block: H2 (unordered reuse).
+TEST(HazardRegressionTest, ADeviceSyncCompletesOnlyTheFreesThatExistedWhenItBegan) {
+  for (VmmMode mode : {VmmMode::kOff, VmmMode::kOn}) {
+    SCOPED_TRACE(mode == VmmMode::kOn ? "vmm" : "segments");
+    Scene scene(mode);
+    const StreamHandle s = 1;
+    const StreamHandle side = 2;
+    // The device full of live blocks, one of them pending (so the ladder synchronizes).
+    void* filler = scene.Alloc(200 * kMiB, s);
+    void* early = scene.Alloc(20 * kMiB, s);
+    void* late = scene.Alloc(32 * kMiB, s);
+    scene.Order(s, 3);
+    scene.Kernel(3, early, 20 * kMiB, 1);
+    ASSERT_TRUE(scene.allocator->RecordStream(early, 3).ok());
+    ASSERT_TRUE(scene.allocator->Free(early).ok());
+    scene.hooked->after_synchronize = [&] {
+      // Another thread, while the ladder waits: its side stream writes `late`, then frees it.
+      scene.Order(s, side);
+      scene.Kernel(side, late, 32 * kMiB, 2);
+      ASSERT_TRUE(scene.allocator->RecordStream(late, side).ok());
+      ASSERT_TRUE(scene.allocator->Free(late).ok());
+    };
+    // Only `late`'s memory could serve this; it is still being written on `side`.
+    absl::StatusOr<void*> next = scene.allocator->Allocate(32 * kMiB, s);
+    if (next.ok()) {
+      scene.Kernel(s, *next, 32 * kMiB, 4);
+      ASSERT_TRUE(scene.allocator->Free(*next).ok());
+    } else {
+      EXPECT_TRUE(absl::IsResourceExhausted(next.status())) << next.status();
+    }
+    ASSERT_TRUE(scene.allocator->Free(filler).ok());
+  }
+}
+
+// c. Before: a released graph pool's range joined the shared pool behind a mark recorded on
+// the capture stream, while its replay ran on another stream; the capture stream's next
+// allocation got the graph's block: H2 (VMM mode).
+TEST(HazardRegressionTest, AReleasedGraphPoolWaitsForItsReplaysOnAnyStream) {
+  for (VmmMode mode : {VmmMode::kOn, VmmMode::kOff}) {
+    Scene scene(mode);
+    const StreamHandle capture = 5;
+    const StreamHandle replay = 6;
+    const PoolId pool = 1;
+    scene.allocator->BeginAllocateToPool(pool, [](StreamHandle st) { return st == capture; });
+    scene.sim->SetCapturing(capture, true);
+    void* g = scene.Alloc(2 * kMiB, capture);
+    scene.sim->SetCapturing(capture, false);
+    ASSERT_TRUE(scene.allocator->EndAllocateToPool(pool).ok());
+    scene.Order(capture, replay);
+    scene.Kernel(replay, g, 2 * kMiB, 10);  // the graph's replay, still running
+    ASSERT_TRUE(scene.allocator->Free(g).ok());
+    ASSERT_TRUE(scene.allocator->ReleasePool(pool).ok());
+    void* next = scene.Alloc(2 * kMiB, capture);
+    scene.Kernel(capture, next, 2 * kMiB, 11);
+    ASSERT_TRUE(scene.allocator->Free(next).ok());
+  }
+}
+
+// d. Before: with a capture the allocator was never told about on another stream, the chunk
+// pool queried a free mark: H3, and the allocation failed. Now the allocator's own queries run
+// in the relaxed capture mode, and one on the capturing stream itself queries nothing.
+TEST(HazardRegressionTest, AnUnannouncedCaptureElsewhereLeavesAllocationsWorking) {
+  AllocatorConfig config;
+  config.cross_stream = CrossStreamPolicy::kNone;  // stream 2 gets its own pages: a stitch
+  Scene scene(VmmMode::kOn, config);
+  const StreamHandle s = 1;
+  void* a = scene.Alloc(2 * kMiB, s);
+  scene.Kernel(s, a, 2 * kMiB, 1);
+  ASSERT_TRUE(scene.allocator->Free(a).ok());  // a waiting mark
+  scene.sim->CompleteAll();
+  scene.sim->SetCapturing(9, true);    // another thread's capture, never announced
+  void* b = scene.Alloc(6 * kMiB, 2);  // needs pages: the pool resolves marks, queries
+  ASSERT_NE(b, nullptr);
+  scene.Kernel(2, b, 6 * kMiB, 2);
+  ASSERT_TRUE(scene.allocator->Free(b).ok());
+  scene.sim->SetCapturing(9, false);
+  // The allocating stream itself capturing, unannounced: no query is made for it.
+  void* c = scene.Alloc(2 * kMiB, s);
+  scene.Kernel(s, c, 2 * kMiB, 3);
+  ASSERT_TRUE(scene.allocator->Free(c).ok());
+  scene.sim->SetCapturing(s, true);
+  void* d = scene.Alloc(4 * kMiB, s);
+  ASSERT_NE(d, nullptr);
+  scene.sim->SetCapturing(s, false);
+  ASSERT_TRUE(scene.allocator->Free(d).ok());
+}
+
+// e. Before: after StreamDestroyed(s), borrowing a block cached for s recorded an event on the
+// dead handle (H4) and failed the allocation; VMM arenas of s recorded their free marks on it.
+TEST(HazardRegressionTest, ADestroyedStreamsCachedBlocksServeOthersWithoutItsHandle) {
+  for (VmmMode mode : {VmmMode::kOff, VmmMode::kOn}) {
+    Scene scene(mode);
+    const StreamHandle s = scene.sim->CreateStream();
+    void* cached = scene.Alloc(4 * kMiB, s);
+    void* live = scene.Alloc(4 * kMiB, s);
+    scene.Kernel(s, cached, 4 * kMiB, 1);
+    scene.Kernel(s, live, 4 * kMiB, 2);
+    ASSERT_TRUE(scene.allocator->Free(cached).ok());
+    ASSERT_TRUE(scene.allocator->StreamDestroyed(s).ok());
+    ASSERT_TRUE(scene.sim->DestroyStream(s).ok());
+    scene.sim->CompleteAll();
+    void* borrowed = scene.Alloc(4 * kMiB, 1);  // from the dead stream's cache
+    ASSERT_NE(borrowed, nullptr);
+    scene.Kernel(1, borrowed, 4 * kMiB, 3);
+    ASSERT_TRUE(scene.allocator->Free(live).ok());  // its release needs no mark on s
+    ASSERT_TRUE(scene.allocator->EmptyCache().ok());
+    ASSERT_TRUE(scene.allocator->Free(borrowed).ok());
+  }
+}
+
+// f. Before: record_stream with a stream of another device recorded this device's event on
+// it: H4. Now the event is the stream's device's, or the call is refused when that device is
+// unknown to the allocator.
+TEST(HazardRegressionTest, RecordStreamOfAnotherDevicesStreamUsesThatDevicesEvent) {
+  Scene scene(VmmMode::kOff);
+  SimDeviceOptions other_options;
+  other_options.ordinal = 1;
+  other_options.completion = SimCompletion::kManual;
+  SimDevice other(other_options);
+  const StreamHandle foreign = other.CreateStream();
+  void* p = scene.Alloc(4 * kMiB, 1);
+  absl::Status unknown = scene.allocator->RecordStream(p, foreign);
+  EXPECT_TRUE(absl::IsInvalidArgument(unknown)) << unknown;
+  scene.allocator->SetPeerDevices(
+      [&](int ordinal) -> Device* { return ordinal == 1 ? &other : nullptr; });
+  ASSERT_TRUE(scene.allocator->RecordStream(p, foreign).ok());
+  const std::uint64_t peer_work = other.SubmitWork(foreign);  // device 1 still reads p
+  ASSERT_TRUE(scene.allocator->Free(p).ok());
+  void* q = scene.Alloc(4 * kMiB, 1);
+  EXPECT_NE(q, p) << "reused while device 1's stream still used it";
+  ASSERT_TRUE(other.CompleteWork(foreign, peer_work).ok());
+  ASSERT_TRUE(scene.allocator->Free(q).ok());
+  void* r = scene.Alloc(4 * kMiB, 1);
+  EXPECT_TRUE(r == p || r == q);  // free again once device 1's event completed
+  ASSERT_TRUE(scene.allocator->Free(r).ok());
+  ASSERT_TRUE(other.DestroyStream(foreign).ok());
+}
+
+// g. Before: an out-of-memory observer that threw unwound through the allocator's lock (which
+// it had released for the observer): the exception escaped Allocate and a lock another thread
+// held could be unlocked.
+TEST(HazardRegressionTest, AThrowingOutOfMemoryObserverLeavesTheAllocatorUsable) {
+  Scene scene(VmmMode::kOff);
+  scene.allocator->AttachOomObserver([](int, std::size_t, std::size_t, std::size_t, std::size_t) {
+    throw std::runtime_error("observer failed");
+  });
+  absl::StatusOr<void*> huge = scene.allocator->Allocate(std::size_t{1} << 40, 1);
+  ASSERT_TRUE(absl::IsResourceExhausted(huge.status())) << huge.status();
+  EXPECT_NE(huge.status().message().find("observer threw: observer failed"), std::string::npos)
+      << huge.status();
+  void* p = scene.Alloc(4 * kMiB, 1);  // the lock is free and consistent
+  ASSERT_TRUE(scene.allocator->Free(p).ok());
+}
+
+// h. Before: with canaries, Free verified the bands (a device allocation and a stream
+// synchronization) with the allocator's lock held, so every other thread waited on it.
+TEST(HazardRegressionTest, CanaryChecksAtFreeRunWithoutTheAllocatorLock) {
+  AllocatorConfig config;
+  config.canaries = true;
+  Scene scene(VmmMode::kOff, config);
+  void* p = scene.Alloc(4096, 1);
+  bool lock_was_free = false;
+  std::future<DeviceStats> stats;  // outlives the hook: with the lock held it could not end
+  scene.hooked->during_verify = [&] {
+    // Another thread's call must not wait for this free's device round trip.
+    stats = std::async(std::launch::async, [&] { return scene.allocator->GetStats(); });
+    lock_was_free = stats.wait_for(std::chrono::seconds(2)) == std::future_status::ready;
+    if (!lock_was_free) return;  // (a second free here would deadlock on the held lock)
+    // A second free of the same pointer meanwhile is refused, not run twice.
+    absl::Status again = scene.allocator->Free(p);
+    EXPECT_TRUE(absl::IsInvalidArgument(again)) << again;
+  };
+  ASSERT_TRUE(scene.allocator->Free(p).ok());
+  stats.wait();
+  EXPECT_TRUE(lock_was_free);
+}
+
+}  // namespace
+}  // namespace vramcache

@@ -167,10 +167,12 @@ class CachingAllocatorImpl {
       const bool fresh_addresses = quarantine_ && pool == kDefaultPool;
       // Pending frees first (they may make a block free again); nothing recorded inside a
       // capture may be queried.
+      // Whether the stream captures is asked of the device only when an answer is needed.
+      std::optional<bool> capturing_known;
       if (!pending_.empty()) {
         relaxed.emplace(device_);
-        capturing = CapturingLocked(stream);
-        if (!capturing) {
+        capturing_known = CapturingLocked(stream);
+        if (!*capturing_known) {
           if (absl::Status s = ProcessPendingFrees(/*synced_through=*/0); !s.ok()) return s;
         }
       }
@@ -179,16 +181,19 @@ class CachingAllocatorImpl {
         ++stats_.num_cache_hits;
         return MarkAllocated(block, size, rounded, stream);
       }
-      if (!relaxed.has_value()) {
-        relaxed.emplace(device_);
-        capturing = CapturingLocked(stream);
-      }
+      if (!relaxed.has_value()) relaxed.emplace(device_);
       // Best fit sees the heap fully coalesced, as if there were no reuse cache: placing a
       // block among uncoalesced leftovers fragments the heap (measured: 3-8 points of
       // utilization on the shared traces). Each cached block is coalesced once, so this costs
       // O(1) per free, amortized.
       FlushReuseCache();
-      if (vmm_ != nullptr) vmm_->SetEventQueriesAllowed(!capturing);
+      if (vmm_ != nullptr) {
+        if (capturing_known.has_value() || !captures_.empty()) {
+          vmm_->SetEventQueriesAllowed(!captures_.empty() ? false : !*capturing_known);
+        } else {
+          vmm_->SetEventQueriesAllowedUnlessCapturing(stream);  // asked at the first query
+        }
+      }
       // In virtual-memory mode a fitting block may still lack physical pages that cannot be
       // found now (ResourceExhausted): the growth ladder frees some and retries.
       if (fresh_addresses) {
@@ -197,7 +202,8 @@ class CachingAllocatorImpl {
         absl::StatusOr<void*> result = FinishAllocation(block, size, rounded, stream);
         if (result.ok()) ++stats_.num_cache_hits;
         if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
-      } else if (!capturing && config_.cross_stream != CrossStreamPolicy::kNone) {
+      } else if (config_.cross_stream != CrossStreamPolicy::kNone &&
+                 !(capturing_known = capturing_known.value_or(CapturingLocked(stream))).value()) {
         absl::StatusOr<Block*> borrowed = TakeFromOtherStream(small, pool, stream, rounded);
         if (!borrowed.ok()) return borrowed.status();
         if (*borrowed != nullptr) {
@@ -205,6 +211,7 @@ class CachingAllocatorImpl {
           if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
         }
       }
+      capturing = capturing_known.has_value() ? *capturing_known : CapturingLocked(stream);
     }
     return AllocateWithGrowth(size, rounded, small, stream, pool, capturing);
   }
@@ -349,7 +356,10 @@ class CachingAllocatorImpl {
     // From now on no event may be recorded on the handle (until a new stream gets it): what is
     // cached for it is parked below behind an event recorded now, and afterwards needs none.
     dead_streams_.insert(stream);
-    if (vmm_ != nullptr) vmm_->StreamDestroyed(stream);
+    if (vmm_ != nullptr) {
+      vmm_->StreamDestroyed(stream);
+      vmm_->ForgetProbe(stream);
+    }
     for (auto& [addr, block] : live_) {
       if (block->state != BlockState::kAllocated) continue;
       if (block->stream == stream || block->alloc_stream == stream ||

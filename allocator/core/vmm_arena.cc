@@ -203,7 +203,7 @@ absl::StatusOr<bool> ChunkPool::AliasClaimable(const VmmArena& arena, std::size_
   if (!groups_[group].waiting) return true;
   // Work on the same stream runs after the holder's last use; another stream's must be done.
   if (arenas_[record.holder.arena]->stream_slot_ == arena.stream_slot_) return true;
-  if (!queries_allowed_ || group == *busy_mark) return false;
+  if (group == *busy_mark || !QueriesAllowed()) return false;
   absl::StatusOr<bool> done = device_->QueryEvent(groups_[group].event);
   if (!done.ok()) return done.status();
   if (*done) {

@@ -223,7 +223,21 @@ class ChunkPool {
   // While false, no event is queried (CUDA forbids it while any stream is capturing a graph in
   // global mode): only pages already seen ready can be stolen or trimmed, and marks are
   // recorded with new events instead of recycled ones. True by default.
-  void SetEventQueriesAllowed(bool allowed) { queries_allowed_ = allowed; }
+  void SetEventQueriesAllowed(bool allowed) {
+    queries_allowed_ = allowed;
+    probe_pending_ = false;
+  }
+  // Queries are allowed unless `stream` captures a graph the allocator was not told about; the
+  // device is asked at the first query that needs the answer (most Acquires make none).
+  void SetEventQueriesAllowedUnlessCapturing(StreamHandle stream) {
+    queries_allowed_ = true;
+    probe_pending_ = true;
+    probe_stream_ = stream;
+  }
+  // `stream` is being destroyed: it is not asked about afterwards (it would name no stream).
+  void ForgetProbe(StreamHandle stream) {
+    if (probe_pending_ && probe_stream_ == stream) probe_pending_ = false;
+  }
   bool event_queries_allowed() const { return queries_allowed_; }
   // Whether a stitch leaves the old mapping as an alias (the default) or unmaps it. Off for the
   // unmap_on_free debug mode, whose free addresses must fault. Set before the first Acquire.
@@ -412,6 +426,8 @@ class ChunkPool {
   // A page of the mark `group` (while it still has seq `seq`) was reused in place.
   void DropMarkUse(std::uint32_t group, std::uint64_t seq);
   absl::StatusOr<EventHandle> TakeEvent();
+  // Whether an event may be queried now (see SetEventQueriesAllowedUnlessCapturing).
+  bool QueriesAllowed();
   absl::Status ExhaustedError(const VmmArena& arena, DevicePtr addr, std::size_t bytes,
                               std::size_t unbacked, const absl::Status& device_error) const;
 
@@ -430,6 +446,8 @@ class ChunkPool {
   const std::size_t granularity_;
   std::size_t budget_bytes_ = 0;
   bool queries_allowed_ = true;
+  bool probe_pending_ = false;  // queries_allowed_ waits for IsCapturing(probe_stream_)
+  StreamHandle probe_stream_ = 0;
   std::vector<std::unique_ptr<VmmArena>> arenas_;  // by id
   bool aliasing_ = true;
   std::vector<ChunkHandle> cached_chunks_;

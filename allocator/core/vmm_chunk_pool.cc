@@ -275,7 +275,7 @@ absl::StatusOr<std::optional<ChunkPool::StolenChunk>> ChunkPool::StealChunk(
   // Any ready page will do: one completed mark is enough. A compatible one is looked for among
   // as many ready pages as the scan examines, so completed marks are resolved up to that.
   const std::size_t wanted = for_page == nullptr ? 1 : kCompatibleScan;
-  if (scan_waiting && queries_allowed_) {
+  if (scan_waiting && QueriesAllowed()) {
     while (ready_pages_ < wanted) {
       absl::StatusOr<bool> resolved = ResolveCompletedMark();
       if (!resolved.ok()) return resolved.status();
@@ -356,7 +356,7 @@ void ChunkPool::DropFence(VmmArena::Page& page) {
 absl::Status ChunkPool::AwaitFence(VmmArena& arena, std::size_t page) {
   VmmArena::Page& p = arena.pages_[page];
   if (!FenceRunning(p)) return absl::OkStatus();
-  if (!queries_allowed_) {
+  if (!QueriesAllowed()) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "the alias at %#x may still be in use by queued work, and no event may be queried "
         "during a graph capture",
@@ -474,10 +474,19 @@ void ChunkPool::DropMarkUse(std::uint32_t group, std::uint64_t seq) {
   RecycleGroup(group);
 }
 
+bool ChunkPool::QueriesAllowed() {
+  if (probe_pending_) {
+    probe_pending_ = false;
+    absl::StatusOr<bool> capturing = device_->IsCapturing(probe_stream_);
+    queries_allowed_ = capturing.ok() && !*capturing;
+  }
+  return queries_allowed_;
+}
+
 absl::StatusOr<EventHandle> ChunkPool::TakeEvent() {
   // Marks whose pages are never reused would each keep an event: before creating one, see
   // whether the oldest mark has completed and can give its event back.
-  if (spare_events_.empty() && oldest_mark_ != kNone && queries_allowed_) {
+  if (spare_events_.empty() && oldest_mark_ != kNone && QueriesAllowed()) {
     absl::StatusOr<bool> done = device_->QueryEvent(groups_[oldest_mark_].event);
     if (!done.ok()) return done.status();
     if (*done) ResolveMark(oldest_mark_);

@@ -277,16 +277,7 @@ absl::Status ChunkPool::Release(VmmArena& arena, DevicePtr addr, std::size_t byt
     return absl::OkStatus();
   }
   if (last_use_complete) {
-    const std::uint32_t ready = ReadyGroup(next_seq_++, arena.id_);
-    for (std::size_t p = first; p < end; ++p) {
-      VmmArena::Page& page = arena.pages_[p];
-      if (--page.live > 0) continue;
-      --arena.live_pages_;
-      --live_pages_;
-      if (page.uses.size() == VmmArena::kPageHistory) page.uses.erase(page.uses.begin());
-      page.uses.push_back({page.live_since, clock_});
-      AddToGroup(arena, p, ready, /*append=*/true);
-    }
+    EndUses(arena, first, end, ReadyGroup(next_seq_++, arena.id_));
     return absl::OkStatus();
   }
   absl::StatusOr<EventHandle> event = TakeEvent();
@@ -318,6 +309,11 @@ absl::Status ChunkPool::Release(VmmArena& arena, DevicePtr addr, std::size_t byt
   }
   stream.newest = g;
   ++mark_count_;
+  EndUses(arena, first, end, g);
+  return absl::OkStatus();
+}
+
+void ChunkPool::EndUses(VmmArena& arena, std::size_t first, std::size_t end, std::uint32_t group) {
   for (std::size_t p = first; p < end; ++p) {
     VmmArena::Page& page = arena.pages_[p];
     if (--page.live > 0) continue;
@@ -325,9 +321,8 @@ absl::Status ChunkPool::Release(VmmArena& arena, DevicePtr addr, std::size_t byt
     --live_pages_;
     if (page.uses.size() == VmmArena::kPageHistory) page.uses.erase(page.uses.begin());
     page.uses.push_back({page.live_since, clock_});
-    AddToGroup(arena, p, g, /*append=*/true);
+    AddToGroup(arena, p, group, /*append=*/true);
   }
-  return absl::OkStatus();
 }
 
 // ------------------------------------------------------------------ ChunkPool: free groups

@@ -368,6 +368,9 @@ class ChunkPool {
   absl::Status Acquire(VmmArena& arena, DevicePtr addr, std::size_t bytes);
   absl::Status Release(VmmArena& arena, DevicePtr addr, std::size_t bytes, bool last_use_complete);
   void UndoAcquire(VmmArena& arena, std::size_t first, std::size_t end);
+  // The uses of pages [first, end) end: pages reaching a live count of 0 remember the use and
+  // join free group `group` (a mark, or a ready group).
+  void EndUses(VmmArena& arena, std::size_t first, std::size_t end, std::uint32_t group);
   // Whether the alias at `page` (no live count) can take its chunk back now; may query the
   // holder's mark (resolving it when complete). `busy_mark`: a mark this Acquire already saw
   // running, not queried again (the pages of one release often come back together).

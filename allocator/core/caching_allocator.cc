@@ -350,6 +350,12 @@ class CachingAllocatorImpl {
   }
 
   absl::Status StreamDestroyed(StreamHandle stream) {
+    // 0 (the default stream), cudaStreamLegacy (1) and cudaStreamPerThread (2) are never
+    // destroyed: taking them for dead would park every block cached for them.
+    if (stream <= 2) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "vramcache: stream_destroyed(%#x): a default stream is never destroyed", stream));
+    }
     MutexLock lock(&mu_);
     if (shut_down_) return absl::OkStatus();
     FlushReuseCache();

@@ -341,3 +341,25 @@ TEST(HazardRegressionTest, CanaryChecksAtFreeRunWithoutTheAllocatorLock) {
 
 }  // namespace
 }  // namespace vramcache
+
+namespace vramcache {
+namespace {
+
+// The default streams cannot be destroyed: stream_destroyed(NULL) used to be accepted and
+// parked every block cached for stream 0, counted as active with nothing allocated.
+TEST(HazardRegressionTest, ADefaultStreamIsNeverTakenForDestroyed) {
+  for (VmmMode mode : {VmmMode::kOff, VmmMode::kOn}) {
+    Scene scene(mode);
+    void* p = scene.Alloc(4 * kMiB, 0);
+    ASSERT_TRUE(scene.allocator->Free(p).ok());
+    const std::int64_t active = scene.allocator->GetStats().active_bytes.all().current;
+    for (StreamHandle stream : {StreamHandle{0}, StreamHandle{1}, StreamHandle{2}}) {
+      EXPECT_TRUE(absl::IsInvalidArgument(scene.allocator->StreamDestroyed(stream)));
+    }
+    EXPECT_EQ(scene.allocator->GetStats().active_bytes.all().current, active);
+    EXPECT_EQ(active, 0);
+  }
+}
+
+}  // namespace
+}  // namespace vramcache

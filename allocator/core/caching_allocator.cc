@@ -203,7 +203,7 @@ class CachingAllocatorImpl {
         if (result.ok()) ++stats_.num_cache_hits;
         if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
       } else if (config_.cross_stream != CrossStreamPolicy::kNone &&
-                 !(capturing_known = capturing_known.value_or(CapturingLocked(stream))).value()) {
+                 !KnowCapturing(capturing_known, stream)) {
         absl::StatusOr<Block*> borrowed = TakeFromOtherStream(small, pool, stream, rounded);
         if (!borrowed.ok()) return borrowed.status();
         if (*borrowed != nullptr) {
@@ -211,7 +211,7 @@ class CachingAllocatorImpl {
           if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
         }
       }
-      capturing = capturing_known.has_value() ? *capturing_known : CapturingLocked(stream);
+      capturing = KnowCapturing(capturing_known, stream);
     }
     return AllocateWithGrowth(size, rounded, small, stream, pool, capturing);
   }
@@ -334,7 +334,8 @@ class CachingAllocatorImpl {
       if (peer == nullptr) {
         return absl::InvalidArgumentError(absl::StrFormat(
             "vramcache: record_stream of %#x on device %d with stream %#x of device %d: that "
-            "device is not known to this allocator",
+            "device is not known to this allocator (give it one with "
+            "CachingAllocator::SetPeerDevices, as the registry does for every device it opens)",
             reinterpret_cast<DevicePtr>(ptr), device_->Capabilities().ordinal, stream, *ordinal));
       }
       const std::pair<Device*, StreamHandle> use{peer, stream};
@@ -1117,6 +1118,13 @@ class CachingAllocatorImpl {
       if (capture.filter == nullptr || capture.filter(stream)) return capture.pool;
     }
     return kDefaultPool;
+  }
+
+  // CapturingLocked, asked of the device at most once per allocation (`known` keeps the answer).
+  bool KnowCapturing(std::optional<bool>& known, StreamHandle stream)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!known.has_value()) known = CapturingLocked(stream);
+    return *known;
   }
 
   // Whether event queries must be avoided for a request on `stream`: a capture announced through

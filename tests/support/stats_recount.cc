@@ -167,7 +167,12 @@ std::vector<std::string> RecountDifferences(const CachingAllocator& allocator,
                      static_cast<std::int64_t>(device_counts.malloc_bytes));
     }
   }
+  if (scope.out_of_memory_failures >= 0) {
+    recount.Expect("num_ooms", stats.num_ooms, scope.out_of_memory_failures);
+  }
   if (scope.device_is_ours) {
+    recount.Expect("num_sync_all_streams", stats.num_sync_all_streams,
+                   device_counts.Calls(SimOp::kSynchronizeDevice));
     recount.Expect(
         "num_device_alloc - num_device_free", stats.num_device_alloc - stats.num_device_free,
         static_cast<std::int64_t>(device_counts.live_mallocs + device_counts.live_chunks));

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -23,8 +24,11 @@ struct RecountedAllocation {
 struct RecountScope {
   // No graph pools and no capture: pages are in use only under active or reuse-cached blocks.
   bool no_graphs = true;
-  // The device is used by this allocator only (its held bytes and live objects are ours).
+  // The device is used by this allocator only (its held bytes, live objects and device
+  // synchronizations are ours; with debug modes the guard also synchronizes: set false).
   bool device_is_ours = true;
+  // Requests that failed with out-of-memory since the allocator was created (-1: not counted).
+  std::int64_t out_of_memory_failures = -1;
 };
 
 // Empty when every statistic's current value equals its recount (and every peak is at least

@@ -74,6 +74,7 @@ void RunSeed(std::uint64_t seed, int steps) {
   std::vector<Live> live;
   std::map<std::uintptr_t, std::size_t> intervals;  // oracle: start -> size of live blocks
   std::int64_t requested = 0;
+  std::int64_t out_of_memory_failures = 0;
   const StreamHandle streams[] = {0, 1, 2};
   for (int step = 0; step < steps; ++step) {
     const int op = static_cast<int>(rng() % 100);
@@ -83,6 +84,7 @@ void RunSeed(std::uint64_t seed, int steps) {
       absl::StatusOr<void*> p = allocator.Allocate(size, stream);
       if (!p.ok()) {
         ASSERT_TRUE(absl::IsResourceExhausted(p.status())) << p.status();
+        ++out_of_memory_failures;
         continue;
       }
       const auto start = reinterpret_cast<std::uintptr_t>(*p);
@@ -129,7 +131,11 @@ void RunSeed(std::uint64_t seed, int steps) {
         << "seed " << seed << " step " << step;
     std::vector<RecountedAllocation> recounted;
     for (const Live& entry : live) recounted.push_back({entry.ptr, entry.size});
-    const std::vector<std::string> differences = RecountDifferences(allocator, device, recounted);
+    const std::vector<std::string> differences =
+        RecountDifferences(allocator, device, recounted,
+                           RecountScope{.no_graphs = true,
+                                        .device_is_ours = !debug,
+                                        .out_of_memory_failures = out_of_memory_failures});
     ASSERT_TRUE(differences.empty())
         << "seed " << seed << " step " << step << " ("
         << (config.vmm == VmmMode::kOn ? "vmm" : "segments") << "): " << differences.front();

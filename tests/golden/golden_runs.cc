@@ -14,6 +14,7 @@
 #include "bench/replay/replay.h"
 #include "gtest/gtest.h"
 #include "tests/support/device_call_log.h"
+#include "tests/support/hazard_oracle.h"
 #include "tests/support/randomized_workload.h"
 #include "tests/support/recording_device.h"
 
@@ -29,6 +30,8 @@ constexpr int kShortSteps = 150;
 constexpr std::uint64_t kLongSeedStride = 1000003;
 constexpr int kLongRuns = 3;
 constexpr int kLongSteps = 1500;
+// hazard_oracle_test's seeds that run one thread (the seed decides), the first few.
+constexpr int kOracleSeeds = 8;
 
 // Statistics that are zero are left out, to keep the file short; a counter that starts moving
 // then shows up as a new line.
@@ -139,6 +142,17 @@ void AppendRandomized(std::uint64_t seed, int steps, GoldenText& text) {
   AppendCalls(run, log, text);
 }
 
+void AppendOracle(std::uint64_t seed, bool vmm, GoldenText& text) {
+  DeviceCallLog log = KeptLog();
+  HazardOracle oracle(seed, vmm, &log);
+  oracle.Run();
+  const std::string run = absl::StrFormat("oracle seed %d %s", seed, vmm ? "vmm" : "segments");
+  absl::StrAppend(&text.summary, "run ", run, "\n");
+  absl::StrAppend(&text.summary, "  ", oracle.description(), "\n");
+  AppendStats(oracle.stats(), text.summary);
+  AppendCalls(run, log, text);
+}
+
 }  // namespace
 
 absl::StatusOr<GoldenText> RunGoldenRuns(const std::string& source_dir) {
@@ -155,6 +169,18 @@ absl::StatusOr<GoldenText> RunGoldenRuns(const std::string& source_dir) {
   for (int run = 1; run <= kLongRuns; ++run) {
     AppendRandomized(kLongSeedStride * run, kLongSteps, text);
     if (::testing::Test::HasFatalFailure()) return text;
+  }
+  // Segment mode only: the oracle's device backs its memory (its addresses are the host's,
+  // which ASLR moves from process to process) and virtual-memory placement follows address
+  // order, so a VMM seed may give other results in another process (seed 40: 46 or 37 device
+  // allocations, seen in 2 of 5 runs). VMM seeds join once the simulated device's addresses are
+  // deterministic in memory mode.
+  int recorded = 0;
+  for (std::uint64_t seed = 1; recorded < kOracleSeeds; ++seed) {
+    if (HazardOracle(seed, /*vmm=*/false).threads() != 1) continue;
+    AppendOracle(seed, /*vmm=*/false, text);
+    if (::testing::Test::HasFatalFailure()) return text;
+    ++recorded;
   }
   return text;
 }

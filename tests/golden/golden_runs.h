@@ -1,7 +1,8 @@
 // The runs whose results the golden test pins down, and their results as text: the three shared
 // traces in both modes (segments and vmm) with three passes each, and single-threaded seeds of
-// the randomized workload and of the hazard oracle in segment mode (with the oracle's default
-// operations: VRAMCACHE_ORACLE_SKIP unset). Per run: its statistics (peaks included), and every
+// the randomized workload and of the hazard oracle (with the oracle's default operations:
+// VRAMCACHE_ORACLE_SKIP unset), on a simulated device that keeps accounts only, so that its
+// addresses are the same in every process. Per run: its statistics (peaks included), and every
 // device call the allocator made, counted by name and hashed in order. Multi-threaded runs are not
 // deterministic and are left out.
 #pragma once

@@ -71,12 +71,13 @@ std::vector<std::size_t> TagOffsets(std::size_t size) {
 // One seed's world: the device, the allocator, the streams the threads share.
 class HazardOracle::World {
  public:
-  World(std::uint64_t seed, bool vmm, DeviceCallLog* calls) : seed_(seed), rng_(seed) {
+  World(std::uint64_t seed, bool vmm, DeviceCallLog* calls, bool check_bytes)
+      : seed_(seed), check_bytes_(check_bytes), rng_(seed) {
     SimDeviceOptions options;
     const std::size_t capacities[] = {64u << 20, 128u << 20, 256u << 20};
     options.capacity = capacities[rng_() % 3];
     options.granularity = 2u << 20;
-    options.accounting_only = false;
+    options.accounting_only = !check_bytes;
     options.completion = SimCompletion::kRandom;
     options.seed = seed;
     options.max_work_duration = static_cast<int>(rng_() % 17);
@@ -170,6 +171,7 @@ class HazardOracle::World {
   }
 
   void WriteTags(const Allocation& a) {
+    if (!check_bytes_) return;
     for (std::size_t offset : TagOffsets(a.size)) {
       const auto tag = TagOf(a.owner, offset);
       const std::size_t n = std::min(kTagBytes, a.size - offset);
@@ -182,6 +184,7 @@ class HazardOracle::World {
   }
 
   void CheckTags(const Allocation& a) {
+    if (!check_bytes_) return;
     for (std::size_t offset : TagOffsets(a.size)) {
       const auto tag = TagOf(a.owner, offset);
       std::array<unsigned char, kTagBytes> found{};
@@ -463,6 +466,7 @@ class HazardOracle::World {
   static constexpr StreamHandle kNoStream = ~StreamHandle{0};
 
   const std::uint64_t seed_;
+  const bool check_bytes_;  // memory mode: tags written and checked
   const bool skip_destroy_ = Skipped("destroy");
   const bool skip_unannounced_ = Skipped("unannounced");
   const bool skip_announced_ = Skipped("announced");
@@ -496,8 +500,8 @@ class HazardOracle::World {
   std::atomic<bool> failed_{false};
 };
 
-HazardOracle::HazardOracle(std::uint64_t seed, bool vmm, DeviceCallLog* calls)
-    : world_(std::make_unique<World>(seed, vmm, calls)) {}
+HazardOracle::HazardOracle(std::uint64_t seed, bool vmm, DeviceCallLog* calls, bool check_bytes)
+    : world_(std::make_unique<World>(seed, vmm, calls, check_bytes)) {}
 
 HazardOracle::~HazardOracle() = default;
 

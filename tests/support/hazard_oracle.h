@@ -19,8 +19,13 @@ namespace vramcache {
 
 class HazardOracle {
  public:
-  // With `calls`, every device call the allocator makes is logged there.
-  HazardOracle(std::uint64_t seed, bool vmm, DeviceCallLog* calls = nullptr);
+  // With `calls`, every device call the allocator makes is logged there. Without
+  // `check_bytes` the device keeps accounts only (no bytes: the allocations' tags are neither
+  // written nor checked, stream hazards still are): its addresses are then the same in every
+  // process, where memory-backed ones are the host's (ASLR, sanitizers' own mappings) and the
+  // allocator's choices between equal candidates follow address order.
+  HazardOracle(std::uint64_t seed, bool vmm, DeviceCallLog* calls = nullptr,
+               bool check_bytes = true);
   ~HazardOracle();
 
   // "seed 12, vmm on, 3 threads, ...": for failure messages.

@@ -1,0 +1,289 @@
+// RecordingDevice: forwards each call, then logs it with deterministic names for what the
+// device handed out (see recording_device.h).
+#include "tests/support/recording_device.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace vramcache {
+namespace {
+
+const char* CaptureModeName(Device::CaptureMode mode) {
+  switch (mode) {
+    case Device::CaptureMode::kGlobal:
+      return "global";
+    case Device::CaptureMode::kThreadLocal:
+      return "thread_local";
+    case Device::CaptureMode::kRelaxed:
+      break;
+  }
+  return "relaxed";
+}
+
+}  // namespace
+
+RecordingDevice::RecordingDevice(Device* inner, DeviceCallLog* log) : inner_(inner), log_(log) {}
+
+RecordingDevice::RecordingDevice(std::unique_ptr<Device> inner, DeviceCallLog* log)
+    : owned_(std::move(inner)), inner_(owned_.get()), log_(log) {}
+
+std::string RecordingDevice::AddressName(DevicePtr ptr) const {
+  auto after = ranges_.upper_bound(ptr);
+  if (after != ranges_.begin()) {
+    const auto& [base, range] = *std::prev(after);
+    if (ptr < base + range.bytes) {
+      return ptr == base ? range.name : absl::StrCat(range.name, "+", ptr - base);
+    }
+  }
+  return absl::StrFormat("unknown:%#x", ptr);
+}
+
+std::string RecordingDevice::HandleName(std::unordered_map<std::uintptr_t, std::string>& names,
+                                        std::size_t& next, const char* prefix,
+                                        std::uintptr_t value) {
+  auto [it, inserted] = names.try_emplace(value);
+  if (inserted) it->second = absl::StrCat(prefix, next++);
+  return it->second;
+}
+
+std::string RecordingDevice::StreamName(StreamHandle stream) {
+  // Small values are chosen by the test (0, the default stream, and fixed handles) and mean the
+  // same on every run; others are the device's and are named by first appearance.
+  constexpr StreamHandle kFixedStreamLimit = 1024;
+  if (stream < kFixedStreamLimit) return absl::StrCat(stream);
+  return HandleName(streams_, next_stream_, "s", stream);
+}
+
+void RecordingDevice::Log(std::string line) { log_->Add(line); }
+
+std::string RecordingDevice::ErrorSuffix(const absl::Status& status) {
+  if (status.ok()) return "";
+  return absl::StrCat(" -> error ", absl::StatusCodeToString(status.code()));
+}
+
+absl::StatusOr<DeviceMemInfo> RecordingDevice::MemInfo() {
+  absl::StatusOr<DeviceMemInfo> info = inner_->MemInfo();
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(info.ok()
+          ? absl::StrFormat("MemInfo -> free %d total %d", info->free_bytes, info->total_bytes)
+          : absl::StrCat("MemInfo", ErrorSuffix(info.status())));
+  return info;
+}
+
+absl::StatusOr<DevicePtr> RecordingDevice::Malloc(std::size_t bytes) {
+  absl::StatusOr<DevicePtr> ptr = inner_->Malloc(bytes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!ptr.ok()) {
+    Log(absl::StrCat("Malloc ", bytes, ErrorSuffix(ptr.status())));
+    return ptr;
+  }
+  Range& range = ranges_[*ptr];
+  range.name = absl::StrCat("m", next_malloc_++);
+  range.bytes = bytes;
+  Log(absl::StrCat("Malloc ", bytes, " -> ", range.name));
+  return ptr;
+}
+
+absl::Status RecordingDevice::Free(DevicePtr ptr) {
+  std::string name;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    name = AddressName(ptr);
+  }
+  absl::Status status = inner_->Free(ptr);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (status.ok()) ranges_.erase(ptr);
+  Log(absl::StrCat("Free ", name, ErrorSuffix(status)));
+  return status;
+}
+
+absl::StatusOr<DevicePtr> RecordingDevice::ReserveAddress(std::size_t bytes) {
+  absl::StatusOr<DevicePtr> base = inner_->ReserveAddress(bytes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!base.ok()) {
+    Log(absl::StrCat("ReserveAddress ", bytes, ErrorSuffix(base.status())));
+    return base;
+  }
+  Range& range = ranges_[*base];
+  range.name = absl::StrCat("r", next_reservation_++);
+  range.bytes = bytes;
+  Log(absl::StrCat("ReserveAddress ", bytes, " -> ", range.name));
+  return base;
+}
+
+absl::Status RecordingDevice::ReleaseAddress(DevicePtr base, std::size_t bytes) {
+  std::string name;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    name = AddressName(base);
+  }
+  absl::Status status = inner_->ReleaseAddress(base, bytes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (status.ok()) ranges_.erase(base);
+  Log(absl::StrCat("ReleaseAddress ", name, " ", bytes, ErrorSuffix(status)));
+  return status;
+}
+
+absl::StatusOr<ChunkHandle> RecordingDevice::CreateChunk(std::size_t bytes) {
+  absl::StatusOr<ChunkHandle> chunk = inner_->CreateChunk(bytes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!chunk.ok()) {
+    Log(absl::StrCat("CreateChunk ", bytes, ErrorSuffix(chunk.status())));
+    return chunk;
+  }
+  chunks_.erase(*chunk);  // a released handle's value may come back: a new name
+  Log(absl::StrCat("CreateChunk ", bytes, " -> ",
+                   HandleName(chunks_, next_chunk_, "c", static_cast<std::uintptr_t>(*chunk))));
+  return chunk;
+}
+
+absl::Status RecordingDevice::ReleaseChunk(ChunkHandle chunk) {
+  absl::Status status = inner_->ReleaseChunk(chunk);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrCat("ReleaseChunk ",
+                   HandleName(chunks_, next_chunk_, "c", static_cast<std::uintptr_t>(chunk)),
+                   ErrorSuffix(status)));
+  return status;
+}
+
+absl::Status RecordingDevice::Map(DevicePtr va, std::size_t bytes, ChunkHandle chunk) {
+  absl::Status status = inner_->Map(va, bytes, chunk);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrCat("Map ", AddressName(va), " ", bytes, " ",
+                   HandleName(chunks_, next_chunk_, "c", static_cast<std::uintptr_t>(chunk)),
+                   ErrorSuffix(status)));
+  return status;
+}
+
+absl::Status RecordingDevice::Unmap(DevicePtr va, std::size_t bytes) {
+  absl::Status status = inner_->Unmap(va, bytes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrCat("Unmap ", AddressName(va), " ", bytes, ErrorSuffix(status)));
+  return status;
+}
+
+absl::Status RecordingDevice::GrantPeerAccess(DevicePtr va, std::size_t bytes, int peer_ordinal) {
+  absl::Status status = inner_->GrantPeerAccess(va, bytes, peer_ordinal);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrCat("GrantPeerAccess ", AddressName(va), " ", bytes, " ", peer_ordinal,
+                   ErrorSuffix(status)));
+  return status;
+}
+
+absl::StatusOr<EventHandle> RecordingDevice::CreateEvent() {
+  absl::StatusOr<EventHandle> event = inner_->CreateEvent();
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!event.ok()) {
+    Log(absl::StrCat("CreateEvent", ErrorSuffix(event.status())));
+    return event;
+  }
+  events_.erase(*event);  // a destroyed event's value may come back: a new name
+  Log(absl::StrCat("CreateEvent -> ", HandleName(events_, next_event_, "e", *event)));
+  return event;
+}
+
+absl::Status RecordingDevice::DestroyEvent(EventHandle event) {
+  absl::Status status = inner_->DestroyEvent(event);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrCat("DestroyEvent ", HandleName(events_, next_event_, "e", event),
+                   ErrorSuffix(status)));
+  return status;
+}
+
+absl::Status RecordingDevice::RecordEvent(EventHandle event, StreamHandle stream) {
+  absl::Status status = inner_->RecordEvent(event, stream);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrCat("RecordEvent ", HandleName(events_, next_event_, "e", event), " ",
+                   StreamName(stream), ErrorSuffix(status)));
+  return status;
+}
+
+absl::StatusOr<bool> RecordingDevice::QueryEvent(EventHandle event) {
+  absl::StatusOr<bool> done = inner_->QueryEvent(event);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrCat("QueryEvent ", HandleName(events_, next_event_, "e", event),
+                   done.ok() ? (*done ? " -> true" : " -> false") : ErrorSuffix(done.status())));
+  return done;
+}
+
+absl::Status RecordingDevice::SynchronizeEvent(EventHandle event) {
+  absl::Status status = inner_->SynchronizeEvent(event);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrCat("SynchronizeEvent ", HandleName(events_, next_event_, "e", event),
+                   ErrorSuffix(status)));
+  return status;
+}
+
+absl::Status RecordingDevice::StreamWaitEvent(StreamHandle stream, EventHandle event) {
+  absl::Status status = inner_->StreamWaitEvent(stream, event);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrCat("StreamWaitEvent ", StreamName(stream), " ",
+                   HandleName(events_, next_event_, "e", event), ErrorSuffix(status)));
+  return status;
+}
+
+absl::Status RecordingDevice::SynchronizeDevice() {
+  absl::Status status = inner_->SynchronizeDevice();
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrCat("SynchronizeDevice", ErrorSuffix(status)));
+  return status;
+}
+
+absl::StatusOr<bool> RecordingDevice::IsCapturing(StreamHandle stream) {
+  absl::StatusOr<bool> capturing = inner_->IsCapturing(stream);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrCat(
+      "IsCapturing ", StreamName(stream),
+      capturing.ok() ? (*capturing ? " -> true" : " -> false") : ErrorSuffix(capturing.status())));
+  return capturing;
+}
+
+absl::StatusOr<int> RecordingDevice::StreamOrdinal(StreamHandle stream) {
+  absl::StatusOr<int> ordinal = inner_->StreamOrdinal(stream);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrCat("StreamOrdinal ", StreamName(stream),
+                   ordinal.ok() ? absl::StrCat(" -> ", *ordinal) : ErrorSuffix(ordinal.status())));
+  return ordinal;
+}
+
+Device::CaptureMode RecordingDevice::ExchangeCaptureMode(CaptureMode mode) {
+  const CaptureMode previous = inner_->ExchangeCaptureMode(mode);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrCat("ExchangeCaptureMode ", CaptureModeName(mode), " -> ",
+                   CaptureModeName(previous)));
+  return previous;
+}
+
+absl::Status RecordingDevice::Fill(const FillRequest& request, StreamHandle stream) {
+  absl::Status status = inner_->Fill(request, stream);
+  std::lock_guard<std::mutex> lock(mutex_);
+  Log(absl::StrFormat("Fill %s %d %#x %s%s", AddressName(request.ptr), request.bytes,
+                      request.pattern, StreamName(stream), ErrorSuffix(status)));
+  return status;
+}
+
+absl::StatusOr<std::vector<std::optional<PatternMismatch>>> RecordingDevice::VerifyPatterns(
+    const std::vector<PatternCheck>& checks, StreamHandle stream) {
+  absl::StatusOr<std::vector<std::optional<PatternMismatch>>> result =
+      inner_->VerifyPatterns(checks, stream);
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::string line = absl::StrCat("VerifyPatterns ", StreamName(stream));
+  for (const PatternCheck& check : checks) {
+    absl::StrAppendFormat(&line, " %s:%d:%#x", AddressName(check.ptr), check.bytes, check.pattern);
+  }
+  if (result.ok()) {
+    std::size_t mismatches = 0;
+    for (const std::optional<PatternMismatch>& mismatch : *result) {
+      if (mismatch.has_value()) ++mismatches;
+    }
+    absl::StrAppend(&line, " -> ", mismatches, " mismatched");
+  } else {
+    line += ErrorSuffix(result.status());
+  }
+  Log(std::move(line));
+  return result;
+}
+
+}  // namespace vramcache

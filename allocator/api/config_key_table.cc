@@ -125,6 +125,14 @@ std::vector<ConfigKey> MakeKeys() {
          return FormatSize(*c.reuse_cache_bytes);
        },
        17},
+      // Printed only when off, so that every configuration's description stays as it was.
+      {"caching", K::kVramcache, true, false, std::string(kVramcacheBoolAllowed),
+       SetBoolField<&AllocatorConfig::caching>,
+       [](const AllocatorConfig& c) -> Described {
+         if (c.caching) return std::nullopt;
+         return std::string(BoolText(false, /*pytorch_spelling=*/false));
+       },
+       27},
       {"check_invariants", K::kVramcache, true, false, std::string(kVramcacheBoolAllowed),
        SetBoolField<&AllocatorConfig::check_invariants>,
        DescribeBool<&AllocatorConfig::check_invariants>, 16},

@@ -157,8 +157,18 @@ absl::StatusOr<AllocatorConfig> ConfigFromEnvironmentWith(std::string_view conf,
   const std::string pytorch_text(
       GetEnv(pytorch_variable.empty() ? kPytorchAllocConfVariable : pytorch_variable));
   const std::string vramcache_text(GetEnv(kVramcacheConfVariable));
-  const std::array<Layer, 3> layers = {{
+  // PyTorch's switch for running under compute-sanitizer: "1" turns caching off (below the
+  // two variables, which may turn it back on), "0" or unset changes nothing.
+  const std::string_view no_caching = GetEnv(kNoCachingVariable);
+  if (!no_caching.empty() && no_caching != "0" && no_caching != "1") {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "vramcache: %s=\"%s\": expected 1 (no caching: every allocation a device allocation, "
+        "for compute-sanitizer) or 0",
+        kNoCachingVariable, no_caching));
+  }
+  const std::array<Layer, 4> layers = {{
       {pytorch_variable.empty() ? kPytorchAllocConfVariable : pytorch_variable, pytorch_text, true},
+      {kNoCachingVariable, no_caching == "1" ? "caching:off" : "", false},
       {kVramcacheConfVariable, vramcache_text, false},
       {kConfigureSource, conf, false},
   }};
@@ -167,10 +177,10 @@ absl::StatusOr<AllocatorConfig> ConfigFromEnvironmentWith(std::string_view conf,
   // A bad environment must not outlive an explicit configuration (the process could never
   // recover): when the variables alone fail, `conf` replaces them.
   absl::StatusOr<AllocatorConfig> environment =
-      ApplyLayers(AllocatorConfig{}, std::span<const Layer>(layers.data(), 2));
+      ApplyLayers(AllocatorConfig{}, std::span<const Layer>(layers.data(), 3));
   if (environment.ok()) return config;  // the error is conf's, or conf's with the variables'
   absl::StatusOr<AllocatorConfig> explicit_only =
-      ApplyLayers(AllocatorConfig{}, std::span<const Layer>(layers.data() + 2, 1));
+      ApplyLayers(AllocatorConfig{}, std::span<const Layer>(layers.data() + 3, 1));
   if (explicit_only.ok() && set_aside != nullptr) {
     *set_aside = std::string(environment.status().message());
   }
@@ -196,6 +206,12 @@ absl::StatusOr<std::size_t> ParseByteSize(std::string_view text) {
 }
 
 absl::Status CheckImplemented(const AllocatorConfig& config) {
+  if (!config.caching && (config.vmm == VmmMode::kOn || config.unmap_on_free)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "vramcache: caching:off gives every allocation its own device allocation (segment "
+        "mode); %s needs the virtual-memory mode: drop one of them",
+        config.unmap_on_free ? "unmap_on_free" : "vmm:on"));
+  }
   if (config.unmap_on_free && config.vmm == VmmMode::kOff) {
     return absl::InvalidArgumentError(
         "vramcache: unmap_on_free needs the virtual-memory mode (freed ranges are unmapped); "

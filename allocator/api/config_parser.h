@@ -17,6 +17,7 @@
 namespace vramcache {
 
 inline constexpr std::string_view kVramcacheConfVariable = "VRAMCACHE_CONF";
+inline constexpr std::string_view kNoCachingVariable = "PYTORCH_NO_CUDA_MEMORY_CACHING";
 inline constexpr std::string_view kPytorchAllocConfVariable = "PYTORCH_ALLOC_CONF";
 inline constexpr std::string_view kPytorchCudaAllocConfVariable = "PYTORCH_CUDA_ALLOC_CONF";
 

@@ -86,7 +86,7 @@ inline constexpr std::size_t kVmmLargeArenaBytes = std::size_t{1} << 30;
 inline constexpr int kVmmPlacementCandidates = 16;
 
 bool UsesVirtualMemory(const AllocatorConfig& config, const DeviceCapabilities& caps) {
-  if (!caps.vmm_supported) return false;
+  if (!caps.vmm_supported || !config.caching) return false;
   return config.vmm != VmmMode::kOff;
 }
 
@@ -163,8 +163,9 @@ class CachingAllocatorImpl {
       if (shut_down_) return ShutDownError();
       if (!dead_streams_.empty()) dead_streams_.erase(stream);  // the handle names a new stream
       pool = PoolForLocked(stream);
-      // unmap_on_free: every allocation gets fresh addresses (TryGrowAddressSpace).
-      const bool fresh_addresses = quarantine_ && pool == kDefaultPool;
+      // unmap_on_free: every allocation gets fresh addresses (TryGrowAddressSpace); pass-through:
+      // every allocation is a device allocation (TryGrow).
+      const bool fresh_addresses = (quarantine_ || !config_.caching) && pool == kDefaultPool;
       // Pending frees first (they may make a block free again); nothing recorded inside a
       // capture may be queried.
       // Whether the stream captures is asked of the device only when an answer is needed.
@@ -503,6 +504,24 @@ class CachingAllocatorImpl {
                    [&](const auto& entry) { return entry.second <= synced_through; });
   }
 
+  bool caching() const { return config_.caching; }
+
+  // Pass-through: every segment whose free has completed goes back to the device now, as
+  // cudaFree would (segments of live private pools stay, as they do when caching). Nothing
+  // during a capture the allocator knows of (a device free is illegal then): those go back at
+  // the first free after it.
+  absl::Status ReleaseCompletedFrees() {
+    std::vector<Segment*> released;
+    {
+      MutexLock lock(&mu_);
+      if (shut_down_ || !captures_.empty()) return absl::OkStatus();
+      released = DetachReleasableSegments(/*bytes_wanted=*/SIZE_MAX);
+    }
+    if (released.empty()) return absl::OkStatus();
+    RelaxedCapture relaxed(device_);
+    return FreeDetachedSegments(released);
+  }
+
   absl::Status EmptyCache() {
     RelaxedCapture relaxed(device_);
     if (absl::Status s = SynchronizePendingFrees(); !s.ok()) return s;
@@ -805,7 +824,8 @@ class CachingAllocatorImpl {
   // wait for pending cross-stream frees and retry; else report out-of-memory.
   absl::StatusOr<void*> AllocateWithGrowth(std::size_t size, std::size_t rounded, bool small,
                                            StreamHandle stream, PoolId pool, bool capturing) {
-    const std::size_t preferred = SizeRounder::SegmentSizeFor(rounded);
+    // Pass-through: a device allocation of the rounded size, nothing beside it.
+    const std::size_t preferred = config_.caching ? SizeRounder::SegmentSizeFor(rounded) : rounded;
     // When the preferred segment does not fit, a segment of exactly the rounded size might.
     const std::size_t tight =
         (rounded + kLargeSegmentRounding - 1) / kLargeSegmentRounding * kLargeSegmentRounding;
@@ -965,9 +985,10 @@ class CachingAllocatorImpl {
     {
       MutexLock lock(&mu_);
       if (shut_down_) return ShutDownError();
-      // Another thread may have freed a fitting block meanwhile.
+      // Another thread may have freed a fitting block meanwhile (pass-through reuses none).
       FlushReuseCache();
-      if (Block* block = FindFreeBlock(small, pool, stream, rounded)) {
+      const bool may_reuse = config_.caching || pool != kDefaultPool;
+      if (Block* block = may_reuse ? FindFreeBlock(small, pool, stream, rounded) : nullptr) {
         ++stats_.num_cache_hits;
         return FinishAllocation(block, size, rounded, stream);
       }
@@ -2317,9 +2338,21 @@ CachingAllocator::CachingAllocator(Device* device, const AllocatorConfig& config
 CachingAllocator::~CachingAllocator() = default;
 
 absl::StatusOr<void*> CachingAllocator::Allocate(std::size_t size, StreamHandle stream) {
-  return impl_->Allocate(size, stream);
+  absl::StatusOr<void*> result = impl_->Allocate(size, stream);
+  // Pass-through: frees that completed meanwhile (record_stream's) go back to the device.
+  if (!impl_->caching()) {
+    if (absl::Status s = impl_->ReleaseCompletedFrees(); !s.ok() && result.ok()) {
+      Free(*result).IgnoreError();
+      return s;
+    }
+  }
+  return result;
 }
-absl::Status CachingAllocator::Free(void* ptr) { return impl_->Free(ptr); }
+absl::Status CachingAllocator::Free(void* ptr) {
+  absl::Status status = impl_->Free(ptr);
+  if (!impl_->caching()) status.Update(impl_->ReleaseCompletedFrees());
+  return status;
+}
 absl::Status CachingAllocator::RecordStream(void* ptr, StreamHandle stream) {
   return impl_->RecordStream(ptr, stream);
 }

@@ -49,6 +49,11 @@ struct AllocatorConfig {
   // at most this many bytes. 0 turns the reuse cache off. Unset: kDefaultReuseCacheBytes in
   // segment mode, off in virtual-memory mode (see EffectiveReuseCacheBytes).
   std::optional<std::size_t> reuse_cache_bytes;
+  // false: pass-through (caching:off, or PYTORCH_NO_CUDA_MEMORY_CACHING=1), so that
+  // compute-sanitizer sees every buffer: each allocation is its own device allocation of the
+  // rounded size (segment mode, never split, never reused), given back to the device as soon
+  // as its free completes (after the streams that used it are done). Statistics as usual.
+  bool caching = true;
   bool record_history = false;
   std::size_t history_capacity = 100000;
 #if defined(VRAMCACHE_CHECK_INVARIANTS)
@@ -78,6 +83,7 @@ struct AllocatorConfig {
 // hot path's repeated same-size pairs (measured: 256 MiB cost resnet50_train 0.02 of
 // utilization and 32 MiB left stitches in later passes; 1 MiB left none).
 inline std::size_t EffectiveReuseCacheBytes(const AllocatorConfig& config, bool virtual_memory) {
+  if (!config.caching) return 0;
   if (config.reuse_cache_bytes.has_value()) return *config.reuse_cache_bytes;
   return virtual_memory ? kDefaultVmmReuseCacheBytes : kDefaultReuseCacheBytes;
 }

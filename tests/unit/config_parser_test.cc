@@ -100,6 +100,7 @@ class ConfigEnvironmentTest : public ::testing::Test {
   ScopedEnv vramcache_{"VRAMCACHE_CONF", std::nullopt};
   ScopedEnv pytorch_{"PYTORCH_ALLOC_CONF", std::nullopt};
   ScopedEnv pytorch_cuda_{"PYTORCH_CUDA_ALLOC_CONF", std::nullopt};
+  ScopedEnv no_caching_{"PYTORCH_NO_CUDA_MEMORY_CACHING", std::nullopt};
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -603,6 +604,49 @@ TEST(ConfigParserTest, ParseConfigOntoKeepsTheBaseAndLeavesItUntouchedOnError) {
   ASSERT_FALSE(config.ok());
   EXPECT_THAT(config.status().message(), HasSubstr("--conf: unknown key \"bogus\""));
   EXPECT_FALSE(base.record_history);
+}
+
+// PyTorch's switch for compute-sanitizer runs turns caching off; VRAMCACHE_CONF may turn it back
+// on; a value other than 0 or 1 is an error, not ignored.
+TEST_F(ConfigEnvironmentTest, NoCudaMemoryCachingTurnsCachingOff) {
+  {
+    ScopedEnv no_caching("PYTORCH_NO_CUDA_MEMORY_CACHING", "1");
+    absl::StatusOr<AllocatorConfig> config = ConfigFromEnvironment();
+    ASSERT_TRUE(config.ok()) << config.status();
+    EXPECT_FALSE(config->caching);
+    EXPECT_THAT(DescribeConfig(*config), HasSubstr("caching:false"));
+    ScopedEnv vramcache("VRAMCACHE_CONF", "caching:on");
+    config = ConfigFromEnvironment();
+    ASSERT_TRUE(config.ok()) << config.status();
+    EXPECT_TRUE(config->caching);
+  }
+  {
+    ScopedEnv no_caching("PYTORCH_NO_CUDA_MEMORY_CACHING", "0");
+    absl::StatusOr<AllocatorConfig> config = ConfigFromEnvironment();
+    ASSERT_TRUE(config.ok()) << config.status();
+    EXPECT_TRUE(config->caching);
+    EXPECT_THAT(DescribeConfig(*config), Not(HasSubstr("caching")));
+  }
+  {
+    ScopedEnv no_caching("PYTORCH_NO_CUDA_MEMORY_CACHING", "yes");
+    absl::StatusOr<AllocatorConfig> config = ConfigFromEnvironment();
+    ASSERT_FALSE(config.ok());
+    EXPECT_THAT(config.status().message(),
+                HasSubstr("PYTORCH_NO_CUDA_MEMORY_CACHING=\"yes\": expected 1"));
+  }
+}
+
+TEST(ConfigParserTest, CachingOffCannotCombineWithVirtualMemoryOnlyModes) {
+  for (const char* conf : {"caching:off,vmm:on", "caching:off,unmap_on_free:on"}) {
+    absl::StatusOr<AllocatorConfig> config = ParseConfig(conf, "");
+    ASSERT_TRUE(config.ok()) << config.status();
+    absl::Status implemented = CheckImplemented(*config);
+    EXPECT_FALSE(implemented.ok()) << conf;
+    EXPECT_THAT(implemented.message(), HasSubstr("caching:off gives every allocation")) << conf;
+  }
+  absl::StatusOr<AllocatorConfig> config = ParseConfig("caching:off", "");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(CheckImplemented(*config).ok());
 }
 
 TEST_F(ConfigEnvironmentTest, NoVariablesGiveDefaults) {

@@ -37,10 +37,19 @@ if [ -z "$library" ]; then
   done
 fi
 
+# The release the headers are from picks the C++ standard (C++20 from 2.14 on), as
+# torch_plugin/vramcache/_torch_versions.py says.
+version_header=$torch_dir/include/torch/headeronly/version.h
+[ -f "$version_header" ] || fail "no $version_header: PyTorch before 2.11 is not supported"
+torch_version=$(awk '/#define TORCH_VERSION_(MAJOR|MINOR|PATCH) /{printf "%s%s", sep, $3; sep="."}' \
+  "$version_header")
+std=$(python3 "$repo/torch_plugin/vramcache/_torch_versions.py" --cxx-standard "$torch_version") ||
+  fail "cannot read the PyTorch version from $version_header"
+
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 cxx=${CXX:-g++}
-flags=(-std=c++17 -O1 -fPIC -Wall -Wextra -Wpedantic -Werror -D_GLIBCXX_USE_CXX11_ABI=1
+flags=(-std="$std" -O1 -fPIC -Wall -Wextra -Wpedantic -Werror -D_GLIBCXX_USE_CXX11_ABI=1
   -isystem "$torch_dir/include" -isystem "$torch_dir/include/torch/csrc/api/include"
   -isystem "$cuda_home/include" -I"$repo/torch_plugin/native" -I"$repo/allocator/api")
 sources=(json_reader snapshot_from_json vramcache_torch_allocator install adapter_check)
@@ -51,7 +60,8 @@ for source in "${sources[@]}"; do
     fail "$source.cpp does not compile against $torch_dir/include"
 done
 elapsed() { echo "$(($(date +%s) - start))s"; }
-echo "check_native_compiles: compiled ${#sources[@]} sources against $torch_dir ($(elapsed))"
+echo "check_native_compiles: compiled ${#sources[@]} sources against PyTorch $torch_version" \
+  "($std, $torch_dir) ($(elapsed))"
 
 if [ ! -f "$torch_dir/lib/libc10.so" ] || [ ! -f "$torch_dir/lib/libc10_cuda.so" ]; then
   skip "compiled; no libc10.so / libc10_cuda.so in $torch_dir/lib to link against"

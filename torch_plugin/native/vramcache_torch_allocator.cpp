@@ -363,6 +363,14 @@ void VramcacheAllocator::attachAllocatorTraceTracker(alloc::AllocatorTraceTracke
               "(TORCH_NCCL_USE_TENSOR_REGISTER_ALLOCATOR_HOOK=1); leave that off with vramcache");
 }
 
+#if VRAMCACHE_TORCH_AT_LEAST(2, 12)
+void VramcacheAllocator::attachOomRejectionObserver(alloc::OomRejectionObserver /*observer*/) {
+  // PyTorch calls these observers when its throw_on_cudamalloc_oom policy turns a request down
+  // before trying the device. vramcache has no such policy: every out-of-memory it reports is a
+  // real one and reaches attachOutOfMemoryObserver's observers, so this one is never called.
+}
+#endif
+
 // ---- out of memory ----
 
 void VramcacheAllocator::OnOutOfMemory(int device, size_t requested, size_t /*allocated*/,

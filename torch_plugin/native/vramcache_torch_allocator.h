@@ -1,6 +1,7 @@
-// VramcacheAllocator: PyTorch 2.11's CUDAAllocator interface, every method answered through
-// vramcache's C ABI. The one instance lives for the whole process (PyTorch frees tensors during
-// static destruction, after any static object could have been destroyed).
+// VramcacheAllocator: PyTorch's CUDAAllocator interface (2.11 to 2.15, see torch_version.h),
+// every method answered through vramcache's C ABI. The one instance lives for the whole process
+// (PyTorch frees tensors during static destruction, after any static object could have been
+// destroyed).
 #pragma once
 
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -17,6 +18,8 @@
 #include <unordered_set>
 #include <utility>
 #include <vector>
+
+#include "torch_version.h"
 
 namespace vramcache::torch_adapter {
 
@@ -94,6 +97,9 @@ class VramcacheAllocator final : public alloc::CUDAAllocator {
                      const std::vector<std::string>& skip_actions) override;
   void attachOutOfMemoryObserver(alloc::OutOfMemoryObserver observer) override;
   void attachAllocatorTraceTracker(alloc::AllocatorTraceTracker tracker) override;
+#if VRAMCACHE_TORCH_AT_LEAST(2, 12)
+  void attachOomRejectionObserver(alloc::OomRejectionObserver observer) override;
+#endif
   // PyTorch's meaning: `dev` may access memory of `dev_to_access` (whose allocator grants it).
   void enablePeerAccess(c10::DeviceIndex dev, c10::DeviceIndex dev_to_access) override;
   cudaError_t memcpyAsync(void* dst, int dst_device, const void* src, int src_device, size_t count,

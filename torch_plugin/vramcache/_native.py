@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import List, Optional
 
-from . import _library
+from . import _library, _torch_versions
 
 EXTENSION_NAME = "vramcache_torch_native"
 SOURCES = ("json_reader.cpp", "snapshot_from_json.cpp", "vramcache_torch_allocator.cpp",
@@ -119,6 +119,8 @@ def build(verbose: bool = False) -> Path:
             raise NativeUnavailable(f"{LIBRARY_VARIABLE}={explicit} does not name a file")
         return Path(explicit)
     cpp_extension = _cpp_extension()
+    import torch
+    torch_version = torch.__version__
     cuda_home = _cuda_home(cpp_extension)
     library = _library.library_path()  # loads libvramcache.so before the adapter needs it
     sources = source_dir()
@@ -129,7 +131,9 @@ def build(verbose: bool = False) -> Path:
         built = cpp_extension.load(
             name=EXTENSION_NAME,
             sources=[str(sources / name) for name in SOURCES],
-            extra_cflags=["-O2"],
+            # C++20 from PyTorch 2.14 on (its headers need it), C++17 before, whatever this
+            # torch's cpp_extension defaults to: the adapter is checked with exactly these.
+            extra_cflags=["-O2", f"-std={_torch_versions.cxx_standard(torch_version)}"],
             extra_include_paths=[str(sources), str(header_dir()), str(cuda_home / "include")],
             extra_ldflags=_link_flags(cpp_extension, library, cuda_home),
             build_directory=build_dir,

@@ -55,9 +55,14 @@ flags=(-std="$std" -O1 -fPIC -Wall -Wextra -Wpedantic -Werror -D_GLIBCXX_USE_CXX
 sources=(json_reader snapshot_from_json vramcache_torch_allocator install adapter_check)
 
 start=$(date +%s)
+# All at once: each file takes tens of seconds (PyTorch's headers), and CI runs this per release.
+pids=()
 for source in "${sources[@]}"; do
-  "$cxx" "${flags[@]}" -c "$repo/torch_plugin/native/$source.cpp" -o "$out/$source.o" ||
-    fail "$source.cpp does not compile against $torch_dir/include"
+  "$cxx" "${flags[@]}" -c "$repo/torch_plugin/native/$source.cpp" -o "$out/$source.o" &
+  pids+=($!)
+done
+for i in "${!sources[@]}"; do
+  wait "${pids[$i]}" || fail "${sources[$i]}.cpp does not compile against $torch_dir/include"
 done
 elapsed() { echo "$(($(date +%s) - start))s"; }
 echo "check_native_compiles: compiled ${#sources[@]} sources against PyTorch $torch_version" \

@@ -669,7 +669,7 @@ class CachingAllocatorImpl {
     for (const auto& [base, segment] : segments_) {
       SegmentInfo info{segment->base, segment->size, segment->stream, segment->small, {}};
       for (const Block* b = segment->head; b != nullptr; b = b->next) {
-        info.blocks.push_back({b->addr, b->size, b->requested, b->state});
+        info.blocks.push_back({b->addr, b->size, b->requested, b->state, b->pool_id});
       }
       out.push_back(std::move(info));
     }

@@ -52,7 +52,7 @@ cxx=${CXX:-g++}
 flags=(-std="$std" -O1 -fPIC -Wall -Wextra -Wpedantic -Werror -D_GLIBCXX_USE_CXX11_ABI=1
   -isystem "$torch_dir/include" -isystem "$torch_dir/include/torch/csrc/api/include"
   -isystem "$cuda_home/include" -I"$repo/torch_plugin/native" -I"$repo/allocator/api")
-sources=(json_reader snapshot_from_json vramcache_torch_allocator install adapter_check)
+sources=(snapshot_from_c vramcache_torch_allocator install adapter_check)
 
 start=$(date +%s)
 # All at once: each file takes tens of seconds (PyTorch's headers), and CI runs this per release.
@@ -77,8 +77,7 @@ cudart_dir=$cuda_home/lib64
 [ -d "$cudart_dir" ] || cudart_dir=$cuda_home/lib
 link=(-L"$torch_dir/lib" -lc10 -lc10_cuda -L"$cudart_dir" -lcudart
   -L"$(dirname "$library")" "-l:$(basename "$library")")
-adapter_objects=("$out"/json_reader.o "$out"/snapshot_from_json.o
-  "$out"/vramcache_torch_allocator.o "$out"/install.o)
+adapter_objects=("$out"/snapshot_from_c.o "$out"/vramcache_torch_allocator.o "$out"/install.o)
 "$cxx" -shared -o "$out/libvramcache_torch.so" "${adapter_objects[@]}" -Wl,--no-undefined \
   -Wl,--allow-shlib-undefined "${link[@]}" ||
   fail "the adapter does not link (an undefined symbol above?)"

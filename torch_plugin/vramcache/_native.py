@@ -19,8 +19,7 @@ from typing import List, Optional
 from . import _library, _torch_versions
 
 EXTENSION_NAME = "vramcache_torch_native"
-SOURCES = ("json_reader.cpp", "snapshot_from_json.cpp", "vramcache_torch_allocator.cpp",
-           "install.cpp")
+SOURCES = ("snapshot_from_c.cpp", "vramcache_torch_allocator.cpp", "install.cpp")
 HEADER = "vramcache.h"
 LIBRARY_VARIABLE = "VRAMCACHE_NATIVE_LIBRARY"
 BUILD_DIR_VARIABLE = "VRAMCACHE_NATIVE_BUILD_DIR"

@@ -79,7 +79,7 @@ def test_fallback_warns_and_names_what_is_lost(monkeypatch, sim):
     monkeypatch.setitem(sys.modules, "torch", fake)
     monkeypatch.setattr(_native, "install", unavailable)
     monkeypatch.delenv("VRAMCACHE_NATIVE", raising=False)
-    with pytest.warns(_torch.NativeFallbackWarning) as caught:
+    with pytest.warns(vramcache.NativeFallbackWarning) as caught:
         allocator = vramcache.install()
     message = str(caught[0].message)
     assert "no compiler here" in message
@@ -102,7 +102,7 @@ def test_fallback_is_an_error_when_native_is_required(monkeypatch, sim):
 def test_unsupported_torch_is_refused(monkeypatch, lib, version):
     fake = FakeTorch(version=version)
     monkeypatch.setitem(sys.modules, "torch", fake)
-    with pytest.raises(_torch_versions.UnsupportedTorchVersion, match="2.11 to 2.15"):
+    with pytest.raises(vramcache.UnsupportedTorchVersion, match="2.11 to 2.15"):
         vramcache.install(native=False)
     assert fake.installed == []
 

@@ -59,6 +59,7 @@ _LOST_WITHOUT_NATIVE = ("torch.cuda.memory_stats/memory_allocated/empty_cache/me
 class NativeFallbackWarning(RuntimeWarning):
     """install() could not have the native adapter and uses CUDAPluggableAllocator instead."""
 
+
 _lock = threading.Lock()
 _installed: Optional[Any] = None  # the CUDAPluggableAllocator, once installed
 _installed_conf: Optional[str] = None

@@ -10,8 +10,8 @@
 #   and libc10*.so unzipped from the torch wheel). Without one it prints why and exits 0 (a
 #   skip), so it can run anywhere. VRAMCACHE_LIBRARY: the libvramcache.so to link (default: the
 #   source tree's build/release, else build/gpu, else any build/*/allocator). CUDA_HOME: the
-#   toolkit (default /usr/local/cuda). Exit status: 0 when everything compiled, linked and
-#   passed (or skipped), 1 otherwise.
+#   toolkit (default /usr/local/cuda), or the nvidia/cu13 folder of NVIDIA's pip wheels. Exit
+#   status: 0 when everything compiled, linked and passed (or skipped), 1 otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -75,7 +75,11 @@ fi
   skip "compiled; libvramcache.so is not built (set VRAMCACHE_LIBRARY)"
 cudart_dir=$cuda_home/lib64
 [ -d "$cudart_dir" ] || cudart_dir=$cuda_home/lib
-link=(-L"$torch_dir/lib" -lc10 -lc10_cuda -L"$cudart_dir" -lcudart
+# By its file name: NVIDIA's pip wheels (CUDA_HOME=site-packages/nvidia/cu13) ship only the
+# versioned libcudart.so.13, a toolkit also libcudart.so.
+cudart=$(cd "$cudart_dir" 2>/dev/null && ls libcudart.so* 2>/dev/null | sort | head -1)
+[ -n "$cudart" ] || fail "no libcudart.so* in $cudart_dir"
+link=(-L"$torch_dir/lib" -lc10 -lc10_cuda -L"$cudart_dir" "-l:$cudart"
   -L"$(dirname "$library")" "-l:$(basename "$library")")
 adapter_objects=("$out"/snapshot_from_c.o "$out"/vramcache_torch_allocator.o "$out"/install.o)
 "$cxx" -shared -o "$out/libvramcache_torch.so" "${adapter_objects[@]}" -Wl,--no-undefined \

@@ -14,7 +14,7 @@ import ctypes
 import os
 import threading
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 from . import _library, _torch_versions
 
@@ -83,29 +83,46 @@ def _cpp_extension():
     return cpp_extension
 
 
-def _cuda_home(cpp_extension) -> Path:
-    home = getattr(cpp_extension, "CUDA_HOME", None)
-    if not home or not (Path(home) / "include" / "cuda_runtime_api.h").is_file():
-        raise NativeUnavailable("no CUDA toolkit found (set CUDA_HOME); the adapter needs its "
-                                "headers and libcudart")
-    return Path(home)
+class CudaRuntime(NamedTuple):
+    """The CUDA runtime the adapter compiles and links against."""
+
+    include: Path  # holds cuda_runtime_api.h
+    lib_dir: Path
+    lib_name: str  # libcudart.so, or a versioned name where pip's wheels ship only that
 
 
-def _cuda_lib_dir(home: Path) -> Path:
-    for name in ("lib64", "lib"):
-        if (home / name).is_dir():
-            return home / name
-    return home / "lib64"
+def find_cuda_runtime(cuda_home: Optional[str], torch_dir: Path) -> CudaRuntime:
+    """The CUDA toolkit at `cuda_home` when it has the runtime's headers, else the headers and
+    libcudart of NVIDIA's pip wheels beside torch (nvidia/cu<N>/ for CUDA 13 and later,
+    nvidia/cuda_runtime/ before), which a pip-only environment with a CUDA PyTorch has."""
+    candidates = []
+    if cuda_home:
+        home = Path(cuda_home)
+        candidates += [(home / "include", home / name) for name in ("lib64", "lib")]
+    nvidia = torch_dir.parent / "nvidia"
+    for folder in sorted(nvidia.glob("cu[0-9]*"), reverse=True) + [nvidia / "cuda_runtime"]:
+        candidates.append((folder / "include", folder / "lib"))
+    for include, lib_dir in candidates:
+        if not (include / "cuda_runtime_api.h").is_file():
+            continue
+        libraries = sorted(p.name for p in lib_dir.glob("libcudart.so*"))
+        if libraries:
+            return CudaRuntime(include, lib_dir, libraries[0])  # the shortest name first
+    raise NativeUnavailable(
+        "no CUDA runtime found: neither a toolkit (CUDA_HOME" +
+        (f"={cuda_home}" if cuda_home else " unset") + ") nor NVIDIA's pip wheels beside torch "
+        f"({nvidia}/cu*/, {nvidia}/cuda_runtime/) have cuda_runtime_api.h and libcudart; "
+        "the adapter needs both")
 
 
-def _link_flags(cpp_extension, library: Path, cuda_home: Path) -> List[str]:
+def _link_flags(cpp_extension, library: Path, cuda: CudaRuntime) -> List[str]:
     # libvramcache by soname, with a run path to the copy we loaded: the loader then binds the
     # adapter to that already-loaded copy rather than a second one. c10_cuda and cudart by hand:
     # with_cuda=True would also ask for GPU architecture flags, which need a GPU or
     # TORCH_CUDA_ARCH_LIST, for an adapter that has no device code.
     return [f"-L{library.parent}", f"-l:{library.name}", f"-Wl,-rpath,{library.parent}",
             f"-L{cpp_extension.TORCH_LIB_PATH}", "-lc10_cuda",
-            f"-L{_cuda_lib_dir(cuda_home)}", "-lcudart"]
+            f"-L{cuda.lib_dir}", f"-l:{cuda.lib_name}", f"-Wl,-rpath,{cuda.lib_dir}"]
 
 
 def build(verbose: bool = False) -> Path:
@@ -120,7 +137,8 @@ def build(verbose: bool = False) -> Path:
     cpp_extension = _cpp_extension()
     import torch
     torch_version = torch.__version__
-    cuda_home = _cuda_home(cpp_extension)
+    cuda = find_cuda_runtime(getattr(cpp_extension, "CUDA_HOME", None),
+                             Path(torch.__file__).resolve().parent)
     library = _library.library_path()  # loads libvramcache.so before the adapter needs it
     sources = source_dir()
     build_dir = os.environ.get(BUILD_DIR_VARIABLE)
@@ -133,8 +151,8 @@ def build(verbose: bool = False) -> Path:
             # C++20 from PyTorch 2.14 on (its headers need it), C++17 before, whatever this
             # torch's cpp_extension defaults to: the adapter is checked with exactly these.
             extra_cflags=["-O2", f"-std={_torch_versions.cxx_standard(torch_version)}"],
-            extra_include_paths=[str(sources), str(header_dir()), str(cuda_home / "include")],
-            extra_ldflags=_link_flags(cpp_extension, library, cuda_home),
+            extra_include_paths=[str(sources), str(header_dir()), str(cuda.include)],
+            extra_ldflags=_link_flags(cpp_extension, library, cuda),
             build_directory=build_dir,
             with_cuda=False,
             is_python_module=False,

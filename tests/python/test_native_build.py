@@ -1,6 +1,6 @@
-"""Where the native adapter's build finds the CUDA runtime (_native.find_cuda_runtime): a
-toolkit first, else NVIDIA's pip wheels beside torch, in their CUDA 13 and CUDA 12 layouts;
-neither is an error that names both places. No compiler runs here."""
+"""The native adapter's build: the adapter pip bundled is used only for the PyTorch release it
+was built for, and the CUDA runtime comes from a toolkit first, else NVIDIA's pip wheels beside
+torch (CUDA 13 and CUDA 12 layouts); neither is an error naming both. No compiler runs here."""
 
 import types
 from pathlib import Path
@@ -51,3 +51,15 @@ def test_headers_without_the_library_are_not_enough(site):
     runtime(site / "nvidia" / "cu13", "lib", [])
     with pytest.raises(_native.NativeUnavailable, match="CUDA_HOME unset.*nvidia/cu"):
         _native.find_cuda_runtime(None, site / "torch")
+
+
+@pytest.mark.parametrize("running, used", [("2.15.0+cu132", True), ("2.15.0", True),
+                                           ("2.15.1", False), ("2.14.1+cu130", False)])
+def test_bundled_adapter_only_for_the_release_it_was_built_for(monkeypatch, tmp_path, running,
+                                                               used):
+    monkeypatch.setattr(_native, "_package_dir", lambda: tmp_path)
+    assert _native.bundled_adapter(running) is None  # nothing bundled
+    (tmp_path / _native.BUNDLED_ADAPTER).write_bytes(b"")
+    (tmp_path / _native.BUNDLED_ADAPTER_VERSION).write_text("2.15.0\n")
+    expected = tmp_path / _native.BUNDLED_ADAPTER if used else None
+    assert _native.bundled_adapter(running) == expected

@@ -5,7 +5,8 @@ install(conf) is what vramcache.install(native=True) runs. The adapter is compil
 machine by torch.utils.cpp_extension (a C++ compiler and ninja are needed; the first build takes
 a few seconds to a minute, later calls reuse it from TORCH_EXTENSIONS_DIR, by default
 ~/.cache/torch_extensions). VRAMCACHE_NATIVE_LIBRARY names a prebuilt adapter instead (e.g. the
-CMake build of torch_plugin/native), VRAMCACHE_NATIVE_BUILD_DIR where to build. It links
+CMake build of torch_plugin/native), VRAMCACHE_NATIVE_BUILD_DIR where to build; an adapter that
+`pip install` built into the package is used when it was built for the running PyTorch. It links
 libvramcache.so by its soname, and this module loads that library first, so the adapter and
 vramcache's Python functions share one allocator.
 """
@@ -21,6 +22,9 @@ from . import _library, _torch_versions
 EXTENSION_NAME = "vramcache_torch_native"
 SOURCES = ("snapshot_from_c.cpp", "vramcache_torch_allocator.cpp", "install.cpp")
 HEADER = "vramcache.h"
+# Built by `pip install` when it could see a CUDA PyTorch, with that PyTorch's version beside it.
+BUNDLED_ADAPTER = "libvramcache_torch.so"
+BUNDLED_ADAPTER_VERSION = "adapter_torch_version.txt"
 LIBRARY_VARIABLE = "VRAMCACHE_NATIVE_LIBRARY"
 BUILD_DIR_VARIABLE = "VRAMCACHE_NATIVE_BUILD_DIR"
 
@@ -125,8 +129,20 @@ def _link_flags(cpp_extension, library: Path, cuda: CudaRuntime) -> List[str]:
             f"-L{cuda.lib_dir}", f"-l:{cuda.lib_name}", f"-Wl,-rpath,{cuda.lib_dir}"]
 
 
+def bundled_adapter(torch_version: str) -> Optional[Path]:
+    """The adapter `pip install` built into the package (torch_plugin/CMakeLists.txt), when it
+    was built against this very PyTorch release; None otherwise (then build() compiles one)."""
+    library = _package_dir() / BUNDLED_ADAPTER
+    stamp = _package_dir() / BUNDLED_ADAPTER_VERSION
+    if not library.is_file() or not stamp.is_file():
+        return None
+    release = str(torch_version).split("+", 1)[0]
+    return library if stamp.read_text().strip() == release else None
+
+
 def build(verbose: bool = False) -> Path:
-    """The adapter's shared library, compiled now if the cached one is missing or stale.
+    """The adapter's shared library: VRAMCACHE_NATIVE_LIBRARY's, else the one pip built into the
+    package for this PyTorch, else compiled now if the cached one is missing or stale.
 
     Raises NativeUnavailable (with the compiler's last lines) when it cannot be built."""
     explicit = os.environ.get(LIBRARY_VARIABLE)
@@ -134,6 +150,13 @@ def build(verbose: bool = False) -> Path:
         if not Path(explicit).is_file():
             raise NativeUnavailable(f"{LIBRARY_VARIABLE}={explicit} does not name a file")
         return Path(explicit)
+    try:
+        import torch
+        bundled = bundled_adapter(torch.__version__)
+    except ImportError:
+        bundled = None  # _cpp_extension() says why
+    if bundled is not None:
+        return bundled
     cpp_extension = _cpp_extension()
     import torch
     torch_version = torch.__version__

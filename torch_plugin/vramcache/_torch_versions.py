@@ -60,12 +60,18 @@ def check(version: str) -> Tuple[int, int]:
 
 
 if __name__ == "__main__":
-    # For shell scripts: the supported minor releases, one a line; with --cxx-standard VERSION,
-    # the -std= value for that release.
+    # For scripts and CMake: the supported minor releases, one a line; with --cxx-standard
+    # VERSION, the -std= value for that release; --check VERSION is the same but exits 1 with
+    # check()'s message for a release outside the range.
     import sys
-    if len(sys.argv) == 3 and sys.argv[1] == "--cxx-standard":
+    if len(sys.argv) == 3 and sys.argv[1] in ("--cxx-standard", "--check"):
+        if sys.argv[1] == "--check":
+            try:
+                check(sys.argv[2])
+            except UnsupportedTorchVersion as e:
+                sys.exit(str(e))
         print(cxx_standard(sys.argv[2]))
     elif len(sys.argv) == 1:
         print("\n".join(supported_minors()))
     else:
-        sys.exit("usage: _torch_versions.py [--cxx-standard VERSION]")
+        sys.exit("usage: _torch_versions.py [--cxx-standard VERSION | --check VERSION]")

@@ -16,6 +16,7 @@ const char* BlockStateName(BlockState state) {
       return "active_pending_free";
     case BlockState::kFree:
     case BlockState::kCached:
+    case BlockState::kParked:
       return "inactive";
   }
   return "inactive";

@@ -33,6 +33,8 @@ int CState(BlockState state) {
       return VRAMCACHE_BLOCK_PENDING_FREE;
     case BlockState::kCached:
       return VRAMCACHE_BLOCK_CACHED;
+    case BlockState::kParked:
+      return VRAMCACHE_BLOCK_PARKED;
   }
   return VRAMCACHE_BLOCK_FREE;
 }

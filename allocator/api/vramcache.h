@@ -130,7 +130,8 @@ enum vramcache_block_state {
   VRAMCACHE_BLOCK_FREE = 0,         /* in a free list */
   VRAMCACHE_BLOCK_ALLOCATED = 1,    /* handed out */
   VRAMCACHE_BLOCK_PENDING_FREE = 2, /* freed, waiting for other streams' work (record_stream) */
-  VRAMCACHE_BLOCK_CACHED = 3        /* free, kept for an exact reuse */
+  VRAMCACHE_BLOCK_CACHED = 3,       /* free, kept for an exact reuse */
+  VRAMCACHE_BLOCK_PARKED = 4 /* free, of a destroyed stream: waits for that stream's last work */
 };
 /* PyTorch's trace actions (TraceEntry::Action) that vramcache records. */
 enum vramcache_trace_action {

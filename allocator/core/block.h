@@ -36,7 +36,10 @@ inline constexpr PoolId kDefaultPool = 0;
 // their addresses are never handed out again.
 inline constexpr PoolId kQuarantinePool = ~PoolId{0};
 
-enum class BlockState : std::uint8_t { kFree, kAllocated, kPendingFree, kCached };
+// kParked: free memory of a destroyed stream, cached for its handle, waiting for an event
+// recorded on it before the stream went away (a new stream may get the same handle): out of
+// every free list, inactive, and counted where free blocks are.
+enum class BlockState : std::uint8_t { kFree, kAllocated, kPendingFree, kCached, kParked };
 
 struct Block {
   DevicePtr addr = 0;

@@ -413,10 +413,10 @@ class CachingAllocatorImpl {
     parked.events.push_back(*event);
     for (Block* block : parked.blocks) {
       RemoveFreeBlock(block);
-      block->state = BlockState::kPendingFree;
-      // Counted as active (unusable) until the event completes, like any pending free.
-      stats_.active.Increase(block->segment->small, 1);
-      stats_.active_bytes.Increase(block->segment->small, static_cast<std::int64_t>(block->size));
+      // Free memory that no request may take before the event completes: inactive (it holds
+      // no data of anyone's), still split where it was.
+      block->state = BlockState::kParked;
+      CountSplitBlock(block, +1);
       pending_bytes_ += block->size;
     }
     AddPending(std::move(parked));
@@ -542,8 +542,7 @@ class CachingAllocatorImpl {
         stats_.allocation.Decrease(small, 1);
         stats_.allocated_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
         stats_.requested_bytes.Decrease(small, static_cast<std::int64_t>(block->requested));
-        stats_.active.Decrease(small, 1);
-        stats_.active_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
+        CountActive(block, -1);
         if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
       }
       live_.clear();
@@ -558,10 +557,8 @@ class CachingAllocatorImpl {
           stats_.reserved_bytes.Decrease(segment->small, static_cast<std::int64_t>(segment->size));
         }
         for (Block* b = segment->head; b != nullptr; b = b->next) {
-          if (b->state == BlockState::kPendingFree) {
-            stats_.active.Decrease(segment->small, 1);
-            stats_.active_bytes.Decrease(segment->small, static_cast<std::int64_t>(b->size));
-          }
+          if (b->state == BlockState::kPendingFree) CountActive(b, -1);
+          if (b->state == BlockState::kParked) CountSplitBlock(b, -1);
         }
         ForgetSegmentBlocks(segment);
       }
@@ -580,6 +577,7 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       status.Update(vmm_->ReleaseAll());
       SyncVmmStats();
+      SettleVmmSplitStats();
       for (Segment* segment : released) delete segment;
       return status;
     }
@@ -667,6 +665,10 @@ class CachingAllocatorImpl {
     std::vector<SegmentInfo> out;
     out.reserve(segments_.size());
     for (const auto& [base, segment] : segments_) {
+      if (segment->arena != nullptr) {
+        AppendMappedRuns(*segment, &out);
+        continue;
+      }
       SegmentInfo info{segment->base, segment->size, segment->stream, segment->small, {}};
       for (const Block* b = segment->head; b != nullptr; b = b->next) {
         info.blocks.push_back({b->addr, b->size, b->requested, b->state, b->pool_id});
@@ -674,6 +676,40 @@ class CachingAllocatorImpl {
       out.push_back(std::move(info));
     }
     return out;
+  }
+
+  // Virtual-memory mode: a snapshot segment is a run of consecutive pages of one arena that hold
+  // a chunk (in use, or free and keeping it), so that the segments add up to the memory mapped,
+  // each chunk once; aliases and unbacked address space hold no memory and do not appear. Its
+  // blocks are the arena's blocks clipped to the run (a block in use lies wholly in one run).
+  void AppendMappedRuns(const Segment& segment, std::vector<SegmentInfo>* out) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const VmmArena& arena = *segment.arena;
+    const std::size_t granularity = vmm_->granularity();
+    auto holds_chunk = [&](std::size_t page) {
+      const VmmArena::PageView view = arena.page(page);
+      return view.mapped && !view.alias;
+    };
+    const Block* block = segment.head;
+    for (std::size_t page = 0; page < arena.page_count();) {
+      if (!holds_chunk(page)) {
+        ++page;
+        continue;
+      }
+      std::size_t end = page + 1;
+      while (end < arena.page_count() && holds_chunk(end)) ++end;
+      const DevicePtr run_begin = arena.base() + page * granularity;
+      const DevicePtr run_end = arena.base() + end * granularity;
+      SegmentInfo info{run_begin, run_end - run_begin, segment.stream, segment.small, {}};
+      while (block != nullptr && block->addr + block->size <= run_begin) block = block->next;
+      for (const Block* b = block; b != nullptr && b->addr < run_end; b = b->next) {
+        const DevicePtr from = std::max(b->addr, run_begin);
+        const DevicePtr to = std::min(b->addr + b->size, run_end);
+        info.blocks.push_back({from, to - from, b->requested, b->state, b->pool_id});
+      }
+      out->push_back(std::move(info));
+      page = end;
+    }
   }
 
   std::vector<TraceEntry> History() const {
@@ -872,6 +908,7 @@ class CachingAllocatorImpl {
         segment->arena->mapped_pages() == 0) {
       DiscardNewSegment(segment);
     }
+    SettleVmmSplitStats();  // a pinned range holds its pages whatever became of the request
     return result;
   }
 
@@ -1236,6 +1273,7 @@ class CachingAllocatorImpl {
         deferred_releases_.push_back(r);
       }
     }
+    SettleVmmSplitStats();
   }
 
   // Private pools that were released: their wholly free ranges are unpinned and join the
@@ -1260,6 +1298,7 @@ class CachingAllocatorImpl {
       head->pool_id = kDefaultPool;
       AddFreeBlock(head);
     }
+    SettleVmmSplitStats();
   }
 
   // EmptyCache in virtual-memory mode: every free page whose last use has completed gives its
@@ -1330,9 +1369,9 @@ class CachingAllocatorImpl {
     stats_.allocation.Increase(small, 1);
     stats_.allocated_bytes.Increase(small, static_cast<std::int64_t>(block->size));
     stats_.requested_bytes.Increase(small, static_cast<std::int64_t>(size));
-    stats_.active.Increase(small, 1);
-    stats_.active_bytes.Increase(small, static_cast<std::int64_t>(block->size));
     if (block->size >= config_.max_split_size) stats_.oversize_allocations.Increase(1);
+    CountActive(block, +1);
+    SettleVmmSplitStats();
     Record(TraceAction::kAlloc, block->addr, block->size, alloc_stream);
     if (config_.check_invariants) CheckInvariantsOrDie();
     if (debug_) {
@@ -1344,6 +1383,78 @@ class CachingAllocatorImpl {
       }
     }
     return reinterpret_cast<void*>(block->addr + front_bytes_);
+  }
+
+  // ---------------------------------------------------------------- statistics transitions
+
+  // A block becomes active (served) or stops being active (its free completed, or shutdown).
+  // In virtual-memory mode the pages it covers whole are counted too, for the split statistics.
+  void CountActive(const Block* block, int direction) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool small = block->segment->small;
+    const auto bytes = static_cast<std::int64_t>(block->size);
+    if (direction > 0) {
+      stats_.active.Increase(small, 1);
+      stats_.active_bytes.Increase(small, bytes);
+    } else {
+      stats_.active.Decrease(small, 1);
+      stats_.active_bytes.Decrease(small, bytes);
+    }
+    if (block->segment->arena != nullptr) {
+      active_whole_pages_[small ? 1 : 0] += direction * WholePagesOf(*block);
+    }
+  }
+
+  // Pages of its arena that `block` covers entirely (none for a block inside one page).
+  std::int64_t WholePagesOf(const Block& block) const {
+    const std::size_t granularity = vmm_->granularity();
+    const std::size_t offset = block.addr - block.segment->arena->base();
+    const std::size_t first = (offset + granularity - 1) / granularity;
+    const std::size_t end = (offset + block.size) / granularity;
+    return end > first ? static_cast<std::int64_t>(end - first) : 0;
+  }
+
+  // Segment mode: a free, cached or parked block of a split segment is `inactive_split` (memory
+  // that stays reserved while its segment has a block in use). Virtual-memory mode counts pages
+  // instead (SettleVmmSplitStats).
+  void CountSplitBlock(const Block* block, int direction) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (vmm_ != nullptr || !block->is_split()) return;
+    const bool small = block->segment->small;
+    const auto bytes = static_cast<std::int64_t>(block->size);
+    if (direction > 0) {
+      stats_.inactive_split.Increase(small, 1);
+      stats_.inactive_split_bytes.Increase(small, bytes);
+    } else {
+      stats_.inactive_split.Decrease(small, 1);
+      stats_.inactive_split_bytes.Decrease(small, bytes);
+    }
+  }
+
+  // Virtual-memory mode: the split statistics in physical terms, per pool. A page with a live
+  // count holds its own chunk, which nothing else can take and empty_cache cannot release;
+  // `inactive_split_bytes` is what of those pages no active block covers (G x pages in use -
+  // active bytes: the memory stranded by fragmentation, the summary's "non-releasable"), and
+  // `inactive_split` the pages in use that are not wholly inside one active block. Free address
+  // space holds no memory and counts nowhere. Both follow two counts that one step changes at
+  // different moments (pages when a block's backing is acquired or released, active bytes when
+  // it is served or its free completes), so they are settled at the end of each such step,
+  // never in between: every value a reader can see, and so every peak, is a true one.
+  void SettleVmmSplitStats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (vmm_ == nullptr) return;
+    for (const bool small : {true, false}) {
+      const int p = small ? 1 : 2;
+      const auto live_pages = static_cast<std::int64_t>(vmm_->live_pages(small));
+      const std::int64_t bytes = live_pages * static_cast<std::int64_t>(vmm_->granularity()) -
+                                 stats_.active_bytes.by_pool[p].current;
+      const std::int64_t count = live_pages - active_whole_pages_[small ? 1 : 0];
+      AdjustTo(stats_.inactive_split_bytes, small, bytes);
+      AdjustTo(stats_.inactive_split, small, count);
+    }
+  }
+
+  static void AdjustTo(PoolStat& stat, bool small, std::int64_t target) {
+    const std::int64_t current = stat.by_pool[small ? 1 : 2].current;
+    if (target > current) stat.Increase(small, target - current);
+    if (target < current) stat.Decrease(small, current - target);
   }
 
   // ---------------------------------------------------------------- debug modes
@@ -1419,16 +1530,15 @@ class CachingAllocatorImpl {
   // The block is free for its own stream again: coalesce with free neighbours and cache it.
   void ReturnToPool(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (debug_) PoisonIfPending(block);
-    const bool small = block->segment->small;
-    stats_.active.Decrease(small, 1);
-    stats_.active_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
+    CountActive(block, -1);
     Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
     ReleaseBacking(block);
     if (block->segment->quarantine) {
       Quarantine(block);
-      return;
+    } else {
+      CoalesceAndInsert(block);
     }
-    CoalesceAndInsert(block);
+    SettleVmmSplitStats();
   }
 
   void CoalesceAndInsert(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -1458,16 +1568,12 @@ class CachingAllocatorImpl {
   // serves, growth, releasing segments, snapshots and invariant checks.
   void PushReuseCache(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (debug_) PoisonIfPending(block);
-    const bool small = block->segment->small;
-    stats_.active.Decrease(small, 1);
-    stats_.active_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
+    CountActive(block, -1);
     Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
     block->state = BlockState::kCached;
     block->last_free_time = clock_->NowNanos();
-    if (block->is_split()) {
-      stats_.inactive_split.Increase(small, 1);
-      stats_.inactive_split_bytes.Increase(small, static_cast<std::int64_t>(block->size));
-    }
+    CountSplitBlock(block, +1);
+    SettleVmmSplitStats();
     Block*& head = reuse_cache_[ReuseKey{block->pool_id, block->stream, block->rounded}];
     block->cache_next = head;
     head = block;
@@ -1483,11 +1589,7 @@ class CachingAllocatorImpl {
     it->second = block->cache_next;
     block->cache_next = nullptr;
     reuse_cache_bytes_ -= block->size;
-    if (block->is_split()) {
-      const bool small = block->segment->small;
-      stats_.inactive_split.Decrease(small, 1);
-      stats_.inactive_split_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
-    }
+    CountSplitBlock(block, -1);
     return block;
   }
 
@@ -1507,14 +1609,11 @@ class CachingAllocatorImpl {
     for (Block* block : flushed) {
       live_.erase(block->addr);
       block->cache_next = nullptr;
-      if (block->is_split()) {
-        const bool small = block->segment->small;
-        stats_.inactive_split.Decrease(small, 1);
-        stats_.inactive_split_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
-      }
+      CountSplitBlock(block, -1);
       ReleaseBacking(block);
       CoalesceAndInsert(block);
     }
+    SettleVmmSplitStats();
   }
 
   // Another stream may still be using the block: record an event on each such stream and keep
@@ -1616,7 +1715,12 @@ class CachingAllocatorImpl {
       for (Block* block : it->blocks) {
         pending_bytes_ -= block->size;
         block->used_by_destroyed_stream = false;
-        ReturnToPool(block);
+        if (block->state == BlockState::kParked) {
+          CountSplitBlock(block, -1);
+          CoalesceAndInsert(block);
+        } else {
+          ReturnToPool(block);
+        }
       }
       it = pending_.erase(it);
     }
@@ -1763,10 +1867,7 @@ class CachingAllocatorImpl {
         // whole-segment releases removed the head already.
         FreeBlockSet& set = segment->small ? small_free_ : large_free_;
         ForgetFirstFit(b);
-        if (set.erase(b) > 0 && b->is_split()) {
-          stats_.inactive_split.Decrease(segment->small, 1);
-          stats_.inactive_split_bytes.Decrease(segment->small, static_cast<std::int64_t>(b->size));
-        }
+        if (set.erase(b) > 0) CountSplitBlock(b, -1);
       }
       DeleteBlock(b);
       b = next;
@@ -1785,10 +1886,7 @@ class CachingAllocatorImpl {
       block->segment->free_by_addr.insert(block);
       block->segment->free_max = std::max(block->segment->free_max, block->size);
     }
-    if (block->is_split()) {
-      stats_.inactive_split.Increase(small, 1);
-      stats_.inactive_split_bytes.Increase(small, static_cast<std::int64_t>(block->size));
-    }
+    CountSplitBlock(block, +1);
   }
 
   // Must run before a free block's size or neighbours change, so that the split statistics
@@ -1797,10 +1895,7 @@ class CachingAllocatorImpl {
     const bool small = block->segment->small;
     (small ? small_free_ : large_free_).erase(block);
     ForgetFirstFit(block);
-    if (block->is_split()) {
-      stats_.inactive_split.Decrease(small, 1);
-      stats_.inactive_split_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
-    }
+    CountSplitBlock(block, -1);
   }
 
   void ForgetFirstFit(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -1996,6 +2091,10 @@ class CachingAllocatorImpl {
 
   absl::Status CheckInvariantsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     DeviceStats expected;
+    // Virtual-memory mode, per pool (0 large, 1 small): pages with a live count, counted page by
+    // page, and the pages active blocks cover whole.
+    std::int64_t pages_in_use[2] = {0, 0};
+    std::int64_t whole_pages[2] = {0, 0};
     std::size_t free_blocks = 0;
     std::size_t cached_blocks = 0;
     std::size_t cached_bytes = 0;
@@ -2013,6 +2112,10 @@ class CachingAllocatorImpl {
         return s;
       } else if (absl::Status first_fit = CheckFirstFitIndex(*segment); !first_fit.ok()) {
         return first_fit;
+      } else {
+        for (std::size_t i = 0; i < segment->arena->page_count(); ++i) {
+          if (segment->arena->page(i).live > 0) ++pages_in_use[small ? 1 : 0];
+        }
       }
       DevicePtr cursor = base;
       const Block* prev = nullptr;
@@ -2034,7 +2137,12 @@ class CachingAllocatorImpl {
             return absl::InternalError(
                 absl::StrFormat("free block %#x not in its free set", b->addr));
           }
-          if (b->is_split()) {
+          if (b->is_split() && vmm_ == nullptr) {
+            expected.inactive_split.Increase(small, 1);
+            expected.inactive_split_bytes.Increase(small, static_cast<std::int64_t>(b->size));
+          }
+        } else if (b->state == BlockState::kParked) {
+          if (b->is_split() && vmm_ == nullptr) {
             expected.inactive_split.Increase(small, 1);
             expected.inactive_split_bytes.Increase(small, static_cast<std::int64_t>(b->size));
           }
@@ -2045,13 +2153,14 @@ class CachingAllocatorImpl {
           }
           ++cached_blocks;
           cached_bytes += b->size;
-          if (b->is_split()) {
+          if (b->is_split() && vmm_ == nullptr) {
             expected.inactive_split.Increase(small, 1);
             expected.inactive_split_bytes.Increase(small, static_cast<std::int64_t>(b->size));
           }
         } else {
           expected.active.Increase(small, 1);
           expected.active_bytes.Increase(small, static_cast<std::int64_t>(b->size));
+          if (segment->arena != nullptr) whole_pages[small ? 1 : 0] += WholePagesOf(*b);
         }
         if (b->state == BlockState::kAllocated) {
           auto it = live_.find(b->addr);
@@ -2100,6 +2209,29 @@ class CachingAllocatorImpl {
       expected.reserved_bytes.Increase(true, small_held);
       expected.reserved_bytes.Increase(false,
                                        static_cast<std::int64_t>(vmm_->held_bytes()) - small_held);
+      const auto granularity = static_cast<std::int64_t>(vmm_->granularity());
+      for (const bool small : {true, false}) {
+        const int i = small ? 1 : 0;
+        const int p = small ? 1 : 2;
+        expected.inactive_split_bytes.Increase(
+            small, pages_in_use[i] * granularity - expected.active_bytes.by_pool[p].current);
+        expected.inactive_split.Increase(small, pages_in_use[i] - whole_pages[i]);
+      }
+    }
+    // What the counters mean bounds them, in both modes and every pool: live blocks are active,
+    // active blocks lie in reserved memory, and what is stranded is reserved but not allocated.
+    for (int p = 0; p < kNumPoolStats; ++p) {
+      const std::int64_t allocated = expected.allocated_bytes.by_pool[p].current;
+      const std::int64_t active = expected.active_bytes.by_pool[p].current;
+      const std::int64_t reserved = expected.reserved_bytes.by_pool[p].current;
+      const std::int64_t split = expected.inactive_split_bytes.by_pool[p].current;
+      if (!(allocated <= active && active <= reserved && split >= 0 &&
+            split <= reserved - allocated)) {
+        return absl::InternalError(absl::StrFormat(
+            "%s pool: allocated %d, active %d, reserved %d and inactive_split %d bytes break "
+            "allocated <= active <= reserved, 0 <= inactive_split <= reserved - allocated",
+            kPoolStatNames[p], allocated, active, reserved, split));
+      }
     }
 #define VRAMCACHE_COMPARE_POOL_STAT(name)                                                    \
   for (int p = 0; p < kNumPoolStats; ++p) {                                                  \
@@ -2127,6 +2259,9 @@ class CachingAllocatorImpl {
 
   mutable Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Virtual-memory mode: pages that active blocks cover whole, large pool [0] and small [1]
+  // (see SettleVmmSplitStats).
+  std::int64_t active_whole_pages_[2] ABSL_GUARDED_BY(mu_) = {0, 0};
   FreeBlockSet small_free_ ABSL_GUARDED_BY(mu_);
   FreeBlockSet large_free_ ABSL_GUARDED_BY(mu_);
   // Allocated blocks, and blocks waiting in the reuse cache (so that reusing one needs no

@@ -95,6 +95,7 @@ absl::Status ChunkPool::Acquire(VmmArena& arena, DevicePtr addr, std::size_t byt
     VmmArena::Page& page = arena.pages_[p];
     if (page.live++ > 0) continue;
     ++arena.live_pages_;
+    if (arena.small_) ++small_live_pages_;
     page.live_since = clock_;
     peak_live_pages_ = std::max(peak_live_pages_, ++live_pages_);
     if (page.group != kNone) {
@@ -220,6 +221,7 @@ void ChunkPool::UndoAcquire(VmmArena& arena, std::size_t first, std::size_t end)
   for (const AcquiredFreePage& t : acquire_scratch_) {
     --arena.live_pages_;
     --live_pages_;
+    if (arena.small_) --small_live_pages_;
     switch (t.kind) {
       case TakenKind::kOwn:
         Relist(arena, t.page, t);
@@ -319,6 +321,7 @@ void ChunkPool::EndUses(VmmArena& arena, std::size_t first, std::size_t end, std
     if (--page.live > 0) continue;
     --arena.live_pages_;
     --live_pages_;
+    if (arena.small_) --small_live_pages_;
     if (page.uses.size() == VmmArena::kPageHistory) page.uses.erase(page.uses.begin());
     page.uses.push_back({page.live_since, clock_});
     AddToGroup(arena, p, group, /*append=*/true);

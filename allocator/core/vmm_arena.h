@@ -258,6 +258,10 @@ class ChunkPool {
   // Free pages' bytes (mapped, no live count): ready and waiting.
   std::size_t free_mapped_bytes() const { return (ready_pages_ + waiting_pages_) * granularity_; }
   std::size_t waiting_bytes() const { return waiting_pages_ * granularity_; }
+  // Pages with a live count (each holds its own chunk), in the arenas of one allocator pool.
+  std::size_t live_pages(bool small) const {
+    return small ? small_live_pages_ : live_pages_ - small_live_pages_;
+  }
   const ChunkPoolCounters& counters() const { return counters_; }
   std::size_t arena_count() const { return arenas_.size(); }
 
@@ -469,8 +473,9 @@ class ChunkPool {
   std::vector<StreamMarks> streams_;  // by VmmArena::stream_slot_
   std::vector<EventHandle> spare_events_;
   std::uint64_t next_seq_ = 1;
-  std::uint64_t clock_ = 0;     // ticks at every Acquire and Release: the time of page uses
-  std::size_t live_pages_ = 0;  // pages in use, all arenas
+  std::uint64_t clock_ = 0;           // ticks at every Acquire and Release: the time of page uses
+  std::size_t live_pages_ = 0;        // pages in use, all arenas
+  std::size_t small_live_pages_ = 0;  // pages in use in arenas created with small = true
   std::size_t peak_live_pages_ = 0;
   ChunkPoolCounters counters_;
   std::vector<AcquiredFreePage> acquire_scratch_;  // reused by every Acquire

@@ -615,6 +615,7 @@ absl::Status ChunkPool::ReleaseAll() {
   ready_pages_ = 0;
   waiting_pages_ = 0;
   live_pages_ = 0;
+  small_live_pages_ = 0;
   peak_live_pages_ = 0;
   oldest_mark_ = kNone;
   newest_mark_ = kNone;
@@ -733,7 +734,15 @@ absl::Status ChunkPool::CheckInvariants() const {
     mapped += arena_mapped;
   }
   std::size_t live_total = 0;
-  for (const std::unique_ptr<VmmArena>& arena : arenas_) live_total += arena->live_pages_;
+  std::size_t small_live_total = 0;
+  for (const std::unique_ptr<VmmArena>& arena : arenas_) {
+    live_total += arena->live_pages_;
+    if (arena->small_) small_live_total += arena->live_pages_;
+  }
+  if (small_live_total != small_live_pages_) {
+    return absl::InternalError(absl::StrFormat("%d small-pool pages counted in use but %d are",
+                                               small_live_pages_, small_live_total));
+  }
   if (live_total != live_pages_ || live_pages_ > peak_live_pages_) {
     return absl::InternalError(absl::StrFormat("%d pages counted in use (peak %d) but %d are",
                                                live_pages_, peak_live_pages_, live_total));

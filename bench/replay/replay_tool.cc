@@ -18,6 +18,7 @@
 #include "allocator/trace/trace_reader.h"
 #include "bench/replay/memory_plot.h"
 #include "bench/replay/replay_report.h"
+#include "bench/replay/replay_suite.h"
 
 namespace vramcache {
 namespace {
@@ -96,6 +97,7 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 std::string ReplayToolUsage() {
   return absl::StrCat(
       "usage: vramcache-replay TRACE.csv... [--json] [--device sim|cuda] [--conf STRING]\n"
+      "       vramcache-replay --suite DIR... [TRACE.csv...] [options]\n"
       "                        [--capacity SIZE] [--repeat N] [--min-capacity]\n"
       "                        [--allow-failures]\n"
       "                        [--mode vmm|segments|both] [--plot FILE.svg]\n"
@@ -121,6 +123,10 @@ std::string ReplayToolUsage() {
       "                    file per trace and mode: with several traces, -TRACE (the file\n"
       "                    name without .csv) and with --mode both, -MODE, are inserted\n"
       "                    before FILE's extension (mem.svg -> mem-gpt2_train-vmm.svg)\n"
+      "  --suite DIR       every *.csv directly in DIR (sorted; may be given again), in both\n"
+      "                    modes (unless --mode), 3 passes (unless --repeat), with the\n"
+      "                    minimum capacity: one table of utilization, min capacity / peak\n"
+      "                    requested and device calls per pass (--json: the objects)\n"
       "  -h, --help        this text\n"
       "\n"
       "Exit status: 0 success; 1 a trace or the device failed, or allocations failed (unless\n"
@@ -212,11 +218,27 @@ absl::StatusOr<ReplayToolOptions> ParseReplayToolArgs(const std::vector<std::str
             absl::StrCat("--repeat ", *text, ": expected a whole number from 1 to ", kMaxRepeat));
       }
       options.repeat = repeat;
+      options.repeat_given = true;
+    } else if (name == "--suite") {
+      absl::StatusOr<std::string> directory = value();
+      if (!directory.ok()) return directory.status();
+      if (directory->empty()) return UsageError("--suite \"\": expected a folder");
+      options.suites.push_back(*directory);
     } else {
       return UsageError(absl::StrCat("unknown option ", name));
     }
   }
-  if (!options.help && options.traces.empty()) return UsageError("no trace file given");
+  if (!options.help && options.traces.empty() && options.suites.empty()) {
+    return UsageError("no trace file given");
+  }
+  if (!options.suites.empty()) {
+    // A suite's traces are known only when the folder is listed, after parsing; its table and
+    // its minimum-capacity searches are the point, so one plot per replay is left to single runs.
+    if (!options.plot.empty()) return UsageError("--plot cannot be combined with --suite");
+    if (options.mode.empty()) options.mode = "both";
+    if (!options.repeat_given) options.repeat = kSuiteDefaultRepeat;
+    options.min_capacity = true;
+  }
   if (!options.plot.empty()) {
     // Two traces with one file name would overwrite each other's plot.
     std::set<std::string> paths;
@@ -254,6 +276,18 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
   if (options->help) {
     absl::StrAppend(out, ReplayToolUsage());
     return kExitOk;
+  }
+  // A suite folder that cannot be listed is reported like an unreadable trace: the other
+  // folders and traces still run, and the exit status is 1.
+  bool any_failed = false;
+  for (const std::string& directory : options->suites) {
+    absl::StatusOr<std::vector<std::string>> traces = ListSuiteTraces(directory);
+    if (!traces.ok()) {
+      absl::StrAppend(err, "vramcache-replay: ", traces.status().message(), "\n");
+      any_failed = true;
+      continue;
+    }
+    options->traces.insert(options->traces.end(), traces->begin(), traces->end());
   }
   // One configuration per mode to run. A mode the build refuses ends the run, unless --mode
   // both still has the other one: then the refused one is skipped with a note.
@@ -313,7 +347,6 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
 
   std::vector<ReplayReport> reports;
   // A trace that cannot be read or replayed is reported and skipped: the others still are.
-  bool any_failed = false;
   for (const std::string& path : options->traces) {
     const auto start = std::chrono::steady_clock::now();
     absl::StatusOr<Trace> trace = ReadRmmCsvFile(path);
@@ -399,11 +432,13 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
     std::vector<std::string> objects;
     for (const ReplayReport& report : reports) objects.push_back(FormatReportJson(report));
     // The shape follows the command line, not how many replays succeeded.
-    if (options->traces.size() == 1 && configs.size() == 1) {
+    if (options->traces.size() == 1 && configs.size() == 1 && options->suites.empty()) {
       absl::StrAppend(out, objects[0], "\n");
     } else {
       absl::StrAppend(out, "[", absl::StrJoin(objects, ",\n"), "]\n");
     }
+  } else if (!options->suites.empty()) {
+    absl::StrAppend(out, FormatSuiteTable(reports));
   } else if (options->mode == "both") {
     absl::StrAppend(out, FormatModeTable(reports));
   } else if (reports.size() == 1) {

@@ -30,6 +30,11 @@ struct ReplayToolOptions {
   std::string conf;
   std::optional<std::size_t> capacity;
   int repeat = 1;
+  bool repeat_given = false;
+  // --suite DIR (may be given more than once): every *.csv in DIR, sorted, in both modes unless
+  // --mode says otherwise, kSuiteDefaultRepeat passes unless --repeat does, with the minimum
+  // card, printed as one table (FormatSuiteTable). Expanded when the tool runs.
+  std::vector<std::string> suites;
   // --mode: "" leaves config.vmm as --conf has it (auto unless set); "vmm", "segments" or
   // "both" (every trace in segment mode, then in virtual-memory mode).
   std::string mode;

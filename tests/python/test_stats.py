@@ -298,10 +298,12 @@ def test_stream_destroyed_makes_its_memory_wait(sim):
     vramcache.stream_destroyed(0x10)
     vramcache.caching_allocator_delete(ptr)
     stats = python_stats()
-    # The block and the segment's 17 MiB rest, cached for the destroyed stream, wait for its
-    # work: active (not reusable) until a device synchronization proves it done.
+    # The block, freed after its stream was destroyed, waits for a device synchronization:
+    # active (its data may still be in use). The segment's 17 MiB rest, cached for the dead
+    # stream, also waits for its work but holds nobody's data: inactive, and split.
     assert stats["allocated_bytes.all.current"] == 0
-    assert stats["active_bytes.all.current"] == 20 * MiB
+    assert stats["active_bytes.all.current"] == 3 * MiB
+    assert stats["inactive_split_bytes.all.current"] == 17 * MiB
     vramcache.empty_cache()
     stats = python_stats()
     assert stats["num_sync_all_streams"] == 1

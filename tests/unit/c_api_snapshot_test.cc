@@ -125,6 +125,33 @@ TEST_F(CApiSnapshotTest, BlocksNameTheirPrivatePool) {
   ASSERT_EQ(vramcache_release_pool(0, 42), 0);
 }
 
+TEST_F(CApiSnapshotTest, BlocksNameTheirPrivatePoolInVirtualMemoryMode) {
+  // Its segments are mapped runs, its blocks clipped to them: each still names its pool.
+  ASSERT_EQ(vramcache_shutdown(), 0);
+  ASSERT_EQ(vramcache_configure("device:sim,sim_capacity:1GiB,vmm:on"), 0)
+      << vramcache_last_error();
+  ASSERT_EQ(vramcache_begin_allocate_to_pool(0, 42, nullptr, nullptr), 0);
+  void* in_pool = vramcache_try_malloc(3 * kMiB, 0, nullptr);
+  ASSERT_EQ(vramcache_end_allocate_to_pool(0, 42), 0);
+  void* common = vramcache_try_malloc(3 * kMiB, 0, nullptr);
+  ASSERT_TRUE(in_pool && common) << vramcache_last_error();
+
+  const vramcache_snapshot* s = vramcache_snapshot_take(0);
+  ASSERT_NE(s, nullptr) << vramcache_last_error();
+  const vramcache_segment_info* segment = nullptr;
+  const vramcache_block_info* block = BlockAt(s, in_pool, &segment);
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(block->state, VRAMCACHE_BLOCK_ALLOCATED);
+  EXPECT_EQ(block->pool, 42u);
+  block = BlockAt(s, common, &segment);
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(block->pool, 0u);
+  EXPECT_EQ(vramcache_snapshot_release(s), 0);
+  vramcache_free(in_pool, 3 * kMiB, 0, nullptr);
+  vramcache_free(common, 3 * kMiB, 0, nullptr);
+  ASSERT_EQ(vramcache_release_pool(0, 42), 0);
+}
+
 TEST_F(CApiSnapshotTest, TracesWhenAskedAndRecorded) {
   Configure(",record_history:true");
   void* p = vramcache_try_malloc(3 * kMiB, 0, kSideStream);

@@ -1,7 +1,8 @@
 // Randomized sequences of allocate / free / record_stream / empty-cache on the simulated device
 // with real backing memory. After every step CheckInvariants() must hold, live allocations must
-// not overlap (checked against an oracle interval map), and a pattern written into every live
-// allocation must be intact when it is freed.
+// not overlap (checked against an oracle interval map), a pattern written into every live
+// allocation must be intact when it is freed, and every statistic must equal its recount from
+// outside the allocator (tests/support/stats_recount.h), in both modes.
 #include <cstring>
 #include <map>
 #include <random>
@@ -10,6 +11,7 @@
 #include "allocator/core/caching_allocator.h"
 #include "allocator/device/sim_device.h"
 #include "gtest/gtest.h"
+#include "tests/support/stats_recount.h"
 
 namespace vramcache {
 namespace {
@@ -72,6 +74,7 @@ void RunSeed(std::uint64_t seed, int steps) {
   std::vector<Live> live;
   std::map<std::uintptr_t, std::size_t> intervals;  // oracle: start -> size of live blocks
   std::int64_t requested = 0;
+  std::int64_t out_of_memory_failures = 0;
   const StreamHandle streams[] = {0, 1, 2};
   for (int step = 0; step < steps; ++step) {
     const int op = static_cast<int>(rng() % 100);
@@ -81,6 +84,7 @@ void RunSeed(std::uint64_t seed, int steps) {
       absl::StatusOr<void*> p = allocator.Allocate(size, stream);
       if (!p.ok()) {
         ASSERT_TRUE(absl::IsResourceExhausted(p.status())) << p.status();
+        ++out_of_memory_failures;
         continue;
       }
       const auto start = reinterpret_cast<std::uintptr_t>(*p);
@@ -125,6 +129,16 @@ void RunSeed(std::uint64_t seed, int steps) {
     ASSERT_TRUE(invariants.ok()) << "seed " << seed << " step " << step << ": " << invariants;
     ASSERT_EQ(allocator.GetStats().requested_bytes.all().current, requested)
         << "seed " << seed << " step " << step;
+    std::vector<RecountedAllocation> recounted;
+    for (const Live& entry : live) recounted.push_back({entry.ptr, entry.size});
+    const std::vector<std::string> differences =
+        RecountDifferences(allocator, device, recounted,
+                           RecountScope{.no_graphs = true,
+                                        .device_is_ours = !debug,
+                                        .out_of_memory_failures = out_of_memory_failures});
+    ASSERT_TRUE(differences.empty())
+        << "seed " << seed << " step " << step << " ("
+        << (config.vmm == VmmMode::kOn ? "vmm" : "segments") << "): " << differences.front();
   }
   ASSERT_TRUE(allocator.CheckCanaries().ok()) << allocator.CheckCanaries();
   for (const Live& entry : live) {

@@ -35,7 +35,7 @@ def _native_choice(native: Optional[bool]) -> Optional[bool]:
         return False
     if value in ("", "auto"):
         # Verified on an H100 (docs/benchmarks.md): native when it can be built or found for
-        # the installed torch, else the pluggable path with a one-line notice.
+        # the installed torch, else the pluggable path with a NativeFallbackWarning.
         return None
     raise ValueError(f"vramcache: {NATIVE_VARIABLE}={value!r}; use 1, 0 or auto")
 

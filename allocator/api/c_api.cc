@@ -13,6 +13,7 @@
 #include "allocator/api/config_parser.h"
 #include "allocator/api/registry.h"
 #include "allocator/api/snapshot_json.h"
+#include "allocator/api/snapshot_structs.h"
 #include "allocator/api/vramcache.h"
 
 namespace vramcache {
@@ -274,6 +275,26 @@ const char* vramcache_snapshot_json(void) {
   json_buffer = SnapshotJson(allocators);
   Succeed();
   return json_buffer.c_str();
+}
+
+const vramcache_snapshot* vramcache_snapshot_take(int include_traces) {
+  // The references keep the allocators alive while the snapshot reads them.
+  const std::vector<AllocatorRef> existing = Registry::Global().Existing();
+  std::vector<CachingAllocator*> allocators;
+  for (const AllocatorRef& allocator : existing) allocators.push_back(allocator.get());
+  const vramcache_snapshot* snapshot = HandOut(TakeSnapshot(allocators, include_traces != 0));
+  Succeed();
+  return snapshot;
+}
+
+int vramcache_snapshot_release(const vramcache_snapshot* snapshot) {
+  if (!TakeBack(snapshot)) {
+    return Fail(absl::InvalidArgumentError(absl::StrFormat(
+        "vramcache_snapshot_release(%p): not a snapshot from vramcache_snapshot_take, or "
+        "released already",
+        static_cast<const void*>(snapshot))));
+  }
+  return Succeed();
 }
 
 const char* vramcache_last_oom_json(int device) {

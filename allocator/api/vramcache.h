@@ -122,6 +122,66 @@ VRAMCACHE_EXPORT void* vramcache_base_allocation(void* ptr, size_t* size);
 /* Total memory of `device` in bytes (as vramcache sees it), 0 on error. */
 VRAMCACHE_EXPORT size_t vramcache_device_total_bytes(int device);
 
+/* --- The snapshot as C structs: what vramcache_snapshot_json serializes, field by field --- */
+
+#define VRAMCACHE_SNAPSHOT_VERSION 1
+
+enum vramcache_block_state {
+  VRAMCACHE_BLOCK_FREE = 0,         /* in a free list */
+  VRAMCACHE_BLOCK_ALLOCATED = 1,    /* handed out */
+  VRAMCACHE_BLOCK_PENDING_FREE = 2, /* freed, waiting for other streams' work (record_stream) */
+  VRAMCACHE_BLOCK_CACHED = 3,       /* free, kept for an exact reuse */
+  VRAMCACHE_BLOCK_PARKED = 4 /* free, of a destroyed stream: waits for that stream's last work */
+};
+/* PyTorch's trace actions (TraceEntry::Action) that vramcache records. */
+enum vramcache_trace_action {
+  VRAMCACHE_TRACE_ALLOC = 0,
+  VRAMCACHE_TRACE_FREE_REQUESTED = 1,
+  VRAMCACHE_TRACE_FREE_COMPLETED = 2,
+  VRAMCACHE_TRACE_SEGMENT_ALLOC = 3,
+  VRAMCACHE_TRACE_SEGMENT_FREE = 4,
+  VRAMCACHE_TRACE_OOM = 5
+};
+typedef struct vramcache_block_info {
+  uint64_t address;
+  size_t size;
+  size_t requested_size; /* the caller's size while allocated, else 0 */
+  int state;             /* enum vramcache_block_state */
+  /* The pool it belongs to: 0 the common one, else a private pool's id as given to
+   * vramcache_begin_allocate_to_pool (UINT64_MAX: held back by the debug quarantine). */
+  uint64_t pool;
+} vramcache_block_info;
+typedef struct vramcache_segment_info {
+  int device;
+  uint64_t address;
+  size_t size;
+  void* stream;                    /* its home stream */
+  int is_small;                    /* from the small-allocation pool */
+  size_t first_block, block_count; /* its blocks: blocks[first_block .. first_block + count) */
+} vramcache_segment_info;
+typedef struct vramcache_trace_entry {
+  int device;
+  int action; /* enum vramcache_trace_action */
+  uint64_t address;
+  size_t size;
+  void* stream;
+  int64_t time_ns;
+} vramcache_trace_entry;
+typedef struct vramcache_snapshot {
+  int version; /* VRAMCACHE_SNAPSHOT_VERSION */
+  size_t segment_count;
+  const vramcache_segment_info* segments; /* by device, then address */
+  size_t block_count;
+  const vramcache_block_info* blocks; /* each segment's in address order */
+  size_t trace_count;
+  const vramcache_trace_entry* traces; /* by device, then time (none without include_traces) */
+} vramcache_snapshot;
+/* Every device's segments and blocks, and with include_traces nonzero its recorded history
+ * (record_history), copied now; valid until vramcache_snapshot_release. NULL on failure. */
+VRAMCACHE_EXPORT const vramcache_snapshot* vramcache_snapshot_take(int include_traces);
+/* Frees a snapshot of vramcache_snapshot_take; -1 for any other pointer or a second release. */
+VRAMCACHE_EXPORT int vramcache_snapshot_release(const vramcache_snapshot* snapshot);
+
 /* Configure before the first allocation (same syntax as VRAMCACHE_CONF; overrides it). When
  * the environment's variables (VRAMCACHE_CONF, PYTORCH_CUDA_ALLOC_CONF / PYTORCH_ALLOC_CONF) do
  * not parse, a `conf` with keys replaces them (a notice naming their error goes to stderr); an

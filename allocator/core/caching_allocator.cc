@@ -690,7 +690,7 @@ class CachingAllocatorImpl {
       }
       SegmentInfo info{segment->base, segment->size, segment->stream, segment->small, {}};
       for (const Block* b = segment->head; b != nullptr; b = b->next) {
-        info.blocks.push_back({b->addr, b->size, b->requested, b->state});
+        info.blocks.push_back({b->addr, b->size, b->requested, b->state, b->pool_id});
       }
       out.push_back(std::move(info));
     }
@@ -724,7 +724,7 @@ class CachingAllocatorImpl {
       for (const Block* b = block; b != nullptr && b->addr < run_end; b = b->next) {
         const DevicePtr from = std::max(b->addr, run_begin);
         const DevicePtr to = std::min(b->addr + b->size, run_end);
-        info.blocks.push_back({from, to - from, b->requested, b->state});
+        info.blocks.push_back({from, to - from, b->requested, b->state, b->pool_id});
       }
       out->push_back(std::move(info));
       page = end;

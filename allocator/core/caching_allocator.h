@@ -30,6 +30,7 @@ struct BlockInfo {
   std::size_t size = 0;
   std::size_t requested = 0;
   BlockState state = BlockState::kFree;
+  PoolId pool = kDefaultPool;
 };
 struct SegmentInfo {
   DevicePtr base = 0;

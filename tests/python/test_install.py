@@ -1,37 +1,16 @@
-"""install() against a stand-in for torch's pluggable-allocator API (torch itself is absent on
-CPU machines; tests/gpu/test_torch_pluggable.py runs the real thing): the right library and
+"""install() against a stand-in for torch's pluggable-allocator API (fake_torch.py;
+tests/gpu/test_torch_pluggable.py runs the real thing): the right library and
 symbols are handed over, the order rule (before CUDA initializes) is enforced, and the
 configuration reaches the library."""
 
 import ctypes
 import sys
-import types
 
 import pytest
+from fake_torch import FakeTorch
 
 import vramcache
 from vramcache import _torch
-
-
-class FakeTorch(types.ModuleType):
-    """torch.cuda's is_initialized / current_device / memory.CUDAPluggableAllocator /
-    memory.change_current_allocator, recording what install() does."""
-
-    def __init__(self, initialized=False, current_device=0):
-        super().__init__("torch")
-        self.created, self.installed = [], []
-        fake = self
-
-        class CUDAPluggableAllocator:
-            def __init__(self, path, alloc_fn_name, free_fn_name):
-                self.args = (path, alloc_fn_name, free_fn_name)
-                fake.created.append(self)
-
-        self.cuda = types.SimpleNamespace(
-            is_initialized=lambda: initialized,
-            current_device=lambda: current_device,
-            memory=types.SimpleNamespace(CUDAPluggableAllocator=CUDAPluggableAllocator,
-                                         change_current_allocator=self.installed.append))
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +37,7 @@ def test_install_after_cuda_initialized_is_refused(monkeypatch, lib):
 def test_install_hands_the_library_and_symbols_to_torch(monkeypatch, lib):
     fake = FakeTorch()
     monkeypatch.setitem(sys.modules, "torch", fake)
-    allocator = vramcache.install("budget:32MiB")  # no GPU here: the simulated device
+    allocator = vramcache.install("budget:32MiB", native=False)  # no GPU: simulated device
     assert fake.installed == [allocator]
     path, alloc_name, free_name = allocator.args
     assert path == str(vramcache.library_path())
@@ -92,7 +71,7 @@ def test_install_with_bad_conf_installs_nothing(monkeypatch, lib):
     fake = FakeTorch()
     monkeypatch.setitem(sys.modules, "torch", fake)
     with pytest.raises(vramcache.VramcacheError, match="no_such_key"):
-        vramcache.install("no_such_key:1")
+        vramcache.install("no_such_key:1", native=False)
     assert fake.installed == [] and not vramcache.is_installed()
     with pytest.raises(TypeError):
         vramcache.configure(42)

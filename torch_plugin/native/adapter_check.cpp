@@ -13,8 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "json_reader.h"
-#include "snapshot_from_json.h"
+#include "snapshot_from_c.h"
 #include "vramcache.h"
 #include "vramcache_torch.h"
 #include "vramcache_torch_allocator.h"
@@ -23,9 +22,8 @@ namespace {
 
 namespace alloc = c10::cuda::CUDACachingAllocator;
 using vramcache::torch_adapter::FoldPoolId;
-using vramcache::torch_adapter::JsonValue;
-using vramcache::torch_adapter::ParseJson;
-using vramcache::torch_adapter::SnapshotFromJson;
+using vramcache::torch_adapter::SnapshotFromC;
+using vramcache::torch_adapter::UnfoldPoolId;
 using vramcache::torch_adapter::VramcacheAllocator;
 
 constexpr std::size_t kMiB = std::size_t{1} << 20;
@@ -56,73 +54,49 @@ void ExpectThrows(const std::function<void()>& body, const std::string& needle,
   Expect(false, what + ": nothing thrown");
 }
 
-void CheckJsonReader() {
-  JsonValue v;
-  std::string error;
-  Expect(ParseJson(R"({"a":[1,-2,3.5,18446744073709551615],"s":"x\"\u00e9\ud83d\ude00","t":true,
-                       "f":false,"n":null,"o":{}})",
-                   &v, &error),
-         "json: valid document parses: " + error);
-  Expect(v["a"].items().size() == 4, "json: array length");
-  Expect(v["a"].items()[0].as_uint() == 1 && v["a"].items()[1].as_int() == -2,
-         "json: small integers");
-  Expect(v["a"].items()[2].as_double() == 3.5 && v["a"].items()[2].as_uint() == 0,
-         "json: a fraction is no unsigned integer");
-  Expect(v["a"].items()[3].as_uint() == UINT64_MAX, "json: 2^64-1 kept exactly");
-  Expect(v["s"].as_string() == "x\"\xc3\xa9\xf0\x9f\x98\x80", "json: escapes and surrogates");
-  Expect(v["t"].as_bool() && !v["f"].as_bool() && v["n"].is_null(), "json: literals");
-  Expect(v["o"].is_object() && v["missing"].is_null() && v["a"]["x"].is_null(),
-         "json: absent members read as null");
-  for (const char* bad : {"", "{", "[1,]", "{\"a\" 1}", "\"open", "nul", "[1] x", "{\"a\":-}"}) {
-    Expect(!ParseJson(bad, &v, &error) && !error.empty() && v.is_null(),
-           std::string("json: malformed text refused: ") + bad);
-  }
-}
-
 void CheckSnapshotConversion() {
-  const std::string json = R"({"segments":[
-      {"device":0,"address":4096,"total_size":2097152,"allocated_size":512,"active_size":1024,
-       "requested_size":500,"stream":7,"segment_type":"small","segment_pool_id":[0,0],
-       "is_expandable":false,"frames":[],"blocks":[
-         {"address":4096,"size":512,"requested_size":500,"state":"active_allocated","frames":[]},
-         {"address":4608,"size":512,"requested_size":0,"state":"active_pending_free","frames":[]},
-         {"address":5120,"size":2096128,"requested_size":0,"state":"inactive","frames":[]}]},
-      {"device":1,"address":9000000,"total_size":20971520,"allocated_size":0,"active_size":0,
-       "requested_size":0,"stream":0,"segment_type":"large","segment_pool_id":[0,3],
-       "is_expandable":false,"frames":[],"blocks":[]}],
-    "device_traces":[[{"action":"alloc","addr":4096,"size":512,"stream":7,"time_us":12,
-                       "frames":[]}],[]]})";
-  alloc::SnapshotInfo all = SnapshotFromJson(json, {0, 0}, true);
+  const std::uint64_t handle_3 = 3 | (std::uint64_t{1} << 63);
+  const vramcache_block_info blocks[] = {
+      {4096, 512, 500, VRAMCACHE_BLOCK_ALLOCATED, 0},
+      {4608, 512, 0, VRAMCACHE_BLOCK_PENDING_FREE, 0},
+      {5120, 2096128, 0, VRAMCACHE_BLOCK_CACHED, 0},
+      {9000000, 20971520, 0, VRAMCACHE_BLOCK_FREE, handle_3},
+  };
+  const vramcache_segment_info segments[] = {
+      {0, 4096, 2097152, reinterpret_cast<void*>(7), 1, 0, 3},
+      {1, 9000000, 20971520, nullptr, 0, 3, 1},
+  };
+  const vramcache_trace_entry traces[] = {
+      {0, VRAMCACHE_TRACE_ALLOC, 4096, 512, reinterpret_cast<void*>(7), 12000},
+  };
+  const vramcache_snapshot taken{VRAMCACHE_SNAPSHOT_VERSION, 2, segments, 4, blocks, 1, traces};
+  alloc::SnapshotInfo all = SnapshotFromC(taken, true, 2);
   Expect(all.segments.size() == 2, "snapshot: both segments");
   const auto& s = all.segments[0];
   Expect(s.address == 4096 && s.total_size == 2097152 && !s.is_large && s.requested_size == 500 &&
-             s.stream == reinterpret_cast<void*>(7) && s.blocks.size() == 3,
+             s.allocated_size == 512 && s.active_size == 1024 &&
+             s.stream == reinterpret_cast<void*>(7) && s.blocks.size() == 3 &&
+             s.owner_private_pool_id == c10::MempoolId_t{0, 0},
          "snapshot: segment fields");
   Expect(s.blocks[0].allocated && s.blocks[0].active && s.blocks[0].requested_size == 500,
          "snapshot: allocated block");
   Expect(!s.blocks[1].allocated && s.blocks[1].active, "snapshot: pending free is active");
-  Expect(!s.blocks[2].allocated && !s.blocks[2].active, "snapshot: inactive block");
+  Expect(!s.blocks[2].allocated && !s.blocks[2].active, "snapshot: cached block inactive");
   Expect(all.segments[1].is_large && all.segments[1].device == 1 &&
              all.segments[1].owner_private_pool_id == c10::MempoolId_t{0, 3},
-         "snapshot: second segment's device, type and pool");
+         "snapshot: second segment's device, type and pool (from its blocks)");
   Expect(all.device_traces.size() == 2 && all.device_traces[0].size() == 1 &&
+             all.device_traces[1].empty() &&
              all.device_traces[0][0].action_ == c10::CachingDeviceAllocator::TraceEntry::ALLOC &&
              all.device_traces[0][0].addr_ == 4096 && all.device_traces[0][0].time_.t_ == 12,
-         "snapshot: trace entry");
-  Expect(SnapshotFromJson(json, {0, 3}, false).segments.size() == 1,
-         "snapshot: a pool id keeps that pool's segments");
-  Expect(SnapshotFromJson(json, {0, 0}, false).device_traces.empty(), "snapshot: no traces asked");
-  ExpectThrows<c10::Error>(
-      [] {
-        SnapshotFromJson("{\"segments\":", {0, 0}, true);
-      },
-      "cannot read the snapshot", "snapshot: malformed JSON");
-  ExpectThrows<c10::Error>(
-      [] {
-        SnapshotFromJson(R"({"segments":[],"device_traces":[[{"action":"teleport"}]]})", {0, 0},
-                         true);
-      },
-      "teleport", "snapshot: unknown trace action");
+         "snapshot: trace entry, one trace per device");
+  Expect(SnapshotFromC(taken, false, 2).device_traces.empty(), "snapshot: no traces asked");
+  const vramcache_trace_entry unknown[] = {{0, 99, 0, 0, nullptr, 0}};
+  const vramcache_snapshot newer{VRAMCACHE_SNAPSHOT_VERSION, 0, nullptr, 0, nullptr, 1, unknown};
+  ExpectThrows<c10::Error>([&] { SnapshotFromC(newer, true, 1); }, "action 99",
+                           "snapshot: unknown trace action");
+  ExpectThrows<c10::Error>([&] { SnapshotFromC(taken, true, 0); }, "device 0",
+                           "snapshot: trace of a device not counted");
 }
 
 void CheckPoolIds() {
@@ -130,6 +104,12 @@ void CheckPoolIds() {
   Expect(FoldPoolId({0, 5}) == (5 | (std::uint64_t{1} << 63)), "pool: handle id marked");
   ExpectThrows<c10::Error>([] { FoldPoolId({0, 0}); }, "shared pool", "pool: {0,0}");
   ExpectThrows<c10::Error>([] { FoldPoolId({1, 2}); }, "both sides", "pool: both set");
+  for (const c10::MempoolId_t& id : {c10::MempoolId_t{5, 0}, c10::MempoolId_t{0, 5}}) {
+    Expect(UnfoldPoolId(FoldPoolId(id)) == id, "pool: unfold inverts fold");
+  }
+  Expect(UnfoldPoolId(0) == c10::MempoolId_t{0, 0} &&
+             UnfoldPoolId(~std::uint64_t{0}) == c10::MempoolId_t{0, 0},
+         "pool: common pool and quarantine unfold to {0, 0}");
   ExpectThrows<c10::Error>(
       [] {
         FoldPoolId({std::uint64_t{1} << 63, 0});
@@ -338,7 +318,6 @@ void CheckRefusals(VramcacheAllocator* a) {
 }  // namespace
 
 int main() {
-  CheckJsonReader();
   CheckSnapshotConversion();
   CheckPoolIds();
   VramcacheAllocator* a = VramcacheAllocator::Instance();

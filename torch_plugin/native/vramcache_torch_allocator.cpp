@@ -14,7 +14,7 @@
 #include <limits>
 #include <string_view>
 
-#include "snapshot_from_json.h"
+#include "snapshot_from_c.h"
 #include "vramcache.h"
 
 namespace vramcache::torch_adapter {
@@ -86,6 +86,12 @@ std::uint64_t FoldPoolId(c10::MempoolId_t id) {
   return id.first != 0 ? side : (side | kHandleSideBit);
 }
 
+c10::MempoolId_t UnfoldPoolId(std::uint64_t pool) {
+  if (pool == 0 || pool == ~std::uint64_t{0}) return {0, 0};
+  const std::uint64_t side = pool & ~kHandleSideBit;
+  return (pool & kHandleSideBit) != 0 ? c10::MempoolId_t{0, side} : c10::MempoolId_t{side, 0};
+}
+
 VramcacheAllocator* VramcacheAllocator::Instance() {
   static VramcacheAllocator* instance = new VramcacheAllocator();  // never destroyed: see header
   return instance;
@@ -102,12 +108,7 @@ void VramcacheAllocator::Configure(const std::string& conf) {
 void* VramcacheAllocator::AllocateOn(size_t nbytes, int device, cudaStream_t stream) {
   if (nbytes == 0) return nullptr;
   void* ptr = vramcache_try_malloc(nbytes, device, stream);
-  if (ptr != nullptr) {
-    if (capture_count_.load(std::memory_order_acquire) > 0) {
-      NoteIfPoolAllocation(ptr, device, stream);
-    }
-    return ptr;
-  }
+  if (ptr != nullptr) return ptr;
   const std::string why = LastError("vramcache_try_malloc");
   // Python sees torch.OutOfMemoryError, which is what PyTorch's own code catches to retry
   // with less (cuDNN workspaces, autotuning); everything else is a RuntimeError.
@@ -128,8 +129,6 @@ void VramcacheAllocator::RawDelete(void* ptr) { Instance()->Free(ptr); }
 
 void VramcacheAllocator::Free(void* ptr) {
   if (ptr == nullptr) return;
-  // Before the free: once vramcache has the block back, another thread may get it again.
-  if (pool_allocation_count_.load(std::memory_order_acquire) > 0) ForgetPoolAllocation(ptr);
   // vramcache_free needs the owning device. Tensors are nearly always freed with their device
   // current; otherwise the others are tried (a wrong device fails and changes nothing).
   int count = device_count_.load(std::memory_order_relaxed);
@@ -282,11 +281,8 @@ void VramcacheAllocator::resetPeakStats(c10::DeviceIndex device) {
 // ---- snapshot and history ----
 
 alloc::SnapshotInfo VramcacheAllocator::snapshot(c10::MempoolId_t mempool_id, bool include_traces) {
-  const char* json = vramcache_snapshot_json();
-  TORCH_CHECK(json != nullptr, LastError("vramcache_snapshot_json"));
-  // Every pool first: vramcache's JSON names no private pool, the adapter's bookkeeping does.
-  alloc::SnapshotInfo info = SnapshotFromJson(json, {0, 0}, include_traces);
-  AttributePools(info);
+  alloc::SnapshotInfo info =
+      SnapshotFromC(*TakenSnapshot(include_traces), include_traces, DeviceCount());
   if (mempool_id.first != 0 || mempool_id.second != 0) {
     std::vector<c10::CachingDeviceAllocator::SegmentInfo> kept;
     for (auto& segment : info.segments) {
@@ -309,11 +305,13 @@ alloc::SnapshotInfo VramcacheAllocator::snapshot(c10::MempoolId_t mempool_id, bo
 }
 
 bool VramcacheAllocator::HistoryNonEmpty() {
-  const char* json = vramcache_snapshot_json();
-  TORCH_CHECK(json != nullptr, LastError("vramcache_snapshot_json"));
-  const alloc::SnapshotInfo info = SnapshotFromJson(json, {0, 0}, /*include_traces=*/true);
-  return std::any_of(info.device_traces.begin(), info.device_traces.end(),
-                     [](const auto& trace) { return !trace.empty(); });
+  return TakenSnapshot(/*include_traces=*/true)->trace_count > 0;
+}
+
+int VramcacheAllocator::DeviceCount() {
+  const int count = vramcache_device_count();
+  Check(count, "vramcache_device_count");
+  return count;
 }
 
 bool VramcacheAllocator::isHistoryEnabled() {
@@ -362,6 +360,14 @@ void VramcacheAllocator::attachAllocatorTraceTracker(alloc::AllocatorTraceTracke
               "back on each allocation event). PyTorch uses it for NCCL buffer registration "
               "(TORCH_NCCL_USE_TENSOR_REGISTER_ALLOCATOR_HOOK=1); leave that off with vramcache");
 }
+
+#if VRAMCACHE_TORCH_AT_LEAST(2, 12)
+void VramcacheAllocator::attachOomRejectionObserver(alloc::OomRejectionObserver /*observer*/) {
+  // PyTorch calls these observers when its throw_on_cudamalloc_oom policy turns a request down
+  // before trying the device. vramcache has no such policy: every out-of-memory it reports is a
+  // real one and reaches attachOutOfMemoryObserver's observers, so this one is never called.
+}
+#endif
 
 // ---- out of memory ----
 
@@ -421,8 +427,6 @@ void VramcacheAllocator::beginAllocateToPool(c10::DeviceIndex device, c10::Mempo
                                          holder.get()),
         "vramcache_begin_allocate_to_pool");
   const PoolKey key{device, pool};
-  captures_.push_back({device, mempool_id, holder->filter ? holder.get() : nullptr});
-  capture_count_.store(static_cast<int>(captures_.size()), std::memory_order_release);
   filters_[key].push_back(std::move(holder));
   ++pool_uses_[key];
 }
@@ -433,11 +437,6 @@ void VramcacheAllocator::endAllocateToPool(c10::DeviceIndex device, c10::Mempool
   Check(vramcache_end_allocate_to_pool(device, pool), "vramcache_end_allocate_to_pool");
   // vramcache ends the oldest capture into `pool`, whose filter is the oldest kept here; once
   // it has returned, vramcache no longer calls that filter.
-  auto capture = std::find_if(captures_.begin(), captures_.end(), [&](const ActiveCapture& c) {
-    return c.device == device && c.pool == mempool_id;
-  });
-  if (capture != captures_.end()) captures_.erase(capture);
-  capture_count_.store(static_cast<int>(captures_.size()), std::memory_order_release);
   auto it = filters_.find({device, pool});
   if (it == filters_.end()) return;
   it->second.pop_front();
@@ -496,59 +495,24 @@ void VramcacheAllocator::setNoSplit(c10::DeviceIndex /*device*/, c10::MempoolId_
               "in the configuration limits splitting for every pool");
 }
 
-void VramcacheAllocator::NoteIfPoolAllocation(void* ptr, int device, cudaStream_t stream) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const ActiveCapture& capture : captures_) {
-    if (capture.device != device) continue;
-    bool taken = capture.filter == nullptr;
-    if (!taken) {
-      try {
-        taken = capture.filter->filter(stream);
-      } catch (const std::exception&) {
-        taken = false;  // as CallFilter: a raising filter takes nothing
-      }
-    }
-    if (!taken) continue;
-    pool_allocations_[reinterpret_cast<std::uintptr_t>(ptr)] = {device, capture.pool};
-    pool_allocation_count_.store(pool_allocations_.size(), std::memory_order_release);
-    return;
-  }
-}
-
-void VramcacheAllocator::ForgetPoolAllocation(void* ptr) {
-  std::lock_guard<std::mutex> lock(mu_);
-  pool_allocations_.erase(reinterpret_cast<std::uintptr_t>(ptr));
-  pool_allocation_count_.store(pool_allocations_.size(), std::memory_order_release);
-}
-
-void VramcacheAllocator::AttributePools(alloc::SnapshotInfo& info) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (pool_allocations_.empty()) return;
-  for (auto& segment : info.segments) {
-    // Block addresses as PyTorch computes them: the segment's, plus the sizes before.
-    std::uintptr_t address = static_cast<std::uintptr_t>(segment.address);
-    for (const auto& block : segment.blocks) {
-      auto it = pool_allocations_.find(address);
-      if (block.allocated && it != pool_allocations_.end() && it->second.device == segment.device) {
-        segment.owner_private_pool_id = it->second.pool;
-        break;
-      }
-      address += block.size;
-    }
-  }
-}
-
 bool VramcacheAllocator::checkPoolLiveAllocations(
     c10::DeviceIndex device, c10::MempoolId_t mempool_id,
     const std::unordered_set<void*>& expected_live_allocations) {
-  FoldPoolId(mempool_id);  // the same checks as every pool call
-  std::lock_guard<std::mutex> lock(mu_);
+  const std::uint64_t pool = FoldPoolId(mempool_id);  // the same checks as every pool call
   // As PyTorch's allocator: true when the pool's live blocks are exactly the expected ones.
+  // vramcache's snapshot names every block's pool, so the adapter keeps no map of its own.
+  TakenSnapshot taken(/*include_traces=*/false);
   std::size_t live = 0;
-  for (const auto& [address, owner] : pool_allocations_) {
-    if (owner.device != device || owner.pool != mempool_id) continue;
-    if (expected_live_allocations.count(reinterpret_cast<void*>(address)) == 0) return false;
-    ++live;
+  for (std::size_t i = 0; i < taken->segment_count; ++i) {
+    const vramcache_segment_info& segment = taken->segments[i];
+    if (segment.device != device) continue;
+    for (std::size_t b = segment.first_block; b < segment.first_block + segment.block_count; ++b) {
+      const vramcache_block_info& block = taken->blocks[b];
+      if (block.pool != pool || block.state != VRAMCACHE_BLOCK_ALLOCATED) continue;
+      void* address = reinterpret_cast<void*>(static_cast<std::uintptr_t>(block.address));
+      if (expected_live_allocations.count(address) == 0) return false;
+      ++live;
+    }
   }
   return live == expected_live_allocations.size();
 }

@@ -1,6 +1,7 @@
-// VramcacheAllocator: PyTorch 2.11's CUDAAllocator interface, every method answered through
-// vramcache's C ABI. The one instance lives for the whole process (PyTorch frees tensors during
-// static destruction, after any static object could have been destroyed).
+// VramcacheAllocator: PyTorch's CUDAAllocator interface (2.11 to 2.15, see torch_version.h),
+// every method answered through vramcache's C ABI. The one instance lives for the whole process
+// (PyTorch frees tensors during static destruction, after any static object could have been
+// destroyed).
 #pragma once
 
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -18,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "torch_version.h"
+
 namespace vramcache::torch_adapter {
 
 namespace alloc = c10::cuda::CUDACachingAllocator;
@@ -27,6 +30,9 @@ namespace alloc = c10::cuda::CUDACachingAllocator;
 // non-zero 64-bit id: the set side, with the top bit telling which side it was. Raises
 // c10::Error for {0, 0} (the shared pool), both sides set, or a side at or above 2^63.
 std::uint64_t FoldPoolId(c10::MempoolId_t id);
+// FoldPoolId's inverse, for the pools vramcache's snapshot names: {0, 0} for the common pool
+// (0) and for blocks the debug quarantine holds (UINT64_MAX).
+c10::MempoolId_t UnfoldPoolId(std::uint64_t pool);
 
 class VramcacheAllocator final : public alloc::CUDAAllocator {
  public:
@@ -94,6 +100,9 @@ class VramcacheAllocator final : public alloc::CUDAAllocator {
                      const std::vector<std::string>& skip_actions) override;
   void attachOutOfMemoryObserver(alloc::OutOfMemoryObserver observer) override;
   void attachAllocatorTraceTracker(alloc::AllocatorTraceTracker tracker) override;
+#if VRAMCACHE_TORCH_AT_LEAST(2, 12)
+  void attachOomRejectionObserver(alloc::OomRejectionObserver observer) override;
+#endif
   // PyTorch's meaning: `dev` may access memory of `dev_to_access` (whose allocator grants it).
   void enablePeerAccess(c10::DeviceIndex dev, c10::DeviceIndex dev_to_access) override;
   cudaError_t memcpyAsync(void* dst, int dst_device, const void* src, int src_device, size_t count,
@@ -110,21 +119,6 @@ class VramcacheAllocator final : public alloc::CUDAAllocator {
     std::function<bool(cudaStream_t)> filter;
   };
   using PoolKey = std::pair<int, std::uint64_t>;  // (device, folded pool id)
-  // A capture into a private pool, in begin order (vramcache serves a request from the first
-  // one whose filter takes its stream, and so does the bookkeeping below).
-  struct ActiveCapture {
-    int device;
-    c10::MempoolId_t pool;
-    PoolFilter* filter;  // owned by filters_
-  };
-  // A live allocation that came from a private pool: vramcache's snapshot does not say which
-  // pool a segment belongs to, so the adapter remembers it for checkPoolLiveAllocations and for
-  // snapshot(pool).
-  struct PoolAllocation {
-    int device;
-    c10::MempoolId_t pool;
-  };
-
   VramcacheAllocator() = default;
 
   static void RawDelete(void* ptr);
@@ -135,11 +129,8 @@ class VramcacheAllocator final : public alloc::CUDAAllocator {
   // Whether vramcache records history now: its traces have entries (every allocation adds one
   // while recording, none otherwise).
   bool HistoryNonEmpty();
-  // Remembers `ptr` as `pool`'s when a capture into a private pool takes `stream`.
-  void NoteIfPoolAllocation(void* ptr, int device, cudaStream_t stream);
-  void ForgetPoolAllocation(void* ptr);
-  // Sets owner_private_pool_id on the segments that hold a remembered pool allocation.
-  void AttributePools(alloc::SnapshotInfo& info);
+  // vramcache_device_count(), raising c10::Error on failure.
+  static int DeviceCount();
 
   std::atomic<bool> initialized_{false};
   std::atomic<int> device_count_{0};
@@ -153,13 +144,8 @@ class VramcacheAllocator final : public alloc::CUDAAllocator {
   std::map<PoolKey, std::deque<std::unique_ptr<PoolFilter>>> filters_;  // guarded by mu_
   std::vector<alloc::OutOfMemoryObserver> oom_observers_;               // guarded by mu_
   std::unordered_set<int> oom_hooked_devices_;                          // guarded by mu_
-  std::vector<ActiveCapture> captures_;                                 // guarded by mu_
-  std::map<std::uintptr_t, PoolAllocation> pool_allocations_;           // guarded by mu_
   std::string user_metadata_;                                           // guarded by mu_
   std::vector<std::string> compile_contexts_;                           // guarded by mu_
-  // Lock-free fast paths: no capture running, no pool allocation alive.
-  std::atomic<int> capture_count_{0};
-  std::atomic<std::size_t> pool_allocation_count_{0};
 };
 
 }  // namespace vramcache::torch_adapter

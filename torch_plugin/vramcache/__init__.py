@@ -12,7 +12,8 @@ covers and what needs the native integration.
 
 from ._library import LibraryLoadError, LibraryNotFoundError, VramcacheError, library_path
 from ._stats import VramcacheStat, VramcacheStats
-from ._torch import configure, install, is_installed
+from ._torch import NativeFallbackWarning, configure, install, is_installed
+from ._torch_versions import UnsupportedTorchVersion
 from .memory import (caching_allocator_alloc, caching_allocator_delete, check_canaries, device_count,
                      dump_snapshot, empty_cache, get_stats, last_oom, max_memory_allocated,
                      max_memory_reserved, memory_allocated, memory_reserved, memory_stats,
@@ -23,8 +24,8 @@ from .memory import (caching_allocator_alloc, caching_allocator_delete, check_ca
 __version__ = "0.1.0"
 
 __all__ = [
-    "LibraryLoadError", "LibraryNotFoundError", "VramcacheError", "VramcacheStat",
-    "VramcacheStats",
+    "LibraryLoadError", "LibraryNotFoundError", "NativeFallbackWarning",
+    "UnsupportedTorchVersion", "VramcacheError", "VramcacheStat", "VramcacheStats",
     "caching_allocator_alloc", "caching_allocator_delete", "check_canaries", "configure",
     "device_count",
     "dump_snapshot", "empty_cache", "get_stats", "install", "is_installed", "last_oom",

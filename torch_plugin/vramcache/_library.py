@@ -1,7 +1,7 @@
 """Finds and loads libvramcache.so, and declares the C ABI of allocator/api/vramcache.h.
 
-Search order: the VRAMCACHE_LIBRARY environment variable, the copy bundled in this package
-(what `pip install ./torch_plugin` puts there), then build/*/allocator/libvramcache.so of the
+Search order: the VRAMCACHE_LIBRARY environment variable, the copy inside this package
+(what `pip install ./torch_plugin` builds and installs there), then build/*/allocator/libvramcache.so of the
 source tree this package sits in (release first, then default, then the newest other build).
 """
 
@@ -75,9 +75,10 @@ def find_library() -> Path:
         raise LibraryNotFoundError(
             f"vramcache: {ENV_VARIABLE}={explicit} does not name an existing file")
     raise LibraryNotFoundError(
-        f"vramcache: {LIBRARY_NAME} not found. Build it (`bash .ci/quickstart` in the "
-        f"vramcache repository, or `cmake --preset release && cmake --build --preset release`), "
-        f"then `pip install ./torch_plugin` or set {ENV_VARIABLE} to its path. Looked in: " +
+        f"vramcache: {LIBRARY_NAME} not found. Install the package from the vramcache "
+        f"repository (`pip install ./torch_plugin` builds the library), or build it there "
+        f"(`cmake --preset release && cmake --build --preset release`) and set {ENV_VARIABLE} "
+        f"to its path. Looked in: " +
         ", ".join(str(p) for p in candidate_paths()) + ", build/*/allocator/")
 
 

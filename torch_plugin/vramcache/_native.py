@@ -5,7 +5,8 @@ install(conf) is what vramcache.install(native=True) runs. The adapter is compil
 machine by torch.utils.cpp_extension (a C++ compiler and ninja are needed; the first build takes
 a few seconds to a minute, later calls reuse it from TORCH_EXTENSIONS_DIR, by default
 ~/.cache/torch_extensions). VRAMCACHE_NATIVE_LIBRARY names a prebuilt adapter instead (e.g. the
-CMake build of torch_plugin/native), VRAMCACHE_NATIVE_BUILD_DIR where to build. It links
+CMake build of torch_plugin/native), VRAMCACHE_NATIVE_BUILD_DIR where to build; an adapter that
+`pip install` built into the package is used when it was built for the running PyTorch. It links
 libvramcache.so by its soname, and this module loads that library first, so the adapter and
 vramcache's Python functions share one allocator.
 """
@@ -14,14 +15,16 @@ import ctypes
 import os
 import threading
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
-from . import _library
+from . import _library, _torch_versions
 
 EXTENSION_NAME = "vramcache_torch_native"
-SOURCES = ("json_reader.cpp", "snapshot_from_json.cpp", "vramcache_torch_allocator.cpp",
-           "install.cpp")
+SOURCES = ("snapshot_from_c.cpp", "vramcache_torch_allocator.cpp", "install.cpp")
 HEADER = "vramcache.h"
+# Built by `pip install` when it could see a CUDA PyTorch, with that PyTorch's version beside it.
+BUNDLED_ADAPTER = "libvramcache_torch.so"
+BUNDLED_ADAPTER_VERSION = "adapter_torch_version.txt"
 LIBRARY_VARIABLE = "VRAMCACHE_NATIVE_LIBRARY"
 BUILD_DIR_VARIABLE = "VRAMCACHE_NATIVE_BUILD_DIR"
 
@@ -84,33 +87,62 @@ def _cpp_extension():
     return cpp_extension
 
 
-def _cuda_home(cpp_extension) -> Path:
-    home = getattr(cpp_extension, "CUDA_HOME", None)
-    if not home or not (Path(home) / "include" / "cuda_runtime_api.h").is_file():
-        raise NativeUnavailable("no CUDA toolkit found (set CUDA_HOME); the adapter needs its "
-                                "headers and libcudart")
-    return Path(home)
+class CudaRuntime(NamedTuple):
+    """The CUDA runtime the adapter compiles and links against."""
+
+    include: Path  # holds cuda_runtime_api.h
+    lib_dir: Path
+    lib_name: str  # libcudart.so, or a versioned name where pip's wheels ship only that
 
 
-def _cuda_lib_dir(home: Path) -> Path:
-    for name in ("lib64", "lib"):
-        if (home / name).is_dir():
-            return home / name
-    return home / "lib64"
+def find_cuda_runtime(cuda_home: Optional[str], torch_dir: Path) -> CudaRuntime:
+    """The CUDA toolkit at `cuda_home` when it has the runtime's headers, else the headers and
+    libcudart of NVIDIA's pip wheels beside torch (nvidia/cu<N>/ for CUDA 13 and later,
+    nvidia/cuda_runtime/ before), which a pip-only environment with a CUDA PyTorch has."""
+    candidates = []
+    if cuda_home:
+        home = Path(cuda_home)
+        candidates += [(home / "include", home / name) for name in ("lib64", "lib")]
+    nvidia = torch_dir.parent / "nvidia"
+    for folder in sorted(nvidia.glob("cu[0-9]*"), reverse=True) + [nvidia / "cuda_runtime"]:
+        candidates.append((folder / "include", folder / "lib"))
+    for include, lib_dir in candidates:
+        if not (include / "cuda_runtime_api.h").is_file():
+            continue
+        libraries = sorted(p.name for p in lib_dir.glob("libcudart.so*"))
+        if libraries:
+            return CudaRuntime(include, lib_dir, libraries[0])  # the shortest name first
+    raise NativeUnavailable(
+        "no CUDA runtime found: neither a toolkit (CUDA_HOME" +
+        (f"={cuda_home}" if cuda_home else " unset") + ") nor NVIDIA's pip wheels beside torch "
+        f"({nvidia}/cu*/, {nvidia}/cuda_runtime/) have cuda_runtime_api.h and libcudart; "
+        "the adapter needs both")
 
 
-def _link_flags(cpp_extension, library: Path, cuda_home: Path) -> List[str]:
+def _link_flags(cpp_extension, library: Path, cuda: CudaRuntime) -> List[str]:
     # libvramcache by soname, with a run path to the copy we loaded: the loader then binds the
     # adapter to that already-loaded copy rather than a second one. c10_cuda and cudart by hand:
     # with_cuda=True would also ask for GPU architecture flags, which need a GPU or
     # TORCH_CUDA_ARCH_LIST, for an adapter that has no device code.
     return [f"-L{library.parent}", f"-l:{library.name}", f"-Wl,-rpath,{library.parent}",
             f"-L{cpp_extension.TORCH_LIB_PATH}", "-lc10_cuda",
-            f"-L{_cuda_lib_dir(cuda_home)}", "-lcudart"]
+            f"-L{cuda.lib_dir}", f"-l:{cuda.lib_name}", f"-Wl,-rpath,{cuda.lib_dir}"]
+
+
+def bundled_adapter(torch_version: str) -> Optional[Path]:
+    """The adapter `pip install` built into the package (torch_plugin/CMakeLists.txt), when it
+    was built against this very PyTorch release; None otherwise (then build() compiles one)."""
+    library = _package_dir() / BUNDLED_ADAPTER
+    stamp = _package_dir() / BUNDLED_ADAPTER_VERSION
+    if not library.is_file() or not stamp.is_file():
+        return None
+    release = str(torch_version).split("+", 1)[0]
+    return library if stamp.read_text().strip() == release else None
 
 
 def build(verbose: bool = False) -> Path:
-    """The adapter's shared library, compiled now if the cached one is missing or stale.
+    """The adapter's shared library: VRAMCACHE_NATIVE_LIBRARY's, else the one pip built into the
+    package for this PyTorch, else compiled now if the cached one is missing or stale.
 
     Raises NativeUnavailable (with the compiler's last lines) when it cannot be built."""
     explicit = os.environ.get(LIBRARY_VARIABLE)
@@ -118,8 +150,18 @@ def build(verbose: bool = False) -> Path:
         if not Path(explicit).is_file():
             raise NativeUnavailable(f"{LIBRARY_VARIABLE}={explicit} does not name a file")
         return Path(explicit)
+    try:
+        import torch
+        bundled = bundled_adapter(torch.__version__)
+    except ImportError:
+        bundled = None  # _cpp_extension() says why
+    if bundled is not None:
+        return bundled
     cpp_extension = _cpp_extension()
-    cuda_home = _cuda_home(cpp_extension)
+    import torch
+    torch_version = torch.__version__
+    cuda = find_cuda_runtime(getattr(cpp_extension, "CUDA_HOME", None),
+                             Path(torch.__file__).resolve().parent)
     library = _library.library_path()  # loads libvramcache.so before the adapter needs it
     sources = source_dir()
     build_dir = os.environ.get(BUILD_DIR_VARIABLE)
@@ -129,9 +171,11 @@ def build(verbose: bool = False) -> Path:
         built = cpp_extension.load(
             name=EXTENSION_NAME,
             sources=[str(sources / name) for name in SOURCES],
-            extra_cflags=["-O2"],
-            extra_include_paths=[str(sources), str(header_dir()), str(cuda_home / "include")],
-            extra_ldflags=_link_flags(cpp_extension, library, cuda_home),
+            # C++20 from PyTorch 2.14 on (its headers need it), C++17 before, whatever this
+            # torch's cpp_extension defaults to: the adapter is checked with exactly these.
+            extra_cflags=["-O2", f"-std={_torch_versions.cxx_standard(torch_version)}"],
+            extra_include_paths=[str(sources), str(header_dir()), str(cuda.include)],
+            extra_ldflags=_link_flags(cpp_extension, library, cuda),
             build_directory=build_dir,
             with_cuda=False,
             is_python_module=False,

@@ -9,11 +9,11 @@ that has already handed out memory.
 
 import os
 import re
-import sys
 import threading
+import warnings
 from typing import Any, Optional
 
-from . import _library, _native
+from . import _library, _native, _record_stream, _torch_versions
 
 ALLOC_SYMBOL = "vramcache_malloc"
 FREE_SYMBOL = "vramcache_free"
@@ -35,7 +35,7 @@ def _native_choice(native: Optional[bool]) -> Optional[bool]:
         return False
     if value in ("", "auto"):
         # Verified on an H100 (docs/benchmarks.md): native when it can be built or found for
-        # the installed torch, else the pluggable path with a one-line notice.
+        # the installed torch, else the pluggable path with a NativeFallbackWarning.
         return None
     raise ValueError(f"vramcache: {NATIVE_VARIABLE}={value!r}; use 1, 0 or auto")
 
@@ -49,9 +49,16 @@ def _selected_device(conf: Optional[str]) -> Optional[tuple]:
     return None
 
 
-# What the CUDAPluggableAllocator path lacks (docs/pytorch.md), for the fallback's notice.
-_LOST_WITHOUT_NATIVE = ("torch.cuda.memory_stats/empty_cache/memory_summary/_snapshot, "
-                        "record_stream, CUDA graphs and torch.OutOfMemoryError")
+# What the CUDAPluggableAllocator path lacks (docs/pytorch.md), for the fallback's warning.
+# Tensor.record_stream is not among them: install() routes it to vramcache (_record_stream.py).
+_LOST_WITHOUT_NATIVE = ("torch.cuda.memory_stats/memory_allocated/empty_cache/memory_summary/"
+                        "_snapshot, private CUDA graph pools (torch.cuda.graph, MemPool), "
+                        "torch.OutOfMemoryError, CUDA IPC and cuDNN autotuning")
+
+
+class NativeFallbackWarning(RuntimeWarning):
+    """install() could not have the native adapter and uses CUDAPluggableAllocator instead."""
+
 
 _lock = threading.Lock()
 _installed: Optional[Any] = None  # the CUDAPluggableAllocator, once installed
@@ -91,8 +98,10 @@ def install(conf: Optional[str] = None, native: Optional[bool] = None) -> Any:
     torch.OutOfMemoryError; compiled on first use, see docs/pytorch.md) or raises
     vramcache._native.NativeUnavailable; False uses CUDAPluggableAllocator; None follows
     VRAMCACHE_NATIVE (1: native, 0: pluggable, auto or unset: native when it can be built or
-    found, else pluggable with a one-line notice on stderr saying what is lost). Returns the
-    native allocator handle or the torch.cuda.memory.CUDAPluggableAllocator.
+    found, else pluggable with a NativeFallbackWarning saying what is lost). On the pluggable
+    path Tensor.record_stream is routed to vramcache while installed. Raises
+    UnsupportedTorchVersion for a PyTorch outside the supported range (_torch_versions.py).
+    Returns the native allocator handle or the torch.cuda.memory.CUDAPluggableAllocator.
     """
     global _installed, _installed_conf
     with _lock:
@@ -103,6 +112,7 @@ def install(conf: Optional[str] = None, native: Optional[bool] = None) -> Any:
                     f"configuration cannot change once PyTorch uses it (asked for {conf!r})")
             return _installed
         torch = _import_torch()
+        _torch_versions.check(getattr(torch, "__version__", "unknown"))
         if torch.cuda.is_initialized():
             raise RuntimeError(
                 "vramcache.install() must run before CUDA is initialized: PyTorch cannot swap "
@@ -128,9 +138,11 @@ def install(conf: Optional[str] = None, native: Optional[bool] = None) -> Any:
                 if use_native:
                     raise
                 reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                sys.stderr.write(f"vramcache: native integration unavailable ({reason}); using "
-                                 f"CUDAPluggableAllocator, without {_LOST_WITHOUT_NATIVE} "
-                                 f"(install(native=False) skips this notice)\n")
+                warnings.warn(f"vramcache: native integration unavailable ({reason}); using "
+                              f"CUDAPluggableAllocator, which lacks {_LOST_WITHOUT_NATIVE} "
+                              f"(Tensor.record_stream still reaches vramcache). "
+                              f"{NATIVE_VARIABLE}=1 makes this an error, install(native=False) "
+                              f"skips this warning.", NativeFallbackWarning, stacklevel=2)
             else:
                 _installed, _installed_conf = allocator, conf
                 return allocator
@@ -139,6 +151,9 @@ def install(conf: Optional[str] = None, native: Optional[bool] = None) -> Any:
         path = str(_library.library_path())
         allocator = torch.cuda.memory.CUDAPluggableAllocator(path, ALLOC_SYMBOL, FREE_SYMBOL)
         torch.cuda.memory.change_current_allocator(allocator)
+        # PyTorch's pluggable allocator drops record_stream (its hook is C++ only): without this
+        # a tensor freed while a side stream still reads it could be handed out again at once.
+        _record_stream.route(torch)
         _installed, _installed_conf = allocator, conf
         return allocator
 

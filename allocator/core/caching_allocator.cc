@@ -1603,6 +1603,9 @@ class CachingAllocatorImpl {
       event_pool_.pop_back();
       return event;
     }
+    // Rare (the pool is empty); relaxed, as Free no longer is as a whole, in case a driver
+    // counts event creation among the calls a global-mode capture forbids.
+    RelaxedCapture relaxed(device_);
     return device_->CreateEvent();
   }
 

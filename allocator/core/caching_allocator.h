@@ -82,6 +82,10 @@ class CachingAllocator {
   // CUDA graphs. While a capture is under way, allocations on streams for which `filter`
   // returns true come from private pool `pool`, whose memory nobody else gets until the pool
   // is released; no event is queried and frees that need events wait for the capture to end.
+  // A block freed during the capture stays in the pool for the next allocation the filter
+  // sends there, so the filter must take a stream only while it captures into the graph
+  // (PyTorch's asks cudaStreamGetCaptureInfo for the capture id): an allocation outside the
+  // graph would otherwise get memory the graph's replays still use.
   void BeginAllocateToPool(PoolId pool, std::function<bool(StreamHandle)> filter);
   absl::Status EndAllocateToPool(PoolId pool);
   // Drops one use of `pool`; at zero, its free segments go back to the device and the rest as

@@ -39,6 +39,16 @@ absl::Status VmmArena::Release(DevicePtr addr, std::size_t bytes, bool last_use_
   return pool_->Release(*this, addr, bytes, last_use_complete);
 }
 
+bool VmmArena::ReleaseEndsAPage(DevicePtr addr, std::size_t bytes) const {
+  std::size_t first = 0;
+  std::size_t end = 0;
+  if (!PagesOf("ReleaseEndsAPage", addr, bytes, &first, &end).ok()) return true;
+  for (std::size_t p = first; p < end; ++p) {
+    if (pages_[p].live <= 1) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<std::size_t> VmmArena::UnbackedPages(DevicePtr addr, std::size_t bytes) const {
   std::size_t first = 0;
   std::size_t end = 0;

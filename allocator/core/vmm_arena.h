@@ -117,6 +117,10 @@ class VmmArena {
   // `last_use_complete`: the caller knows every use of the range has completed (its stream was
   // destroyed and waited for): the pages are ready at once and no mark is recorded.
   absl::Status Release(DevicePtr addr, std::size_t bytes, bool last_use_complete = false);
+  // Whether Release(addr, bytes) would end the last use of a page, and so record a free mark on
+  // this arena's stream; a release that ends none records nothing. True for a range that is not
+  // ours (Release reports it).
+  bool ReleaseEndsAPage(DevicePtr addr, std::size_t bytes) const;
 
   // How many pages of [addr, addr + bytes) an Acquire would have to find a chunk for: pages
   // that are unmapped, and aliases whose chunk is in use elsewhere.

@@ -75,8 +75,7 @@ absl::Status SimDevice::CheckCapturedEvent(absl::string_view call, EventHandle e
   return absl::FailedPreconditionError(message);
 }
 
-void SimDevice::CheckStream(absl::string_view call, StreamHandle stream) {
-  if (!options_.check_hazards) return;
+void SimDevice::CheckStreamHandle(absl::string_view call, StreamHandle stream) {
   const std::optional<SimHandleOwner> owner = LookupSimStream(stream);
   if (!owner.has_value()) return;  // never created: an implicit stream of every device
   if (!owner->live) {
@@ -92,8 +91,7 @@ void SimDevice::CheckStream(absl::string_view call, StreamHandle stream) {
   }
 }
 
-void SimDevice::CheckEvent(absl::string_view call, EventHandle event) {
-  if (!options_.check_hazards) return;
+void SimDevice::CheckEventHandle(absl::string_view call, EventHandle event) {
   const std::optional<SimHandleOwner> owner = LookupSimEvent(event);
   if (!owner.has_value() || owner->device == &streams_) return;
   ReportHazard(SimHazardKind::kForeignOrDeadHandle,

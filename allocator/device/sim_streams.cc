@@ -246,6 +246,7 @@ EventHandle SimStreamModel::CreateEvent() {
 }
 
 std::optional<StreamHandle> SimStreamModel::CaptureRecordOf(EventHandle event) const {
+  if (capture_records_ == 0) return std::nullopt;  // the common case costs no lookup
   auto it = events_.find(event);
   if (it == events_.end()) return std::nullopt;
   return it->second.capture_record;
@@ -301,6 +302,7 @@ absl::StatusOr<SimStreamModel::EventState*> SimStreamModel::FindEvent(absl::stri
 absl::Status SimStreamModel::DestroyEvent(EventHandle event) {
   absl::StatusOr<EventState*> state = FindEvent("DestroyEvent", event);
   if (!state.ok()) return state.status();
+  if ((*state)->capture_record.has_value()) --capture_records_;
   events_.erase(event);
   if (register_events_) ForgetSimEvent(event);
   return absl::OkStatus();
@@ -312,8 +314,10 @@ absl::Status SimStreamModel::RecordEvent(EventHandle event, StreamHandle stream)
   const StreamId id = IdentityOf(stream);
   (*state)->captured = WorkRef{id, streams_[id].last_ticket};
   (*state)->queries_since_record = 0;
+  if ((*state)->capture_record.has_value()) --capture_records_;
   (*state)->capture_record =
       IsCapturing(stream) ? std::optional<StreamHandle>(stream) : std::nullopt;
+  if ((*state)->capture_record.has_value()) ++capture_records_;
   return absl::OkStatus();
 }
 

@@ -177,6 +177,7 @@ class SimStreamModel {
   std::vector<StreamHandle> free_handles_;
   std::set<StreamHandle> capturing_;  // ordered so error messages are deterministic
   absl::flat_hash_map<EventHandle, EventState> events_;
+  std::size_t capture_records_ = 0;  // events whose capture_record is set
   StreamId next_identity_ = 1;
   std::uint64_t next_ticket_ = 1;
   std::mt19937_64 durations_;

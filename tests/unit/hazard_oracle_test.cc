@@ -51,8 +51,9 @@ class HazardOracleTest : public ::testing::TestWithParam<Shard> {};
 TEST_P(HazardOracleTest, NoHazardsAndDataIntact) {
   const Shard shard = GetParam();
   const int per_shard =
-      // A quarter of the preset's seeds per shard: 250 in default, measured at about 27 s a
-      // shard in Debug on the 2-core machine (8 shards, 2 at a time: under 2 minutes).
+      // A quarter of the preset's seeds per shard: 250 in default, measured (replays included)
+      // at 22-27 s a segment shard and 41-52 s a VMM shard in Debug on the 2-core machine
+      // (8 shards, 2 at a time: about 3 minutes).
       EnvInt("VRAMCACHE_ORACLE_SEEDS", std::max(VRAMCACHE_RANDOM_SEEDS / (2 * kShardsPerMode), 2));
   const int first = EnvInt("VRAMCACHE_ORACLE_FIRST_SEED", 1);
   const bool keep_going = EnvInt("VRAMCACHE_ORACLE_KEEP_GOING", 0) != 0;

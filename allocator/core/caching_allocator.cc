@@ -21,6 +21,7 @@
 #include "allocator/core/invariant_check.h"
 #include "allocator/core/relaxed_capture.h"
 #include "allocator/core/reuse_cache.h"
+#include "allocator/core/ring_buffer.h"
 #include "allocator/core/size_classes.h"
 #include "allocator/core/vmm_arena.h"
 
@@ -97,7 +98,8 @@ class CachingAllocatorImpl {
         rounder_(config.roundup_power2_divisions),
         guard_(device, config),
         debug_(guard_.active()),
-        front_bytes_(guard_.front_bytes()) {
+        front_bytes_(guard_.front_bytes()),
+        history_(config.record_history ? config.history_capacity : 0) {
     std::size_t budget = config.budget_bytes.value_or(0);
     if (config.per_process_memory_fraction.has_value()) {
       budget = CapForFraction(*config.per_process_memory_fraction);
@@ -704,7 +706,7 @@ class CachingAllocatorImpl {
 
   std::vector<TraceEntry> History() const {
     MutexLock lock(&mu_);
-    return {history_.begin(), history_.end()};
+    return history_.OldestFirst();
   }
 
   std::optional<OomReport> LastOom() const {
@@ -1473,11 +1475,12 @@ class CachingAllocatorImpl {
     block->poison_pending =
         guard_.poison_on_free() && !block->segment->quarantine && block->pool_id == kDefaultPool;
     if (status.ok() || !absl::IsDataLoss(status) || !config_.record_history) return status;
-    for (auto it = history_.rbegin(); it != history_.rend(); ++it) {
-      if (it->action == TraceAction::kAlloc && it->addr == block->addr) {
+    for (std::size_t position = history_.size(); position > 0; --position) {
+      const TraceEntry& entry = history_[position - 1];
+      if (entry.action == TraceAction::kAlloc && entry.addr == block->addr) {
         return absl::DataLossError(absl::StrFormat(
             "%s; allocated at t=%d ns on stream %#x (history entry %d of %d)", status.message(),
-            it->time_ns, it->stream, history_.rend() - it, history_.size()));
+            entry.time_ns, entry.stream, position, history_.size()));
       }
     }
     return status;
@@ -1995,8 +1998,7 @@ class CachingAllocatorImpl {
   void Record(TraceAction action, DevicePtr addr, std::size_t size, StreamHandle stream)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!config_.record_history) return;
-    if (history_.size() >= config_.history_capacity) history_.pop_front();
-    history_.push_back({action, addr, size, stream, clock_->NowNanos()});
+    history_.Push({action, addr, size, stream, clock_->NowNanos()});
   }
 
   // ---------------------------------------------------------------- invariants
@@ -2084,7 +2086,7 @@ class CachingAllocatorImpl {
   std::vector<DeferredRelease> deferred_releases_ ABSL_GUARDED_BY(mu_);
   bool quarantine_ = false;  // unmap_on_free in virtual-memory mode; set once, at construction
   DeviceStats stats_ ABSL_GUARDED_BY(mu_);
-  std::deque<TraceEntry> history_ ABSL_GUARDED_BY(mu_);
+  RingBuffer<TraceEntry> history_ ABSL_GUARDED_BY(mu_);  // empty unless record_history
   std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);
 };
 

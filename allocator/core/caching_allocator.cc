@@ -99,6 +99,8 @@ class CachingAllocatorImpl {
         guard_(device, config),
         debug_(guard_.active()),
         front_bytes_(guard_.front_bytes()),
+        reuse_cache_(
+            EffectiveReuseCacheBytes(config, UsesVirtualMemory(config, device->Capabilities()))),
         history_(config.record_history ? config.history_capacity : 0) {
     std::size_t budget = config.budget_bytes.value_or(0);
     if (config.per_process_memory_fraction.has_value()) {
@@ -112,7 +114,6 @@ class CachingAllocatorImpl {
       // Free addresses must fault in that mode, so a stitch may not leave an alias behind.
       vmm_->SetAliasing(!config.unmap_on_free);
     }
-    reuse_cache_limit_ = EffectiveReuseCacheBytes(config, vmm_ != nullptr);
     const double total = static_cast<double>(device->Capabilities().total_bytes);
     if (config.soft_budget_bytes.has_value()) {
       soft_budget_bytes_ = *config.soft_budget_bytes;
@@ -243,7 +244,7 @@ class CachingAllocatorImpl {
     Record(TraceAction::kFreeRequested, block->addr, block->size, block->alloc_stream);
     if (block->stream_uses.empty() && block->foreign_uses.empty() &&
         block->alloc_stream == block->stream && !block->used_by_destroyed_stream &&
-        !block->segment->quarantine && reuse_cache_bytes_ + block->size <= reuse_cache_limit_) {
+        !block->segment->quarantine && reuse_cache_.HasRoomFor(block->size)) {
       PushReuseCache(block);  // stays in live_: a reuse needs no second hash insert
       if (!guard_status.ok()) return guard_status;
       return MaybeCheckInvariants();
@@ -628,11 +629,7 @@ class CachingAllocatorImpl {
     for (const FreeBlockSet* set : {&small_free_, &large_free_}) {
       for (const Block* b : *set) largest = std::max(largest, b->size);
     }
-    for (const auto& [key, head] : reuse_cache_) {
-      for (const Block* b = head; b != nullptr; b = b->cache_next) {
-        largest = std::max(largest, b->size);
-      }
-    }
+    largest = std::max(largest, reuse_cache_.LargestBlock());
     // Virtual-memory mode: free address space is plentiful, and any request is stitched from
     // free pages, cached chunks and new chunks alike: the largest allocation that can succeed
     // is all of those (what PyTorch's cacheInfo means: device free memory or the largest
@@ -1558,41 +1555,20 @@ class CachingAllocatorImpl {
     block->last_free_time = clock_->NowNanos();
     CountSplitBlock(block, +1);
     SettleVmmSplitStats();
-    Block*& head = reuse_cache_[ReuseKey{block->pool_id, block->stream, block->rounded}];
-    block->cache_next = head;
-    head = block;
-    reuse_cache_bytes_ += block->size;
+    reuse_cache_.Push(block);
   }
 
   Block* PopReuseCache(PoolId pool, StreamHandle stream, std::size_t rounded)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (reuse_cache_bytes_ == 0) return nullptr;
-    auto it = reuse_cache_.find(ReuseKey{pool, stream, rounded});
-    if (it == reuse_cache_.end() || it->second == nullptr) return nullptr;
-    Block* block = it->second;
-    it->second = block->cache_next;
-    block->cache_next = nullptr;
-    reuse_cache_bytes_ -= block->size;
-    CountSplitBlock(block, -1);
+    Block* block = reuse_cache_.Pop(pool, stream, rounded);
+    if (block != nullptr) CountSplitBlock(block, -1);
     return block;
   }
 
   void FlushReuseCache() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (reuse_cache_bytes_ == 0) return;
-    // Coalesced in address order, not hash order, so that statistics and layouts are the same
-    // from run to run (the hash seed changes per process).
-    std::vector<Block*>& flushed = flush_scratch_;
-    flushed.clear();
-    for (auto& [key, head] : reuse_cache_) {
-      for (Block* b = head; b != nullptr; b = b->cache_next) flushed.push_back(b);
-    }
-    reuse_cache_.clear();
-    reuse_cache_bytes_ = 0;
-    std::sort(flushed.begin(), flushed.end(),
-              [](const Block* a, const Block* b) { return a->addr < b->addr; });
-    for (Block* block : flushed) {
+    if (reuse_cache_.empty()) return;
+    for (Block* block : reuse_cache_.TakeAllByAddress()) {
       live_.erase(block->addr);
-      block->cache_next = nullptr;
       CountSplitBlock(block, -1);
       ReleaseBacking(block);
       CoalesceAndInsert(block);
@@ -2022,8 +1998,7 @@ class CachingAllocatorImpl {
         .large_free = large_free_,
         .allocated_or_cached = live_,
         .first_fit_segments = first_fit_segments_,
-        .reuse_lists = reuse_cache_,
-        .reuse_bytes = reuse_cache_bytes_,
+        .reuse_cache = reuse_cache_,
         .vmm = vmm_.get(),
         .stats = stats_,
     });
@@ -2066,10 +2041,7 @@ class CachingAllocatorImpl {
   // Virtual-memory mode's large segments by rank (creation order), for FirstFitBlock.
   absl::btree_map<std::uint64_t, Segment*> first_fit_segments_ ABSL_GUARDED_BY(mu_);
   std::uint64_t next_segment_rank_ ABSL_GUARDED_BY(mu_) = 1;
-  std::size_t reuse_cache_limit_ = 0;  // EffectiveReuseCacheBytes, set at construction
-  absl::flat_hash_map<ReuseKey, Block*> reuse_cache_ ABSL_GUARDED_BY(mu_);
-  std::size_t reuse_cache_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<Block*> flush_scratch_ ABSL_GUARDED_BY(mu_);
+  ReuseCache reuse_cache_ ABSL_GUARDED_BY(mu_);
   std::vector<CaptureToPool> captures_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<PoolId, int> private_pool_uses_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<PoolId> released_pools_ ABSL_GUARDED_BY(mu_);

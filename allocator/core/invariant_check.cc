@@ -176,7 +176,7 @@ absl::Status CheckAllocatorInvariants(const AllocatorStateView& state) {
                                                state.small_free.size() + state.large_free.size()));
   }
   std::size_t listed_blocks = 0;
-  for (const auto& [key, head] : state.reuse_lists) {
+  for (const auto& [key, head] : state.reuse_cache.lists()) {
     for (const Block* b = head; b != nullptr; b = b->cache_next) {
       if (b->state != BlockState::kCached || b->rounded != key.rounded || b->stream != key.stream ||
           b->pool_id != key.pool) {
@@ -186,10 +186,10 @@ absl::Status CheckAllocatorInvariants(const AllocatorStateView& state) {
       ++listed_blocks;
     }
   }
-  if (listed_blocks != cached_blocks || cached_bytes != state.reuse_bytes) {
+  if (listed_blocks != cached_blocks || cached_bytes != state.reuse_cache.bytes()) {
     return absl::InternalError(absl::StrFormat(
         "%d cached blocks (%d bytes) in segments but %d in reuse lists (%d bytes counted)",
-        cached_blocks, cached_bytes, listed_blocks, state.reuse_bytes));
+        cached_blocks, cached_bytes, listed_blocks, state.reuse_cache.bytes()));
   }
   if (state.allocated_or_cached.size() !=
       static_cast<std::size_t>(expected.allocation.all().current) + cached_blocks) {

@@ -26,9 +26,8 @@ struct AllocatorStateView {
   const absl::flat_hash_map<DevicePtr, Block*>& allocated_or_cached;
   // Virtual-memory mode's large segments by rank (the first-fit search order).
   const absl::btree_map<std::uint64_t, Segment*>& first_fit_segments;
-  const absl::flat_hash_map<ReuseKey, Block*>& reuse_lists;
-  std::size_t reuse_bytes;  // what the reuse cache counts it holds
-  const ChunkPool* vmm;     // null in segment mode
+  const ReuseCache& reuse_cache;
+  const ChunkPool* vmm;  // null in segment mode
   const DeviceStats& stats;
 };
 

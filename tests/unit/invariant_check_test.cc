@@ -59,8 +59,7 @@ class InvariantCheckTest : public ::testing::Test {
         .large_free = large_free_,
         .allocated_or_cached = live_,
         .first_fit_segments = first_fit_segments_,
-        .reuse_lists = reuse_lists_,
-        .reuse_bytes = reuse_bytes_,
+        .reuse_cache = reuse_cache_,
         .vmm = nullptr,
         .stats = stats_,
     });
@@ -74,8 +73,7 @@ class InvariantCheckTest : public ::testing::Test {
   FreeBlockSet large_free_;
   absl::flat_hash_map<DevicePtr, Block*> live_;
   absl::btree_map<std::uint64_t, Segment*> first_fit_segments_;
-  absl::flat_hash_map<ReuseKey, Block*> reuse_lists_;
-  std::size_t reuse_bytes_ = 0;
+  ReuseCache reuse_cache_{/*limit_bytes=*/kSegmentBytes};
   DeviceStats stats_;
 };
 
@@ -101,8 +99,8 @@ TEST_F(InvariantCheckTest, FreeBlockOutsideItsFreeSetIsNamed) {
 TEST_F(InvariantCheckTest, ReuseListHoldingABlockOfAnotherKeyIsNamed) {
   allocated_.state = BlockState::kCached;
   allocated_.rounded = allocated_.size;
-  reuse_lists_[ReuseKey{kDefaultPool, /*stream=*/7, allocated_.size}] = &allocated_;
-  reuse_bytes_ = allocated_.size;
+  reuse_cache_.Push(&allocated_);
+  allocated_.rounded = 512;  // now it serves another size than the list it waits in
   EXPECT_THAT(Check().message(), HasSubstr("reuse-cache list holds block"));
 }
 

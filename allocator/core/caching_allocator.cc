@@ -23,6 +23,7 @@
 #include "allocator/core/reuse_cache.h"
 #include "allocator/core/ring_buffer.h"
 #include "allocator/core/size_classes.h"
+#include "allocator/core/stats_ledger.h"
 #include "allocator/core/vmm_arena.h"
 
 namespace vramcache {
@@ -109,6 +110,7 @@ class CachingAllocatorImpl {
     budget_bytes_ = budget;
     if (UsesVirtualMemory(config, device->Capabilities())) {
       vmm_ = std::make_unique<ChunkPool>(device, device->Capabilities().granularity);
+      ledger_.UseVirtualMemory(vmm_.get());
       vmm_->SetBudget(budget);
       quarantine_ = config.unmap_on_free;
       // Free addresses must fault in that mode, so a stitch may not leave an alias behind.
@@ -236,11 +238,7 @@ class CachingAllocatorImpl {
     Block* block = it->second;
     absl::Status guard_status = absl::OkStatus();
     if (debug_) guard_status = CheckOnFree(block, band_status);
-    const bool small = block->segment->small;
-    stats_.allocation.Decrease(small, 1);
-    stats_.allocated_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
-    stats_.requested_bytes.Decrease(small, static_cast<std::int64_t>(block->requested));
-    if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
+    ledger_.CountUserFree(*block);
     Record(TraceAction::kFreeRequested, block->addr, block->size, block->alloc_stream);
     if (block->stream_uses.empty() && block->foreign_uses.empty() &&
         block->alloc_stream == block->stream && !block->used_by_destroyed_stream &&
@@ -531,12 +529,8 @@ class CachingAllocatorImpl {
       FlushReuseCache();
       // Live allocations are forgotten: their memory goes back with the segments.
       for (auto& [addr, block] : live_) {
-        const bool small = block->segment->small;
-        stats_.allocation.Decrease(small, 1);
-        stats_.allocated_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
-        stats_.requested_bytes.Decrease(small, static_cast<std::int64_t>(block->requested));
+        ledger_.CountUserFree(*block);
         CountActive(block, -1);
-        if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
       }
       live_.clear();
       for (auto& [base, segment] : segments_) released.push_back(segment);
@@ -1347,7 +1341,6 @@ class CachingAllocatorImpl {
   absl::StatusOr<void*> MarkAllocated(Block* block, std::size_t size, std::size_t rounded,
                                       StreamHandle alloc_stream)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const bool small = block->segment->small;
     block->state = BlockState::kAllocated;
     block->rounded = rounded;
     block->requested = size;
@@ -1355,10 +1348,7 @@ class CachingAllocatorImpl {
     block->stream_uses.clear();
     block->used_by_destroyed_stream = false;
     live_.try_emplace(block->addr, block);  // present already when reused from the cache
-    stats_.allocation.Increase(small, 1);
-    stats_.allocated_bytes.Increase(small, static_cast<std::int64_t>(block->size));
-    stats_.requested_bytes.Increase(small, static_cast<std::int64_t>(size));
-    if (block->size >= config_.max_split_size) stats_.oversize_allocations.Increase(1);
+    ledger_.CountUserAllocation(*block, size);
     CountActive(block, +1);
     SettleVmmSplitStats();
     Record(TraceAction::kAlloc, block->addr, block->size, alloc_stream);
@@ -1376,66 +1366,15 @@ class CachingAllocatorImpl {
 
   // ---------------------------------------------------------------- statistics transitions
 
-  // A block becomes active (served) or stops being active (its free completed, or shutdown).
-  // In virtual-memory mode the pages it covers whole are counted too, for the split statistics.
+  // Forwarders to the ledger (stats_ledger.h), which keep the call sites as they were while
+  // other branches change them; to be inlined once those have merged.
   void CountActive(const Block* block, int direction) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const bool small = block->segment->small;
-    const auto bytes = static_cast<std::int64_t>(block->size);
-    if (direction > 0) {
-      stats_.active.Increase(small, 1);
-      stats_.active_bytes.Increase(small, bytes);
-    } else {
-      stats_.active.Decrease(small, 1);
-      stats_.active_bytes.Decrease(small, bytes);
-    }
-    if (block->segment->arena != nullptr) {
-      active_whole_pages_[small ? 1 : 0] += direction * WholePagesOf(*block, vmm_->granularity());
-    }
+    ledger_.CountActive(*block, direction);
   }
-
-  // Segment mode: a free, cached or parked block of a split segment is `inactive_split` (memory
-  // that stays reserved while its segment has a block in use). Virtual-memory mode counts pages
-  // instead (SettleVmmSplitStats).
   void CountSplitBlock(const Block* block, int direction) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (vmm_ != nullptr || !block->is_split()) return;
-    const bool small = block->segment->small;
-    const auto bytes = static_cast<std::int64_t>(block->size);
-    if (direction > 0) {
-      stats_.inactive_split.Increase(small, 1);
-      stats_.inactive_split_bytes.Increase(small, bytes);
-    } else {
-      stats_.inactive_split.Decrease(small, 1);
-      stats_.inactive_split_bytes.Decrease(small, bytes);
-    }
+    ledger_.CountSplitBlock(*block, direction);
   }
-
-  // Virtual-memory mode: the split statistics in physical terms, per pool. A page with a live
-  // count holds its own chunk, which nothing else can take and empty_cache cannot release;
-  // `inactive_split_bytes` is what of those pages no active block covers (G x pages in use -
-  // active bytes: the memory stranded by fragmentation, the summary's "non-releasable"), and
-  // `inactive_split` the pages in use that are not wholly inside one active block. Free address
-  // space holds no memory and counts nowhere. Both follow two counts that one step changes at
-  // different moments (pages when a block's backing is acquired or released, active bytes when
-  // it is served or its free completes), so they are settled at the end of each such step,
-  // never in between: every value a reader can see, and so every peak, is a true one.
-  void SettleVmmSplitStats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (vmm_ == nullptr) return;
-    for (const bool small : {true, false}) {
-      const int p = small ? 1 : 2;
-      const auto live_pages = static_cast<std::int64_t>(vmm_->live_pages(small));
-      const std::int64_t bytes = live_pages * static_cast<std::int64_t>(vmm_->granularity()) -
-                                 stats_.active_bytes.by_pool[p].current;
-      const std::int64_t count = live_pages - active_whole_pages_[small ? 1 : 0];
-      AdjustTo(stats_.inactive_split_bytes, small, bytes);
-      AdjustTo(stats_.inactive_split, small, count);
-    }
-  }
-
-  static void AdjustTo(PoolStat& stat, bool small, std::int64_t target) {
-    const std::int64_t current = stat.by_pool[small ? 1 : 2].current;
-    if (target > current) stat.Increase(small, target - current);
-    if (target < current) stat.Decrease(small, current - target);
-  }
+  void SettleVmmSplitStats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ledger_.SettleVmmSplitStats(); }
 
   // ---------------------------------------------------------------- debug modes
 
@@ -1497,11 +1436,7 @@ class CachingAllocatorImpl {
 
   // A block just marked allocated goes back as if freed at once by its own stream.
   void UndoAllocation(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const bool small = block->segment->small;
-    stats_.allocation.Decrease(small, 1);
-    stats_.allocated_bytes.Decrease(small, static_cast<std::int64_t>(block->size));
-    stats_.requested_bytes.Decrease(small, static_cast<std::int64_t>(block->requested));
-    if (block->size >= config_.max_split_size) stats_.oversize_allocations.Decrease(1);
+    ledger_.CountUserFree(*block);
     live_.erase(block->addr);
     ReturnToPool(block);
   }
@@ -2014,9 +1949,6 @@ class CachingAllocatorImpl {
 
   mutable Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  // Virtual-memory mode: pages that active blocks cover whole, large pool [0] and small [1]
-  // (see SettleVmmSplitStats).
-  std::int64_t active_whole_pages_[2] ABSL_GUARDED_BY(mu_) = {0, 0};
   FreeBlockSet small_free_ ABSL_GUARDED_BY(mu_);
   FreeBlockSet large_free_ ABSL_GUARDED_BY(mu_);
   // Allocated blocks, and blocks waiting in the reuse cache (so that reusing one needs no
@@ -2058,6 +1990,7 @@ class CachingAllocatorImpl {
   std::vector<DeferredRelease> deferred_releases_ ABSL_GUARDED_BY(mu_);
   bool quarantine_ = false;  // unmap_on_free in virtual-memory mode; set once, at construction
   DeviceStats stats_ ABSL_GUARDED_BY(mu_);
+  StatsLedger ledger_ ABSL_GUARDED_BY(mu_){&stats_, config_.max_split_size};  // writes stats_
   RingBuffer<TraceEntry> history_ ABSL_GUARDED_BY(mu_);  // empty unless record_history
   std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);
 };

@@ -11,13 +11,6 @@
 
 namespace vramcache {
 
-std::int64_t WholePagesOf(const Block& block, std::size_t granularity) {
-  const std::size_t offset = block.addr - block.segment->arena->base();
-  const std::size_t first = (offset + granularity - 1) / granularity;
-  const std::size_t end = (offset + block.size) / granularity;
-  return end > first ? static_cast<std::int64_t>(end - first) : 0;
-}
-
 namespace {
 
 // Virtual memory: every block in use (allocated, cached or pending) has its pages backed,

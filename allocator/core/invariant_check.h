@@ -12,6 +12,7 @@
 #include "allocator/core/block.h"
 #include "allocator/core/reuse_cache.h"
 #include "allocator/core/stats.h"
+#include "allocator/core/stats_ledger.h"  // WholePagesOf
 
 namespace vramcache {
 
@@ -33,9 +34,5 @@ struct AllocatorStateView {
 
 // OK, or InternalError naming the first structure or statistic that disagrees with the blocks.
 absl::Status CheckAllocatorInvariants(const AllocatorStateView& state);
-
-// Virtual-memory mode: pages of its arena that `block` covers entirely (none for a block inside
-// one page). Active blocks' whole pages enter the split statistics.
-std::int64_t WholePagesOf(const Block& block, std::size_t granularity);
 
 }  // namespace vramcache

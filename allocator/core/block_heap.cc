@@ -1,0 +1,121 @@
+// The block heap's operations (block_heap.h): the segment's block list stays a tiling in
+// address order through every split and coalesce, and every free block is in exactly one free
+// set (and its segment's first-fit index when searched first fit).
+#include "allocator/core/block_heap.h"
+
+#include <algorithm>
+
+namespace vramcache {
+
+BlockHeap::~BlockHeap() {
+  for (Block* block : spare_blocks_) delete block;
+}
+
+Segment* BlockHeap::Adopt(DevicePtr base, std::size_t size, bool small, StreamHandle stream,
+                          PoolId pool) {
+  auto* segment = new Segment{base, size, stream, small, pool, nullptr};
+  Block* block = NewBlock();
+  block->addr = base;
+  block->size = size;
+  block->stream = stream;
+  block->pool_id = pool;
+  block->segment = segment;
+  segment->head = block;
+  segments_.emplace(base, segment);
+  if (UsesFirstFit(segment)) {
+    segment->rank = next_segment_rank_++;
+    first_fit_segments_.emplace(segment->rank, segment);
+  }
+  return segment;
+}
+
+void BlockHeap::ForgetSegmentBlocks(Segment* segment) {
+  for (Block* b = segment->head; b != nullptr;) {
+    Block* next = b->next;
+    if (b->state == BlockState::kFree) {
+      // Blocks still in a free set are removed by the callers that own that decision;
+      // whole-segment releases removed the head already.
+      ForgetFirstFit(b);
+      if (FreeSetOf(b).erase(b) > 0) ledger_->CountSplitBlock(*b, -1);
+    }
+    DeleteBlock(b);
+    b = next;
+  }
+  segment->head = nullptr;
+}
+
+void BlockHeap::Clear() {
+  segments_.clear();
+  small_free_.clear();
+  large_free_.clear();
+  first_fit_segments_.clear();
+}
+
+void BlockHeap::Split(Block* block, std::size_t rounded) {
+  Block* rest = NewBlock();
+  rest->addr = block->addr + rounded;
+  rest->size = block->size - rounded;
+  rest->stream = block->stream;
+  rest->pool_id = block->pool_id;
+  rest->segment = block->segment;
+  rest->prev = block;
+  rest->next = block->next;
+  if (block->next != nullptr) block->next->prev = rest;
+  block->next = rest;
+  block->size = rounded;
+  AddFreeBlock(rest);
+}
+
+void BlockHeap::CoalesceAndInsert(Block* block) {
+  block->state = BlockState::kFree;
+  block->stream_uses.clear();
+  if (Block* prev = block->prev; prev != nullptr && prev->state == BlockState::kFree) {
+    RemoveFreeBlock(prev);
+    prev->size += block->size;
+    prev->next = block->next;
+    if (block->next != nullptr) block->next->prev = prev;
+    DeleteBlock(block);
+    block = prev;
+  }
+  if (Block* next = block->next; next != nullptr && next->state == BlockState::kFree) {
+    RemoveFreeBlock(next);
+    block->size += next->size;
+    block->next = next->next;
+    if (next->next != nullptr) next->next->prev = block;
+    DeleteBlock(next);
+  }
+  AddFreeBlock(block);
+}
+
+void BlockHeap::AddFreeBlock(Block* block) {
+  block->state = BlockState::kFree;
+  block->last_free_time = clock_->NowNanos();
+  FreeSetOf(block).insert(block);
+  if (UsesFirstFit(block->segment)) {
+    block->segment->free_by_addr.insert(block);
+    block->segment->free_max = std::max(block->segment->free_max, block->size);
+  }
+  ledger_->CountSplitBlock(*block, +1);
+}
+
+void BlockHeap::RemoveFreeBlock(Block* block) {
+  FreeSetOf(block).erase(block);
+  ForgetFirstFit(block);
+  ledger_->CountSplitBlock(*block, -1);
+}
+
+void BlockHeap::ForgetFirstFit(Block* block) {
+  Segment* segment = block->segment;
+  if (!UsesFirstFit(segment) || segment->free_by_addr.erase(block) == 0) return;
+  if (block->size == segment->free_max) segment->free_max_stale = true;
+}
+
+Block* BlockHeap::NewBlock() {
+  if (spare_blocks_.empty()) return new Block();
+  Block* block = spare_blocks_.back();
+  spare_blocks_.pop_back();
+  block->Reset();
+  return block;
+}
+
+}  // namespace vramcache

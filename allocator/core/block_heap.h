@@ -1,0 +1,78 @@
+// The block heap: segments by address, the free sets of both pools, virtual-memory mode's
+// first-fit index, and the operations that keep them consistent (adopt a segment, split a
+// block, coalesce a freed one with its free neighbours, forget a segment's blocks). It makes
+// no device call and decides nothing about placement or release; the free-set transitions move
+// the split statistics through the ledger. Not thread-safe: called with the allocator's lock.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "allocator/core/block.h"
+#include "allocator/core/clock.h"
+#include "allocator/core/stats_ledger.h"
+
+namespace vramcache {
+
+class BlockHeap {
+ public:
+  // `ledger` and `clock` must outlive the heap. `first_fit_large`: virtual-memory mode, whose
+  // large segments are searched first fit and so index their free blocks by address.
+  BlockHeap(StatsLedger* ledger, Clock* clock, bool first_fit_large)
+      : ledger_(ledger), clock_(clock), first_fit_large_(first_fit_large) {}
+  // Frees the recycled Block objects (segments and their blocks belong to the allocator until
+  // it forgets them).
+  ~BlockHeap();
+  BlockHeap(const BlockHeap&) = delete;
+  BlockHeap& operator=(const BlockHeap&) = delete;
+
+  // A new segment of one block covering it, listed by address (and by rank when searched first
+  // fit). The block is not yet free: the caller counts the segment, then calls AddFreeBlock.
+  Segment* Adopt(DevicePtr base, std::size_t size, bool small, StreamHandle stream, PoolId pool);
+  // Recycles every block of `segment`, taking free ones out of the free sets first.
+  void ForgetSegmentBlocks(Segment* segment);
+  // Shutdown: every list emptied (the segments themselves are the caller's to release).
+  void Clear();
+
+  // Cuts `block` (just taken out of its free set) to `rounded` bytes; the rest becomes a free
+  // block after it.
+  void Split(Block* block, std::size_t rounded);
+  // The block is free again: merged with free neighbours and put into its free set.
+  void CoalesceAndInsert(Block* block);
+
+  // Free-set membership. RemoveFreeBlock must run before a free block's size or neighbours
+  // change, so that the split statistics subtract exactly what AddFreeBlock added.
+  void AddFreeBlock(Block* block);
+  void RemoveFreeBlock(Block* block);
+  void ForgetFirstFit(Block* block);
+  bool UsesFirstFit(const Segment* segment) const { return first_fit_large_ && !segment->small; }
+
+  // Block objects are recycled: a heap under steady load allocates none.
+  Block* NewBlock();
+  void DeleteBlock(Block* block) { spare_blocks_.push_back(block); }
+
+  absl::btree_map<DevicePtr, Segment*>& segments() { return segments_; }
+  FreeBlockSet& small_free() { return small_free_; }
+  FreeBlockSet& large_free() { return large_free_; }
+  absl::btree_map<std::uint64_t, Segment*>& first_fit_segments() { return first_fit_segments_; }
+
+ private:
+  FreeBlockSet& FreeSetOf(const Block* block) {
+    return block->segment->small ? small_free_ : large_free_;
+  }
+
+  StatsLedger* const ledger_;
+  Clock* const clock_;
+  const bool first_fit_large_;
+  absl::btree_map<DevicePtr, Segment*> segments_;
+  FreeBlockSet small_free_;
+  FreeBlockSet large_free_;
+  // First-fit segments by rank (creation order), the search order of FirstFitBlock.
+  absl::btree_map<std::uint64_t, Segment*> first_fit_segments_;
+  std::uint64_t next_segment_rank_ = 1;
+  std::vector<Block*> spare_blocks_;
+};
+
+}  // namespace vramcache

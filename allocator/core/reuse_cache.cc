@@ -1,0 +1,49 @@
+// The reuse cache's lists (reuse_cache.h): singly linked through Block::cache_next, one list
+// per key, so push and pop touch one hash slot and one block.
+#include "allocator/core/reuse_cache.h"
+
+#include <algorithm>
+
+namespace vramcache {
+
+void ReuseCache::Push(Block* block) {
+  Block*& head = lists_[ReuseKey{block->pool_id, block->stream, block->rounded}];
+  block->cache_next = head;
+  head = block;
+  bytes_ += block->size;
+}
+
+Block* ReuseCache::Pop(PoolId pool, StreamHandle stream, std::size_t rounded) {
+  if (bytes_ == 0) return nullptr;
+  auto it = lists_.find(ReuseKey{pool, stream, rounded});
+  if (it == lists_.end() || it->second == nullptr) return nullptr;
+  Block* block = it->second;
+  it->second = block->cache_next;
+  block->cache_next = nullptr;
+  bytes_ -= block->size;
+  return block;
+}
+
+const std::vector<Block*>& ReuseCache::TakeAllByAddress() {
+  taken_.clear();
+  for (auto& [key, head] : lists_) {
+    for (Block* b = head; b != nullptr; b = b->cache_next) taken_.push_back(b);
+  }
+  lists_.clear();
+  bytes_ = 0;
+  std::sort(taken_.begin(), taken_.end(),
+            [](const Block* a, const Block* b) { return a->addr < b->addr; });
+  for (Block* block : taken_) block->cache_next = nullptr;
+  return taken_;
+}
+
+std::size_t ReuseCache::LargestBlock() const {
+  std::size_t largest = 0;
+  for (const auto& [key, head] : lists_) {
+    for (const Block* b = head; b != nullptr; b = b->cache_next)
+      largest = std::max(largest, b->size);
+  }
+  return largest;
+}
+
+}  // namespace vramcache

@@ -1,0 +1,64 @@
+// The reuse cache's lists: freed blocks kept whole, by the pool, stream and rounded size of the
+// request they last served, so that the next such request takes one without a free-set search,
+// split or coalesce. It only keeps the lists and their byte count; the allocator decides what
+// enters (Free), updates the statistics, and coalesces what it flushes (FlushReuseCache).
+// Not thread-safe: the allocator calls it with its lock held.
+#pragma once
+
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "allocator/core/block.h"
+
+namespace vramcache {
+
+// Key of a reuse-cache list: freed blocks that last served requests of `rounded` bytes.
+struct ReuseKey {
+  PoolId pool;
+  StreamHandle stream;
+  std::size_t rounded;
+  bool operator==(const ReuseKey&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const ReuseKey& k) {
+    return H::combine(std::move(h), k.pool, k.stream, k.rounded);
+  }
+};
+
+class ReuseCache {
+ public:
+  // The lists hold at most `limit_bytes` (EffectiveReuseCacheBytes).
+  explicit ReuseCache(std::size_t limit_bytes) : limit_bytes_(limit_bytes) {}
+
+  // Whether a block of `bytes` fits under the limit.
+  bool HasRoomFor(std::size_t bytes) const { return bytes_ + bytes <= limit_bytes_; }
+
+  // Lists `block` under its pool, stream and rounded size, newest first (a list is a stack).
+  // Its `cache_next` links the list.
+  void Push(Block* block);
+
+  // The newest block listed under the key, unlinked; null when none.
+  Block* Pop(PoolId pool, StreamHandle stream, std::size_t rounded);
+
+  // Empties every list and returns the blocks it held in address order, so that coalescing them
+  // gives the same statistics and layouts from run to run (the hash seed changes per process).
+  // The vector is reused by the next call.
+  const std::vector<Block*>& TakeAllByAddress();
+
+  // The largest block listed (0 when none); a walk of every list.
+  std::size_t LargestBlock() const;
+
+  bool empty() const { return bytes_ == 0; }
+  std::size_t bytes() const { return bytes_; }
+  // For the invariant recount.
+  const absl::flat_hash_map<ReuseKey, Block*>& lists() const { return lists_; }
+
+ private:
+  const std::size_t limit_bytes_;
+  absl::flat_hash_map<ReuseKey, Block*> lists_;  // each list's newest block
+  std::size_t bytes_ = 0;                        // the sizes of every listed block
+  std::vector<Block*> taken_;                    // TakeAllByAddress's result
+};
+
+}  // namespace vramcache

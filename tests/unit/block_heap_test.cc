@@ -1,0 +1,125 @@
+// The block heap: an adopted segment is one block, a split leaves the rest free after it, a
+// freed block coalesces with free neighbours on both sides, the split statistics follow the
+// free sets, and in first-fit mode the large segments index their free blocks by address.
+#include "allocator/core/block_heap.h"
+
+#include <cstddef>
+#include <cstdint>
+
+#include "gtest/gtest.h"
+
+namespace vramcache {
+namespace {
+
+constexpr std::size_t kMiB = std::size_t{1} << 20;
+constexpr DevicePtr kBase = 0x40000000;
+
+class BlockHeapTest : public ::testing::Test {
+ protected:
+  explicit BlockHeapTest(bool first_fit_large = false)
+      : ledger_(&stats_, /*max_split_size=*/SIZE_MAX), heap_(&ledger_, &clock_, first_fit_large) {}
+  ~BlockHeapTest() override {
+    for (auto& [base, segment] : heap_.segments()) {
+      heap_.ForgetSegmentBlocks(segment);
+      delete segment;
+    }
+    heap_.Clear();
+  }
+
+  Segment* AdoptLarge(std::size_t size) {
+    Segment* segment = heap_.Adopt(kBase, size, /*small=*/false, /*stream=*/0, kDefaultPool);
+    heap_.AddFreeBlock(segment->head);
+    return segment;
+  }
+
+  DeviceStats stats_;
+  TickClock clock_;
+  StatsLedger ledger_;
+  BlockHeap heap_;
+};
+
+TEST_F(BlockHeapTest, AdoptedSegmentIsOneFreeBlock) {
+  Segment* segment = AdoptLarge(20 * kMiB);
+  EXPECT_EQ(heap_.segments().at(kBase), segment);
+  EXPECT_EQ(segment->head->size, 20 * kMiB);
+  EXPECT_TRUE(segment->IsWhollyFree());
+  EXPECT_EQ(heap_.large_free().size(), 1u);
+  EXPECT_TRUE(heap_.small_free().empty());
+  EXPECT_EQ(stats_.inactive_split.all().current, 0);  // a whole segment is not split
+  EXPECT_TRUE(heap_.first_fit_segments().empty());
+}
+
+TEST_F(BlockHeapTest, SplitLeavesTheRestFreeAfterTheBlock) {
+  Segment* segment = AdoptLarge(20 * kMiB);
+  Block* block = segment->head;
+  heap_.RemoveFreeBlock(block);
+  heap_.Split(block, 3 * kMiB);
+  block->state = BlockState::kAllocated;
+  ASSERT_NE(block->next, nullptr);
+  EXPECT_EQ(block->size, 3 * kMiB);
+  EXPECT_EQ(block->next->addr, kBase + 3 * kMiB);
+  EXPECT_EQ(block->next->size, 17 * kMiB);
+  EXPECT_EQ(block->next->prev, block);
+  EXPECT_EQ(block->next->state, BlockState::kFree);
+  EXPECT_EQ(heap_.large_free().size(), 1u);
+  EXPECT_EQ(stats_.inactive_split.by_pool[2].current, 1);
+  EXPECT_EQ(stats_.inactive_split_bytes.by_pool[2].current, static_cast<std::int64_t>(17 * kMiB));
+}
+
+TEST_F(BlockHeapTest, FreedBlockCoalescesWithBothNeighbours) {
+  Segment* segment = AdoptLarge(12 * kMiB);
+  Block* first = segment->head;
+  heap_.RemoveFreeBlock(first);
+  heap_.Split(first, 4 * kMiB);
+  Block* second = first->next;
+  heap_.RemoveFreeBlock(second);
+  heap_.Split(second, 4 * kMiB);
+  first->state = BlockState::kAllocated;
+  second->state = BlockState::kAllocated;
+  heap_.CoalesceAndInsert(first);  // merges with nothing: its neighbour is allocated
+  EXPECT_EQ(heap_.large_free().size(), 2u);
+  heap_.CoalesceAndInsert(second);  // merges with both
+  EXPECT_TRUE(segment->IsWhollyFree());
+  EXPECT_EQ(segment->head->size, 12 * kMiB);
+  EXPECT_EQ(heap_.large_free().size(), 1u);
+  EXPECT_EQ(stats_.inactive_split.all().current, 0);
+  EXPECT_EQ(stats_.inactive_split_bytes.all().current, 0);
+}
+
+TEST_F(BlockHeapTest, RecycledBlocksComeBackReset) {
+  Block* block = heap_.NewBlock();
+  block->addr = 0x1234;
+  block->state = BlockState::kAllocated;
+  heap_.DeleteBlock(block);
+  Block* again = heap_.NewBlock();
+  EXPECT_EQ(again, block);
+  EXPECT_EQ(again->addr, 0u);
+  EXPECT_EQ(again->state, BlockState::kFree);
+  heap_.DeleteBlock(again);
+}
+
+class FirstFitBlockHeapTest : public BlockHeapTest {
+ protected:
+  FirstFitBlockHeapTest() : BlockHeapTest(/*first_fit_large=*/true) {}
+};
+
+TEST_F(FirstFitBlockHeapTest, LargeSegmentsIndexTheirFreeBlocksByAddress) {
+  Segment* segment = AdoptLarge(8 * kMiB);
+  EXPECT_EQ(heap_.first_fit_segments().at(segment->rank), segment);
+  EXPECT_EQ(segment->free_by_addr.size(), 1u);
+  EXPECT_EQ(segment->free_max, 8 * kMiB);
+  Block* block = segment->head;
+  heap_.RemoveFreeBlock(block);
+  EXPECT_TRUE(segment->free_by_addr.empty());
+  EXPECT_TRUE(segment->free_max_stale);  // the largest left; recomputed by the next search
+  heap_.Split(block, 2 * kMiB);
+  EXPECT_EQ(segment->free_by_addr.size(), 1u);
+  EXPECT_EQ((*segment->free_by_addr.begin())->addr, kBase + 2 * kMiB);
+  block->state = BlockState::kAllocated;
+  heap_.CoalesceAndInsert(block);
+  EXPECT_EQ(segment->free_by_addr.size(), 1u);
+  EXPECT_EQ(segment->free_max, 8 * kMiB);
+}
+
+}  // namespace
+}  // namespace vramcache

@@ -1,0 +1,99 @@
+// The statistics ledger's transitions in segment mode: a request served and freed moves the
+// allocation counters and back, active follows its own transition, oversize blocks are counted
+// apart, and only blocks of split segments count as inactive_split.
+#include "allocator/core/stats_ledger.h"
+
+#include "gtest/gtest.h"
+
+namespace vramcache {
+namespace {
+
+constexpr std::size_t kMaxSplitSize = 64 << 20;
+
+class StatsLedgerTest : public ::testing::Test {
+ protected:
+  StatsLedgerTest() : ledger_(&stats_, kMaxSplitSize) {
+    small_segment_.small = true;
+    large_segment_.small = false;
+  }
+
+  Block MakeBlock(Segment* segment, std::size_t size) {
+    Block block;
+    block.segment = segment;
+    block.size = size;
+    return block;
+  }
+
+  DeviceStats stats_;
+  StatsLedger ledger_;
+  Segment small_segment_;
+  Segment large_segment_;
+};
+
+TEST_F(StatsLedgerTest, UserAllocationAndFreeAreInverse) {
+  Block block = MakeBlock(&small_segment_, 1024);
+  block.requested = 1000;
+  ledger_.CountUserAllocation(block, block.requested);
+  EXPECT_EQ(stats_.allocation.by_pool[1].current, 1);
+  EXPECT_EQ(stats_.allocation.all().current, 1);
+  EXPECT_EQ(stats_.allocated_bytes.by_pool[1].current, 1024);
+  EXPECT_EQ(stats_.requested_bytes.by_pool[1].current, 1000);
+  EXPECT_EQ(stats_.allocation.by_pool[2].current, 0);
+  EXPECT_EQ(stats_.oversize_allocations.current, 0);
+  EXPECT_EQ(stats_.active.all().current, 0);  // active is its own transition
+
+  ledger_.CountUserFree(block);
+  EXPECT_EQ(stats_.allocation.all().current, 0);
+  EXPECT_EQ(stats_.allocated_bytes.all().current, 0);
+  EXPECT_EQ(stats_.requested_bytes.all().current, 0);
+  EXPECT_EQ(stats_.allocated_bytes.all().peak, 1024);
+  EXPECT_EQ(stats_.allocated_bytes.all().freed, 1024);
+}
+
+TEST_F(StatsLedgerTest, OversizeBlocksAreCountedApart) {
+  Block block = MakeBlock(&large_segment_, kMaxSplitSize);
+  block.requested = kMaxSplitSize;
+  ledger_.CountUserAllocation(block, block.requested);
+  EXPECT_EQ(stats_.oversize_allocations.current, 1);
+  EXPECT_EQ(stats_.allocation.by_pool[2].current, 1);
+  ledger_.CountUserFree(block);
+  EXPECT_EQ(stats_.oversize_allocations.current, 0);
+  EXPECT_EQ(stats_.oversize_allocations.peak, 1);
+}
+
+TEST_F(StatsLedgerTest, ActiveFollowsItsDirection) {
+  Block block = MakeBlock(&large_segment_, 4 << 20);
+  ledger_.CountActive(block, +1);
+  EXPECT_EQ(stats_.active.by_pool[2].current, 1);
+  EXPECT_EQ(stats_.active_bytes.by_pool[2].current, 4 << 20);
+  ledger_.CountActive(block, -1);
+  EXPECT_EQ(stats_.active.all().current, 0);
+  EXPECT_EQ(stats_.active_bytes.all().current, 0);
+  EXPECT_EQ(stats_.active_bytes.all().peak, 4 << 20);
+}
+
+TEST_F(StatsLedgerTest, OnlyBlocksOfSplitSegmentsAreInactiveSplit) {
+  Block whole = MakeBlock(&large_segment_, 2 << 20);
+  ledger_.CountSplitBlock(whole, +1);
+  EXPECT_EQ(stats_.inactive_split.all().current, 0);
+
+  Block left = MakeBlock(&large_segment_, 1 << 20);
+  Block right = MakeBlock(&large_segment_, 1 << 20);
+  left.next = &right;
+  right.prev = &left;
+  ledger_.CountSplitBlock(right, +1);
+  EXPECT_EQ(stats_.inactive_split.by_pool[2].current, 1);
+  EXPECT_EQ(stats_.inactive_split_bytes.by_pool[2].current, 1 << 20);
+  ledger_.CountSplitBlock(right, -1);
+  EXPECT_EQ(stats_.inactive_split.all().current, 0);
+  EXPECT_EQ(stats_.inactive_split_bytes.all().current, 0);
+}
+
+TEST_F(StatsLedgerTest, SettlingDoesNothingInSegmentMode) {
+  ledger_.SettleVmmSplitStats();
+  EXPECT_EQ(stats_.inactive_split.all().current, 0);
+  EXPECT_EQ(stats_.inactive_split_bytes.all().current, 0);
+}
+
+}  // namespace
+}  // namespace vramcache

@@ -13,9 +13,10 @@ execs first (TreeLauncherSubreaper), the libraries it preloads into the target
 (libInterceptorInjectionTarget.so, libTreeLauncher*.so) and libsanitizer-collection.so. The
 13.0.x wheels (13.0.48, 13.0.85) ship only the binary and libraries split over bin/ and lib/,
 without TreeLauncherSubreaper: that binary starts (--version) but fails to launch any target
-("Execve of subreaper failed"). Wheels from 13.3 on ship a complete compute-sanitizer/
-directory. Newer sanitizers support older drivers (their release notes name the driver only
-for individual features), but that has not been tried on a GPU yet.
+("Execve of subreaper failed"); so do 13.1.118 and 13.2.87. 13.5.25 ships a complete
+compute-sanitizer/ directory (13.3.x and 13.4.x not checked). Newer sanitizers are meant to
+support older drivers (their release notes name a driver only for single features), but that
+has not been tried on a GPU yet.
 
 Usage: stage_compute_sanitizer.py OUTPUT_DIR
 Writes OUTPUT_DIR/compute-sanitizer.tar.xz (one top-level directory, compute-sanitizer/) and

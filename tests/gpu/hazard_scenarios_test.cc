@@ -208,7 +208,53 @@ class GpuPendingFreeScenarioTest : public GpuHazardScenarioTest {
     ASSERT_TRUE(allocator_->Free(next).ok());
     ASSERT_TRUE(allocator_->Free(keeper).ok());
   }
+
+  // The same through the out-of-memory ladder, under a budget that only `late`'s memory could
+  // make room in: the request must fail, or (after a wait) get memory the kernel is done with.
+  // Unsafe: the ladder takes `late`'s free as complete and hands its memory over at once; the
+  // kernel's late write overwrites the owner pattern (or faults, unmapped, in VMM mode).
+  void RunOutOfMemoryLadder(VmmMode mode) {
+    if (!Make(mode)) GTEST_SKIP() << "no virtual-memory support";
+    allocator_->SetBudget(96 * kMiB);
+    void* early = Alloc(512 * 1024, s1_);  // small, beside `keeper`: see Run
+    void* keeper = Alloc(512 * 1024, s1_);
+    void* filler = Alloc(60 * kMiB, s1_);
+    void* late = Alloc(32 * kMiB, s1_);
+    Fill(late, 32 * kMiB, 0, s1_);
+    Order(s1_, s2_);
+    Fill(early, 512 * 1024, 0, s2_);
+    ASSERT_TRUE(allocator_->RecordStream(early, H(s2_)).ok());
+    ASSERT_TRUE(allocator_->Free(early).ok());
+    bool hook_ran = false;
+    hooked_->after_synchronize = [&] {
+      hook_ran = true;
+      Order(s1_, s2_);
+      Spin(late, 32 * kMiB, s2_);
+      ASSERT_TRUE(allocator_->RecordStream(late, H(s2_)).ok());
+      ASSERT_TRUE(allocator_->Free(late).ok());
+    };
+    absl::StatusOr<void*> next = allocator_->Allocate(32 * kMiB, H(s1_));
+    ASSERT_TRUE(hook_ran) << "the ladder did not synchronize; the scenario was not exercised";
+    // (No still-spinning check: the allocator may wait for `late` on the host, which is safe;
+    // the release comes 1.5 s after the hook, the ladder's own work takes microseconds.)
+    if (next.ok()) {
+      Fill(*next, 32 * kMiB, kOwnerPattern, s1_);
+      ExpectHolds(*next, 32 * kMiB, kOwnerPattern, "the allocation the ladder made room for");
+      ASSERT_TRUE(allocator_->Free(*next).ok());
+    } else {
+      EXPECT_TRUE(absl::IsResourceExhausted(next.status())) << next.status();
+    }
+    ASSERT_TRUE(allocator_->Free(filler).ok());
+    ASSERT_TRUE(allocator_->Free(keeper).ok());
+  }
 };
+
+TEST_F(GpuPendingFreeScenarioTest, BSegmentsOutOfMemoryLadderCompletesOnlyEarlierFrees) {
+  RunOutOfMemoryLadder(VmmMode::kOff);
+}
+TEST_F(GpuPendingFreeScenarioTest, BVmmOutOfMemoryLadderCompletesOnlyEarlierFrees) {
+  RunOutOfMemoryLadder(VmmMode::kOn);
+}
 
 TEST_F(GpuPendingFreeScenarioTest, BSegmentsEmptyCacheCompletesOnlyEarlierFrees) {
   Run(VmmMode::kOff);

@@ -7,10 +7,11 @@
 //     cudaErrorIllegalAddress that every later synchronization reports;
 //   - a block handed early to new work gets that work's pattern first and the spin kernel's
 //     late pattern over it, so it does not hold what its new owner wrote.
-// Each test also checks that the kernel was still spinning when the allocator began to act
-// (otherwise it proved nothing). tests/gpu/run.sh runs this binary plainly and under
-// compute-sanitizer's memcheck. Skips without a GPU (and the virtual-memory cases without VMM
-// support).
+// Each test also fails when the scenario was not exercised: the kernel already done when the
+// allocator began to act (where a safe allocator could not have waited for it first), or the
+// layout or synchronization the scenario relies on not there. tests/gpu/run.sh runs this binary
+// plainly and under compute-sanitizer's memcheck. Skips without a GPU (and the virtual-memory cases
+// without VMM support).
 #include <cuda_runtime_api.h>
 
 #include <chrono>

@@ -6,10 +6,13 @@
 #      LD_LIBRARY_PATH);
 #   3. a check that no binary needs libabsl*, libcudart or libcuda at load time;
 #   4. the runnable files alone staged into build/gpu-carry (executables, lib/), because the
-#      device machine takes at most 64 MiB of carried files and build/gpu holds far more.
+#      device machine takes at most 64 MiB of carried files and build/gpu holds far more;
+#   5. compute-sanitizer (tests/gpu/stage_compute_sanitizer.py: PyPI's wheel, cached in
+#      build/tools) staged as build/gpu-carry/tools/compute-sanitizer.tar.xz, when online.
 # Usage: tests/gpu/build.sh [ninja targets...]   (default: every executable under tests/ and
 # bench/; JOBS=n builds with n jobs, default 1). A target that fails to build does not stop the
 # others (ninja -k 0): what did build is staged, and the script exits 1 at the end.
+# STAGE_SANITIZER=0 leaves compute-sanitizer out of the carry.
 # Then carry build/gpu-carry and run tests/gpu/run.sh from the repository root there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -62,6 +65,17 @@ if [ -f "$build/allocator/libvramcache.so" ]; then
   ldd "$build/allocator/libvramcache.so" | awk '/libabsl/ {print $3}' |
     xargs -r -I{} cp -L {} "$stage/allocator/"
   strip --strip-unneeded "$stage"/allocator/*.so* 2>/dev/null || true
+fi
+# compute-sanitizer for run.sh's memcheck run of the GPU hazard scenarios: fetched from PyPI
+# once into build/tools (kept across builds), carried compressed (6.6 MB). Offline, or with
+# STAGE_SANITIZER=0 (a full carry is close to its limit), nothing is staged and run.sh reports
+# the sanitizer run as absent.
+if [ "${STAGE_SANITIZER:-1}" = 1 ]; then
+  python3 tests/gpu/stage_compute_sanitizer.py build/tools || true
+fi
+if [ "${STAGE_SANITIZER:-1}" = 1 ] && [ -f build/tools/compute-sanitizer.tar.xz ]; then
+  mkdir -p "$stage/tools"
+  cp build/tools/compute-sanitizer.tar.xz build/tools/compute-sanitizer.version "$stage/tools/"
 fi
 # Symbols are not needed to run; stripping keeps the carried tree well under the limit.
 strip --strip-unneeded "${executables[@]/#$build/$stage}" 2>/dev/null || true

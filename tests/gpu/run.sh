@@ -2,7 +2,8 @@
 # The one script run on the lent GPU machine, from the repository root, on binaries built here
 # by tests/gpu/build.sh (that machine has CUDA but no Abseil/GoogleTest/Benchmark packages and
 # no network). It prints the GPU, checks the binaries' load-time dependencies, runs every test
-# binary (each under a timeout), then the replay tool on the shared traces with --device cuda
+# binary (each under a timeout), the GPU hazard scenarios again under compute-sanitizer's
+# memcheck (when build.sh staged it), then the replay tool on the shared traces with --device cuda
 # and the benchmark binaries with a short minimum time, PyTorch's native allocator as a peer
 # (torch-peer-bench, built here against the installed torch) with a side-by-side table, and the
 # PyTorch tests (tests/gpu/test_torch_*.py: every scenario in its own process, no -x), and ends
@@ -13,15 +14,15 @@
 # Missing optional binaries are reported as "absent", not as failures. Every step has a
 # timeout; the whole run is meant to take under 7 minutes on an H100 host. Logs go to $OUT when
 # set (the device machine brings that folder back), else to <dir>/logs: summary.txt,
-# nvidia-smi.txt, tests.log (every test binary's output), replay.log, bench.log, prep.log (the
-# background builds), pytorch.log.
+# nvidia-smi.txt, tests.log (every test binary's output), sanitizer.log (the memcheck run),
+# replay.log, bench.log, prep.log (the background builds), pytorch.log.
 #
 # Usage: tests/gpu/run.sh [dir]   dir: the binaries, default build/gpu-carry (what build.sh
 #        stages) or else build/gpu. TEST_TIMEOUT (seconds per test binary, default 150),
 #        BENCH_MIN_TIME (seconds per benchmark, default 0.05), JOBS (test binaries at once,
 #        default the number of CPUs), PYTEST_TIMEOUT (seconds per PyTorch test file, default
-#        330), PREP_TIMEOUT (seconds per background build, default 300). Exit status: 0 when
-#        nothing failed.
+#        330), PREP_TIMEOUT (seconds per background build, default 300), SANITIZER_TIMEOUT
+#        (seconds for the memcheck run, default 300). Exit status: 0 when nothing failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -172,6 +173,47 @@ else
       failures=$((failures + 1))
     fi
   done
+fi
+
+# The GPU hazard scenarios again under compute-sanitizer's memcheck (the plain run is above):
+# an access to unmapped or freed memory that the scenarios' own checks could miss (a write
+# that faults nowhere visible, a read of released memory) is reported here. The tool comes
+# from build.sh as tools/compute-sanitizer.tar.xz; --error-exitcode tells its findings apart
+# from the tests' own failures.
+scenarios="$dir/tests/hazard_scenarios_test"
+sanitizer_archive="$dir/tools/compute-sanitizer.tar.xz"
+sanitizer_timeout=${SANITIZER_TIMEOUT:-300}
+sanitizer_found=86
+: >"$logs/sanitizer.log"
+if [ ! -x "$scenarios" ]; then
+  row "memcheck hazard_scenarios_test" "absent" "$scenarios"
+elif [ ! -f "$sanitizer_archive" ]; then
+  row "memcheck hazard_scenarios_test" "absent" "no $sanitizer_archive (build.sh was offline?)"
+elif [ "$have_gpu" = 0 ]; then
+  row "memcheck hazard_scenarios_test" "skip" "no GPU on this machine"
+elif ! tar -xJf "$sanitizer_archive" -C "$scratch"; then
+  row "memcheck hazard_scenarios_test" "FAIL" "could not unpack $sanitizer_archive"
+  failures=$((failures + 1))
+else
+  sanitizer_version=$(cat "$dir/tools/compute-sanitizer.version" 2>/dev/null)
+  timeout --kill-after=10 "$sanitizer_timeout" "$scratch/compute-sanitizer/compute-sanitizer" \
+    --tool memcheck --error-exitcode "$sanitizer_found" "$scenarios" --gtest_color=no \
+    >"$logs/sanitizer.log" 2>&1
+  rc=$?
+  errors=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$logs/sanitizer.log" | tail -1)
+  tests_summary=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) \]' "$logs/sanitizer.log" |
+    grep -vE '\] [A-Za-z]' | tr -s ' ' | tr '\n' ' ')
+  details="${errors:-?} memcheck errors; ${tests_summary:-no test summary}; ${sanitizer_version}"
+  if [ "$rc" = 0 ]; then
+    row "memcheck hazard_scenarios_test" "ok" "$details"
+  else
+    [ "$rc" = "$sanitizer_found" ] && details="memcheck found errors (sanitizer.log); $details"
+    [ "$rc" = 124 ] || [ "$rc" = 137 ] && details="timed out after ${sanitizer_timeout}s; $details"
+    row "memcheck hazard_scenarios_test" "FAIL" "exit $rc; $details"
+    grep -m 10 -E '^========= (Invalid|Program hit|Error)' "$logs/sanitizer.log" | cut -c1-150 |
+      sed 's/^/    /' | tee -a "$summary"
+    failures=$((failures + 1))
+  fi
 fi
 
 # The replay tool on the real GPU, over the shared traces (the repository's copy otherwise).

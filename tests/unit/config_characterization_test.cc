@@ -172,7 +172,11 @@ std::string Characterize() {
   std::string out;
   for (const bool pytorch_only : {false, true}) {
     out += pytorch_only ? "pytorch keys:" : "keys:";
-    for (const std::string_view key : ConfigKeyNames(pytorch_only)) out += " " + std::string(key);
+    // Appended piece by piece: GCC 12 at -O3 warns (-Wrestrict) about `" " + std::string(key)`.
+    for (const std::string_view key : ConfigKeyNames(pytorch_only)) {
+      out += ' ';
+      out += key;
+    }
     out += "\n";
   }
   for (const std::string_view key : ConfigKeyNames()) {

@@ -16,8 +16,9 @@ namespace {
 constexpr std::size_t kFirstIntervalLog2 = 20;  // 1 MiB: the first of PyTorch's 16 intervals
 
 absl::StatusOr<std::vector<std::size_t>> Read(const std::string& value) {
-  absl::StatusOr<std::vector<ConfigEntry>> entries =
-      SplitConfigText("TEST_VAR", "roundup_power2_divisions:" + value);
+  // The entries view the text: it must outlive them.
+  const std::string text = "roundup_power2_divisions:" + value;
+  absl::StatusOr<std::vector<ConfigEntry>> entries = SplitConfigText("TEST_VAR", text);
   EXPECT_TRUE(entries.ok()) << entries.status();
   if (!entries.ok()) return entries.status();
   return ReadDivisions(entries->front());

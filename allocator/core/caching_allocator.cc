@@ -1374,7 +1374,7 @@ class CachingAllocatorImpl {
     live_.try_emplace(block->addr, block);  // present already when reused from the cache
     ledger_.CountUserAllocation(*block, size);
     CountActive(block, +1);
-    SettleVmmSplitStats();
+    ledger_.SettleVmmSplitStats(block->segment->small);  // only its pool's pages changed
     Record(TraceAction::kAlloc, block->addr, block->size, alloc_stream);
     if (config_.check_invariants) CheckInvariantsOrDie();
     if (debug_) {
@@ -1470,6 +1470,7 @@ class CachingAllocatorImpl {
   // The block is free for its own stream again: coalesce with free neighbours and cache it.
   void ReturnToPool(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (debug_) PoisonIfPending(block);
+    const bool small = block->segment->small;  // `block` may be merged away below
     CountActive(block, -1);
     Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
     ReleaseBacking(block);
@@ -1478,7 +1479,7 @@ class CachingAllocatorImpl {
     } else {
       CoalesceAndInsert(block);
     }
-    SettleVmmSplitStats();
+    ledger_.SettleVmmSplitStats(small);  // only its pool's pages changed
   }
 
   void CoalesceAndInsert(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -1496,7 +1497,7 @@ class CachingAllocatorImpl {
     block->state = BlockState::kCached;
     block->last_free_time = clock_->NowNanos();
     CountSplitBlock(block, +1);
-    SettleVmmSplitStats();
+    ledger_.SettleVmmSplitStats(block->segment->small);
     reuse_cache_.Push(block);
   }
 

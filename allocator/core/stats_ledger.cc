@@ -57,16 +57,19 @@ void StatsLedger::CountSplitBlock(const Block& block, int direction) {
 }
 
 void StatsLedger::SettleVmmSplitStats() {
+  SettleVmmSplitStats(true);
+  SettleVmmSplitStats(false);
+}
+
+void StatsLedger::SettleVmmSplitStats(bool small) {
   if (vmm_ == nullptr) return;
-  for (const bool small : {true, false}) {
-    const int p = small ? 1 : 2;
-    const auto live_pages = static_cast<std::int64_t>(vmm_->live_pages(small));
-    const std::int64_t bytes = live_pages * static_cast<std::int64_t>(vmm_->granularity()) -
-                               stats_->active_bytes.by_pool[p].current;
-    const std::int64_t count = live_pages - active_whole_pages_[small ? 1 : 0];
-    AdjustTo(stats_->inactive_split_bytes, small, bytes);
-    AdjustTo(stats_->inactive_split, small, count);
-  }
+  const int p = small ? 1 : 2;
+  const auto live_pages = static_cast<std::int64_t>(vmm_->live_pages(small));
+  const std::int64_t bytes = live_pages * static_cast<std::int64_t>(vmm_->granularity()) -
+                             stats_->active_bytes.by_pool[p].current;
+  const std::int64_t count = live_pages - active_whole_pages_[small ? 1 : 0];
+  AdjustTo(stats_->inactive_split_bytes, small, bytes);
+  AdjustTo(stats_->inactive_split, small, count);
 }
 
 void StatsLedger::AdjustTo(PoolStat& stat, bool small, std::int64_t target) {

@@ -53,6 +53,9 @@ class StatsLedger {
   // never in between: every value a reader can see, and so every peak, is a true one. Nothing
   // to do in segment mode.
   void SettleVmmSplitStats();
+  // The same for one pool, after a step that changed only that pool's blocks and pages (the
+  // hot path: one block served or freed).
+  void SettleVmmSplitStats(bool small);
 
  private:
   // Moves `stat`'s current value in `small`'s pool (and `all`) to `target`.

@@ -17,6 +17,7 @@
 #include "allocator/device/sim_device.h"
 #include "allocator/device/sim_hazards.h"
 #include "gtest/gtest.h"
+#include "tests/support/forwarding_device.h"
 #include "tests/support/graph_capture_filter.h"
 
 namespace vramcache {
@@ -26,70 +27,22 @@ constexpr std::size_t kMiB = std::size_t{1} << 20;
 
 // A SimDevice whose SynchronizeDevice and VerifyPatterns run a hook, so a test can act while
 // the allocator waits in them (as another thread would).
-class HookedDevice final : public Device {
+class HookedDevice final : public ForwardingDevice {
  public:
-  explicit HookedDevice(SimDevice* sim) : sim_(sim) {}
+  explicit HookedDevice(SimDevice* sim) : ForwardingDevice(sim) {}
   std::function<void()> after_synchronize;
   std::function<void()> during_verify;
 
-  const DeviceCapabilities& Capabilities() const override { return sim_->Capabilities(); }
-  absl::StatusOr<DeviceMemInfo> MemInfo() override { return sim_->MemInfo(); }
-  absl::StatusOr<DevicePtr> Malloc(std::size_t bytes) override { return sim_->Malloc(bytes); }
-  absl::Status Free(DevicePtr ptr) override { return sim_->Free(ptr); }
-  absl::StatusOr<DevicePtr> ReserveAddress(std::size_t bytes) override {
-    return sim_->ReserveAddress(bytes);
-  }
-  absl::Status ReleaseAddress(DevicePtr base, std::size_t bytes) override {
-    return sim_->ReleaseAddress(base, bytes);
-  }
-  absl::StatusOr<ChunkHandle> CreateChunk(std::size_t bytes) override {
-    return sim_->CreateChunk(bytes);
-  }
-  absl::Status ReleaseChunk(ChunkHandle chunk) override { return sim_->ReleaseChunk(chunk); }
-  absl::Status Map(DevicePtr va, std::size_t bytes, ChunkHandle chunk) override {
-    return sim_->Map(va, bytes, chunk);
-  }
-  absl::Status Unmap(DevicePtr va, std::size_t bytes) override { return sim_->Unmap(va, bytes); }
-  absl::Status GrantPeerAccess(DevicePtr va, std::size_t bytes, int peer) override {
-    return sim_->GrantPeerAccess(va, bytes, peer);
-  }
-  absl::StatusOr<EventHandle> CreateEvent() override { return sim_->CreateEvent(); }
-  absl::Status DestroyEvent(EventHandle event) override { return sim_->DestroyEvent(event); }
-  absl::Status RecordEvent(EventHandle event, StreamHandle stream) override {
-    return sim_->RecordEvent(event, stream);
-  }
-  absl::StatusOr<bool> QueryEvent(EventHandle event) override { return sim_->QueryEvent(event); }
-  absl::Status SynchronizeEvent(EventHandle event) override {
-    return sim_->SynchronizeEvent(event);
-  }
-  absl::Status StreamWaitEvent(StreamHandle stream, EventHandle event) override {
-    return sim_->StreamWaitEvent(stream, event);
-  }
   absl::Status SynchronizeDevice() override {
-    absl::Status status = sim_->SynchronizeDevice();
+    absl::Status status = ForwardingDevice::SynchronizeDevice();
     if (after_synchronize) std::exchange(after_synchronize, nullptr)();
     return status;
-  }
-  absl::StatusOr<bool> IsCapturing(StreamHandle stream) override {
-    return sim_->IsCapturing(stream);
-  }
-  absl::StatusOr<int> StreamOrdinal(StreamHandle stream) override {
-    return sim_->StreamOrdinal(stream);
-  }
-  CaptureMode ExchangeCaptureMode(CaptureMode mode) override {
-    return sim_->ExchangeCaptureMode(mode);
-  }
-  absl::Status Fill(const FillRequest& request, StreamHandle stream) override {
-    return sim_->Fill(request, stream);
   }
   absl::StatusOr<std::vector<std::optional<PatternMismatch>>> VerifyPatterns(
       const std::vector<PatternCheck>& checks, StreamHandle stream) override {
     if (during_verify) std::exchange(during_verify, nullptr)();
-    return sim_->VerifyPatterns(checks, stream);
+    return ForwardingDevice::VerifyPatterns(checks, stream);
   }
-
- private:
-  SimDevice* const sim_;
 };
 
 struct Scene {

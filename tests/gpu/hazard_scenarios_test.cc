@@ -191,13 +191,7 @@ class GpuPendingFreeScenarioTest : public GpuHazardScenarioTest {
     ASSERT_TRUE(allocator_->RecordStream(early, H(s2_)).ok());
     ASSERT_TRUE(allocator_->Free(early).ok());
     bool hook_ran = false;
-    hooked_->after_synchronize = [&] {
-      hook_ran = true;
-      Order(s1_, s2_);
-      Spin(late, 32 * kMiB, s2_);
-      ASSERT_TRUE(allocator_->RecordStream(late, H(s2_)).ok());
-      ASSERT_TRUE(allocator_->Free(late).ok());
-    };
+    FreeUnderSpinAfterNextSync(late, 32 * kMiB, &hook_ran);
     ASSERT_TRUE(allocator_->EmptyCache().ok());
     ASSERT_TRUE(hook_ran) << "EmptyCache did not synchronize; the scenario was not exercised";
     // EmptyCache synchronizes once, before the hook; were the kernel done here, nothing below
@@ -208,6 +202,19 @@ class GpuPendingFreeScenarioTest : public GpuHazardScenarioTest {
     ExpectHolds(next, 32 * kMiB, kOwnerPattern, "the allocation after EmptyCache");
     ASSERT_TRUE(allocator_->Free(next).ok());
     ASSERT_TRUE(allocator_->Free(keeper).ok());
+  }
+
+  // Right after the allocator's next device synchronization, as another thread would act while
+  // it waits there: `late` gets a spinning kernel on s2 and is freed with record_stream, so its
+  // free is pending but did not exist when the synchronization began.
+  void FreeUnderSpinAfterNextSync(void* late, std::size_t bytes, bool* hook_ran) {
+    hooked_->after_synchronize = [this, late, bytes, hook_ran] {
+      *hook_ran = true;
+      Order(s1_, s2_);
+      Spin(late, bytes, s2_);
+      ASSERT_TRUE(allocator_->RecordStream(late, H(s2_)).ok());
+      ASSERT_TRUE(allocator_->Free(late).ok());
+    };
   }
 
   // The same through the out-of-memory ladder, under a budget that only `late`'s memory could
@@ -227,13 +234,7 @@ class GpuPendingFreeScenarioTest : public GpuHazardScenarioTest {
     ASSERT_TRUE(allocator_->RecordStream(early, H(s2_)).ok());
     ASSERT_TRUE(allocator_->Free(early).ok());
     bool hook_ran = false;
-    hooked_->after_synchronize = [&] {
-      hook_ran = true;
-      Order(s1_, s2_);
-      Spin(late, 32 * kMiB, s2_);
-      ASSERT_TRUE(allocator_->RecordStream(late, H(s2_)).ok());
-      ASSERT_TRUE(allocator_->Free(late).ok());
-    };
+    FreeUnderSpinAfterNextSync(late, 32 * kMiB, &hook_ran);
     absl::StatusOr<void*> next = allocator_->Allocate(32 * kMiB, H(s1_));
     ASSERT_TRUE(hook_ran) << "the ladder did not synchronize; the scenario was not exercised";
     // (No still-spinning check: the allocator may wait for `late` on the host, which is safe;

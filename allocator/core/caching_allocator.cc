@@ -19,6 +19,7 @@
 #include "allocator/base/mutex.h"
 #include "allocator/core/block_heap.h"
 #include "allocator/core/debug_guard.h"
+#include "allocator/core/graph_pools.h"
 #include "allocator/core/invariant_check.h"
 #include "allocator/core/relaxed_capture.h"
 #include "allocator/core/reuse_cache.h"
@@ -82,12 +83,6 @@ bool UsesVirtualMemory(const AllocatorConfig& config, const DeviceCapabilities& 
   if (!caps.vmm_supported || !config.caching) return false;
   return config.vmm != VmmMode::kOff;
 }
-
-// A CUDA graph capture that directs allocations to a private pool.
-struct CaptureToPool {
-  PoolId pool;
-  std::function<bool(StreamHandle)> filter;
-};
 
 }  // namespace
 
@@ -155,7 +150,7 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       if (shut_down_) return ShutDownError();
       if (!dead_streams_.empty()) dead_streams_.erase(stream);  // the handle names a new stream
-      pool = PoolForLocked(stream);
+      pool = graph_pools_.PoolFor(stream);
       // unmap_on_free: every allocation gets fresh addresses (TryGrowAddressSpace); pass-through:
       // every allocation is a device allocation (TryGrow).
       const bool fresh_addresses = (quarantine_ || !config_.caching) && pool == kDefaultPool;
@@ -165,7 +160,7 @@ class CachingAllocatorImpl {
       std::optional<bool> capturing_known;
       if (!pending_.empty()) {
         relaxed.emplace(device_);
-        capturing_known = CapturingLocked(stream);
+        capturing_known = graph_pools_.Capturing(stream);
         if (!*capturing_known) {
           if (absl::Status s = ProcessPendingFrees(/*synced_through=*/0); !s.ok()) return s;
         }
@@ -197,7 +192,7 @@ class CachingAllocatorImpl {
         if (result.ok()) ++stats_.num_cache_hits;
         if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
       } else if (config_.cross_stream != CrossStreamPolicy::kNone &&
-                 !KnowCapturing(capturing_known, stream)) {
+                 !graph_pools_.KnowCapturing(capturing_known, stream)) {
         absl::StatusOr<Block*> borrowed = TakeFromOtherStream(small, pool, stream, rounded);
         if (!borrowed.ok()) return borrowed.status();
         if (*borrowed != nullptr) {
@@ -205,7 +200,7 @@ class CachingAllocatorImpl {
           if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
         }
       }
-      capturing = KnowCapturing(capturing_known, stream);
+      capturing = graph_pools_.KnowCapturing(capturing_known, stream);
     }
     return AllocateWithGrowth(size, rounded, small, stream, pool, capturing);
   }
@@ -264,7 +259,7 @@ class CachingAllocatorImpl {
       AddPending({{block}, {}});  // resolved by the next device synchronization
     } else if (block->stream_uses.empty() && block->foreign_uses.empty()) {
       ReturnToPool(block);
-    } else if (AnyCaptureLocked(block->stream_uses)) {
+    } else if (graph_pools_.AnyCapturing(block->stream_uses)) {
       block->state = BlockState::kPendingFree;
       pending_bytes_ += block->size;
       deferred_until_capture_ends_.push_back(block);
@@ -436,21 +431,13 @@ class CachingAllocatorImpl {
 
   void BeginAllocateToPool(PoolId pool, std::function<bool(StreamHandle)> filter) {
     MutexLock lock(&mu_);
-    captures_.push_back({pool, std::move(filter)});
-    ++private_pool_uses_[pool];
-    released_pools_.erase(pool);
+    graph_pools_.BeginCapture(pool, std::move(filter));
   }
 
   absl::Status EndAllocateToPool(PoolId pool) {
     MutexLock lock(&mu_);
-    auto it = std::find_if(captures_.begin(), captures_.end(),
-                           [pool](const CaptureToPool& c) { return c.pool == pool; });
-    if (it == captures_.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("vramcache: end_allocate_to_pool(%d): no capture to that pool", pool));
-    }
-    captures_.erase(it);
-    if (!captures_.empty()) return absl::OkStatus();
+    if (absl::Status s = graph_pools_.EndCapture(pool); !s.ok()) return s;
+    if (graph_pools_.capture_under_way()) return absl::OkStatus();
     // The capture is over: frees that needed events can record them now.
     std::vector<Block*> deferred;
     deferred.swap(deferred_until_capture_ends_);
@@ -477,22 +464,17 @@ class CachingAllocatorImpl {
     std::uint64_t synced_through = 0;
     {
       MutexLock lock(&mu_);
-      auto it = private_pool_uses_.find(pool);
-      if (it == private_pool_uses_.end()) {
-        return absl::InvalidArgumentError(
-            absl::StrFormat("vramcache: release_pool(%d): no such private pool", pool));
-      }
-      if (--it->second > 0) return absl::OkStatus();
-      private_pool_uses_.erase(it);
-      released_pools_.insert(pool);
+      absl::StatusOr<bool> released_now = graph_pools_.DropUse(pool);
+      if (!released_now.ok()) return released_now.status();
+      if (!*released_now) return absl::OkStatus();
       if (vmm_ == nullptr) {
         // Segment mode frees whole segments: cudaFree waits for all work first.
         released = DetachReleasableSegments(SIZE_MAX);
       } else {
         // The graph's replays may still run, on any stream: the pool's ranges join the shared
         // pool only after a device synchronization that began after this release.
-        unsynced_pools_[pool] = ++pending_seq_;
-        synchronize = captures_.empty();
+        graph_pools_.AwaitSynchronization(pool, ++pending_seq_);
+        synchronize = !graph_pools_.capture_under_way();
         synced_through = pending_seq_;
         if (synchronize) ++stats_.num_sync_all_streams;
       }
@@ -510,8 +492,7 @@ class CachingAllocatorImpl {
   // A device synchronization that began after order number `synced_through` was handed out has
   // completed: released pools up to it are free of their replays.
   void MarkSynchronized(std::uint64_t synced_through) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    absl::erase_if(unsynced_pools_,
-                   [&](const auto& entry) { return entry.second <= synced_through; });
+    graph_pools_.MarkSynchronized(synced_through);
   }
 
   bool caching() const { return config_.caching; }
@@ -561,7 +542,7 @@ class CachingAllocatorImpl {
       pending_.clear();
       leaked_foreign_.clear();
       deferred_until_capture_ends_.clear();
-      captures_.clear();
+      graph_pools_.EndAllCaptures();
       events.insert(events.end(), event_pool_.begin(), event_pool_.end());
       event_pool_.clear();
       FlushReuseCache();
@@ -1159,40 +1140,6 @@ class CachingAllocatorImpl {
     return best;
   }
 
-  PoolId PoolForLocked(StreamHandle stream) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    for (const CaptureToPool& capture : captures_) {
-      if (capture.filter == nullptr || capture.filter(stream)) return capture.pool;
-    }
-    return kDefaultPool;
-  }
-
-  // CapturingLocked, asked of the device at most once per allocation (`known` keeps the answer).
-  bool KnowCapturing(std::optional<bool>& known, StreamHandle stream)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!known.has_value()) known = CapturingLocked(stream);
-    return *known;
-  }
-
-  // Whether event queries must be avoided for a request on `stream`: a capture announced through
-  // BeginAllocateToPool, or (for callers that cannot announce it) `stream` itself capturing.
-  // The device is always asked: the chunk pool may query marks even when no free is pending.
-  // A capture on another thread is not seen here; RelaxedCapture makes the queries legal then.
-  bool CapturingLocked(StreamHandle stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!captures_.empty()) return true;
-    absl::StatusOr<bool> capturing = device_->IsCapturing(stream);
-    return !capturing.ok() || *capturing;
-  }
-
-  bool AnyCaptureLocked(const absl::InlinedVector<StreamHandle, 2>& streams)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!captures_.empty()) return true;
-    for (StreamHandle s : streams) {
-      absl::StatusOr<bool> capturing = device_->IsCapturing(s);
-      if (!capturing.ok() || *capturing) return true;
-    }
-    return false;
-  }
-
   static bool Contains(const absl::InlinedVector<StreamHandle, 2>& streams, StreamHandle s) {
     return std::find(streams.begin(), streams.end(), s) != streams.end();
   }
@@ -1287,24 +1234,11 @@ class CachingAllocatorImpl {
   // shared pool (the address space is kept; the pages become free for anyone).
   void ReclaimReleasedPoolSegments() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     FlushReuseCache();
-    for (auto& [base, segment] : segments_) {
-      if (segment->pool_id == kDefaultPool || !released_pools_.contains(segment->pool_id) ||
-          unsynced_pools_.contains(segment->pool_id) || !segment->IsWhollyFree()) {
-        continue;
+    graph_pools_.RejoinSharedPool(heap_, [&](Segment* segment) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      if (!captures_.empty() || !ReleaseRange(segment->arena, segment->base, segment->size).ok()) {
+        deferred_releases_.push_back({segment->arena, segment->base, segment->size});
       }
-      Block* head = segment->head;
-      if (segment->pinned) {
-        segment->pinned = false;
-        if (!captures_.empty() ||
-            !ReleaseRange(segment->arena, segment->base, segment->size).ok()) {
-          deferred_releases_.push_back({segment->arena, segment->base, segment->size});
-        }
-      }
-      RemoveFreeBlock(head);
-      segment->pool_id = kDefaultPool;
-      head->pool_id = kDefaultPool;
-      AddFreeBlock(head);
-    }
+    });
     SettleVmmSplitStats();
   }
 
@@ -1934,14 +1868,16 @@ class CachingAllocatorImpl {
   // Blocks freed after another device's stream used them, whose event could not be recorded:
   // out of circulation until shutdown (no synchronization of this device proves them free).
   std::vector<Block*> leaked_foreign_ ABSL_GUARDED_BY(mu_);
-  // Virtual-memory mode: released private pools whose ranges wait for a device synchronization
-  // (their graphs' replays may still run on any stream), with the order number of the release.
-  absl::flat_hash_map<PoolId, std::uint64_t> unsynced_pools_ ABSL_GUARDED_BY(mu_);
   std::vector<Block*> deferred_until_capture_ends_ ABSL_GUARDED_BY(mu_);
   ReuseCache reuse_cache_ ABSL_GUARDED_BY(mu_);
-  std::vector<CaptureToPool> captures_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<PoolId, int> private_pool_uses_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<PoolId> released_pools_ ABSL_GUARDED_BY(mu_);
+  GraphPools graph_pools_ ABSL_GUARDED_BY(mu_){device_};  // captures and private pools
+  // Aliases of the graph pools' lists, which keep the call sites as they were while other
+  // branches change them; to be replaced by graph_pools_'s queries once those have merged.
+  const std::vector<CaptureToPool>& captures_ ABSL_GUARDED_BY(mu_) = graph_pools_.captures();
+  const absl::flat_hash_set<PoolId>& released_pools_ ABSL_GUARDED_BY(mu_) =
+      graph_pools_.released_pools();
+  const absl::flat_hash_map<PoolId, std::uint64_t>& unsynced_pools_ ABSL_GUARDED_BY(mu_) =
+      graph_pools_.unsynced_pools();
   std::size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<EventHandle> event_pool_ ABSL_GUARDED_BY(mu_);
   std::size_t growing_bytes_ ABSL_GUARDED_BY(mu_) = 0;

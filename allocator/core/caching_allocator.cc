@@ -5,7 +5,6 @@
 #include "allocator/core/caching_allocator.h"
 
 #include <algorithm>
-#include <deque>
 #include <exception>
 #include <limits>
 #include <utility>
@@ -26,6 +25,7 @@
 #include "allocator/core/ring_buffer.h"
 #include "allocator/core/size_classes.h"
 #include "allocator/core/stats_ledger.h"
+#include "allocator/core/stream_ordered_frees.h"
 #include "allocator/core/vmm_arena.h"
 
 namespace vramcache {
@@ -49,19 +49,6 @@ const char* TraceActionName(TraceAction action) {
 }
 
 namespace {
-
-// Blocks that must not be reused before `events` complete (one per stream that used them).
-// With no events, they wait for the next device-wide synchronization instead.
-// `seq` orders them against device synchronizations: a synchronization proves complete only
-// the pending frees that existed when it began (SynchronizePendingFrees).
-struct PendingFree {
-  absl::InlinedVector<Block*, 1> blocks;
-  absl::InlinedVector<EventHandle, 2> events;
-  std::uint64_t seq = 0;
-  // Events of other devices, recorded on their streams (record_stream across devices); each is
-  // queried and destroyed through its own device.
-  std::vector<std::pair<Device*, EventHandle>> foreign_events;
-};
 
 // Virtual-memory mode: a block range whose pages could not be released when it was freed (a
 // capture was under way, or recording the free mark failed); released later.
@@ -149,7 +136,7 @@ class CachingAllocatorImpl {
     {
       MutexLock lock(&mu_);
       if (shut_down_) return ShutDownError();
-      if (!dead_streams_.empty()) dead_streams_.erase(stream);  // the handle names a new stream
+      frees_.StreamUsed(stream);  // the handle names a new stream
       pool = graph_pools_.PoolFor(stream);
       // unmap_on_free: every allocation gets fresh addresses (TryGrowAddressSpace); pass-through:
       // every allocation is a device allocation (TryGrow).
@@ -158,7 +145,7 @@ class CachingAllocatorImpl {
       // capture may be queried.
       // Whether the stream captures is asked of the device only when an answer is needed.
       std::optional<bool> capturing_known;
-      if (!pending_.empty()) {
+      if (frees_.has_pending()) {
         relaxed.emplace(device_);
         capturing_known = graph_pools_.Capturing(stream);
         if (!*capturing_known) {
@@ -254,17 +241,13 @@ class CachingAllocatorImpl {
       block->stream_uses.push_back(block->alloc_stream);
     }
     if (block->used_by_destroyed_stream) {
-      block->state = BlockState::kPendingFree;
-      pending_bytes_ += block->size;
-      AddPending({{block}, {}});  // resolved by the next device synchronization
+      frees_.AwaitDeviceSynchronization(block);
     } else if (block->stream_uses.empty() && block->foreign_uses.empty()) {
       ReturnToPool(block);
     } else if (graph_pools_.AnyCapturing(block->stream_uses)) {
-      block->state = BlockState::kPendingFree;
-      pending_bytes_ += block->size;
-      deferred_until_capture_ends_.push_back(block);
+      frees_.DeferUntilCaptureEnds(block);
     } else {
-      absl::Status s = DeferFree(block);
+      absl::Status s = frees_.DeferFree(block);
       if (!s.ok()) return s;
     }
     if (!guard_status.ok()) return guard_status;
@@ -315,7 +298,7 @@ class CachingAllocatorImpl {
     if (stream == block->alloc_stream) return absl::OkStatus();  // PyTorch: a no-op
     // A stream of another device gets that device's event at the free (as PyTorch records it
     // on the stream's device): this device's events may not be recorded on it.
-    absl::StatusOr<int> ordinal = StreamOrdinalLocked(stream);
+    absl::StatusOr<int> ordinal = frees_.StreamOrdinal(stream);
     if (!ordinal.ok()) return ordinal.status();
     if (*ordinal != device_->Capabilities().ordinal) {
       Device* peer = peer_devices_ ? peer_devices_(*ordinal) : nullptr;
@@ -333,26 +316,9 @@ class CachingAllocatorImpl {
       }
       return absl::OkStatus();
     }
-    if (!dead_streams_.empty()) dead_streams_.erase(stream);  // the handle names a new stream
+    frees_.StreamUsed(stream);  // the handle names a new stream
     if (!Contains(block->stream_uses, stream)) block->stream_uses.push_back(stream);
     return absl::OkStatus();
-  }
-
-  // The device of `stream`, asked of the device once per stream: a stream never changes device,
-  // and its handle names another stream only after a cudaStreamDestroy, which StreamDestroyed
-  // announces (to every device's allocator: the C ABI and the registry broadcast it) and which
-  // forgets the answer. A stream destroyed unannounced is outside the contract here as it is
-  // for the blocks cached for it (docs/design.md, "Destroyed streams").
-  absl::StatusOr<int> StreamOrdinalLocked(StreamHandle stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (auto known = stream_ordinals_.find(stream); known != stream_ordinals_.end()) {
-      return known->second;
-    }
-    absl::StatusOr<int> ordinal = device_->StreamOrdinal(stream);
-    if (!ordinal.ok()) return ordinal;
-    // Bounded for programs that create streams without end and never announce their end.
-    if (stream_ordinals_.size() >= kMaxKnownStreams) stream_ordinals_.clear();
-    stream_ordinals_.emplace(stream, *ordinal);
-    return ordinal;
   }
 
   absl::Status StreamDestroyed(StreamHandle stream) {
@@ -367,8 +333,7 @@ class CachingAllocatorImpl {
     FlushReuseCache();
     // From now on no event may be recorded on the handle (until a new stream gets it): what is
     // cached for it is parked below behind an event recorded now, and afterwards needs none.
-    dead_streams_.insert(stream);
-    stream_ordinals_.erase(stream);
+    frees_.MarkDestroyed(stream);
     if (vmm_ != nullptr) {
       vmm_->StreamDestroyed(stream);
       vmm_->ForgetProbe(stream);
@@ -380,52 +345,9 @@ class CachingAllocatorImpl {
         block->used_by_destroyed_stream = true;
       }
     }
-    // Blocks already waiting (on events of other streams) return to this stream's free list
-    // afterwards, where the new stream with this handle would find them: they must also wait
-    // for the old stream's work.
-    for (PendingFree& pending : pending_) {
-      const bool affected = std::any_of(pending.blocks.begin(), pending.blocks.end(),
-                                        [&](const Block* b) { return b->stream == stream; });
-      if (!affected || pending.events.empty()) continue;
-      absl::StatusOr<EventHandle> event = AcquireEvent();
-      if (!event.ok()) return event.status();
-      if (absl::Status s = device_->RecordEvent(*event, stream); !s.ok()) {
-        event_pool_.push_back(*event);
-        return s;
-      }
-      pending.events.push_back(*event);
-    }
-    // Frees waiting for a capture to end record their events then, on every stream that used
-    // them: one that is gone leaves only a device synchronization to wait for.
-    for (Block* block : deferred_until_capture_ends_) {
-      if (block->stream == stream || block->alloc_stream == stream ||
-          Contains(block->stream_uses, stream)) {
-        block->used_by_destroyed_stream = true;
-      }
-    }
-    PendingFree parked;
-    for (FreeBlockSet* set : {&small_free_, &large_free_}) {
-      for (Block* block : *set) {
-        if (block->stream == stream) parked.blocks.push_back(block);
-      }
-    }
-    if (parked.blocks.empty()) return absl::OkStatus();
-    absl::StatusOr<EventHandle> event = AcquireEvent();
-    if (!event.ok()) return event.status();
-    if (absl::Status s = device_->RecordEvent(*event, stream); !s.ok()) {
-      event_pool_.push_back(*event);
-      return s;
-    }
-    parked.events.push_back(*event);
-    for (Block* block : parked.blocks) {
-      RemoveFreeBlock(block);
-      // Free memory that no request may take before the event completes: inactive (it holds
-      // no data of anyone's), still split where it was.
-      block->state = BlockState::kParked;
-      CountSplitBlock(block, +1);
-      pending_bytes_ += block->size;
-    }
-    AddPending(std::move(parked));
+    // Pending frees returning to this stream's list, frees waiting for a capture to end, and the
+    // free blocks cached for it wait for its last work (or a synchronization) from now on.
+    if (absl::Status s = frees_.ParkFor(stream); !s.ok()) return s;
     return MaybeCheckInvariants();
   }
 
@@ -439,22 +361,11 @@ class CachingAllocatorImpl {
     if (absl::Status s = graph_pools_.EndCapture(pool); !s.ok()) return s;
     if (graph_pools_.capture_under_way()) return absl::OkStatus();
     // The capture is over: frees that needed events can record them now.
-    std::vector<Block*> deferred;
-    deferred.swap(deferred_until_capture_ends_);
-    absl::Status status = absl::OkStatus();
     if (vmm_ != nullptr) {
       vmm_->SetEventQueriesAllowed(true);
       FlushDeferredReleases();
     }
-    for (Block* block : deferred) {
-      if (block->used_by_destroyed_stream) {
-        AddPending({{block}, {}});  // resolved by the next device synchronization
-        continue;
-      }
-      pending_bytes_ -= block->size;
-      status.Update(DeferFree(block));
-    }
-    return status;
+    return frees_.CaptureEnded();
   }
 
   absl::Status ReleasePool(PoolId pool) {
@@ -473,9 +384,9 @@ class CachingAllocatorImpl {
       } else {
         // The graph's replays may still run, on any stream: the pool's ranges join the shared
         // pool only after a device synchronization that began after this release.
-        graph_pools_.AwaitSynchronization(pool, ++pending_seq_);
+        graph_pools_.AwaitSynchronization(pool, frees_.TakeOrder());
         synchronize = !graph_pools_.capture_under_way();
-        synced_through = pending_seq_;
+        synced_through = frees_.newest_order();
         if (synchronize) ++stats_.num_sync_all_streams;
       }
     }
@@ -533,18 +444,8 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       if (shut_down_) return absl::OkStatus();
       shut_down_ = true;
-      for (PendingFree& pending : pending_) {
-        events.insert(events.end(), pending.events.begin(), pending.events.end());
-        for (const auto& [peer, event] : pending.foreign_events) {
-          peer->DestroyEvent(event).IgnoreError();
-        }
-      }
-      pending_.clear();
-      leaked_foreign_.clear();
-      deferred_until_capture_ends_.clear();
+      events = frees_.ForgetAll();
       graph_pools_.EndAllCaptures();
-      events.insert(events.end(), event_pool_.begin(), event_pool_.end());
-      event_pool_.clear();
       FlushReuseCache();
       // Live allocations are forgotten: their memory goes back with the segments.
       for (auto& [addr, block] : live_) {
@@ -568,7 +469,6 @@ class CachingAllocatorImpl {
         }
         ForgetSegmentBlocks(segment);
       }
-      pending_bytes_ = 0;
       small_free_.clear();
       large_free_.clear();
       first_fit_segments_.clear();
@@ -844,7 +744,7 @@ class CachingAllocatorImpl {
     bool had_pending = false;
     {
       MutexLock lock(&mu_);
-      had_pending = !pending_.empty();
+      had_pending = frees_.has_pending();
     }
     if (had_pending) {
       if (absl::Status s = SynchronizePendingFrees(); !s.ok()) return s;
@@ -1110,32 +1010,9 @@ class CachingAllocatorImpl {
       it = set.lower_bound(SearchKey(pool, owner + 1, 0));  // next stream's run
     }
     if (best == nullptr) return nullptr;
-    if (dead_streams_.contains(best->stream)) {
-      // Its owner was destroyed: the block waited for the owner's last work before it was
-      // cached again (StreamDestroyed), so it is free for anyone, and no event may be
-      // recorded on the dead handle.
-      ++stats_.num_cross_stream_reuse;
-      return best;
-    }
-    absl::StatusOr<bool> owner_capturing = device_->IsCapturing(best->stream);
-    if (!owner_capturing.ok()) return owner_capturing.status();
-    if (*owner_capturing) return nullptr;
-    absl::StatusOr<EventHandle> event = AcquireEvent();
-    if (!event.ok()) return event.status();
-    absl::Status status = device_->RecordEvent(*event, best->stream);
-    bool usable = status.ok();
-    if (usable && config_.cross_stream == CrossStreamPolicy::kQuery) {
-      absl::StatusOr<bool> done = device_->QueryEvent(*event);
-      status = done.status();
-      usable = done.ok() && *done;
-    } else if (usable) {
-      status = device_->StreamWaitEvent(stream, *event);
-      usable = status.ok();
-    }
-    // A wait captures the event's state when it is issued, so the event can be reused at once.
-    event_pool_.push_back(*event);
-    if (!status.ok()) return status;
-    if (!usable) return nullptr;
+    absl::StatusOr<bool> usable = frees_.OrderAfterOwner(best, stream, config_.cross_stream);
+    if (!usable.ok()) return usable.status();
+    if (!*usable) return nullptr;
     ++stats_.num_cross_stream_reuse;
     return best;
   }
@@ -1253,7 +1130,7 @@ class CachingAllocatorImpl {
       FlushDeferredReleases();
       must_wait = (vmm_->waiting_bytes() > 0 || !unsynced_pools_.empty()) && captures_.empty();
       if (must_wait) ++stats_.num_sync_all_streams;
-      synced_through = pending_seq_;
+      synced_through = frees_.newest_order();
     }
     if (must_wait) {
       if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
@@ -1453,118 +1330,11 @@ class CachingAllocatorImpl {
     SettleVmmSplitStats();
   }
 
-  // Another stream may still be using the block: record an event on each such stream and keep
-  // the block out of every free list until all of them have completed.
-  absl::Status DeferFree(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    PendingFree pending{{block}, {}};
-    for (StreamHandle use : block->stream_uses) {
-      absl::StatusOr<EventHandle> event = AcquireEvent();
-      absl::Status s = event.ok() ? device_->RecordEvent(*event, use) : event.status();
-      if (!s.ok()) {
-        for (EventHandle e : pending.events) event_pool_.push_back(e);
-        if (event.ok()) event_pool_.push_back(*event);
-        // The block's memory cannot be proven safe: keep it out of circulation until the next
-        // device synchronization rather than risk reuse while another stream writes it.
-        block->state = BlockState::kPendingFree;
-        block->used_by_destroyed_stream = true;  // only a device synchronization frees it now
-        pending_bytes_ += block->size;
-        AddPending({{block}, {}});
-        return absl::InternalError(absl::StrCat(
-            "vramcache: could not record an event for a cross-stream free; the block is "
-            "quarantined: ",
-            s.message()));
-      }
-      pending.events.push_back(*event);
-    }
-    for (const auto& [peer, use] : block->foreign_uses) {
-      absl::StatusOr<EventHandle> event = peer->CreateEvent();
-      absl::Status s = event.ok() ? peer->RecordEvent(*event, use) : event.status();
-      if (!s.ok()) {
-        // Not provable: only a synchronization of every device would do; kept out for good.
-        if (event.ok()) peer->DestroyEvent(*event).IgnoreError();
-        for (EventHandle e : pending.events) event_pool_.push_back(e);
-        for (const auto& [d, e] : pending.foreign_events) d->DestroyEvent(e).IgnoreError();
-        block->state = BlockState::kPendingFree;
-        pending_bytes_ += block->size;
-        leaked_foreign_.push_back(block);
-        return absl::InternalError(absl::StrCat(
-            "vramcache: could not record an event on another device's stream for a free; the "
-            "block is quarantined: ",
-            s.message()));
-      }
-      pending.foreign_events.emplace_back(peer, *event);
-    }
-    block->foreign_uses.clear();
-    block->state = BlockState::kPendingFree;
-    pending_bytes_ += block->size;
-    AddPending(std::move(pending));
-    return absl::OkStatus();
-  }
-
-  absl::StatusOr<EventHandle> AcquireEvent() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!event_pool_.empty()) {
-      EventHandle event = event_pool_.back();
-      event_pool_.pop_back();
-      return event;
-    }
-    // Rare (the pool is empty); relaxed, as Free no longer is as a whole, in case a driver
-    // counts event creation among the calls a global-mode capture forbids.
-    RelaxedCapture relaxed(device_);
-    return device_->CreateEvent();
-  }
-
-  void AddPending(PendingFree pending) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    pending.seq = ++pending_seq_;
-    pending_.push_back(std::move(pending));
-  }
-
-  // Returns pending blocks whose events have all completed (event queries do not block).
-  // `synced_through`: a device synchronization that began after the pending free numbered
-  // `synced_through` was added has completed, so that one and every older one are done. Frees
-  // added while the lock was dropped for the synchronization are not: they are queried.
+  // Returns pending blocks whose events have all completed (stream_ordered_frees.h).
   absl::Status ProcessPendingFrees(std::uint64_t synced_through)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (vmm_ != nullptr) FlushDeferredReleases();
-    if (pending_.empty()) return absl::OkStatus();
-    for (auto it = pending_.begin(); it != pending_.end();) {
-      // A synchronization of this device says nothing about another device's streams.
-      const bool synced = it->seq <= synced_through && it->foreign_events.empty();
-      bool all_done = synced || !it->events.empty() || !it->foreign_events.empty();
-      if (!synced) {
-        for (EventHandle event : it->events) {
-          absl::StatusOr<bool> done = device_->QueryEvent(event);
-          if (!done.ok()) return done.status();
-          if (!*done) {
-            all_done = false;
-            break;
-          }
-        }
-        for (const auto& [peer, event] : it->foreign_events) {
-          if (!all_done) break;
-          absl::StatusOr<bool> done = peer->QueryEvent(event);
-          if (!done.ok()) return done.status();
-          all_done = *done;
-        }
-      }
-      if (!all_done) {
-        ++it;
-        continue;
-      }
-      for (EventHandle event : it->events) event_pool_.push_back(event);
-      for (const auto& [peer, event] : it->foreign_events) peer->DestroyEvent(event).IgnoreError();
-      for (Block* block : it->blocks) {
-        pending_bytes_ -= block->size;
-        block->used_by_destroyed_stream = false;
-        if (block->state == BlockState::kParked) {
-          CountSplitBlock(block, -1);
-          CoalesceAndInsert(block);
-        } else {
-          ReturnToPool(block);
-        }
-      }
-      it = pending_.erase(it);
-    }
-    return absl::OkStatus();
+    return frees_.ReturnCompleted(synced_through);
   }
 
   // Waits for every pending free (a device-wide synchronization; empty-cache and OOM paths).
@@ -1572,9 +1342,9 @@ class CachingAllocatorImpl {
     std::uint64_t synced_through = 0;
     {
       MutexLock lock(&mu_);
-      if (pending_.empty()) return absl::OkStatus();
+      if (!frees_.has_pending()) return absl::OkStatus();
       ++stats_.num_sync_all_streams;
-      synced_through = pending_seq_;
+      synced_through = frees_.newest_order();
     }
     // The lock is dropped for the synchronization: what other threads free meanwhile is not
     // covered by it (their streams' work may have been queued after it began).
@@ -1631,7 +1401,7 @@ class CachingAllocatorImpl {
       *waited = vmm_->waiting_bytes() > 0 || !unsynced_pools_.empty();
       if (!*waited) return absl::OkStatus();
       ++stats_.num_sync_all_streams;
-      synced_through = pending_seq_;
+      synced_through = frees_.newest_order();
     }
     if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
     MutexLock lock(&mu_);
@@ -1776,7 +1546,7 @@ class CachingAllocatorImpl {
       report.cached_free_bytes = vmm_->free_mapped_bytes() + vmm_->cached_bytes();
       report.largest_free_block_bytes = report.cached_free_bytes;
     }
-    report.pending_free_bytes = pending_bytes_;
+    report.pending_free_bytes = frees_.pending_bytes();
     report.budget_bytes = budget_bytes_;
     const std::size_t accounted = report.device_free_bytes + report.reserved_bytes;
     report.other_processes_bytes =
@@ -1855,20 +1625,8 @@ class CachingAllocatorImpl {
   // Allocated blocks, and blocks waiting in the reuse cache (so that reusing one needs no
   // insert), by address.
   absl::flat_hash_map<DevicePtr, Block*> live_ ABSL_GUARDED_BY(mu_);
-  std::deque<PendingFree> pending_ ABSL_GUARDED_BY(mu_);
-  std::uint64_t pending_seq_ ABSL_GUARDED_BY(mu_) = 0;  // the newest PendingFree::seq
-  // Streams destroyed (StreamDestroyed) whose handle has not been used since: no event may be
-  // recorded on them. A handle used again names a new stream and leaves the set.
-  absl::flat_hash_set<StreamHandle> dead_streams_ ABSL_GUARDED_BY(mu_);
   // Other devices, for record_stream with their streams (Registry sets it); null: none known.
   std::function<Device*(int)> peer_devices_ ABSL_GUARDED_BY(mu_);
-  // record_stream's streams and their devices (StreamOrdinalLocked).
-  static constexpr std::size_t kMaxKnownStreams = 4096;
-  absl::flat_hash_map<StreamHandle, int> stream_ordinals_ ABSL_GUARDED_BY(mu_);
-  // Blocks freed after another device's stream used them, whose event could not be recorded:
-  // out of circulation until shutdown (no synchronization of this device proves them free).
-  std::vector<Block*> leaked_foreign_ ABSL_GUARDED_BY(mu_);
-  std::vector<Block*> deferred_until_capture_ends_ ABSL_GUARDED_BY(mu_);
   ReuseCache reuse_cache_ ABSL_GUARDED_BY(mu_);
   GraphPools graph_pools_ ABSL_GUARDED_BY(mu_){device_};  // captures and private pools
   // Aliases of the graph pools' lists, which keep the call sites as they were while other
@@ -1878,8 +1636,6 @@ class CachingAllocatorImpl {
       graph_pools_.released_pools();
   const absl::flat_hash_map<PoolId, std::uint64_t>& unsynced_pools_ ABSL_GUARDED_BY(mu_) =
       graph_pools_.unsynced_pools();
-  std::size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<EventHandle> event_pool_ ABSL_GUARDED_BY(mu_);
   std::size_t growing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::size_t releasing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::size_t budget_bytes_ ABSL_GUARDED_BY(mu_) = 0;
@@ -1901,6 +1657,15 @@ class CachingAllocatorImpl {
   FreeBlockSet& large_free_ ABSL_GUARDED_BY(mu_) = heap_.large_free();
   absl::btree_map<std::uint64_t, Segment*>& first_fit_segments_ ABSL_GUARDED_BY(mu_) =
       heap_.first_fit_segments();
+  // Pending frees, destroyed streams, borrowing's events (stream_ordered_frees.h); a completed
+  // free comes back through ReturnToPool.
+  StreamOrderedFrees frees_ ABSL_GUARDED_BY(mu_){
+      device_, &heap_, &ledger_,
+      [this](Block* block) ABSL_NO_THREAD_SAFETY_ANALYSIS { ReturnToPool(block); }};
+  // An alias of the destroyed streams, which keeps the call sites as they were while other
+  // branches change them; to be replaced by frees_.IsDestroyed once those have merged.
+  const absl::flat_hash_set<StreamHandle>& dead_streams_ ABSL_GUARDED_BY(mu_) =
+      frees_.destroyed_streams();
   RingBuffer<TraceEntry> history_ ABSL_GUARDED_BY(mu_);  // empty unless record_history
   std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);
 };

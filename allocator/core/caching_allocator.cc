@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
-#include <limits>
 #include <utility>
 #include <vector>
 
@@ -21,6 +20,7 @@
 #include "allocator/core/debug_guard.h"
 #include "allocator/core/graph_pools.h"
 #include "allocator/core/invariant_check.h"
+#include "allocator/core/placement.h"
 #include "allocator/core/relaxed_capture.h"
 #include "allocator/core/reuse_cache.h"
 #include "allocator/core/ring_buffer.h"
@@ -64,9 +64,6 @@ struct DeferredRelease {
 // cheap and physical pages follow the live blocks, so one large range per stream lets best fit
 // pack blocks across what would be segment boundaries (fewer partly used pages).
 inline constexpr std::size_t kVmmLargeArenaBytes = std::size_t{1} << 30;
-// Virtual-memory mode: how many best-fit candidates are examined for one whose pages are all
-// backed already (placing there costs no map call and no physical memory).
-inline constexpr int kVmmPlacementCandidates = 16;
 
 bool UsesVirtualMemory(const AllocatorConfig& config, const DeviceCapabilities& caps) {
   if (!caps.vmm_supported || !config.caching) return false;
@@ -939,81 +936,11 @@ class CachingAllocatorImpl {
     return segment;
   }
 
-  // Virtual-memory mode's large pool is searched first fit: the lowest-addressed fitting block
-  // of the oldest segment that has one. Its choice does not depend on which pages are mapped,
-  // nor on segments created later, so a program that repeats its steps gets the same
-  // addresses every step (each page then keeps a chunk compatible with its uses, see
-  // vmm_arena.h, and the steps after the first make no device call). It also packs blocks
-  // better than best fit here (resnet50_train: utilization 0.975 against 0.954).
-  Block* FirstFitBlock(PoolId pool, StreamHandle stream, std::size_t rounded)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    for (const auto& [rank, segment] : first_fit_segments_) {
-      if (segment->pool_id != pool || segment->stream != stream || segment->free_max < rounded) {
-        continue;
-      }
-      if (segment->free_max_stale) {
-        segment->free_max = 0;
-        for (const Block* block : segment->free_by_addr) {
-          segment->free_max = std::max(segment->free_max, block->size);
-        }
-        segment->free_max_stale = false;
-        if (segment->free_max < rounded) continue;
-      }
-      for (Block* block : segment->free_by_addr) {
-        if (block->size >= rounded && FitsSplitRules(block, rounded)) return block;
-      }
-    }
-    return nullptr;
-  }
-
-  // Best fit among the blocks cached for `stream` in `pool` (first fit in virtual-memory mode's
-  // large pool).
+  // Forwarder to placement (placement.h), which keeps the call sites as they were while other
+  // branches change them; to be inlined once those have merged.
   Block* FindFreeBlock(bool small, PoolId pool, StreamHandle stream, std::size_t rounded)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (vmm_ != nullptr && !small) return FirstFitBlock(pool, stream, rounded);
-    FreeBlockSet& set = small ? small_free_ : large_free_;
-    auto it = set.lower_bound(SearchKey(pool, stream, rounded));
-    if (it == set.end() || (*it)->pool_id != pool || (*it)->stream != stream) return nullptr;
-    if (!FitsSplitRules(*it, rounded)) return nullptr;  // nor does any larger block
-    if (vmm_ == nullptr) return *it;
-    // Virtual memory: among the best fits, the one needing the fewest new pages (the first
-    // that needs none ends the search).
-    Block* best = *it;
-    std::size_t best_unbacked = SIZE_MAX;
-    for (int examined = 0; it != set.end() && examined < kVmmPlacementCandidates;
-         ++it, ++examined) {
-      Block* candidate = *it;
-      if (candidate->pool_id != pool || candidate->stream != stream ||
-          !FitsSplitRules(candidate, rounded)) {
-        break;
-      }
-      if (candidate->segment->pinned) return candidate;
-      const std::size_t used = ShouldSplit(candidate, rounded) ? rounded : candidate->size;
-      absl::StatusOr<std::size_t> unbacked =
-          candidate->segment->arena->UnbackedPages(candidate->addr, used);
-      if (!unbacked.ok()) continue;
-      if (*unbacked == 0) return candidate;
-      if (*unbacked < best_unbacked) {
-        best = candidate;
-        best_unbacked = *unbacked;
-      }
-    }
-    return best;
-  }
-
-  // PyTorch's max_split_size rules: oversize blocks serve only oversize requests, and only
-  // when they are not much larger than the request.
-  bool FitsSplitRules(const Block* block, std::size_t rounded) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (rounded < settings_.max_split_size && block->size >= settings_.max_split_size) {
-      return false;
-    }
-    return rounded < settings_.max_split_size ||
-           block->size < rounded + settings_.max_non_split_rounding;
-  }
-
-  static FreeBlockKey SearchKey(PoolId pool, StreamHandle stream, std::size_t size) {
-    return FreeBlockKey{pool, stream, size, 0};
+    return placement_.FindFreeBlock(small, pool, stream, rounded);
   }
 
   // The best-fitting block cached for another stream, made safe for `stream`: an event
@@ -1022,22 +949,7 @@ class CachingAllocatorImpl {
   absl::StatusOr<Block*> TakeFromOtherStream(bool small, PoolId pool, StreamHandle stream,
                                              std::size_t rounded)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    FreeBlockSet& set = small ? small_free_ : large_free_;
-    Block* best = nullptr;
-    auto it = set.lower_bound(SearchKey(pool, 0, 0));
-    while (it != set.end() && (*it)->pool_id == pool) {
-      const StreamHandle owner = (*it)->stream;
-      if (owner != stream) {
-        auto candidate = set.lower_bound(SearchKey(pool, owner, rounded));
-        if (candidate != set.end() && (*candidate)->pool_id == pool &&
-            (*candidate)->stream == owner && FitsSplitRules(*candidate, rounded) &&
-            (best == nullptr || (*candidate)->size < best->size)) {
-          best = *candidate;
-        }
-      }
-      if (owner == std::numeric_limits<StreamHandle>::max()) break;
-      it = set.lower_bound(SearchKey(pool, owner + 1, 0));  // next stream's run
-    }
+    Block* best = placement_.BestFitOnOtherStream(small, pool, stream, rounded);
     if (best == nullptr) return nullptr;
     absl::StatusOr<bool> usable = frees_.OrderAfterOwner(best, stream, config_.cross_stream);
     if (!usable.ok()) return usable.status();
@@ -1050,20 +962,13 @@ class CachingAllocatorImpl {
     return std::find(streams.begin(), streams.end(), s) != streams.end();
   }
 
-  bool ShouldSplit(const Block* block, std::size_t rounded) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const std::size_t remaining = block->size - rounded;
-    if (block->segment->small) return remaining >= kMinBlockSize;
-    return rounded < settings_.max_split_size && remaining > kSmallRequestLimit;
-  }
-
   // Carves the request out of free block `block`. Virtual memory: ResourceExhausted when its
   // pages cannot be backed now; the block is then free again, as it was.
   absl::StatusOr<void*> FinishAllocation(Block* block, std::size_t size, std::size_t rounded,
                                          StreamHandle alloc_stream)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     RemoveFreeBlock(block);
-    if (ShouldSplit(block, rounded)) heap_.Split(block, rounded);
+    if (placement_.ShouldSplit(block, rounded)) heap_.Split(block, rounded);
     if (absl::Status s = AcquireBacking(block); !s.ok()) {
       CoalesceAndInsert(block);
       return s;
@@ -1690,6 +1595,9 @@ class CachingAllocatorImpl {
   StatsLedger ledger_ ABSL_GUARDED_BY(mu_){&stats_, config_.max_split_size};  // writes stats_
   BlockHeap heap_ ABSL_GUARDED_BY(mu_){&ledger_, clock_,
                                        UsesVirtualMemory(config_, device_->Capabilities())};
+  Placement placement_ ABSL_GUARDED_BY(mu_){
+      &heap_, &settings_,
+      UsesVirtualMemory(config_, device_->Capabilities())};  // which free block serves a request
   // Aliases of the heap's lists, which keep the call sites as they were while other branches
   // change them; to be replaced by heap_'s accessors once those have merged.
   absl::btree_map<DevicePtr, Segment*>& segments_ ABSL_GUARDED_BY(mu_) = heap_.segments();

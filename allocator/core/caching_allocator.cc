@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <deque>
-#include <exception>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -19,7 +18,9 @@
 #include "allocator/base/mutex.h"
 #include "allocator/core/block_heap.h"
 #include "allocator/core/debug_guard.h"
+#include "allocator/core/growth_limits.h"
 #include "allocator/core/invariant_check.h"
+#include "allocator/core/oom_ladder.h"
 #include "allocator/core/relaxed_capture.h"
 #include "allocator/core/reuse_cache.h"
 #include "allocator/core/ring_buffer.h"
@@ -103,29 +104,15 @@ class CachingAllocatorImpl {
         front_bytes_(guard_.front_bytes()),
         reuse_cache_(
             EffectiveReuseCacheBytes(config, UsesVirtualMemory(config, device->Capabilities()))),
-        history_(config.record_history ? config.history_capacity : 0) {
-    std::size_t budget = config.budget_bytes.value_or(0);
-    if (config.per_process_memory_fraction.has_value()) {
-      budget = CapForFraction(*config.per_process_memory_fraction);
-    }
-    budget_bytes_ = budget;
+        history_(config.record_history ? config.history_capacity : 0),
+        limits_(config, device->Capabilities().total_bytes) {
     if (UsesVirtualMemory(config, device->Capabilities())) {
       vmm_ = std::make_unique<ChunkPool>(device, device->Capabilities().granularity);
       ledger_.UseVirtualMemory(vmm_.get());
-      vmm_->SetBudget(budget);
+      vmm_->SetBudget(limits_.budget());
       quarantine_ = config.unmap_on_free;
       // Free addresses must fault in that mode, so a stitch may not leave an alias behind.
       vmm_->SetAliasing(!config.unmap_on_free);
-    }
-    const double total = static_cast<double>(device->Capabilities().total_bytes);
-    if (config.soft_budget_bytes.has_value()) {
-      soft_budget_bytes_ = *config.soft_budget_bytes;
-    } else if (config.soft_budget_fraction.has_value()) {
-      soft_budget_bytes_ = static_cast<std::size_t>(*config.soft_budget_fraction * total);
-    } else if (config.garbage_collection_threshold > 0.0) {
-      // PyTorch reclaims cached blocks once usage passes this fraction of what it may use.
-      const double limit = budget > 0 ? static_cast<double>(budget) : total;
-      soft_budget_bytes_ = static_cast<std::size_t>(config.garbage_collection_threshold * limit);
     }
   }
 
@@ -575,12 +562,8 @@ class CachingAllocatorImpl {
       segments_.clear();
       deferred_releases_.clear();
       for (Segment* segment : released) {
-        stats_.segment.Decrease(segment->small, 1);
-        if (segment->size >= config_.max_split_size) stats_.oversize_segments.Decrease(1);
-        if (vmm_ == nullptr) {
-          releasing_bytes_ += segment->size;
-          stats_.reserved_bytes.Decrease(segment->small, static_cast<std::int64_t>(segment->size));
-        }
+        ledger_.CountSegmentReleased(segment->small, segment->size);
+        if (vmm_ == nullptr) limits_.BeginRelease(segment->size);
         for (Block* b = segment->head; b != nullptr; b = b->next) {
           if (b->state == BlockState::kPendingFree) CountActive(b, -1);
           if (b->state == BlockState::kParked) CountSplitBlock(b, -1);
@@ -615,7 +598,7 @@ class CachingAllocatorImpl {
     DeviceStats copy = stats_;
     copy.max_split_size =
         config_.max_split_size == SIZE_MAX ? -1 : static_cast<std::int64_t>(config_.max_split_size);
-    copy.budget_bytes = static_cast<std::int64_t>(budget_bytes_);
+    copy.budget_bytes = static_cast<std::int64_t>(limits_.budget());
     copy.address_space_reserved_bytes =
         vmm_ != nullptr ? static_cast<std::int64_t>(vmm_->address_bytes()) : 0;
     return copy;
@@ -672,10 +655,7 @@ class CachingAllocatorImpl {
       if (absl::StatusOr<DeviceMemInfo> info = device_->MemInfo(); info.ok()) {
         headroom = info->free_bytes;
       }
-      if (budget_bytes_ > 0) {
-        const std::size_t held = vmm_->held_bytes();
-        headroom = std::min(headroom, budget_bytes_ > held ? budget_bytes_ - held : 0);
-      }
+      headroom = std::min(headroom, limits_.Headroom(vmm_->held_bytes()));
       largest = vmm_->free_mapped_bytes() + vmm_->cached_bytes() + headroom;
     }
     return largest;
@@ -745,7 +725,7 @@ class CachingAllocatorImpl {
 
   void SetBudget(std::size_t bytes) {
     MutexLock lock(&mu_);
-    budget_bytes_ = bytes;
+    limits_.SetBudget(bytes);
     if (vmm_ != nullptr) vmm_->SetBudget(bytes);
   }
 
@@ -760,8 +740,8 @@ class CachingAllocatorImpl {
     {
       MutexLock lock(&mu_);
       if (shut_down_) return ShutDownError();
-      cap = CapForFraction(fraction);
-      budget_bytes_ = cap;
+      cap = limits_.CapForFraction(fraction);
+      limits_.SetBudget(cap);
       if (vmm_ != nullptr) vmm_->SetBudget(cap);
     }
     // What is cached above the new cap goes back now, as far as live blocks allow.
@@ -783,17 +763,6 @@ class CachingAllocatorImpl {
     return held > cap ? held - cap : 0;
   }
 
-  // The cap a fraction of the device sets: never above a configured byte budget (the operator's
-  // cap stands), and at least 1 byte, since 0 means "no cap" inside while a fraction of 0 (or
-  // one that rounds to 0 bytes) means that nothing fits, as in PyTorch.
-  std::size_t CapForFraction(double fraction) const {
-    const auto fraction_bytes = static_cast<std::size_t>(
-        fraction * static_cast<double>(device_->Capabilities().total_bytes));
-    const std::size_t cap = std::max<std::size_t>(fraction_bytes, 1);
-    const std::size_t configured = config_.budget_bytes.value_or(0);
-    return configured > 0 ? std::min(cap, configured) : cap;
-  }
-
   void SetPeerDevices(std::function<Device*(int)> resolver) {
     MutexLock lock(&mu_);
     peer_devices_ = std::move(resolver);
@@ -801,10 +770,11 @@ class CachingAllocatorImpl {
 
   std::size_t Budget() const {
     MutexLock lock(&mu_);
-    return budget_bytes_;
+    return limits_.budget();
   }
 
-  std::size_t SoftBudget() const { return soft_budget_bytes_; }
+  // Fixed at construction: read without the lock.
+  std::size_t SoftBudget() const { return ABSL_TS_UNCHECKED_READ(limits_).soft_budget(); }
 
   void AttachOomObserver(CachingAllocator::OomObserver observer) {
     MutexLock lock(&mu_);
@@ -822,55 +792,74 @@ class CachingAllocatorImpl {
  private:
   // ---------------------------------------------------------------- allocation
 
-  // The growth ladder: grow by a segment; else release cached segments and grow again; else
-  // wait for pending cross-stream frees and retry; else report out-of-memory.
-  absl::StatusOr<void*> AllocateWithGrowth(std::size_t size, std::size_t rounded, bool small,
-                                           StreamHandle stream, PoolId pool, bool capturing) {
-    // Pass-through: a device allocation of the rounded size, nothing beside it.
-    const std::size_t preferred = config_.caching ? SizeRounder::SegmentSizeFor(rounded) : rounded;
-    // When the preferred segment does not fit, a segment of exactly the rounded size might.
-    const std::size_t tight =
-        (rounded + kLargeSegmentRounding - 1) / kLargeSegmentRounding * kLargeSegmentRounding;
-    absl::Status last_error = absl::OkStatus();
-    auto grow = [&]() -> std::optional<absl::StatusOr<void*>> {
+  // One request's rungs of the out-of-memory ladder (oom_ladder.h, which orders them).
+  class GrowthRungs final : public OomLadderRungs {
+   public:
+    GrowthRungs(CachingAllocatorImpl* impl, std::size_t size, std::size_t rounded, bool small,
+                StreamHandle stream, PoolId pool, bool capturing)
+        : impl_(impl),
+          size_(size),
+          rounded_(rounded),
+          small_(small),
+          stream_(stream),
+          pool_(pool),
+          capturing_(capturing),
+          // Pass-through: a device allocation of the rounded size, nothing beside it.
+          preferred_(impl->config_.caching ? SizeRounder::SegmentSizeFor(rounded) : rounded),
+          // When the preferred segment does not fit, a segment of exactly the rounded size
+          // might.
+          tight_((rounded + kLargeSegmentRounding - 1) / kLargeSegmentRounding *
+                 kLargeSegmentRounding) {}
+
+    std::size_t preferred() const { return preferred_; }
+
+    absl::Status ReleaseAboveSoftBudget(std::size_t growth) override {
+      return impl_->ReleaseForSoftBudget(growth);
+    }
+    std::optional<absl::StatusOr<void*>> TryGrow() override {
       // Virtual memory: address space is not what runs out, so one size is enough.
-      const int candidates = tight < preferred && vmm_ == nullptr ? 2 : 1;
+      const int candidates = tight_ < preferred_ && impl_->vmm_ == nullptr ? 2 : 1;
       for (int i = 0; i < candidates; ++i) {
-        const std::size_t segment_size = i == 0 ? preferred : tight;
+        const std::size_t segment_size = i == 0 ? preferred_ : tight_;
         absl::StatusOr<void*> result =
-            vmm_ != nullptr ? TryGrowAddressSpace(size, rounded, small, stream, pool, capturing)
-                            : TryGrow(size, rounded, small, stream, pool, segment_size);
+            impl_->vmm_ != nullptr
+                ? impl_->TryGrowAddressSpace(size_, rounded_, small_, stream_, pool_, capturing_)
+                : impl_->TryGrow(size_, rounded_, small_, stream_, pool_, segment_size);
         if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
-        last_error = result.status();
+        last_error_ = result.status();
       }
       return std::nullopt;
-    };
-
-    if (!capturing && soft_budget_bytes_ > 0) {
-      if (absl::Status s = ReleaseForSoftBudget(preferred); !s.ok()) return s;
     }
-    if (auto result = grow()) return *std::move(result);
-    // Freeing or synchronizing is illegal during a capture: no ladder, report now.
-    if (capturing) return OutOfMemory(size, rounded, preferred, stream, last_error);
-
-    bool released_any = false;
-    if (absl::Status s = ReleaseCachedSegments(&released_any); !s.ok()) return s;
-    if (released_any) {
-      CountRetry();
-      if (auto result = grow()) return *std::move(result);
+    absl::Status ReleaseCachedMemory(bool* released_any) override {
+      return impl_->ReleaseCachedSegments(released_any);
+    }
+    bool HasPendingFrees() override {
+      MutexLock lock(&impl_->mu_);
+      return !impl_->pending_.empty();
+    }
+    absl::Status SynchronizePendingFrees() override { return impl_->SynchronizePendingFrees(); }
+    void CountRetry() override { impl_->CountRetry(); }
+    absl::Status OutOfMemory() override {
+      return impl_->OutOfMemory(size_, rounded_, preferred_, stream_, last_error_);
     }
 
-    bool had_pending = false;
-    {
-      MutexLock lock(&mu_);
-      had_pending = !pending_.empty();
-    }
-    if (had_pending) {
-      if (absl::Status s = SynchronizePendingFrees(); !s.ok()) return s;
-      CountRetry();
-      if (auto result = grow()) return *std::move(result);
-    }
-    return OutOfMemory(size, rounded, preferred, stream, last_error);
+   private:
+    CachingAllocatorImpl* const impl_;
+    const std::size_t size_;
+    const std::size_t rounded_;
+    const bool small_;
+    const StreamHandle stream_;
+    const PoolId pool_;
+    const bool capturing_;
+    const std::size_t preferred_;
+    const std::size_t tight_;
+    absl::Status last_error_;  // the last growth's, for the report
+  };
+
+  absl::StatusOr<void*> AllocateWithGrowth(std::size_t size, std::size_t rounded, bool small,
+                                           StreamHandle stream, PoolId pool, bool capturing) {
+    GrowthRungs rungs(this, size, rounded, small, stream, pool, capturing);
+    return ClimbOomLadder(rungs, capturing, SoftBudget() > 0, rungs.preferred());
   }
 
   void CountRetry() {
@@ -897,13 +886,7 @@ class CachingAllocatorImpl {
     const std::size_t granularity = vmm_->granularity();
     // More pages than the device or the budget holds can never be backed: no range is reserved.
     const std::size_t pages_bytes = (rounded + granularity - 1) / granularity * granularity;
-    const std::size_t device_total = device_->Capabilities().total_bytes;
-    if (pages_bytes > device_total || (budget_bytes_ > 0 && pages_bytes > budget_bytes_)) {
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("%d bytes of pages are more than the %s of %d bytes", pages_bytes,
-                          pages_bytes > device_total ? "device's total" : "budget",
-                          pages_bytes > device_total ? device_total : budget_bytes_));
-    }
+    if (absl::Status fits = limits_.CheckPagesCanFit(pages_bytes); !fits.ok()) return fits;
     std::size_t bytes = SizeRounder::SegmentSizeFor(rounded);
     // A private pool pins its whole range (see Segment::pinned), so it gets no more than
     // segment mode would; a range at or above max_split_size would serve no ordinary request.
@@ -940,8 +923,7 @@ class CachingAllocatorImpl {
     RemoveFreeBlock(segment->head);
     segments_.erase(segment->base);
     first_fit_segments_.erase(segment->rank);
-    stats_.segment.Decrease(segment->small, 1);
-    if (segment->size >= config_.max_split_size) stats_.oversize_segments.Decrease(1);
+    ledger_.CountSegmentReleased(segment->small, segment->size);
     Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
     ForgetSegmentBlocks(segment);
     delete segment;
@@ -994,19 +976,14 @@ class CachingAllocatorImpl {
         ++stats_.num_cache_hits;
         return FinishAllocation(block, size, rounded, stream);
       }
-      // Segments being returned still occupy the device until their Free call completes.
-      const std::size_t held = ReservedBytesLocked() + growing_bytes_ + releasing_bytes_;
-      if (budget_bytes_ > 0 && held + segment_size > budget_bytes_) {
-        return absl::ResourceExhaustedError(
-            absl::StrFormat("budget of %d bytes reached (holding %d, need %d more)", budget_bytes_,
-                            held, segment_size));
+      // Counted in flight before the device call, so concurrent growth cannot overshoot.
+      if (absl::Status s = limits_.BeginGrowth(ReservedBytesLocked(), segment_size); !s.ok()) {
+        return s;
       }
-      // Counted before the device call so concurrent growth cannot overshoot the budget.
-      growing_bytes_ += segment_size;
     }
     absl::StatusOr<DevicePtr> memory = device_->Malloc(segment_size);
     MutexLock lock(&mu_);
-    growing_bytes_ -= segment_size;
+    limits_.EndGrowth(segment_size);
     if (!memory.ok()) return memory.status();
     if (shut_down_) {
       mu_.Unlock();
@@ -1021,12 +998,7 @@ class CachingAllocatorImpl {
   Segment* AdoptSegment(DevicePtr base, std::size_t size, bool small, StreamHandle stream,
                         PoolId pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Segment* segment = heap_.Adopt(base, size, small, stream, pool);
-    stats_.segment.Increase(small, 1);
-    if (size >= config_.max_split_size) stats_.oversize_segments.Increase(1);
-    if (vmm_ == nullptr) {  // virtual memory counts chunks instead (SyncVmmStats)
-      stats_.reserved_bytes.Increase(small, static_cast<std::int64_t>(size));
-      ++stats_.num_device_alloc;
-    }
+    ledger_.CountSegmentAdopted(small, size);
     Record(TraceAction::kSegmentAlloc, base, size, stream);
     AddFreeBlock(segment->head);
     return segment;
@@ -1336,31 +1308,7 @@ class CachingAllocatorImpl {
   }
 
   // Copies the chunk pool's device-call counters and held bytes into the statistics.
-  void SyncVmmStats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const ChunkPoolCounters& now = vmm_->counters();
-    auto delta = [](std::uint64_t after, std::uint64_t before) {
-      return static_cast<std::int64_t>(after - before);
-    };
-    stats_.num_device_alloc += delta(now.chunks_created, vmm_seen_.chunks_created);
-    stats_.num_device_free += delta(now.chunks_released, vmm_seen_.chunks_released);
-    stats_.num_map_calls += delta(now.maps, vmm_seen_.maps);
-    stats_.num_unmap_calls += delta(now.unmaps, vmm_seen_.unmaps);
-    stats_.num_stitches += delta(now.stitches, vmm_seen_.stitches);
-    vmm_seen_ = now;
-    const auto small_held = static_cast<std::int64_t>(vmm_->small_mapped_bytes());
-    const auto large_held = static_cast<std::int64_t>(vmm_->held_bytes()) - small_held;
-    // Decreases first: a chunk whose holder moved between the pools must not raise the
-    // overall peak for an instant.
-    const std::pair<bool, std::int64_t> pools[] = {{true, small_held}, {false, large_held}};
-    for (const auto& [small, held] : pools) {
-      const std::int64_t current = stats_.reserved_bytes.by_pool[small ? 1 : 2].current;
-      if (held < current) stats_.reserved_bytes.Decrease(small, current - held);
-    }
-    for (const auto& [small, held] : pools) {
-      const std::int64_t current = stats_.reserved_bytes.by_pool[small ? 1 : 2].current;
-      if (held > current) stats_.reserved_bytes.Increase(small, held - current);
-    }
-  }
+  void SyncVmmStats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ledger_.SettleVmmReserved(); }
 
   absl::StatusOr<void*> MarkAllocated(Block* block, std::size_t size, std::size_t rounded,
                                       StreamHandle alloc_stream)
@@ -1656,9 +1604,9 @@ class CachingAllocatorImpl {
     std::vector<Segment*> released;
     if (vmm_ != nullptr) {
       MutexLock lock(&mu_);
-      const std::size_t after = vmm_->held_bytes() + growth;
-      if (after <= soft_budget_bytes_) return absl::OkStatus();
-      absl::StatusOr<std::size_t> trimmed = vmm_->Trim(after - soft_budget_bytes_);
+      const std::size_t excess = limits_.SoftExcess(vmm_->held_bytes(), growth);
+      if (excess == 0) return absl::OkStatus();
+      absl::StatusOr<std::size_t> trimmed = vmm_->Trim(excess);
       SyncVmmStats();
       if (!trimmed.ok()) return trimmed.status();
       if (*trimmed > 0) ++stats_.num_cache_releases;
@@ -1666,10 +1614,11 @@ class CachingAllocatorImpl {
     }
     {
       MutexLock lock(&mu_);
-      const std::size_t after = ReservedBytesLocked() + growing_bytes_ + growth;
       // (bytes still being released do not count here: they are on their way out)
-      if (after <= soft_budget_bytes_) return absl::OkStatus();
-      released = DetachReleasableSegments(after - soft_budget_bytes_);
+      const std::size_t excess =
+          limits_.SoftExcess(ReservedBytesLocked() + limits_.growing_bytes(), growth);
+      if (excess == 0) return absl::OkStatus();
+      released = DetachReleasableSegments(excess);
       if (!released.empty()) ++stats_.num_cache_releases;
     }
     return FreeSegmentMemory(released);
@@ -1729,12 +1678,10 @@ class CachingAllocatorImpl {
       RemoveFreeBlock(segment->head);
       segments_.erase(segment->base);
       first_fit_segments_.erase(segment->rank);
-      stats_.segment.Decrease(segment->small, 1);
-      stats_.reserved_bytes.Decrease(segment->small, static_cast<std::int64_t>(segment->size));
-      if (segment->size >= config_.max_split_size) stats_.oversize_segments.Decrease(1);
+      ledger_.CountSegmentReleased(segment->small, segment->size);
       Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
       ForgetSegmentBlocks(segment);
-      releasing_bytes_ += segment->size;
+      limits_.BeginRelease(segment->size);
       detached.push_back(segment);
     }
     return detached;
@@ -1745,8 +1692,8 @@ class CachingAllocatorImpl {
   }
 
   // Frees detached segments outside the lock. Their bytes were moved from reserved_bytes to
-  // releasing_bytes_ when they were detached, and leave it only now, so concurrent growth
-  // never sees room the device does not have yet (the budget holds at every instant).
+  // the limits' releasing bytes when they were detached, and leave it only now, so concurrent
+  // growth never sees room the device does not have yet (the budget holds at every instant).
   absl::Status FreeSegmentMemory(const std::vector<Segment*>& segments) {
     absl::Status status = absl::OkStatus();
     std::int64_t freed_calls = 0;
@@ -1759,8 +1706,8 @@ class CachingAllocatorImpl {
     }
     if (freed_calls > 0) {
       MutexLock lock(&mu_);
-      stats_.num_device_free += freed_calls;
-      releasing_bytes_ -= freed_bytes;
+      ledger_.CountDeviceFrees(freed_calls);
+      limits_.EndRelease(freed_bytes);
     }
     return status;
   }
@@ -1786,72 +1733,49 @@ class CachingAllocatorImpl {
     return static_cast<std::size_t>(stats_.reserved_bytes.all().current);
   }
 
+  // The ladder's last rung: the report (oom_ladder.h) from what the allocator holds now, the
+  // observers called with no lock held (they may call back into the allocator: stats,
+  // empty_cache), the error.
   absl::Status OutOfMemory(std::size_t size, std::size_t rounded, std::size_t segment_size,
                            StreamHandle stream, const absl::Status& device_error) {
-    absl::StatusOr<DeviceMemInfo> info = device_->MemInfo();
+    OomFacts facts{
+        .device = device_->Capabilities().ordinal,
+        .stream = stream,
+        .requested_bytes = size,
+        .rounded_bytes = rounded,
+        .segment_bytes = segment_size,
+        .device_total_bytes = device_->Capabilities().total_bytes,
+        .mem_info = device_->MemInfo(),
+        .device_error = device_error,
+    };
     OomReport report;
     std::vector<CachingAllocator::OomObserver> observers;
     {
       MutexLock lock(&mu_);
-      BuildOomReport(size, rounded, segment_size, stream, device_error, info, report);
+      facts.allocated_bytes = static_cast<std::size_t>(stats_.allocated_bytes.all().current);
+      facts.reserved_bytes = ReservedBytesLocked();
+      for (const FreeBlockSet* set : {&small_free_, &large_free_}) {
+        for (const Block* b : *set) {
+          facts.cached_free_bytes += b->size;
+          facts.largest_free_block_bytes = std::max(facts.largest_free_block_bytes, b->size);
+        }
+      }
+      if (vmm_ != nullptr) {
+        // Free address space is not memory: what is cached is the free pages and chunks, and
+        // any request can be stitched from them.
+        facts.cached_free_bytes = vmm_->free_mapped_bytes() + vmm_->cached_bytes();
+        facts.largest_free_block_bytes = facts.cached_free_bytes;
+      }
+      facts.pending_free_bytes = pending_bytes_;
+      facts.budget_bytes = limits_.budget();
+      report = BuildOomReport(facts);
+      ++stats_.num_ooms;
+      Record(TraceAction::kOom, 0, size, stream);
+      last_oom_ = report;
       observers = oom_observers_;
     }
-    // Observers run with no lock held: they may call back into the allocator (stats,
-    // empty_cache), and one that throws must unwind through no lock of ours (a MutexLock
-    // would otherwise unlock a lock another thread took meanwhile).
-    std::string observer_failure;
-    for (const auto& observer : observers) {
-      try {
-        observer(report.device, size, report.allocated_bytes,
-                 report.budget_bytes > 0 ? report.budget_bytes : report.device_total_bytes,
-                 report.device_free_bytes);
-      } catch (const std::exception& e) {
-        observer_failure = absl::StrCat("; an out-of-memory observer threw: ", e.what());
-      } catch (...) {
-        observer_failure = "; an out-of-memory observer threw a non-standard exception";
-      }
-    }
+    const std::string observer_failure = NotifyOomObservers(observers, report);
     return absl::ResourceExhaustedError(absl::StrCat(report.ToString(), observer_failure));
-  }
-
-  void BuildOomReport(std::size_t size, std::size_t rounded, std::size_t segment_size,
-                      StreamHandle stream, const absl::Status& device_error,
-                      const absl::StatusOr<DeviceMemInfo>& info, OomReport& report)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    report.device = device_->Capabilities().ordinal;
-    report.stream = stream;
-    report.requested_bytes = size;
-    report.rounded_bytes = rounded;
-    report.segment_bytes = segment_size;
-    report.device_total_bytes = device_->Capabilities().total_bytes;
-    if (info.ok()) {
-      report.device_total_bytes = info->total_bytes;
-      report.device_free_bytes = info->free_bytes;
-    }
-    report.allocated_bytes = static_cast<std::size_t>(stats_.allocated_bytes.all().current);
-    report.reserved_bytes = ReservedBytesLocked();
-    for (const FreeBlockSet* set : {&small_free_, &large_free_}) {
-      for (const Block* b : *set) {
-        report.cached_free_bytes += b->size;
-        report.largest_free_block_bytes = std::max(report.largest_free_block_bytes, b->size);
-      }
-    }
-    if (vmm_ != nullptr) {
-      // Free address space is not memory: what is cached is the free pages and chunks, and any
-      // request can be stitched from them.
-      report.cached_free_bytes = vmm_->free_mapped_bytes() + vmm_->cached_bytes();
-      report.largest_free_block_bytes = report.cached_free_bytes;
-    }
-    report.pending_free_bytes = pending_bytes_;
-    report.budget_bytes = budget_bytes_;
-    const std::size_t accounted = report.device_free_bytes + report.reserved_bytes;
-    report.other_processes_bytes =
-        report.device_total_bytes > accounted ? report.device_total_bytes - accounted : 0;
-    if (!device_error.ok()) report.device_error = std::string(device_error.message());
-    report.verdict = JudgeOom(report);
-    ++stats_.num_ooms;
-    Record(TraceAction::kOom, 0, size, stream);
-    last_oom_ = report;
   }
 
   absl::Status UnknownPointerError(const char* operation, DevicePtr addr) const
@@ -1944,14 +1868,9 @@ class CachingAllocatorImpl {
   absl::flat_hash_set<PoolId> released_pools_ ABSL_GUARDED_BY(mu_);
   std::size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<EventHandle> event_pool_ ABSL_GUARDED_BY(mu_);
-  std::size_t growing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::size_t releasing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::size_t budget_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::size_t soft_budget_bytes_ = 0;  // set once at construction
   std::vector<CachingAllocator::OomObserver> oom_observers_ ABSL_GUARDED_BY(mu_);
   // Virtual-memory mode only (null in segment mode): the physical chunks and address ranges.
   std::unique_ptr<ChunkPool> vmm_ ABSL_PT_GUARDED_BY(mu_);  // set once, at construction
-  ChunkPoolCounters vmm_seen_ ABSL_GUARDED_BY(mu_);         // counters already in stats_
   std::vector<DeferredRelease> deferred_releases_ ABSL_GUARDED_BY(mu_);
   bool quarantine_ = false;  // unmap_on_free in virtual-memory mode; set once, at construction
   DeviceStats stats_ ABSL_GUARDED_BY(mu_);
@@ -1967,6 +1886,7 @@ class CachingAllocatorImpl {
       heap_.first_fit_segments();
   RingBuffer<TraceEntry> history_ ABSL_GUARDED_BY(mu_);  // empty unless record_history
   std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);
+  GrowthLimits limits_ ABSL_GUARDED_BY(mu_);  // budget, fraction, soft budget, bytes in flight
 };
 
 // ------------------------------------------------------------------ facade

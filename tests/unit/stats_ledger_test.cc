@@ -1,6 +1,7 @@
 // The statistics ledger's transitions in segment mode: a request served and freed moves the
 // allocation counters and back, active follows its own transition, oversize blocks are counted
-// apart, and only blocks of split segments count as inactive_split.
+// apart, only blocks of split segments count as inactive_split, and a segment adopted and
+// released moves the segment and reserved counters and back.
 #include "allocator/core/stats_ledger.h"
 
 #include "gtest/gtest.h"
@@ -87,6 +88,35 @@ TEST_F(StatsLedgerTest, OnlyBlocksOfSplitSegmentsAreInactiveSplit) {
   ledger_.CountSplitBlock(right, -1);
   EXPECT_EQ(stats_.inactive_split.all().current, 0);
   EXPECT_EQ(stats_.inactive_split_bytes.all().current, 0);
+}
+
+TEST_F(StatsLedgerTest, SegmentAdoptedAndReleasedAreInverse) {
+  ledger_.CountSegmentAdopted(/*small=*/false, 20 << 20);
+  EXPECT_EQ(stats_.segment.by_pool[2].current, 1);
+  EXPECT_EQ(stats_.reserved_bytes.by_pool[2].current, 20 << 20);
+  EXPECT_EQ(stats_.num_device_alloc, 1);
+  EXPECT_EQ(stats_.oversize_segments.current, 0);
+  ledger_.CountSegmentAdopted(/*small=*/true, 2 << 20);
+  EXPECT_EQ(stats_.segment.all().current, 2);
+  EXPECT_EQ(stats_.reserved_bytes.by_pool[1].current, 2 << 20);
+
+  ledger_.CountSegmentReleased(/*small=*/false, 20 << 20);
+  ledger_.CountSegmentReleased(/*small=*/true, 2 << 20);
+  EXPECT_EQ(stats_.segment.all().current, 0);
+  EXPECT_EQ(stats_.reserved_bytes.all().current, 0);
+  EXPECT_EQ(stats_.reserved_bytes.all().peak, 22 << 20);
+  // The device free is counted when it completes, outside the lock.
+  EXPECT_EQ(stats_.num_device_free, 0);
+  ledger_.CountDeviceFrees(2);
+  EXPECT_EQ(stats_.num_device_free, 2);
+}
+
+TEST_F(StatsLedgerTest, OversizeSegmentsAreCountedApart) {
+  ledger_.CountSegmentAdopted(/*small=*/false, kMaxSplitSize);
+  EXPECT_EQ(stats_.oversize_segments.current, 1);
+  ledger_.CountSegmentReleased(/*small=*/false, kMaxSplitSize);
+  EXPECT_EQ(stats_.oversize_segments.current, 0);
+  EXPECT_EQ(stats_.oversize_segments.peak, 1);
 }
 
 TEST_F(StatsLedgerTest, SettlingDoesNothingInSegmentMode) {

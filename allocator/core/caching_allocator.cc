@@ -24,9 +24,11 @@
 #include "allocator/core/relaxed_capture.h"
 #include "allocator/core/reuse_cache.h"
 #include "allocator/core/ring_buffer.h"
+#include "allocator/core/segment_backing.h"
 #include "allocator/core/size_classes.h"
 #include "allocator/core/stats_ledger.h"
 #include "allocator/core/vmm_arena.h"
+#include "allocator/core/vmm_backing.h"
 
 namespace vramcache {
 
@@ -63,18 +65,6 @@ struct PendingFree {
   std::vector<std::pair<Device*, EventHandle>> foreign_events;
 };
 
-// Virtual-memory mode: a block range whose pages could not be released when it was freed (a
-// capture was under way, or recording the free mark failed); released later.
-struct DeferredRelease {
-  VmmArena* arena;
-  DevicePtr addr;
-  std::size_t bytes;
-};
-
-// Virtual-memory mode: address space reserved per growth of the large pool. Address space is
-// cheap and physical pages follow the live blocks, so one large range per stream lets best fit
-// pack blocks across what would be segment boundaries (fewer partly used pages).
-inline constexpr std::size_t kVmmLargeArenaBytes = std::size_t{1} << 30;
 // Virtual-memory mode: how many best-fit candidates are examined for one whose pages are all
 // backed already (placing there costs no map call and no physical memory).
 inline constexpr int kVmmPlacementCandidates = 16;
@@ -107,12 +97,15 @@ class CachingAllocatorImpl {
         history_(config.record_history ? config.history_capacity : 0),
         limits_(config, device->Capabilities().total_bytes) {
     if (UsesVirtualMemory(config, device->Capabilities())) {
-      vmm_ = std::make_unique<ChunkPool>(device, device->Capabilities().granularity);
-      ledger_.UseVirtualMemory(vmm_.get());
-      vmm_->SetBudget(limits_.budget());
+      auto vmm = std::make_unique<VmmBacking>(device, config, &ledger_, limits_.budget());
+      vmm_ = vmm.get();
+      backing_ = std::move(vmm);
       quarantine_ = config.unmap_on_free;
-      // Free addresses must fault in that mode, so a stitch may not leave an alias behind.
-      vmm_->SetAliasing(!config.unmap_on_free);
+    } else {
+      auto segments =
+          std::make_unique<SegmentBacking>(&stats_, &ledger_, &limits_, &small_free_, &large_free_);
+      segment_backing_ = segments.get();
+      backing_ = std::move(segments);
     }
   }
 
@@ -170,9 +163,9 @@ class CachingAllocatorImpl {
       FlushReuseCache();
       if (vmm_ != nullptr) {
         if (capturing_known.has_value() || !captures_.empty()) {
-          vmm_->SetEventQueriesAllowed(!captures_.empty() ? false : !*capturing_known);
+          vmm_->chunks().SetEventQueriesAllowed(!captures_.empty() ? false : !*capturing_known);
         } else {
-          vmm_->SetEventQueriesAllowedUnlessCapturing(stream);  // asked at the first query
+          vmm_->chunks().SetEventQueriesAllowedUnlessCapturing(stream);  // asked at the first query
         }
       }
       // In virtual-memory mode a fitting block may still lack physical pages that cannot be
@@ -270,8 +263,7 @@ class CachingAllocatorImpl {
           absl::StrFormat("vramcache: enable_peer_access(%d) on device %d: not a peer",
                           peer_ordinal, device_->Capabilities().ordinal));
     }
-    if (vmm_ == nullptr) return absl::OkStatus();
-    return vmm_->AddPeer(peer_ordinal);
+    return backing_->EnablePeerAccess(peer_ordinal);
   }
 
   absl::Status CheckCanaries() {
@@ -361,10 +353,7 @@ class CachingAllocatorImpl {
     // cached for it is parked below behind an event recorded now, and afterwards needs none.
     dead_streams_.insert(stream);
     stream_ordinals_.erase(stream);
-    if (vmm_ != nullptr) {
-      vmm_->StreamDestroyed(stream);
-      vmm_->ForgetProbe(stream);
-    }
+    backing_->StreamDestroyed(stream);
     for (auto& [addr, block] : live_) {
       if (block->state != BlockState::kAllocated) continue;
       if (block->stream == stream || block->alloc_stream == stream ||
@@ -443,7 +432,7 @@ class CachingAllocatorImpl {
     deferred.swap(deferred_until_capture_ends_);
     absl::Status status = absl::OkStatus();
     if (vmm_ != nullptr) {
-      vmm_->SetEventQueriesAllowed(true);
+      vmm_->chunks().SetEventQueriesAllowed(true);
       FlushDeferredReleases();
     }
     for (Block* block : deferred) {
@@ -516,7 +505,7 @@ class CachingAllocatorImpl {
     }
     if (released.empty()) return absl::OkStatus();
     RelaxedCapture relaxed(device_);
-    return FreeDetachedSegments(released);
+    return FreeSegmentMemory(released);
   }
 
   absl::Status EmptyCache() {
@@ -529,7 +518,7 @@ class CachingAllocatorImpl {
       if (shut_down_) return absl::OkStatus();
       released = DetachReleasableSegments(/*bytes_wanted=*/SIZE_MAX);
     }
-    return FreeDetachedSegments(released);
+    return FreeSegmentMemory(released);
   }
 
   absl::Status Shutdown() {
@@ -560,10 +549,9 @@ class CachingAllocatorImpl {
       live_.clear();
       for (auto& [base, segment] : segments_) released.push_back(segment);
       segments_.clear();
-      deferred_releases_.clear();
+      if (vmm_ != nullptr) vmm_->DropDeferredReleases();
       for (Segment* segment : released) {
-        ledger_.CountSegmentReleased(segment->small, segment->size);
-        if (vmm_ == nullptr) limits_.BeginRelease(segment->size);
+        backing_->Detached(*segment);
         for (Block* b = segment->head; b != nullptr; b = b->next) {
           if (b->state == BlockState::kPendingFree) CountActive(b, -1);
           if (b->state == BlockState::kParked) CountSplitBlock(b, -1);
@@ -583,8 +571,8 @@ class CachingAllocatorImpl {
     if (vmm_ != nullptr) {
       // Every page, live ones included, is unmapped and every chunk and range released.
       MutexLock lock(&mu_);
-      status.Update(vmm_->ReleaseAll());
-      SyncVmmStats();
+      status.Update(vmm_->chunks().ReleaseAll());
+      vmm_->SettleStats();
       SettleVmmSplitStats();
       for (Segment* segment : released) delete segment;
       return status;
@@ -599,8 +587,7 @@ class CachingAllocatorImpl {
     copy.max_split_size =
         config_.max_split_size == SIZE_MAX ? -1 : static_cast<std::int64_t>(config_.max_split_size);
     copy.budget_bytes = static_cast<std::int64_t>(limits_.budget());
-    copy.address_space_reserved_bytes =
-        vmm_ != nullptr ? static_cast<std::int64_t>(vmm_->address_bytes()) : 0;
+    copy.address_space_reserved_bytes = static_cast<std::int64_t>(backing_->AddressSpaceBytes());
     return copy;
   }
 
@@ -655,8 +642,8 @@ class CachingAllocatorImpl {
       if (absl::StatusOr<DeviceMemInfo> info = device_->MemInfo(); info.ok()) {
         headroom = info->free_bytes;
       }
-      headroom = std::min(headroom, limits_.Headroom(vmm_->held_bytes()));
-      largest = vmm_->free_mapped_bytes() + vmm_->cached_bytes() + headroom;
+      headroom = std::min(headroom, limits_.Headroom(backing_->HeldBytes()));
+      largest = backing_->FreeMemory().bytes + headroom;
     }
     return largest;
   }
@@ -686,7 +673,7 @@ class CachingAllocatorImpl {
   void AppendMappedRuns(const Segment& segment, std::vector<SegmentInfo>* out) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const VmmArena& arena = *segment.arena;
-    const std::size_t granularity = vmm_->granularity();
+    const std::size_t granularity = vmm_->chunks().granularity();
     auto holds_chunk = [&](std::size_t page) {
       const VmmArena::PageView view = arena.page(page);
       return view.mapped && !view.alias;
@@ -726,7 +713,7 @@ class CachingAllocatorImpl {
   void SetBudget(std::size_t bytes) {
     MutexLock lock(&mu_);
     limits_.SetBudget(bytes);
-    if (vmm_ != nullptr) vmm_->SetBudget(bytes);
+    backing_->SetBudget(bytes);
   }
 
   absl::StatusOr<std::size_t> SetMemoryFraction(double fraction) {
@@ -742,22 +729,25 @@ class CachingAllocatorImpl {
       if (shut_down_) return ShutDownError();
       cap = limits_.CapForFraction(fraction);
       limits_.SetBudget(cap);
-      if (vmm_ != nullptr) vmm_->SetBudget(cap);
+      backing_->SetBudget(cap);
     }
     // What is cached above the new cap goes back now, as far as live blocks allow.
     std::vector<Segment*> released;
     std::size_t held = 0;
     {
       MutexLock lock(&mu_);
+      // Virtual memory trims chunks now; segments are detached here and freed below.
+      const std::size_t before = backing_->HeldBytes();
       if (vmm_ != nullptr) {
-        if (vmm_->held_bytes() > cap) vmm_->Trim(vmm_->held_bytes() - cap).IgnoreError();
-        SyncVmmStats();
-        held = vmm_->held_bytes();
-      } else {
-        const std::size_t reserved = ReservedBytesLocked();
-        if (reserved > cap) released = DetachReleasableSegments(reserved - cap);
-        held = ReservedBytesLocked();
+        if (before > cap) {
+          vmm_->Trim(before - cap).IgnoreError();
+        } else {
+          vmm_->SettleStats();
+        }
+      } else if (before > cap) {
+        released = DetachReleasableSegments(before - cap);
       }
+      held = backing_->HeldBytes();
     }
     if (absl::Status s = FreeSegmentMemory(released); !s.ok()) return s;
     return held > cap ? held - cap : 0;
@@ -831,7 +821,7 @@ class CachingAllocatorImpl {
       return std::nullopt;
     }
     absl::Status ReleaseCachedMemory(bool* released_any) override {
-      return impl_->ReleaseCachedSegments(released_any);
+      return impl_->ReleaseCachedOrSynchronize(released_any);
     }
     bool HasPendingFrees() override {
       MutexLock lock(&impl_->mu_);
@@ -874,7 +864,7 @@ class CachingAllocatorImpl {
                                             StreamHandle stream, PoolId pool, bool capturing) {
     MutexLock lock(&mu_);
     if (shut_down_) return ShutDownError();
-    vmm_->SetEventQueriesAllowed(!capturing && captures_.empty());
+    vmm_->chunks().SetEventQueriesAllowed(!capturing && captures_.empty());
     if (quarantine_ && pool == kDefaultPool)
       return AllocateQuarantined(size, rounded, small, stream);
     FlushReuseCache();
@@ -883,28 +873,14 @@ class CachingAllocatorImpl {
       if (result.ok()) ++stats_.num_cache_hits;
       return result;
     }
-    const std::size_t granularity = vmm_->granularity();
+    const std::size_t granularity = vmm_->chunks().granularity();
     // More pages than the device or the budget holds can never be backed: no range is reserved.
     const std::size_t pages_bytes = (rounded + granularity - 1) / granularity * granularity;
     if (absl::Status fits = limits_.CheckPagesCanFit(pages_bytes); !fits.ok()) return fits;
-    std::size_t bytes = SizeRounder::SegmentSizeFor(rounded);
-    // A private pool pins its whole range (see Segment::pinned), so it gets no more than
-    // segment mode would; a range at or above max_split_size would serve no ordinary request.
-    if (!small && pool == kDefaultPool && kVmmLargeArenaBytes < config_.max_split_size) {
-      bytes = std::max(bytes, kVmmLargeArenaBytes);
-    }
-    bytes = (bytes + granularity - 1) / granularity * granularity;
-    absl::StatusOr<VmmArena*> arena = vmm_->CreateArena(bytes, stream, small);
+    absl::StatusOr<VmmArena*> arena = vmm_->ReserveRange(
+        rounded, small, /*private_pool=*/pool != kDefaultPool, stream, config_.max_split_size);
     if (!arena.ok()) return arena.status();
-    if (pool != kDefaultPool) {
-      absl::Status pinned = (*arena)->Acquire((*arena)->base(), bytes);
-      SyncVmmStats();
-      if (!pinned.ok()) {
-        vmm_->DiscardNewestArena(*arena).IgnoreError();  // address space only: kept on failure
-        return pinned;
-      }
-    }
-    Segment* segment = AdoptSegment((*arena)->base(), bytes, small, stream, pool);
+    Segment* segment = AdoptSegment((*arena)->base(), (*arena)->size(), small, stream, pool);
     segment->arena = *arena;
     segment->pinned = pool != kDefaultPool;
     absl::StatusOr<void*> result = FinishAllocation(segment->head, size, rounded, stream);
@@ -919,11 +895,11 @@ class CachingAllocatorImpl {
 
   // Undoes AdoptSegment for a virtual-memory segment nothing used, and gives back its range.
   void DiscardNewSegment(Segment* segment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!vmm_->DiscardNewestArena(segment->arena).ok()) return;  // kept, still usable
+    if (!vmm_->chunks().DiscardNewestArena(segment->arena).ok()) return;  // kept, still usable
     RemoveFreeBlock(segment->head);
     segments_.erase(segment->base);
     first_fit_segments_.erase(segment->rank);
-    ledger_.CountSegmentReleased(segment->small, segment->size);
+    backing_->Detached(*segment);
     Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
     ForgetSegmentBlocks(segment);
     delete segment;
@@ -934,16 +910,16 @@ class CachingAllocatorImpl {
   absl::StatusOr<void*> AllocateQuarantined(std::size_t size, std::size_t rounded, bool small,
                                             StreamHandle stream)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const std::size_t granularity = vmm_->granularity();
+    const std::size_t granularity = vmm_->chunks().granularity();
     const std::size_t bytes = (rounded + granularity - 1) / granularity * granularity;
-    absl::StatusOr<VmmArena*> arena = vmm_->CreateArena(bytes, stream, small);
+    absl::StatusOr<VmmArena*> arena = vmm_->chunks().CreateArena(bytes, stream, small);
     if (!arena.ok()) return arena.status();
     Segment* segment = AdoptSegment((*arena)->base(), bytes, small, stream, kDefaultPool);
     segment->arena = *arena;
     segment->quarantine = true;
     Block* block = segment->head;
     RemoveFreeBlock(block);
-    if (absl::Status s = AcquireBacking(block); !s.ok()) {
+    if (absl::Status s = backing_->AcquirePages(block); !s.ok()) {
       Quarantine(block);
       return s;
     }
@@ -959,8 +935,9 @@ class CachingAllocatorImpl {
     block->pool_id = kQuarantinePool;
     block->segment->pool_id = kQuarantinePool;
     AddFreeBlock(block);
-    if (captures_.empty()) vmm_->UnmapFreePages().IgnoreError();  // retried at the next free
-    SyncVmmStats();
+    // Retried at the next free when a capture forbids it now.
+    if (captures_.empty()) vmm_->chunks().UnmapFreePages().IgnoreError();
+    vmm_->SettleStats();
   }
 
   // One attempt to grow by `segment_size` bytes and serve the request from the new segment.
@@ -977,13 +954,11 @@ class CachingAllocatorImpl {
         return FinishAllocation(block, size, rounded, stream);
       }
       // Counted in flight before the device call, so concurrent growth cannot overshoot.
-      if (absl::Status s = limits_.BeginGrowth(ReservedBytesLocked(), segment_size); !s.ok()) {
-        return s;
-      }
+      if (absl::Status s = segment_backing_->BeginGrowth(segment_size); !s.ok()) return s;
     }
     absl::StatusOr<DevicePtr> memory = device_->Malloc(segment_size);
     MutexLock lock(&mu_);
-    limits_.EndGrowth(segment_size);
+    segment_backing_->EndGrowth(segment_size);
     if (!memory.ok()) return memory.status();
     if (shut_down_) {
       mu_.Unlock();
@@ -1182,7 +1157,7 @@ class CachingAllocatorImpl {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     RemoveFreeBlock(block);
     if (ShouldSplit(block, rounded)) heap_.Split(block, rounded);
-    if (absl::Status s = AcquireBacking(block); !s.ok()) {
+    if (absl::Status s = backing_->AcquirePages(block); !s.ok()) {
       CoalesceAndInsert(block);
       return s;
     }
@@ -1191,68 +1166,18 @@ class CachingAllocatorImpl {
 
   // ---------------------------------------------------------------- virtual memory
 
-  // The block's pages get chunks (and one more use each). No-op in segment mode and for pinned
-  // ranges.
-  absl::Status AcquireBacking(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const Segment* segment = block->segment;
-    if (segment->arena == nullptr || segment->pinned) return absl::OkStatus();
-    absl::Status status = segment->arena->Acquire(block->addr, block->size);
-    SyncVmmStats();
-    if (status.ok()) block->holds_pages = true;
-    return status;
-  }
-
-  // The block's uses of its pages end; pages left unused keep their chunks, which the next
-  // request anywhere may take once the free mark recorded now has completed. During a capture
-  // no mark may be recorded (it would be captured), so the release waits for its end. A
-  // release maps, unmaps, creates and releases nothing: no statistic changes.
-  // The device is asked whether the arena's stream captures (unannounced) only when the release
-  // records a mark: one that leaves every page with another live block only counts down, and
-  // the last block's release, later on the same stream, records the mark that covers this
-  // block's work too (asking on every release cost the replays 5-6% of their host time).
+  // The block's pages are released (vmm_backing.h); nothing held in segment mode.
   void ReleaseBacking(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!block->holds_pages) return;
-    block->holds_pages = false;
-    VmmArena* arena = block->segment->arena;
-    const bool records_mark =
-        captures_.empty() && arena->ReleaseEndsAPage(block->addr, block->size);
-    // Recording a mark may query an older one for its event (ChunkPool::TakeEvent), which
-    // another thread's global-mode capture forbids unless this thread is relaxed. Only here
-    // does a free make such a call, so Free itself does not switch modes.
-    std::optional<RelaxedCapture> relaxed;
-    if (records_mark) relaxed.emplace(device_);
-    if (!captures_.empty() || (records_mark && StreamCapturing(arena->stream())) ||
-        !ReleaseRange(arena, block->addr, block->size).ok()) {
-      deferred_releases_.push_back({arena, block->addr, block->size});  // pages stay backed
-    }
-  }
-
-  // Whether `stream` is capturing a graph the allocator was not told about: a mark recorded on
-  // it would be captured, and could never be queried.
-  bool StreamCapturing(StreamHandle stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!dead_streams_.empty() && dead_streams_.contains(stream)) return false;
-    absl::StatusOr<bool> capturing = device_->IsCapturing(stream);
-    return !capturing.ok() || *capturing;
-  }
-
-  // Releases a range of an arena; when the arena's stream was destroyed, every use of the range
-  // has completed already (see StreamDestroyed) and no mark can be recorded on it.
-  absl::Status ReleaseRange(VmmArena* arena, DevicePtr addr, std::size_t bytes)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const bool stream_dead = !dead_streams_.empty() && dead_streams_.contains(arena->stream());
-    return arena->Release(addr, bytes, /*last_use_complete=*/stream_dead);
+    if (block->holds_pages) backing_->ReleasePages(block, StreamsNowLocked());
   }
 
   void FlushDeferredReleases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (deferred_releases_.empty() || !captures_.empty()) return;
-    std::vector<DeferredRelease> retry;
-    retry.swap(deferred_releases_);
-    for (const DeferredRelease& r : retry) {
-      if (StreamCapturing(r.arena->stream()) || !ReleaseRange(r.arena, r.addr, r.bytes).ok()) {
-        deferred_releases_.push_back(r);
-      }
-    }
-    SettleVmmSplitStats();
+    vmm_->FlushDeferredReleases(StreamsNowLocked());
+  }
+
+  // What the backing's page releases need to know of the streams.
+  StreamsNow StreamsNowLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return StreamsNow{.captures_active = !captures_.empty(), .dead_streams = &dead_streams_};
   }
 
   // Private pools that were released: their wholly free ranges are unpinned and join the
@@ -1267,10 +1192,7 @@ class CachingAllocatorImpl {
       Block* head = segment->head;
       if (segment->pinned) {
         segment->pinned = false;
-        if (!captures_.empty() ||
-            !ReleaseRange(segment->arena, segment->base, segment->size).ok()) {
-          deferred_releases_.push_back({segment->arena, segment->base, segment->size});
-        }
+        vmm_->ReleaseRangeOrDefer(segment->arena, segment->base, segment->size, StreamsNowLocked());
       }
       RemoveFreeBlock(head);
       segment->pool_id = kDefaultPool;
@@ -1289,7 +1211,7 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       if (shut_down_) return absl::OkStatus();
       FlushDeferredReleases();
-      must_wait = (vmm_->waiting_bytes() > 0 || !unsynced_pools_.empty()) && captures_.empty();
+      must_wait = (vmm_->MustWaitToTrim() || !unsynced_pools_.empty()) && captures_.empty();
       if (must_wait) ++stats_.num_sync_all_streams;
       synced_through = pending_seq_;
     }
@@ -1300,15 +1222,11 @@ class CachingAllocatorImpl {
     if (must_wait) MarkSynchronized(synced_through);
     ReclaimReleasedPoolSegments();
     FlushDeferredReleases();
-    vmm_->SetEventQueriesAllowed(captures_.empty());
+    vmm_->chunks().SetEventQueriesAllowed(captures_.empty());
     absl::StatusOr<std::size_t> trimmed = vmm_->Trim(SIZE_MAX);
-    SyncVmmStats();
     if (!trimmed.ok()) return trimmed.status();
     return MaybeCheckInvariants();
   }
-
-  // Copies the chunk pool's device-call counters and held bytes into the statistics.
-  void SyncVmmStats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ledger_.SettleVmmReserved(); }
 
   absl::StatusOr<void*> MarkAllocated(Block* block, std::size_t size, std::size_t rounded,
                                       StreamHandle alloc_stream)
@@ -1604,10 +1522,9 @@ class CachingAllocatorImpl {
     std::vector<Segment*> released;
     if (vmm_ != nullptr) {
       MutexLock lock(&mu_);
-      const std::size_t excess = limits_.SoftExcess(vmm_->held_bytes(), growth);
+      const std::size_t excess = limits_.SoftExcess(backing_->HeldBytes(), growth);
       if (excess == 0) return absl::OkStatus();
       absl::StatusOr<std::size_t> trimmed = vmm_->Trim(excess);
-      SyncVmmStats();
       if (!trimmed.ok()) return trimmed.status();
       if (*trimmed > 0) ++stats_.num_cache_releases;
       return absl::OkStatus();
@@ -1616,7 +1533,7 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       // (bytes still being released do not count here: they are on their way out)
       const std::size_t excess =
-          limits_.SoftExcess(ReservedBytesLocked() + limits_.growing_bytes(), growth);
+          limits_.SoftExcess(backing_->HeldBytes() + limits_.growing_bytes(), growth);
       if (excess == 0) return absl::OkStatus();
       released = DetachReleasableSegments(excess);
       if (!released.empty()) ++stats_.num_cache_releases;
@@ -1624,7 +1541,9 @@ class CachingAllocatorImpl {
     return FreeSegmentMemory(released);
   }
 
-  absl::Status ReleaseCachedSegments(bool* released_any) {
+  // The ladder's second rung: segment mode gives back every wholly free segment; virtual memory
+  // synchronizes the device, so that pages whose last use may still run can give their chunks.
+  absl::Status ReleaseCachedOrSynchronize(bool* released_any) {
     if (vmm_ != nullptr) return WaitForFreePages(released_any);
     std::vector<Segment*> released;
     {
@@ -1633,7 +1552,7 @@ class CachingAllocatorImpl {
       if (!released.empty()) ++stats_.num_cache_releases;
     }
     *released_any = !released.empty();
-    return FreeDetachedSegments(released);
+    return FreeSegmentMemory(released);
   }
 
   // Virtual memory's step of the out-of-memory ladder: free pages whose last use may still be
@@ -1643,7 +1562,7 @@ class CachingAllocatorImpl {
     {
       MutexLock lock(&mu_);
       FlushDeferredReleases();
-      *waited = vmm_->waiting_bytes() > 0 || !unsynced_pools_.empty();
+      *waited = vmm_->MustWaitToTrim() || !unsynced_pools_.empty();
       if (!*waited) return absl::OkStatus();
       ++stats_.num_sync_all_streams;
       synced_through = pending_seq_;
@@ -1678,17 +1597,12 @@ class CachingAllocatorImpl {
       RemoveFreeBlock(segment->head);
       segments_.erase(segment->base);
       first_fit_segments_.erase(segment->rank);
-      ledger_.CountSegmentReleased(segment->small, segment->size);
+      backing_->Detached(*segment);
       Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
       ForgetSegmentBlocks(segment);
-      limits_.BeginRelease(segment->size);
       detached.push_back(segment);
     }
     return detached;
-  }
-
-  absl::Status FreeDetachedSegments(const std::vector<Segment*>& segments) {
-    return FreeSegmentMemory(segments);
   }
 
   // Frees detached segments outside the lock. Their bytes were moved from reserved_bytes to
@@ -1706,8 +1620,7 @@ class CachingAllocatorImpl {
     }
     if (freed_calls > 0) {
       MutexLock lock(&mu_);
-      ledger_.CountDeviceFrees(freed_calls);
-      limits_.EndRelease(freed_bytes);
+      segment_backing_->Freed(freed_calls, freed_bytes);
     }
     return status;
   }
@@ -1754,18 +1667,9 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       facts.allocated_bytes = static_cast<std::size_t>(stats_.allocated_bytes.all().current);
       facts.reserved_bytes = ReservedBytesLocked();
-      for (const FreeBlockSet* set : {&small_free_, &large_free_}) {
-        for (const Block* b : *set) {
-          facts.cached_free_bytes += b->size;
-          facts.largest_free_block_bytes = std::max(facts.largest_free_block_bytes, b->size);
-        }
-      }
-      if (vmm_ != nullptr) {
-        // Free address space is not memory: what is cached is the free pages and chunks, and
-        // any request can be stitched from them.
-        facts.cached_free_bytes = vmm_->free_mapped_bytes() + vmm_->cached_bytes();
-        facts.largest_free_block_bytes = facts.cached_free_bytes;
-      }
+      const CachedFree cached = backing_->FreeMemory();
+      facts.cached_free_bytes = cached.bytes;
+      facts.largest_free_block_bytes = cached.largest_block;
       facts.pending_free_bytes = pending_bytes_;
       facts.budget_bytes = limits_.budget();
       report = BuildOomReport(facts);
@@ -1827,7 +1731,7 @@ class CachingAllocatorImpl {
         .allocated_or_cached = live_,
         .first_fit_segments = first_fit_segments_,
         .reuse_cache = reuse_cache_,
-        .vmm = vmm_.get(),
+        .vmm = vmm_ != nullptr ? &vmm_->chunks() : nullptr,
         .stats = stats_,
     });
   }
@@ -1870,8 +1774,10 @@ class CachingAllocatorImpl {
   std::vector<EventHandle> event_pool_ ABSL_GUARDED_BY(mu_);
   std::vector<CachingAllocator::OomObserver> oom_observers_ ABSL_GUARDED_BY(mu_);
   // Virtual-memory mode only (null in segment mode): the physical chunks and address ranges.
-  std::unique_ptr<ChunkPool> vmm_ ABSL_PT_GUARDED_BY(mu_);  // set once, at construction
-  std::vector<DeferredRelease> deferred_releases_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Backing> backing_ ABSL_PT_GUARDED_BY(mu_);  // set once, at construction
+  // The same backing by its type, for the steps only one mode has (null in the other).
+  VmmBacking* vmm_ ABSL_PT_GUARDED_BY(mu_) = nullptr;
+  SegmentBacking* segment_backing_ ABSL_PT_GUARDED_BY(mu_) = nullptr;
   bool quarantine_ = false;  // unmap_on_free in virtual-memory mode; set once, at construction
   DeviceStats stats_ ABSL_GUARDED_BY(mu_);
   StatsLedger ledger_ ABSL_GUARDED_BY(mu_){&stats_, config_.max_split_size};  // writes stats_

@@ -5,6 +5,7 @@
 #include "allocator/core/caching_allocator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <limits>
 #include <utility>
@@ -24,6 +25,7 @@
 #include "allocator/core/relaxed_capture.h"
 #include "allocator/core/reuse_cache.h"
 #include "allocator/core/ring_buffer.h"
+#include "allocator/core/runtime_settings.h"
 #include "allocator/core/segment_backing.h"
 #include "allocator/core/size_classes.h"
 #include "allocator/core/stats_ledger.h"
@@ -88,7 +90,6 @@ class CachingAllocatorImpl {
       : device_(device),
         config_(config),
         clock_(clock),
-        rounder_(config.roundup_power2_divisions),
         guard_(device, config),
         debug_(guard_.active()),
         front_bytes_(guard_.front_bytes()),
@@ -107,6 +108,10 @@ class CachingAllocatorImpl {
       segment_backing_ = segments.get();
       backing_ = std::move(segments);
     }
+    MutexLock lock(&mu_);  // (nothing else can see the allocator yet; the analysis wants it)
+    settings_ = RuntimeSettings::Of(config);
+    rounders_.push_back(std::make_unique<const SizeRounder>(config.roundup_power2_divisions));
+    rounder_.store(rounders_.back().get(), std::memory_order_release);
   }
 
   ~CachingAllocatorImpl() {
@@ -125,7 +130,9 @@ class CachingAllocatorImpl {
           "the size is probably corrupted or negative",
           size, kMaxRequestSize));
     }
-    const std::size_t rounded = rounder_.RoundRequest(padded);
+    // Read without the lock: a rounder is never changed or freed while the allocator lives
+    // (ApplyRuntimeSettings installs a new one), and any rounder's answer is a valid size.
+    const std::size_t rounded = rounder_.load(std::memory_order_acquire)->RoundRequest(padded);
     const bool small = SizeRounder::IsSmall(padded);
 
     PoolId pool = kDefaultPool;
@@ -584,8 +591,9 @@ class CachingAllocatorImpl {
   DeviceStats GetStats() const {
     MutexLock lock(&mu_);
     DeviceStats copy = stats_;
-    copy.max_split_size =
-        config_.max_split_size == SIZE_MAX ? -1 : static_cast<std::int64_t>(config_.max_split_size);
+    copy.max_split_size = settings_.max_split_size == SIZE_MAX
+                              ? -1
+                              : static_cast<std::int64_t>(settings_.max_split_size);
     copy.budget_bytes = static_cast<std::int64_t>(limits_.budget());
     copy.address_space_reserved_bytes = static_cast<std::int64_t>(backing_->AddressSpaceBytes());
     return copy;
@@ -728,7 +736,9 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       if (shut_down_) return ShutDownError();
       cap = limits_.CapForFraction(fraction);
-      limits_.SetBudget(cap);
+      // garbage_collection_threshold is a fraction of what may be reserved, as in PyTorch: the
+      // soft budget follows the cap.
+      limits_.SetFractionCap(cap);
       backing_->SetBudget(cap);
     }
     // What is cached above the new cap goes back now, as far as live blocks allow.
@@ -763,7 +773,7 @@ class CachingAllocatorImpl {
     return limits_.budget();
   }
 
-  // Fixed at construction: read without the lock.
+  // An atomic in the limits: read without the lock (the growth path asks before taking it).
   std::size_t SoftBudget() const { return ABSL_TS_UNCHECKED_READ(limits_).soft_budget(); }
 
   void AttachOomObserver(CachingAllocator::OomObserver observer) {
@@ -776,7 +786,26 @@ class CachingAllocatorImpl {
     return CheckInvariantsLocked();
   }
 
-  const AllocatorConfig& config() const { return config_; }
+  AllocatorConfig config() const {
+    AllocatorConfig config = config_;
+    MutexLock lock(&mu_);
+    settings_.ApplyTo(config);
+    return config;
+  }
+
+  absl::Status ApplyRuntimeSettings(const RuntimeSettings& settings) {
+    MutexLock lock(&mu_);
+    if (shut_down_) return ShutDownError();
+    if (settings.roundup_power2_divisions != settings_.roundup_power2_divisions) {
+      rounders_.push_back(std::make_unique<const SizeRounder>(settings.roundup_power2_divisions));
+      rounder_.store(rounders_.back().get(), std::memory_order_release);
+    }
+    // Blocks and segments already counted oversize stay counted until they go (their flags).
+    ledger_.SetMaxSplitSize(settings.max_split_size);
+    settings_ = settings;
+    limits_.SetGarbageCollectionThreshold(settings_.garbage_collection_threshold);
+    return absl::OkStatus();
+  }
   Device* device() const { return device_; }
 
  private:
@@ -878,7 +907,7 @@ class CachingAllocatorImpl {
     const std::size_t pages_bytes = (rounded + granularity - 1) / granularity * granularity;
     if (absl::Status fits = limits_.CheckPagesCanFit(pages_bytes); !fits.ok()) return fits;
     absl::StatusOr<VmmArena*> arena = vmm_->ReserveRange(
-        rounded, small, /*private_pool=*/pool != kDefaultPool, stream, config_.max_split_size);
+        rounded, small, /*private_pool=*/pool != kDefaultPool, stream, settings_.max_split_size);
     if (!arena.ok()) return arena.status();
     Segment* segment = AdoptSegment((*arena)->base(), (*arena)->size(), small, stream, pool);
     segment->arena = *arena;
@@ -973,7 +1002,7 @@ class CachingAllocatorImpl {
   Segment* AdoptSegment(DevicePtr base, std::size_t size, bool small, StreamHandle stream,
                         PoolId pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Segment* segment = heap_.Adopt(base, size, small, stream, pool);
-    ledger_.CountSegmentAdopted(small, size);
+    ledger_.CountSegmentAdopted(*segment);
     Record(TraceAction::kSegmentAlloc, base, size, stream);
     AddFreeBlock(segment->head);
     return segment;
@@ -1043,10 +1072,13 @@ class CachingAllocatorImpl {
 
   // PyTorch's max_split_size rules: oversize blocks serve only oversize requests, and only
   // when they are not much larger than the request.
-  bool FitsSplitRules(const Block* block, std::size_t rounded) const {
-    if (rounded < config_.max_split_size && block->size >= config_.max_split_size) return false;
-    return rounded < config_.max_split_size ||
-           block->size < rounded + config_.max_non_split_rounding;
+  bool FitsSplitRules(const Block* block, std::size_t rounded) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (rounded < settings_.max_split_size && block->size >= settings_.max_split_size) {
+      return false;
+    }
+    return rounded < settings_.max_split_size ||
+           block->size < rounded + settings_.max_non_split_rounding;
   }
 
   static FreeBlockKey SearchKey(PoolId pool, StreamHandle stream, std::size_t size) {
@@ -1144,10 +1176,11 @@ class CachingAllocatorImpl {
     return std::find(streams.begin(), streams.end(), s) != streams.end();
   }
 
-  bool ShouldSplit(const Block* block, std::size_t rounded) const {
+  bool ShouldSplit(const Block* block, std::size_t rounded) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const std::size_t remaining = block->size - rounded;
     if (block->segment->small) return remaining >= kMinBlockSize;
-    return rounded < config_.max_split_size && remaining > kSmallRequestLimit;
+    return rounded < settings_.max_split_size && remaining > kSmallRequestLimit;
   }
 
   // Carves the request out of free block `block`. Virtual memory: ResourceExhausted when its
@@ -1739,7 +1772,14 @@ class CachingAllocatorImpl {
   Device* const device_;
   const AllocatorConfig config_;
   Clock* const clock_;
-  const SizeRounder rounder_;
+  // The rounder of roundup_power2_divisions now, read by Allocate before it takes the lock;
+  // every rounder ever installed stays in rounders_ until the allocator goes, so a reader never
+  // sees one freed (a settings change is rare; each costs a few hundred bytes).
+  std::atomic<const SizeRounder*> rounder_{nullptr};
+  std::vector<std::unique_ptr<const SizeRounder>> rounders_ ABSL_GUARDED_BY(mu_);
+  // What _set_allocator_settings may change (runtime_settings.h); config_ keeps the values
+  // from construction.
+  RuntimeSettings settings_ ABSL_GUARDED_BY(mu_);
   DebugGuard guard_;               // the debug modes' policy (stateless)
   const bool debug_;               // any debug mode on: the hot path checks this one flag
   const std::size_t front_bytes_;  // canaries' front band: user pointer = block + this
@@ -1863,7 +1903,10 @@ absl::StatusOr<std::size_t> CachingAllocator::AllocationSize(const void* ptr) co
   return impl_->AllocationSize(ptr);
 }
 absl::Status CachingAllocator::CheckInvariants() const { return impl_->CheckInvariants(); }
-const AllocatorConfig& CachingAllocator::config() const { return impl_->config(); }
+AllocatorConfig CachingAllocator::config() const { return impl_->config(); }
+absl::Status CachingAllocator::ApplyRuntimeSettings(const RuntimeSettings& settings) {
+  return impl_->ApplyRuntimeSettings(settings);
+}
 Device* CachingAllocator::device() const { return impl_->device(); }
 
 }  // namespace vramcache

@@ -5,25 +5,39 @@
 #include <cstdint>
 
 #include "absl/strings/str_format.h"
+#include "allocator/core/runtime_settings.h"
 
 namespace vramcache {
 
 GrowthLimits::GrowthLimits(const AllocatorConfig& config, std::size_t device_total_bytes)
-    : device_total_(device_total_bytes), configured_budget_(config.budget_bytes.value_or(0)) {
+    : device_total_(device_total_bytes),
+      configured_budget_(config.budget_bytes.value_or(0)),
+      soft_budget_bytes_(config.soft_budget_bytes),
+      soft_budget_fraction_(config.soft_budget_fraction),
+      garbage_collection_threshold_(config.garbage_collection_threshold) {
   budget_ = configured_budget_;
   if (config.per_process_memory_fraction.has_value()) {
     budget_ = CapForFraction(*config.per_process_memory_fraction);
   }
-  const double total = static_cast<double>(device_total_bytes);
-  if (config.soft_budget_bytes.has_value()) {
-    soft_budget_ = *config.soft_budget_bytes;
-  } else if (config.soft_budget_fraction.has_value()) {
-    soft_budget_ = static_cast<std::size_t>(*config.soft_budget_fraction * total);
-  } else if (config.garbage_collection_threshold > 0.0) {
-    // PyTorch reclaims cached blocks once usage passes this fraction of what it may use.
-    const double limit = budget_ > 0 ? static_cast<double>(budget_) : total;
-    soft_budget_ = static_cast<std::size_t>(config.garbage_collection_threshold * limit);
-  }
+  UpdateSoftBudget();
+}
+
+void GrowthLimits::SetFractionCap(std::size_t cap) {
+  budget_ = cap;
+  UpdateSoftBudget();
+}
+
+void GrowthLimits::SetGarbageCollectionThreshold(double threshold) {
+  garbage_collection_threshold_ = threshold;
+  UpdateSoftBudget();
+}
+
+void GrowthLimits::UpdateSoftBudget() {
+  AllocatorConfig soft;  // SoftBudgetBytes reads only these two of the configuration
+  soft.soft_budget_bytes = soft_budget_bytes_;
+  soft.soft_budget_fraction = soft_budget_fraction_;
+  soft_budget_.store(SoftBudgetBytes(soft, garbage_collection_threshold_, budget_, device_total_),
+                     std::memory_order_relaxed);
 }
 
 std::size_t GrowthLimits::CapForFraction(double fraction) const {

@@ -44,7 +44,7 @@ class SegmentBacking final : public Backing {
   void EndGrowth(std::size_t bytes) { limits_->EndGrowth(bytes); }
   // Its bytes count as in flight until its device free completes (Freed).
   void Detached(const Segment& segment) override {
-    ledger_->CountSegmentReleased(segment.small, segment.size);
+    ledger_->CountSegmentReleased(segment);
     limits_->BeginRelease(segment.size);
   }
   // `calls` device frees of detached segments, `bytes` in all, completed.

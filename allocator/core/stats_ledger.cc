@@ -14,12 +14,13 @@ std::int64_t WholePagesOf(const Block& block, std::size_t granularity) {
   return end > first ? static_cast<std::int64_t>(end - first) : 0;
 }
 
-void StatsLedger::CountUserAllocation(const Block& block, std::size_t requested) {
+void StatsLedger::CountUserAllocation(Block& block, std::size_t requested) {
   const bool small = block.segment->small;
   stats_->allocation.Increase(small, 1);
   stats_->allocated_bytes.Increase(small, static_cast<std::int64_t>(block.size));
   stats_->requested_bytes.Increase(small, static_cast<std::int64_t>(requested));
-  if (block.size >= max_split_size_) stats_->oversize_allocations.Increase(1);
+  block.counted_oversize = block.size >= max_split_size_;
+  if (block.counted_oversize) stats_->oversize_allocations.Increase(1);
 }
 
 void StatsLedger::CountUserFree(const Block& block) {
@@ -27,7 +28,7 @@ void StatsLedger::CountUserFree(const Block& block) {
   stats_->allocation.Decrease(small, 1);
   stats_->allocated_bytes.Decrease(small, static_cast<std::int64_t>(block.size));
   stats_->requested_bytes.Decrease(small, static_cast<std::int64_t>(block.requested));
-  if (block.size >= max_split_size_) stats_->oversize_allocations.Decrease(1);
+  if (block.counted_oversize) stats_->oversize_allocations.Decrease(1);
 }
 
 void StatsLedger::CountActive(const Block& block, int direction) {
@@ -74,19 +75,24 @@ void StatsLedger::SettleVmmSplitStats(bool small) {
   AdjustTo(stats_->inactive_split, small, count);
 }
 
-void StatsLedger::CountSegmentAdopted(bool small, std::size_t size) {
+void StatsLedger::CountSegmentAdopted(Segment& segment) {
+  const bool small = segment.small;
   stats_->segment.Increase(small, 1);
-  if (size >= max_split_size_) stats_->oversize_segments.Increase(1);
+  segment.counted_oversize = segment.size >= max_split_size_;
+  if (segment.counted_oversize) stats_->oversize_segments.Increase(1);
   if (vmm_ == nullptr) {  // virtual memory counts chunks instead (SettleVmmReserved)
-    stats_->reserved_bytes.Increase(small, static_cast<std::int64_t>(size));
+    stats_->reserved_bytes.Increase(small, static_cast<std::int64_t>(segment.size));
     ++stats_->num_device_alloc;
   }
 }
 
-void StatsLedger::CountSegmentReleased(bool small, std::size_t size) {
+void StatsLedger::CountSegmentReleased(const Segment& segment) {
+  const bool small = segment.small;
   stats_->segment.Decrease(small, 1);
-  if (size >= max_split_size_) stats_->oversize_segments.Decrease(1);
-  if (vmm_ == nullptr) stats_->reserved_bytes.Decrease(small, static_cast<std::int64_t>(size));
+  if (segment.counted_oversize) stats_->oversize_segments.Decrease(1);
+  if (vmm_ == nullptr) {
+    stats_->reserved_bytes.Decrease(small, static_cast<std::int64_t>(segment.size));
+  }
 }
 
 void StatsLedger::SettleVmmReserved() {

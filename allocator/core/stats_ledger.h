@@ -26,8 +26,13 @@ class StatsLedger {
   // Called once, before any transition.
   void UseVirtualMemory(const ChunkPool* vmm) { vmm_ = vmm; }
 
-  // `block` serves a user's request of `requested` bytes.
-  void CountUserAllocation(const Block& block, std::size_t requested);
+  // Blocks of at least `bytes` are oversize from now on (max_split_size changed at run time);
+  // blocks already counted stay counted until their free.
+  void SetMaxSplitSize(std::size_t bytes) { max_split_size_ = bytes; }
+
+  // `block` serves a user's request of `requested` bytes; it remembers whether it was counted
+  // oversize.
+  void CountUserAllocation(Block& block, std::size_t requested);
   // The user freed `block` (or an allocation was undone, or shutdown forgot it). Whether it
   // stays active until its free completes is CountActive's business.
   void CountUserFree(const Block& block);
@@ -58,14 +63,16 @@ class StatsLedger {
   // hot path: one block served or freed).
   void SettleVmmSplitStats(bool small);
 
-  // A segment of `size` bytes joined the heap (a device allocation, or an address range in
-  // virtual-memory mode). Segment mode also reserves its bytes and counts the device call
-  // here; virtual memory reserves chunks, not ranges (SettleVmmReserved).
-  void CountSegmentAdopted(bool small, std::size_t size);
-  // A segment left the heap (detached for release, a new range discarded, or shutdown).
-  // Segment mode: its bytes stop being reserved now, although the device call that frees them
-  // comes later, outside the lock (the budget counts them as releasing until then).
-  void CountSegmentReleased(bool small, std::size_t size);
+  // `segment` joined the heap (a device allocation, or an address range in virtual-memory
+  // mode); it remembers whether it was counted oversize. Segment mode also reserves its bytes
+  // and counts the device call here; virtual memory reserves chunks, not ranges
+  // (SettleVmmReserved).
+  void CountSegmentAdopted(Segment& segment);
+  // `segment` left the heap (detached for release, a new range discarded, or shutdown): undoes
+  // what its adoption counted. Segment mode: its bytes stop being reserved now, although the
+  // device call that frees them comes later, outside the lock (the budget counts them as
+  // releasing until then).
+  void CountSegmentReleased(const Segment& segment);
   // Segment mode: `calls` device frees of released segments completed.
   void CountDeviceFrees(std::int64_t calls) { stats_->num_device_free += calls; }
 
@@ -78,7 +85,7 @@ class StatsLedger {
   static void AdjustTo(PoolStat& stat, bool small, std::int64_t target);
 
   DeviceStats* const stats_;
-  const std::size_t max_split_size_;
+  std::size_t max_split_size_;
   const ChunkPool* vmm_ = nullptr;  // null in segment mode
   // Virtual-memory mode: pages that active blocks cover whole, large pool [0] and small [1].
   std::int64_t active_whole_pages_[2] = {0, 0};

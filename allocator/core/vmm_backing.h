@@ -48,9 +48,7 @@ class VmmBacking final : public Backing {
     pool_->ForgetProbe(stream);
   }
   // A range's chunks are counted where they are released (SettleStats), not here.
-  void Detached(const Segment& segment) override {
-    ledger_->CountSegmentReleased(segment.small, segment.size);
-  }
+  void Detached(const Segment& segment) override { ledger_->CountSegmentReleased(segment); }
 
   // A new range for a request of `rounded` bytes on `stream`: the large pool's is
   // kLargeRangeBytes (unless that would be at or above `max_split_size`, when it could serve no

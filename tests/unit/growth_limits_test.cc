@@ -49,6 +49,29 @@ TEST(GrowthLimitsTest, SoftBudgetSources) {
   EXPECT_EQ(limits.SoftExcess(40 * kMiB, 30 * kMiB), 6 * kMiB);
 }
 
+// garbage_collection_threshold is a fraction of what may be reserved: it follows a fraction's
+// cap and a change of the threshold at run time, not SetBudget (as the allocator did).
+TEST(GrowthLimitsTest, TheThresholdsSoftBudgetFollowsTheFractionAndTheThreshold) {
+  AllocatorConfig config;
+  config.garbage_collection_threshold = 0.5;
+  GrowthLimits limits(config, kTotal);
+  limits.SetFractionCap(200 * kMiB);
+  EXPECT_EQ(limits.budget(), 200 * kMiB);
+  EXPECT_EQ(limits.soft_budget(), 100 * kMiB);
+  limits.SetGarbageCollectionThreshold(0.25);
+  EXPECT_EQ(limits.soft_budget(), 50 * kMiB);
+  limits.SetBudget(400 * kMiB);
+  EXPECT_EQ(limits.soft_budget(), 50 * kMiB);
+  limits.SetGarbageCollectionThreshold(0.0);
+  EXPECT_EQ(limits.soft_budget(), 0u);
+  // A configured soft budget wins over the threshold whatever happens to it.
+  config.soft_budget_bytes = 64 * kMiB;
+  GrowthLimits fixed(config, kTotal);
+  fixed.SetGarbageCollectionThreshold(0.9);
+  fixed.SetFractionCap(10 * kMiB);
+  EXPECT_EQ(fixed.soft_budget(), 64 * kMiB);
+}
+
 TEST(GrowthLimitsTest, GateCountsGrowingAndReleasingBytes) {
   AllocatorConfig config;
   config.budget_bytes = 100 * kMiB;

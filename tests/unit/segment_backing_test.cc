@@ -37,17 +37,20 @@ TEST_F(SegmentBackingTest, GrowthIsInFlightUntilTheSegmentIsAdopted) {
   EXPECT_EQ(backing_.HeldBytes(), 0u);
   EXPECT_TRUE(absl::IsResourceExhausted(backing_.BeginGrowth(4 * kMiB)));
   backing_.EndGrowth(8 * kMiB);
-  ledger_.CountSegmentAdopted(/*small=*/false, 8 * kMiB);
+  Segment segment;
+  segment.small = false;
+  segment.size = 8 * kMiB;
+  ledger_.CountSegmentAdopted(segment);
   EXPECT_EQ(backing_.HeldBytes(), 8 * kMiB);
   EXPECT_EQ(stats_.num_device_alloc, 1);
   EXPECT_TRUE(absl::IsResourceExhausted(backing_.BeginGrowth(4 * kMiB)));
 }
 
 TEST_F(SegmentBackingTest, ADetachedSegmentOccupiesTheBudgetUntilItsFreeCompletes) {
-  ledger_.CountSegmentAdopted(/*small=*/false, 8 * kMiB);
   Segment segment;
   segment.small = false;
   segment.size = 8 * kMiB;
+  ledger_.CountSegmentAdopted(segment);
   backing_.Detached(segment);
   EXPECT_EQ(backing_.HeldBytes(), 0u);  // no longer reserved...
   EXPECT_EQ(stats_.segment.all().current, 0);

@@ -62,6 +62,23 @@ TEST_F(StatsLedgerTest, OversizeBlocksAreCountedApart) {
   EXPECT_EQ(stats_.oversize_allocations.peak, 1);
 }
 
+// max_split_size may change at run time (_set_allocator_settings): a free undoes what its
+// allocation counted, whatever the threshold is now.
+TEST_F(StatsLedgerTest, AFreeUndoesWhatItsAllocationCountedAfterTheThresholdMoves) {
+  Block counted = MakeBlock(&large_segment_, kMaxSplitSize);
+  Block not_counted = MakeBlock(&large_segment_, kMaxSplitSize / 2);
+  ledger_.CountUserAllocation(counted, counted.size);
+  ledger_.CountUserAllocation(not_counted, not_counted.size);
+  EXPECT_EQ(stats_.oversize_allocations.current, 1);
+  ledger_.SetMaxSplitSize(kMaxSplitSize * 2);  // `counted` would no longer be oversize
+  ledger_.CountUserFree(counted);
+  EXPECT_EQ(stats_.oversize_allocations.current, 0);
+  ledger_.SetMaxSplitSize(kMaxSplitSize / 4);  // `not_counted` would be now
+  ledger_.CountUserFree(not_counted);
+  EXPECT_EQ(stats_.oversize_allocations.current, 0);
+  EXPECT_EQ(stats_.oversize_allocations.freed, 1);
+}
+
 TEST_F(StatsLedgerTest, ActiveFollowsItsDirection) {
   Block block = MakeBlock(&large_segment_, 4 << 20);
   ledger_.CountActive(block, +1);
@@ -90,18 +107,27 @@ TEST_F(StatsLedgerTest, OnlyBlocksOfSplitSegmentsAreInactiveSplit) {
   EXPECT_EQ(stats_.inactive_split_bytes.all().current, 0);
 }
 
+Segment MakeSegment(bool small, std::size_t size) {
+  Segment segment;
+  segment.small = small;
+  segment.size = size;
+  return segment;
+}
+
 TEST_F(StatsLedgerTest, SegmentAdoptedAndReleasedAreInverse) {
-  ledger_.CountSegmentAdopted(/*small=*/false, 20 << 20);
+  Segment large = MakeSegment(false, 20 << 20);
+  Segment small = MakeSegment(true, 2 << 20);
+  ledger_.CountSegmentAdopted(large);
   EXPECT_EQ(stats_.segment.by_pool[2].current, 1);
   EXPECT_EQ(stats_.reserved_bytes.by_pool[2].current, 20 << 20);
   EXPECT_EQ(stats_.num_device_alloc, 1);
   EXPECT_EQ(stats_.oversize_segments.current, 0);
-  ledger_.CountSegmentAdopted(/*small=*/true, 2 << 20);
+  ledger_.CountSegmentAdopted(small);
   EXPECT_EQ(stats_.segment.all().current, 2);
   EXPECT_EQ(stats_.reserved_bytes.by_pool[1].current, 2 << 20);
 
-  ledger_.CountSegmentReleased(/*small=*/false, 20 << 20);
-  ledger_.CountSegmentReleased(/*small=*/true, 2 << 20);
+  ledger_.CountSegmentReleased(large);
+  ledger_.CountSegmentReleased(small);
   EXPECT_EQ(stats_.segment.all().current, 0);
   EXPECT_EQ(stats_.reserved_bytes.all().current, 0);
   EXPECT_EQ(stats_.reserved_bytes.all().peak, 22 << 20);
@@ -111,10 +137,18 @@ TEST_F(StatsLedgerTest, SegmentAdoptedAndReleasedAreInverse) {
   EXPECT_EQ(stats_.num_device_free, 2);
 }
 
+// As for blocks, a release undoes what the adoption counted, whatever the threshold is now.
 TEST_F(StatsLedgerTest, OversizeSegmentsAreCountedApart) {
-  ledger_.CountSegmentAdopted(/*small=*/false, kMaxSplitSize);
+  Segment oversize = MakeSegment(false, kMaxSplitSize);
+  Segment ordinary = MakeSegment(false, kMaxSplitSize / 2);
+  ledger_.CountSegmentAdopted(oversize);
+  ledger_.CountSegmentAdopted(ordinary);
+  EXPECT_TRUE(oversize.counted_oversize);
   EXPECT_EQ(stats_.oversize_segments.current, 1);
-  ledger_.CountSegmentReleased(/*small=*/false, kMaxSplitSize);
+  ledger_.SetMaxSplitSize(kMaxSplitSize / 4);  // `ordinary` would be oversize now
+  ledger_.CountSegmentReleased(ordinary);
+  EXPECT_EQ(stats_.oversize_segments.current, 1);
+  ledger_.CountSegmentReleased(oversize);
   EXPECT_EQ(stats_.oversize_segments.current, 0);
   EXPECT_EQ(stats_.oversize_segments.peak, 1);
 }

@@ -88,7 +88,7 @@ TEST_F(VmmBackingTest, TrimGivesChunksBack) {
 
 TEST_F(VmmBackingTest, ADetachedRangeCountsAsASegmentReleased) {
   MakeSegment(1, 1);
-  ledger_.CountSegmentAdopted(segment_.small, segment_.size);
+  ledger_.CountSegmentAdopted(segment_);
   EXPECT_EQ(stats_.segment.all().current, 1);
   EXPECT_EQ(stats_.reserved_bytes.all().current, 0);  // a range holds no memory
   backing_.Detached(segment_);

@@ -1976,6 +1976,8 @@ CachingAllocator::CachingAllocator(Device* device, const AllocatorConfig& config
 CachingAllocator::~CachingAllocator() = default;
 
 absl::StatusOr<void*> CachingAllocator::Allocate(std::size_t size, StreamHandle stream) {
+  // Caching (every mode but pass-through): a tail call, no StatusOr copied (the fast path).
+  if (impl_->caching()) return impl_->Allocate(size, stream);
   absl::StatusOr<void*> result = impl_->Allocate(size, stream);
   // Pass-through: frees that completed meanwhile (record_stream's) go back to the device.
   if (!impl_->caching()) {
@@ -1987,6 +1989,7 @@ absl::StatusOr<void*> CachingAllocator::Allocate(std::size_t size, StreamHandle 
   return result;
 }
 absl::Status CachingAllocator::Free(void* ptr) {
+  if (impl_->caching()) return impl_->Free(ptr);  // as Allocate
   absl::Status status = impl_->Free(ptr);
   if (!impl_->caching()) status.Update(impl_->ReleaseCompletedFrees());
   return status;

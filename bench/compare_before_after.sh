@@ -28,6 +28,7 @@ BEFORE=$(cd "$1" && pwd)
 AFTER=$(cd "$2" && pwd)
 OUT=${3:-$(mktemp -d /tmp/compare_before_after.XXXXXX)}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 REPS=${REPS:-7}
 MIN_TIME=${MIN_TIME:-0.2}
 SEG_PASSES=${SEG_PASSES:-5}

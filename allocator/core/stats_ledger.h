@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/base/attributes.h"
 #include "allocator/core/block.h"
 #include "allocator/core/stats.h"
 #include "allocator/core/vmm_arena.h"
@@ -96,7 +97,8 @@ inline void StatsLedger::CountUserAllocation(const Block& block, std::size_t req
   if (block.size >= max_split_size_) stats_->oversize_allocations.Increase(1);
 }
 
-inline void StatsLedger::CountUserFree(const Block& block) {
+// Forced inline: GCC keeps it out of line in Free (~10 instructions a call).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountUserFree(const Block& block) {
   const bool small = block.segment->small;
   stats_->allocation.Decrease(small, 1);
   stats_->allocated_bytes.Decrease(small, static_cast<std::int64_t>(block.size));

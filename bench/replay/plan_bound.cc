@@ -324,6 +324,7 @@ absl::StatusOr<PlanBoundReport> PlanBound(const Trace& trace) {
   report.online_first_fit_pages = PeakPagesInUse(pass_blocks, online);
   if (report.step.found) {
     const std::size_t begin = report.step.start;
+    report.before_steps_peak_requested_bytes = PeakRequestedBytes(PlanBlocksOf(trace, 0, begin));
     const std::vector<PlanBlock> blocks =
         PlanBlocksOf(trace, begin, begin + report.step.copies * report.step.period);
     absl::StatusOr<WindowPlan> steps = PlanWindow(blocks);
@@ -350,9 +351,10 @@ std::string FormatPlanBoundTable(const std::vector<PlanBoundReport>& reports) {
   std::string out =
       "| trace | events | step: period x copies (from event) | peak requested MiB | lower "
       "bound pages | online first fit: pages (utilization) | pass plan: pages | utilization | "
-      "heuristic | steps: peak requested MiB | lower bound pages | plan pages (utilization) | "
+      "heuristic | before the steps: peak requested MiB | steps: peak requested MiB | lower bound "
+      "pages | plan pages (utilization) | "
       "carried blocks pinned: plan pages (utilization) | seconds |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   const auto utilization = [](std::uint64_t requested, std::uint64_t pages) {
     return pages == 0
                ? 0.0
@@ -370,12 +372,13 @@ std::string FormatPlanBoundTable(const std::vector<PlanBoundReport>& reports) {
                           utilization(r.pass.peak_requested_bytes, r.online_first_fit_pages),
                           r.pass.plan_pages, r.pass.utilization(), r.pass.heuristic);
     if (r.step.found) {
-      absl::StrAppendFormat(&out, " %.1f | %d | %d (%.4f) | %d (%.4f) |",
+      absl::StrAppendFormat(&out, " %.1f | %.1f | %d | %d (%.4f) | %d (%.4f) |",
+                            MiB(r.before_steps_peak_requested_bytes),
                             MiB(r.steps.peak_requested_bytes), r.steps.lower_bound_pages,
                             r.steps.plan_pages, r.steps.utilization(), r.steps_pinned.plan_pages,
                             r.steps_pinned.utilization());
     } else {
-      absl::StrAppend(&out, " - | - | - | - |");
+      absl::StrAppend(&out, " - | - | - | - | - |");
     }
     absl::StrAppendFormat(&out, " %.1f |\n", r.seconds);
   }

@@ -116,6 +116,9 @@ struct PlanBoundReport {
   // The same stretch with the blocks live when it opens pinned where an online first fit of the
   // pass (allocation order) put them: only the steps' own blocks are planned.
   WindowPlan steps_pinned;
+  // The largest sum of requested sizes live at once before the steps' stretch opens (what the
+  // online placement of the first step must serve).
+  std::uint64_t before_steps_peak_requested_bytes = 0;
   // The online first fit of the whole pass (allocation order, no alignment to pages).
   std::uint64_t online_first_fit_pages = 0;
   double seconds = 0;

@@ -238,6 +238,9 @@ absl::StatusOr<ReplayToolOptions> ParseReplayToolArgs(const std::vector<std::str
   if (!options.help && options.traces.empty() && options.suites.empty()) {
     return UsageError("no trace file given");
   }
+  if (options.plan_bound && (options.json || !options.plot.empty())) {
+    return UsageError("--plan-bound prints one table: --json and --plot do not apply");
+  }
   if (!options.suites.empty()) {
     // A suite's traces are known only when the folder is listed, after parsing; its table and
     // its minimum-capacity searches are the point, so one plot per replay is left to single runs.

@@ -10,6 +10,8 @@
 
 #include "absl/status/status.h"
 #include "allocator/trace/trace_builder.h"
+#include "allocator/trace/trace_writer.h"
+#include "bench/replay/replay_tool.h"
 #include "gtest/gtest.h"
 
 namespace vramcache {
@@ -162,6 +164,20 @@ TEST(PlanBoundTest, FindsTheStep) {
 
   // One step repeats nothing.
   EXPECT_FALSE(DetectStep(TrainingLikeTrace(1)).found);
+}
+
+TEST(PlanBoundTest, ReplayToolPrintsTheTable) {
+  const std::string path = ::testing::TempDir() + "/plan_bound_training_like.csv";
+  ASSERT_TRUE(WriteRmmCsvFile(TrainingLikeTrace(3), path).ok());
+  std::string out;
+  std::string err;
+  EXPECT_EQ(RunReplayTool({"--plan-bound", path}, ReplayToolEnvironment{}, &out, &err), kExitOk)
+      << err;
+  EXPECT_NE(out.find("| plan_bound_training_like | 52 | 14 x 3 (5) |"), std::string::npos) << out;
+  out.clear();
+  err.clear();
+  EXPECT_EQ(RunReplayTool({"--plan-bound", "--json", path}, ReplayToolEnvironment{}, &out, &err),
+            kExitUsage);
 }
 
 }  // namespace

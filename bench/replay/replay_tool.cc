@@ -17,6 +17,7 @@
 #include "allocator/api/config_parser.h"
 #include "allocator/trace/trace_reader.h"
 #include "bench/replay/memory_plot.h"
+#include "bench/replay/plan_bound.h"
 #include "bench/replay/replay_report.h"
 #include "bench/replay/replay_suite.h"
 
@@ -127,6 +128,9 @@ std::string ReplayToolUsage() {
       "                    modes (unless --mode), 3 passes (unless --repeat), with the\n"
       "                    minimum capacity: one table of utilization, min capacity / peak\n"
       "                    requested and device calls per pass (--json: the objects)\n"
+      "  --plan-bound      replay nothing: per trace, the repeating step found in its\n"
+      "                    sequence of sizes and what an offline planned layout of a pass\n"
+      "                    and of the steps reaches in 2 MiB pages (one table)\n"
       "  -h, --help        this text\n"
       "\n"
       "Exit status: 0 success; 1 a trace or the device failed, or allocations failed (unless\n"
@@ -173,6 +177,9 @@ absl::StatusOr<ReplayToolOptions> ParseReplayToolArgs(const std::vector<std::str
     } else if (name == "--min-capacity") {
       if (absl::Status s = flag_without_value(); !s.ok()) return s;
       options.min_capacity = true;
+    } else if (name == "--plan-bound") {
+      if (absl::Status s = flag_without_value(); !s.ok()) return s;
+      options.plan_bound = true;
     } else if (name == "--allow-failures") {
       if (absl::Status s = flag_without_value(); !s.ok()) return s;
       options.allow_failures = true;
@@ -231,6 +238,9 @@ absl::StatusOr<ReplayToolOptions> ParseReplayToolArgs(const std::vector<std::str
   if (!options.help && options.traces.empty() && options.suites.empty()) {
     return UsageError("no trace file given");
   }
+  if (options.plan_bound && (options.json || !options.plot.empty())) {
+    return UsageError("--plan-bound prints one table: --json and --plot do not apply");
+  }
   if (!options.suites.empty()) {
     // A suite's traces are known only when the folder is listed, after parsing; its table and
     // its minimum-capacity searches are the point, so one plot per replay is left to single runs.
@@ -288,6 +298,24 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
       continue;
     }
     options->traces.insert(options->traces.end(), traces->begin(), traces->end());
+  }
+  if (options->plan_bound) {
+    std::vector<PlanBoundReport> plans;
+    for (const std::string& path : options->traces) {
+      absl::StatusOr<Trace> trace = ReadRmmCsvFile(path);
+      absl::StatusOr<PlanBoundReport> plan =
+          trace.ok() ? PlanBound(*trace) : absl::StatusOr<PlanBoundReport>(trace.status());
+      if (!plan.ok()) {
+        absl::StrAppend(err, "vramcache-replay: ", plan.status().message(), "\n");
+        any_failed = true;
+        continue;
+      }
+      plan->trace = path;
+      plans.push_back(*std::move(plan));
+    }
+    if (plans.empty()) return kExitFailure;
+    absl::StrAppend(out, FormatPlanBoundTable(plans));
+    return any_failed ? kExitFailure : kExitOk;
   }
   // One configuration per mode to run. A mode the build refuses ends the run, unless --mode
   // both still has the other one: then the refused one is skipped with a note.

@@ -39,6 +39,9 @@ struct ReplayToolOptions {
   // "both" (every trace in segment mode, then in virtual-memory mode).
   std::string mode;
   std::string plot;  // --plot FILE: "" for no plot
+  // --plan-bound: no replay; each trace's step and what an offline planned layout reaches
+  // (plan_bound.h), one table.
+  bool plan_bound = false;
 };
 
 // The SVG file --plot writes for one replay. FILE as given for one trace in one mode; with

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "allocator/core/config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -23,7 +24,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
 constexpr std::size_t kGran = 2 * kMiB;
 
 #define EXPECT_OK(expr)                   \

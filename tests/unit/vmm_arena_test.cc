@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "allocator/core/config.h"
 #include "allocator/device/sim_device.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -23,7 +24,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
 constexpr std::size_t kGran = 2 * kMiB;
 
 #define EXPECT_OK(expr)                   \

@@ -49,6 +49,14 @@ std::string RecordingDevice::HandleName(std::unordered_map<std::uintptr_t, std::
   return it->second;
 }
 
+std::string RecordingDevice::ChunkName(ChunkHandle chunk) {
+  return HandleName(chunks_, next_chunk_, "c", static_cast<std::uintptr_t>(chunk));
+}
+
+std::string RecordingDevice::EventName(EventHandle event) {
+  return HandleName(events_, next_event_, "e", event);
+}
+
 std::string RecordingDevice::StreamName(StreamHandle stream) {
   // Small values are chosen by the test (0, the default stream, and fixed handles) and mean the
   // same on every run; others are the device's and are named by first appearance.
@@ -58,6 +66,25 @@ std::string RecordingDevice::StreamName(StreamHandle stream) {
 }
 
 void RecordingDevice::Log(std::string line) { log_->Add(line); }
+
+std::string RecordingDevice::NewRange(const absl::StatusOr<DevicePtr>& base, std::size_t bytes,
+                                      const char* prefix, std::size_t& next) {
+  if (!base.ok()) return ErrorSuffix(base.status());
+  Range& range = ranges_[*base];
+  range.name = absl::StrCat(prefix, next++);
+  range.bytes = bytes;
+  return absl::StrCat(" -> ", range.name);
+}
+
+std::string RecordingDevice::NameBeforeRelease(DevicePtr base) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return AddressName(base);
+}
+
+std::string RecordingDevice::EndRange(DevicePtr base, const absl::Status& status) {
+  if (status.ok()) ranges_.erase(base);
+  return ErrorSuffix(status);
+}
 
 std::string RecordingDevice::ErrorSuffix(const absl::Status& status) {
   if (status.ok()) return "";
@@ -76,54 +103,30 @@ absl::StatusOr<DeviceMemInfo> RecordingDevice::MemInfo() {
 absl::StatusOr<DevicePtr> RecordingDevice::Malloc(std::size_t bytes) {
   absl::StatusOr<DevicePtr> ptr = ForwardingDevice::Malloc(bytes);
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!ptr.ok()) {
-    Log(absl::StrCat("Malloc ", bytes, ErrorSuffix(ptr.status())));
-    return ptr;
-  }
-  Range& range = ranges_[*ptr];
-  range.name = absl::StrCat("m", next_malloc_++);
-  range.bytes = bytes;
-  Log(absl::StrCat("Malloc ", bytes, " -> ", range.name));
+  Log(absl::StrCat("Malloc ", bytes, NewRange(ptr, bytes, "m", next_malloc_)));
   return ptr;
 }
 
 absl::Status RecordingDevice::Free(DevicePtr ptr) {
-  std::string name;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    name = AddressName(ptr);
-  }
+  const std::string name = NameBeforeRelease(ptr);
   absl::Status status = ForwardingDevice::Free(ptr);
   std::lock_guard<std::mutex> lock(mutex_);
-  if (status.ok()) ranges_.erase(ptr);
-  Log(absl::StrCat("Free ", name, ErrorSuffix(status)));
+  Log(absl::StrCat("Free ", name, EndRange(ptr, status)));
   return status;
 }
 
 absl::StatusOr<DevicePtr> RecordingDevice::ReserveAddress(std::size_t bytes) {
   absl::StatusOr<DevicePtr> base = ForwardingDevice::ReserveAddress(bytes);
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!base.ok()) {
-    Log(absl::StrCat("ReserveAddress ", bytes, ErrorSuffix(base.status())));
-    return base;
-  }
-  Range& range = ranges_[*base];
-  range.name = absl::StrCat("r", next_reservation_++);
-  range.bytes = bytes;
-  Log(absl::StrCat("ReserveAddress ", bytes, " -> ", range.name));
+  Log(absl::StrCat("ReserveAddress ", bytes, NewRange(base, bytes, "r", next_reservation_)));
   return base;
 }
 
 absl::Status RecordingDevice::ReleaseAddress(DevicePtr base, std::size_t bytes) {
-  std::string name;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    name = AddressName(base);
-  }
+  const std::string name = NameBeforeRelease(base);
   absl::Status status = ForwardingDevice::ReleaseAddress(base, bytes);
   std::lock_guard<std::mutex> lock(mutex_);
-  if (status.ok()) ranges_.erase(base);
-  Log(absl::StrCat("ReleaseAddress ", name, " ", bytes, ErrorSuffix(status)));
+  Log(absl::StrCat("ReleaseAddress ", name, " ", bytes, EndRange(base, status)));
   return status;
 }
 
@@ -135,25 +138,21 @@ absl::StatusOr<ChunkHandle> RecordingDevice::CreateChunk(std::size_t bytes) {
     return chunk;
   }
   chunks_.erase(*chunk);  // a released handle's value may come back: a new name
-  Log(absl::StrCat("CreateChunk ", bytes, " -> ",
-                   HandleName(chunks_, next_chunk_, "c", static_cast<std::uintptr_t>(*chunk))));
+  Log(absl::StrCat("CreateChunk ", bytes, " -> ", ChunkName(*chunk)));
   return chunk;
 }
 
 absl::Status RecordingDevice::ReleaseChunk(ChunkHandle chunk) {
   absl::Status status = ForwardingDevice::ReleaseChunk(chunk);
   std::lock_guard<std::mutex> lock(mutex_);
-  Log(absl::StrCat("ReleaseChunk ",
-                   HandleName(chunks_, next_chunk_, "c", static_cast<std::uintptr_t>(chunk)),
-                   ErrorSuffix(status)));
+  Log(absl::StrCat("ReleaseChunk ", ChunkName(chunk), ErrorSuffix(status)));
   return status;
 }
 
 absl::Status RecordingDevice::Map(DevicePtr va, std::size_t bytes, ChunkHandle chunk) {
   absl::Status status = ForwardingDevice::Map(va, bytes, chunk);
   std::lock_guard<std::mutex> lock(mutex_);
-  Log(absl::StrCat("Map ", AddressName(va), " ", bytes, " ",
-                   HandleName(chunks_, next_chunk_, "c", static_cast<std::uintptr_t>(chunk)),
+  Log(absl::StrCat("Map ", AddressName(va), " ", bytes, " ", ChunkName(chunk),
                    ErrorSuffix(status)));
   return status;
 }
@@ -181,30 +180,28 @@ absl::StatusOr<EventHandle> RecordingDevice::CreateEvent() {
     return event;
   }
   events_.erase(*event);  // a destroyed event's value may come back: a new name
-  Log(absl::StrCat("CreateEvent -> ", HandleName(events_, next_event_, "e", *event)));
+  Log(absl::StrCat("CreateEvent -> ", EventName(*event)));
   return event;
 }
 
 absl::Status RecordingDevice::DestroyEvent(EventHandle event) {
   absl::Status status = ForwardingDevice::DestroyEvent(event);
   std::lock_guard<std::mutex> lock(mutex_);
-  Log(absl::StrCat("DestroyEvent ", HandleName(events_, next_event_, "e", event),
-                   ErrorSuffix(status)));
+  Log(absl::StrCat("DestroyEvent ", EventName(event), ErrorSuffix(status)));
   return status;
 }
 
 absl::Status RecordingDevice::RecordEvent(EventHandle event, StreamHandle stream) {
   absl::Status status = ForwardingDevice::RecordEvent(event, stream);
   std::lock_guard<std::mutex> lock(mutex_);
-  Log(absl::StrCat("RecordEvent ", HandleName(events_, next_event_, "e", event), " ",
-                   StreamName(stream), ErrorSuffix(status)));
+  Log(absl::StrCat("RecordEvent ", EventName(event), " ", StreamName(stream), ErrorSuffix(status)));
   return status;
 }
 
 absl::StatusOr<bool> RecordingDevice::QueryEvent(EventHandle event) {
   absl::StatusOr<bool> done = ForwardingDevice::QueryEvent(event);
   std::lock_guard<std::mutex> lock(mutex_);
-  Log(absl::StrCat("QueryEvent ", HandleName(events_, next_event_, "e", event),
+  Log(absl::StrCat("QueryEvent ", EventName(event),
                    done.ok() ? (*done ? " -> true" : " -> false") : ErrorSuffix(done.status())));
   return done;
 }
@@ -212,16 +209,15 @@ absl::StatusOr<bool> RecordingDevice::QueryEvent(EventHandle event) {
 absl::Status RecordingDevice::SynchronizeEvent(EventHandle event) {
   absl::Status status = ForwardingDevice::SynchronizeEvent(event);
   std::lock_guard<std::mutex> lock(mutex_);
-  Log(absl::StrCat("SynchronizeEvent ", HandleName(events_, next_event_, "e", event),
-                   ErrorSuffix(status)));
+  Log(absl::StrCat("SynchronizeEvent ", EventName(event), ErrorSuffix(status)));
   return status;
 }
 
 absl::Status RecordingDevice::StreamWaitEvent(StreamHandle stream, EventHandle event) {
   absl::Status status = ForwardingDevice::StreamWaitEvent(stream, event);
   std::lock_guard<std::mutex> lock(mutex_);
-  Log(absl::StrCat("StreamWaitEvent ", StreamName(stream), " ",
-                   HandleName(events_, next_event_, "e", event), ErrorSuffix(status)));
+  Log(absl::StrCat("StreamWaitEvent ", StreamName(stream), " ", EventName(event),
+                   ErrorSuffix(status)));
   return status;
 }
 

@@ -66,8 +66,18 @@ class RecordingDevice final : public ForwardingDevice {
   // Names `value` in `names` by order of first appearance, with `prefix`.
   static std::string HandleName(std::unordered_map<std::uintptr_t, std::string>& names,
                                 std::size_t& next, const char* prefix, std::uintptr_t value);
+  std::string ChunkName(ChunkHandle chunk);
+  std::string EventName(EventHandle event);
   std::string StreamName(StreamHandle stream);
   void Log(std::string line);
+  // Malloc and ReserveAddress (mutex_ held): names the range the device handed out (`prefix`
+  // and its order) and returns " -> NAME", or the error suffix when it failed.
+  std::string NewRange(const absl::StatusOr<DevicePtr>& base, std::size_t bytes, const char* prefix,
+                       std::size_t& next);
+  // Free and ReleaseAddress: the range's name, taken before the call that may end it (locks)...
+  std::string NameBeforeRelease(DevicePtr base);
+  // ...and after it (mutex_ held): forgets the range if it went back; the error suffix.
+  std::string EndRange(DevicePtr base, const absl::Status& status);
   // " -> error CODE" for a failed call (the message may hold raw addresses), else "".
   static std::string ErrorSuffix(const absl::Status& status);
 

@@ -222,6 +222,14 @@ int vramcache_set_memory_fraction(double fraction, int device) {
   return Succeed();
 }
 
+int vramcache_set_allocator_settings(const char* settings) {
+  if (settings == nullptr) {
+    return Fail(absl::InvalidArgumentError("vramcache_set_allocator_settings: settings is NULL"));
+  }
+  absl::Status status = Registry::Global().ApplyAllocatorSettings(settings);
+  return status.ok() ? Succeed() : Fail(status);
+}
+
 int vramcache_get_stats(int device, vramcache_stats* out) {
   if (out == nullptr) return Fail(absl::InvalidArgumentError("vramcache_get_stats: out is NULL"));
   if (out->struct_size < 2 * sizeof(uint64_t)) {

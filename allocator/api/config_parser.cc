@@ -134,8 +134,8 @@ absl::StatusOr<AllocatorConfig> ParseConfig(std::string_view vramcache_conf,
 }
 
 absl::StatusOr<AllocatorConfig> ParseConfigOnto(std::string_view conf, const AllocatorConfig& base,
-                                                std::string_view source) {
-  const std::array<Layer, 1> layers = {{{source, conf, false}}};
+                                                std::string_view source, bool pytorch_variable) {
+  const std::array<Layer, 1> layers = {{{source, conf, pytorch_variable}}};
   return ApplyLayers(base, layers);
 }
 

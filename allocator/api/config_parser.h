@@ -31,9 +31,11 @@ absl::StatusOr<AllocatorConfig> ParseConfig(
     std::string_view pytorch_variable = kPytorchAllocConfVariable);
 
 // `conf`, in VRAMCACHE_CONF's syntax, applied on top of `base` (e.g. a command-line flag that
-// must not depend on the environment). `source` is the name errors give `conf`.
+// must not depend on the environment). `source` is the name errors give `conf`. With
+// `pytorch_variable`, `conf` is read as PyTorch's variable is: PyTorch's keys and spellings only.
 absl::StatusOr<AllocatorConfig> ParseConfigOnto(std::string_view conf, const AllocatorConfig& base,
-                                                std::string_view source = kVramcacheConfVariable);
+                                                std::string_view source = kVramcacheConfVariable,
+                                                bool pytorch_variable = false);
 
 // The variable PyTorch 2.11 takes its allocator settings from: PYTORCH_CUDA_ALLOC_CONF when it is
 // set (even to ""), else PYTORCH_ALLOC_CONF when set, else "" (PyTorch reads one, never both).

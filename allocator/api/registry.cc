@@ -1,7 +1,11 @@
 // The process-wide registry of per-device allocators.
 #include "allocator/api/registry.h"
 
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_format.h"
+#include "allocator/api/allocator_settings.h"
 #include "allocator/api/config_parser.h"
 #include "allocator/api/device_factory.h"
 #include "allocator/api/steady_clock.h"
@@ -27,6 +31,41 @@ absl::Status Registry::Configure(const AllocatorConfig& config) {
   if (absl::Status s = CheckImplemented(config); !s.ok()) return s;
   config_ = config;
   configured_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Registry::ApplyAllocatorSettings(std::string_view text) {
+  MutexLock lock(&mu_);
+  if (generation_ == nullptr) {
+    AllocatorConfig base;
+    if (configured_) {
+      base = config_;
+    } else {
+      absl::StatusOr<AllocatorConfig> environment = ConfigFromEnvironment();
+      if (!environment.ok()) return environment.status();
+      base = *environment;
+    }
+    absl::StatusOr<AllocatorConfig> updated =
+        ParseConfigOnto(text, base, kSetAllocatorSettingsSource, /*pytorch_variable=*/true);
+    if (!updated.ok()) return updated.status();
+    if (absl::Status s = CheckImplemented(*updated); !s.ok()) return s;
+    config_ = *updated;
+    configured_ = true;
+    return absl::OkStatus();
+  }
+  // Every device's settings are read before any changes, so a refusal leaves all as they were.
+  std::vector<RuntimeSettings> settings;
+  for (const auto& allocator : generation_->allocators) {
+    absl::StatusOr<RuntimeSettings> parsed = ParseRuntimeSettings(text, allocator->config());
+    if (!parsed.ok()) return parsed.status();
+    settings.push_back(*std::move(parsed));
+  }
+  for (std::size_t i = 0; i < settings.size(); ++i) {
+    if (absl::Status s = generation_->allocators[i]->ApplyRuntimeSettings(settings[i]); !s.ok()) {
+      return s;  // only after a shutdown, which refuses every call
+    }
+  }
+  if (!settings.empty()) settings.front().ApplyTo(config_);
   return absl::OkStatus();
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -53,6 +54,12 @@ class Registry {
   // OK when the configuration in use, or the one the first allocation would read from the
   // environment, is valid; the environment's error otherwise. Changes nothing.
   absl::Status CheckConfiguration();
+  // torch.cuda.memory._set_allocator_settings(text), in PyTorch's syntax and keys. Before the
+  // first allocation every key may change (the text goes on top of the configuration the first
+  // allocation would use, as PyTorch's own allocator reads it then); afterwards only the runtime
+  // settings (allocator_settings.h), on every device's allocator, and nothing changes unless
+  // all of the text can apply.
+  absl::Status ApplyAllocatorSettings(std::string_view text);
   // The allocator of `device` (InvalidArgument for a device that does not exist).
   absl::StatusOr<AllocatorRef> Get(int device);
   absl::StatusOr<int> DeviceCount();

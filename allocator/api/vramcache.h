@@ -55,6 +55,13 @@ VRAMCACHE_EXPORT int vramcache_enable_peer_access(int accessing_device, int owni
 /* Hard cap on the bytes `device` reserves: fraction x its total, fraction in [0, 1] as in
  * PyTorch (0.0: nothing can be allocated). -1 outside that range. */
 VRAMCACHE_EXPORT int vramcache_set_memory_fraction(double fraction, int device);
+/* torch.cuda.memory._set_allocator_settings(settings): PyTorch's syntax and keys, for every
+ * device. Before the first allocation any key may be given (on top of the environment's
+ * configuration, or vramcache_configure's). Afterwards max_split_size_mb,
+ * max_non_split_rounding_mb, roundup_power2_divisions and garbage_collection_threshold change
+ * for the next request; any other key that would change a setting fails (-1, naming it) and
+ * nothing changes. -1 for malformed text or a bad value, as for PYTORCH_CUDA_ALLOC_CONF. */
+VRAMCACHE_EXPORT int vramcache_set_allocator_settings(const char* settings);
 
 /* Statistics. Every field of stats_fields.h in a flat, versioned struct: the caller sets
  * struct_size to sizeof(vramcache_stats) and vramcache fills what both sides know. Returns 0 on

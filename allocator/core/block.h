@@ -71,6 +71,9 @@ struct Block {
   // Canaries: a Free is checking its bands with the allocator's lock dropped; a second Free
   // or a record_stream meanwhile is refused.
   bool freeing = false;
+  // Counted in oversize_allocations while allocated: the threshold (max_split_size) may change
+  // at run time, so the free undoes what the allocation counted, not what it would count now.
+  bool counted_oversize = false;
 
   bool is_split() const { return prev != nullptr || next != nullptr; }
 
@@ -95,6 +98,7 @@ struct Block {
     holds_pages = false;
     poison_pending = false;
     freeing = false;
+    counted_oversize = false;
   }
 };
 
@@ -117,6 +121,8 @@ struct Segment {
   bool pinned = false;
   // unmap_on_free: this range serves one allocation; once freed it is unmapped and quarantined.
   bool quarantine = false;
+  // Counted in oversize_segments (max_split_size may change at run time; see Block).
+  bool counted_oversize = false;
   // Virtual-memory mode, large pool, for the first-fit search: its creation rank, its free
   // blocks by address, and a bound on their largest size (exact unless `free_max_stale`, set
   // when the largest left; recomputed when a search needs it).

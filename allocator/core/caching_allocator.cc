@@ -5,6 +5,7 @@
 #include "allocator/core/caching_allocator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <exception>
 #include <limits>
@@ -23,6 +24,7 @@
 #include "allocator/core/relaxed_capture.h"
 #include "allocator/core/reuse_cache.h"
 #include "allocator/core/ring_buffer.h"
+#include "allocator/core/runtime_settings.h"
 #include "allocator/core/size_classes.h"
 #include "allocator/core/stats_ledger.h"
 #include "allocator/core/vmm_arena.h"
@@ -97,7 +99,6 @@ class CachingAllocatorImpl {
       : device_(device),
         config_(config),
         clock_(clock),
-        rounder_(config.roundup_power2_divisions),
         guard_(device, config),
         debug_(guard_.active()),
         front_bytes_(guard_.front_bytes()),
@@ -117,16 +118,12 @@ class CachingAllocatorImpl {
       // Free addresses must fault in that mode, so a stitch may not leave an alias behind.
       vmm_->SetAliasing(!config.unmap_on_free);
     }
-    const double total = static_cast<double>(device->Capabilities().total_bytes);
-    if (config.soft_budget_bytes.has_value()) {
-      soft_budget_bytes_ = *config.soft_budget_bytes;
-    } else if (config.soft_budget_fraction.has_value()) {
-      soft_budget_bytes_ = static_cast<std::size_t>(*config.soft_budget_fraction * total);
-    } else if (config.garbage_collection_threshold > 0.0) {
-      // PyTorch reclaims cached blocks once usage passes this fraction of what it may use.
-      const double limit = budget > 0 ? static_cast<double>(budget) : total;
-      soft_budget_bytes_ = static_cast<std::size_t>(config.garbage_collection_threshold * limit);
-    }
+    soft_budget_bytes_ = SoftBudgetBytes(config, config.garbage_collection_threshold, budget,
+                                         device->Capabilities().total_bytes);
+    MutexLock lock(&mu_);  // (nothing else can see the allocator yet; the analysis wants it)
+    settings_ = RuntimeSettings::Of(config);
+    rounders_.push_back(std::make_unique<const SizeRounder>(config.roundup_power2_divisions));
+    rounder_.store(rounders_.back().get(), std::memory_order_release);
   }
 
   ~CachingAllocatorImpl() {
@@ -145,7 +142,9 @@ class CachingAllocatorImpl {
           "the size is probably corrupted or negative",
           size, kMaxRequestSize));
     }
-    const std::size_t rounded = rounder_.RoundRequest(padded);
+    // Read without the lock: a rounder is never changed or freed while the allocator lives
+    // (ApplyRuntimeSettings installs a new one), and any rounder's answer is a valid size.
+    const std::size_t rounded = rounder_.load(std::memory_order_acquire)->RoundRequest(padded);
     const bool small = SizeRounder::IsSmall(padded);
 
     PoolId pool = kDefaultPool;
@@ -576,7 +575,7 @@ class CachingAllocatorImpl {
       deferred_releases_.clear();
       for (Segment* segment : released) {
         stats_.segment.Decrease(segment->small, 1);
-        if (segment->size >= config_.max_split_size) stats_.oversize_segments.Decrease(1);
+        if (segment->counted_oversize) stats_.oversize_segments.Decrease(1);
         if (vmm_ == nullptr) {
           releasing_bytes_ += segment->size;
           stats_.reserved_bytes.Decrease(segment->small, static_cast<std::int64_t>(segment->size));
@@ -613,8 +612,9 @@ class CachingAllocatorImpl {
   DeviceStats GetStats() const {
     MutexLock lock(&mu_);
     DeviceStats copy = stats_;
-    copy.max_split_size =
-        config_.max_split_size == SIZE_MAX ? -1 : static_cast<std::int64_t>(config_.max_split_size);
+    copy.max_split_size = settings_.max_split_size == SIZE_MAX
+                              ? -1
+                              : static_cast<std::int64_t>(settings_.max_split_size);
     copy.budget_bytes = static_cast<std::int64_t>(budget_bytes_);
     copy.address_space_reserved_bytes =
         vmm_ != nullptr ? static_cast<std::int64_t>(vmm_->address_bytes()) : 0;
@@ -763,6 +763,10 @@ class CachingAllocatorImpl {
       cap = CapForFraction(fraction);
       budget_bytes_ = cap;
       if (vmm_ != nullptr) vmm_->SetBudget(cap);
+      // garbage_collection_threshold is a fraction of what may be reserved, as in PyTorch.
+      soft_budget_bytes_.store(SoftBudgetBytes(config_, settings_.garbage_collection_threshold, cap,
+                                               device_->Capabilities().total_bytes),
+                               std::memory_order_relaxed);
     }
     // What is cached above the new cap goes back now, as far as live blocks allow.
     std::vector<Segment*> released;
@@ -804,7 +808,7 @@ class CachingAllocatorImpl {
     return budget_bytes_;
   }
 
-  std::size_t SoftBudget() const { return soft_budget_bytes_; }
+  std::size_t SoftBudget() const { return soft_budget_bytes_.load(std::memory_order_relaxed); }
 
   void AttachOomObserver(CachingAllocator::OomObserver observer) {
     MutexLock lock(&mu_);
@@ -816,7 +820,28 @@ class CachingAllocatorImpl {
     return CheckInvariantsLocked();
   }
 
-  const AllocatorConfig& config() const { return config_; }
+  AllocatorConfig config() const {
+    AllocatorConfig config = config_;
+    MutexLock lock(&mu_);
+    settings_.ApplyTo(config);
+    return config;
+  }
+
+  absl::Status ApplyRuntimeSettings(const RuntimeSettings& settings) {
+    MutexLock lock(&mu_);
+    if (shut_down_) return ShutDownError();
+    if (settings.roundup_power2_divisions != settings_.roundup_power2_divisions) {
+      rounders_.push_back(std::make_unique<const SizeRounder>(settings.roundup_power2_divisions));
+      rounder_.store(rounders_.back().get(), std::memory_order_release);
+    }
+    // Blocks and segments already counted oversize stay counted until they go (their flags).
+    ledger_.SetMaxSplitSize(settings.max_split_size);
+    settings_ = settings;
+    soft_budget_bytes_.store(SoftBudgetBytes(config_, settings_.garbage_collection_threshold,
+                                             budget_bytes_, device_->Capabilities().total_bytes),
+                             std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
   Device* device() const { return device_; }
 
  private:
@@ -846,7 +871,7 @@ class CachingAllocatorImpl {
       return std::nullopt;
     };
 
-    if (!capturing && soft_budget_bytes_ > 0) {
+    if (!capturing && soft_budget_bytes_.load(std::memory_order_relaxed) > 0) {
       if (absl::Status s = ReleaseForSoftBudget(preferred); !s.ok()) return s;
     }
     if (auto result = grow()) return *std::move(result);
@@ -907,7 +932,7 @@ class CachingAllocatorImpl {
     std::size_t bytes = SizeRounder::SegmentSizeFor(rounded);
     // A private pool pins its whole range (see Segment::pinned), so it gets no more than
     // segment mode would; a range at or above max_split_size would serve no ordinary request.
-    if (!small && pool == kDefaultPool && kVmmLargeArenaBytes < config_.max_split_size) {
+    if (!small && pool == kDefaultPool && kVmmLargeArenaBytes < settings_.max_split_size) {
       bytes = std::max(bytes, kVmmLargeArenaBytes);
     }
     bytes = (bytes + granularity - 1) / granularity * granularity;
@@ -941,7 +966,7 @@ class CachingAllocatorImpl {
     segments_.erase(segment->base);
     first_fit_segments_.erase(segment->rank);
     stats_.segment.Decrease(segment->small, 1);
-    if (segment->size >= config_.max_split_size) stats_.oversize_segments.Decrease(1);
+    if (segment->counted_oversize) stats_.oversize_segments.Decrease(1);
     Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
     ForgetSegmentBlocks(segment);
     delete segment;
@@ -1022,7 +1047,8 @@ class CachingAllocatorImpl {
                         PoolId pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Segment* segment = heap_.Adopt(base, size, small, stream, pool);
     stats_.segment.Increase(small, 1);
-    if (size >= config_.max_split_size) stats_.oversize_segments.Increase(1);
+    segment->counted_oversize = size >= settings_.max_split_size;
+    if (segment->counted_oversize) stats_.oversize_segments.Increase(1);
     if (vmm_ == nullptr) {  // virtual memory counts chunks instead (SyncVmmStats)
       stats_.reserved_bytes.Increase(small, static_cast<std::int64_t>(size));
       ++stats_.num_device_alloc;
@@ -1096,10 +1122,13 @@ class CachingAllocatorImpl {
 
   // PyTorch's max_split_size rules: oversize blocks serve only oversize requests, and only
   // when they are not much larger than the request.
-  bool FitsSplitRules(const Block* block, std::size_t rounded) const {
-    if (rounded < config_.max_split_size && block->size >= config_.max_split_size) return false;
-    return rounded < config_.max_split_size ||
-           block->size < rounded + config_.max_non_split_rounding;
+  bool FitsSplitRules(const Block* block, std::size_t rounded) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (rounded < settings_.max_split_size && block->size >= settings_.max_split_size) {
+      return false;
+    }
+    return rounded < settings_.max_split_size ||
+           block->size < rounded + settings_.max_non_split_rounding;
   }
 
   static FreeBlockKey SearchKey(PoolId pool, StreamHandle stream, std::size_t size) {
@@ -1197,10 +1226,11 @@ class CachingAllocatorImpl {
     return std::find(streams.begin(), streams.end(), s) != streams.end();
   }
 
-  bool ShouldSplit(const Block* block, std::size_t rounded) const {
+  bool ShouldSplit(const Block* block, std::size_t rounded) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const std::size_t remaining = block->size - rounded;
     if (block->segment->small) return remaining >= kMinBlockSize;
-    return rounded < config_.max_split_size && remaining > kSmallRequestLimit;
+    return rounded < settings_.max_split_size && remaining > kSmallRequestLimit;
   }
 
   // Carves the request out of free block `block`. Virtual memory: ResourceExhausted when its
@@ -1657,8 +1687,9 @@ class CachingAllocatorImpl {
     if (vmm_ != nullptr) {
       MutexLock lock(&mu_);
       const std::size_t after = vmm_->held_bytes() + growth;
-      if (after <= soft_budget_bytes_) return absl::OkStatus();
-      absl::StatusOr<std::size_t> trimmed = vmm_->Trim(after - soft_budget_bytes_);
+      const std::size_t soft_budget = soft_budget_bytes_.load(std::memory_order_relaxed);
+      if (after <= soft_budget) return absl::OkStatus();
+      absl::StatusOr<std::size_t> trimmed = vmm_->Trim(after - soft_budget);
       SyncVmmStats();
       if (!trimmed.ok()) return trimmed.status();
       if (*trimmed > 0) ++stats_.num_cache_releases;
@@ -1668,8 +1699,9 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       const std::size_t after = ReservedBytesLocked() + growing_bytes_ + growth;
       // (bytes still being released do not count here: they are on their way out)
-      if (after <= soft_budget_bytes_) return absl::OkStatus();
-      released = DetachReleasableSegments(after - soft_budget_bytes_);
+      const std::size_t soft_budget = soft_budget_bytes_.load(std::memory_order_relaxed);
+      if (after <= soft_budget) return absl::OkStatus();
+      released = DetachReleasableSegments(after - soft_budget);
       if (!released.empty()) ++stats_.num_cache_releases;
     }
     return FreeSegmentMemory(released);
@@ -1731,7 +1763,7 @@ class CachingAllocatorImpl {
       first_fit_segments_.erase(segment->rank);
       stats_.segment.Decrease(segment->small, 1);
       stats_.reserved_bytes.Decrease(segment->small, static_cast<std::int64_t>(segment->size));
-      if (segment->size >= config_.max_split_size) stats_.oversize_segments.Decrease(1);
+      if (segment->counted_oversize) stats_.oversize_segments.Decrease(1);
       Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
       ForgetSegmentBlocks(segment);
       releasing_bytes_ += segment->size;
@@ -1911,7 +1943,14 @@ class CachingAllocatorImpl {
   Device* const device_;
   const AllocatorConfig config_;
   Clock* const clock_;
-  const SizeRounder rounder_;
+  // The rounder of roundup_power2_divisions now, read by Allocate before it takes the lock;
+  // every rounder ever installed stays in rounders_ until the allocator goes, so a reader never
+  // sees one freed (a settings change is rare; each costs a few hundred bytes).
+  std::atomic<const SizeRounder*> rounder_{nullptr};
+  std::vector<std::unique_ptr<const SizeRounder>> rounders_ ABSL_GUARDED_BY(mu_);
+  // What _set_allocator_settings may change (runtime_settings.h); config_ keeps the values
+  // from construction.
+  RuntimeSettings settings_ ABSL_GUARDED_BY(mu_);
   DebugGuard guard_;               // the debug modes' policy (stateless)
   const bool debug_;               // any debug mode on: the hot path checks this one flag
   const std::size_t front_bytes_;  // canaries' front band: user pointer = block + this
@@ -1947,7 +1986,8 @@ class CachingAllocatorImpl {
   std::size_t growing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::size_t releasing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::size_t budget_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::size_t soft_budget_bytes_ = 0;  // set once at construction
+  // The soft cap (SoftBudgetBytes): written under mu_, read without it by the growth path.
+  std::atomic<std::size_t> soft_budget_bytes_{0};
   std::vector<CachingAllocator::OomObserver> oom_observers_ ABSL_GUARDED_BY(mu_);
   // Virtual-memory mode only (null in segment mode): the physical chunks and address ranges.
   std::unique_ptr<ChunkPool> vmm_ ABSL_PT_GUARDED_BY(mu_);  // set once, at construction
@@ -2037,7 +2077,10 @@ absl::StatusOr<std::size_t> CachingAllocator::AllocationSize(const void* ptr) co
   return impl_->AllocationSize(ptr);
 }
 absl::Status CachingAllocator::CheckInvariants() const { return impl_->CheckInvariants(); }
-const AllocatorConfig& CachingAllocator::config() const { return impl_->config(); }
+AllocatorConfig CachingAllocator::config() const { return impl_->config(); }
+absl::Status CachingAllocator::ApplyRuntimeSettings(const RuntimeSettings& settings) {
+  return impl_->ApplyRuntimeSettings(settings);
+}
 Device* CachingAllocator::device() const { return impl_->device(); }
 
 }  // namespace vramcache

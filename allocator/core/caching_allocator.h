@@ -17,6 +17,7 @@
 #include "allocator/core/clock.h"
 #include "allocator/core/config.h"
 #include "allocator/core/oom_report.h"
+#include "allocator/core/runtime_settings.h"
 #include "allocator/core/stats.h"
 #include "allocator/device/device.h"
 
@@ -151,7 +152,12 @@ class CachingAllocator {
   // free blocks uncoalesced; statistics equal what is recomputed from the blocks.
   absl::Status CheckInvariants() const;
 
-  const AllocatorConfig& config() const;
+  // The configuration in use now: the constructor's, with the runtime settings applied since.
+  AllocatorConfig config() const;
+  // Changes what may change while the allocator is in use (runtime_settings.h): the next
+  // request is rounded, placed and trimmed by the new settings; blocks already handed out and
+  // the statistics stay as they are. Refused (FailedPrecondition) after Shutdown.
+  absl::Status ApplyRuntimeSettings(const RuntimeSettings& settings);
   Device* device() const;
 
  private:

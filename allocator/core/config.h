@@ -74,6 +74,8 @@ struct AllocatorConfig {
   bool release_lock_on_cudamalloc = false;
   bool graph_capture_record_stream_reuse = false;
   std::string backend = "native";
+
+  bool operator==(const AllocatorConfig&) const = default;
 };
 
 // The reuse cache's size for a configuration running in virtual-memory mode or not. Blocks kept

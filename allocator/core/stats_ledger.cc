@@ -12,12 +12,13 @@ std::int64_t WholePagesOf(const Block& block, std::size_t granularity) {
   return end > first ? static_cast<std::int64_t>(end - first) : 0;
 }
 
-void StatsLedger::CountUserAllocation(const Block& block, std::size_t requested) {
+void StatsLedger::CountUserAllocation(Block& block, std::size_t requested) {
   const bool small = block.segment->small;
   stats_->allocation.Increase(small, 1);
   stats_->allocated_bytes.Increase(small, static_cast<std::int64_t>(block.size));
   stats_->requested_bytes.Increase(small, static_cast<std::int64_t>(requested));
-  if (block.size >= max_split_size_) stats_->oversize_allocations.Increase(1);
+  block.counted_oversize = block.size >= max_split_size_;
+  if (block.counted_oversize) stats_->oversize_allocations.Increase(1);
 }
 
 void StatsLedger::CountUserFree(const Block& block) {
@@ -25,7 +26,7 @@ void StatsLedger::CountUserFree(const Block& block) {
   stats_->allocation.Decrease(small, 1);
   stats_->allocated_bytes.Decrease(small, static_cast<std::int64_t>(block.size));
   stats_->requested_bytes.Decrease(small, static_cast<std::int64_t>(block.requested));
-  if (block.size >= max_split_size_) stats_->oversize_allocations.Decrease(1);
+  if (block.counted_oversize) stats_->oversize_allocations.Decrease(1);
 }
 
 void StatsLedger::CountActive(const Block& block, int direction) {

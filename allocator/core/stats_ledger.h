@@ -25,8 +25,13 @@ class StatsLedger {
   // Called once, before any transition.
   void UseVirtualMemory(const ChunkPool* vmm) { vmm_ = vmm; }
 
-  // `block` serves a user's request of `requested` bytes.
-  void CountUserAllocation(const Block& block, std::size_t requested);
+  // Blocks of at least `bytes` are oversize from now on (max_split_size changed at run time);
+  // blocks already counted stay counted until their free.
+  void SetMaxSplitSize(std::size_t bytes) { max_split_size_ = bytes; }
+
+  // `block` serves a user's request of `requested` bytes; it remembers whether it was counted
+  // oversize.
+  void CountUserAllocation(Block& block, std::size_t requested);
   // The user freed `block` (or an allocation was undone, or shutdown forgot it). Whether it
   // stays active until its free completes is CountActive's business.
   void CountUserFree(const Block& block);
@@ -62,7 +67,7 @@ class StatsLedger {
   static void AdjustTo(PoolStat& stat, bool small, std::int64_t target);
 
   DeviceStats* const stats_;
-  const std::size_t max_split_size_;
+  std::size_t max_split_size_;
   const ChunkPool* vmm_ = nullptr;  // null in segment mode
   // Virtual-memory mode: pages that active blocks cover whole, large pool [0] and small [1].
   std::int64_t active_whole_pages_[2] = {0, 0};

@@ -1,7 +1,8 @@
 """A stand-in for the parts of torch that vramcache.install() uses (torch itself is absent on
 CPU machines; tests/gpu/ runs the real thing): torch.__version__, torch.cuda.is_initialized /
 current_device / memory.CUDAPluggableAllocator / memory.change_current_allocator, and
-torch.Tensor with record_stream, recording what install() and the tests do."""
+torch.Tensor with record_stream, torch.cuda.memory._set_allocator_settings, recording what
+install() and the tests do."""
 
 import types
 
@@ -34,12 +35,21 @@ class FakeTorch(types.ModuleType):
                     raise RuntimeError("record_stream is only supported for CUDA tensors")
                 fake.recorded.append((self.ptr, stream))
 
+        self.settings = []
+
+        def _set_allocator_settings(env):
+            # As PyTorch: the text goes to its own allocator's configuration only.
+            if not isinstance(env, str):
+                raise TypeError("_set_allocator_settings expects a str")
+            fake.settings.append(env)
+
         self.Tensor = Tensor
         self.cuda = types.SimpleNamespace(
             is_initialized=lambda: initialized,
             current_device=lambda: current_device,
             memory=types.SimpleNamespace(CUDAPluggableAllocator=CUDAPluggableAllocator,
-                                         change_current_allocator=self.installed.append))
+                                         change_current_allocator=self.installed.append,
+                                         _set_allocator_settings=_set_allocator_settings))
 
 
 class FakeStream:

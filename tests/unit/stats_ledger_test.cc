@@ -61,6 +61,23 @@ TEST_F(StatsLedgerTest, OversizeBlocksAreCountedApart) {
   EXPECT_EQ(stats_.oversize_allocations.peak, 1);
 }
 
+// max_split_size may change at run time (_set_allocator_settings): a free undoes what its
+// allocation counted, whatever the threshold is now.
+TEST_F(StatsLedgerTest, AFreeUndoesWhatItsAllocationCountedAfterTheThresholdMoves) {
+  Block counted = MakeBlock(&large_segment_, kMaxSplitSize);
+  Block not_counted = MakeBlock(&large_segment_, kMaxSplitSize / 2);
+  ledger_.CountUserAllocation(counted, counted.size);
+  ledger_.CountUserAllocation(not_counted, not_counted.size);
+  EXPECT_EQ(stats_.oversize_allocations.current, 1);
+  ledger_.SetMaxSplitSize(kMaxSplitSize * 2);  // `counted` would no longer be oversize
+  ledger_.CountUserFree(counted);
+  EXPECT_EQ(stats_.oversize_allocations.current, 0);
+  ledger_.SetMaxSplitSize(kMaxSplitSize / 4);  // `not_counted` would be now
+  ledger_.CountUserFree(not_counted);
+  EXPECT_EQ(stats_.oversize_allocations.current, 0);
+  EXPECT_EQ(stats_.oversize_allocations.freed, 1);
+}
+
 TEST_F(StatsLedgerTest, ActiveFollowsItsDirection) {
   Block block = MakeBlock(&large_segment_, 4 << 20);
   ledger_.CountActive(block, +1);

@@ -19,7 +19,8 @@ from .memory import (caching_allocator_alloc, caching_allocator_delete, check_ca
                      max_memory_reserved, memory_allocated, memory_reserved, memory_stats,
                      memory_stats_as_nested_dict, memory_summary, record_stream,
                      reset_accumulated_memory_stats, reset_peak_memory_stats,
-                     set_per_process_memory_fraction, snapshot, stream_destroyed)
+                     set_allocator_settings, set_per_process_memory_fraction, snapshot,
+                     stream_destroyed)
 
 __version__ = "0.1.0"
 
@@ -32,5 +33,5 @@ __all__ = [
     "library_path", "max_memory_allocated", "max_memory_reserved", "memory_allocated",
     "memory_reserved", "memory_stats", "memory_stats_as_nested_dict", "memory_summary",
     "record_stream", "reset_accumulated_memory_stats", "reset_peak_memory_stats",
-    "set_per_process_memory_fraction", "snapshot", "stream_destroyed",
+    "set_allocator_settings", "set_per_process_memory_fraction", "snapshot", "stream_destroyed",
 ]

@@ -106,6 +106,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "vramcache_device_count": (c_int, []),
         "vramcache_device_total_bytes": (c_size, [c_int]),
         "vramcache_configure": (c_int, [c_str]),
+        "vramcache_set_allocator_settings": (c_int, [c_str]),
         "vramcache_configuration_status": (c_int, []),
         "vramcache_shutdown": (c_int, []),
     }

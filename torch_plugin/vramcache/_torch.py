@@ -13,7 +13,7 @@ import threading
 import warnings
 from typing import Any, Optional
 
-from . import _library, _native, _record_stream, _torch_versions
+from . import _allocator_settings, _library, _native, _record_stream, _torch_versions
 
 ALLOC_SYMBOL = "vramcache_malloc"
 FREE_SYMBOL = "vramcache_free"
@@ -99,7 +99,8 @@ def install(conf: Optional[str] = None, native: Optional[bool] = None) -> Any:
     vramcache._native.NativeUnavailable; False uses CUDAPluggableAllocator; None follows
     VRAMCACHE_NATIVE (1: native, 0: pluggable, auto or unset: native when it can be built or
     found, else pluggable with a NativeFallbackWarning saying what is lost). On the pluggable
-    path Tensor.record_stream is routed to vramcache while installed. Raises
+    path Tensor.record_stream is routed to vramcache while installed, and on both paths
+    torch.cuda.memory._set_allocator_settings is (set_allocator_settings). Raises
     UnsupportedTorchVersion for a PyTorch outside the supported range (_torch_versions.py).
     Returns the native allocator handle or the torch.cuda.memory.CUDAPluggableAllocator.
     """
@@ -144,6 +145,7 @@ def install(conf: Optional[str] = None, native: Optional[bool] = None) -> Any:
                               f"{NATIVE_VARIABLE}=1 makes this an error, install(native=False) "
                               f"skips this warning.", NativeFallbackWarning, stacklevel=2)
             else:
+                _allocator_settings.route(torch)
                 _installed, _installed_conf = allocator, conf
                 return allocator
         if conf is not None:
@@ -154,6 +156,8 @@ def install(conf: Optional[str] = None, native: Optional[bool] = None) -> Any:
         # PyTorch's pluggable allocator drops record_stream (its hook is C++ only): without this
         # a tensor freed while a side stream still reads it could be handed out again at once.
         _record_stream.route(torch)
+        # PyTorch gives _set_allocator_settings' text only to its own allocator's configuration.
+        _allocator_settings.route(torch)
         _installed, _installed_conf = allocator, conf
         return allocator
 

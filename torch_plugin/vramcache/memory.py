@@ -231,6 +231,19 @@ def caching_allocator_delete(mem_ptr: int, device: Any = None) -> None:
         raise VramcacheError(error)
 
 
+def set_allocator_settings(settings: str) -> None:
+    """torch.cuda.memory._set_allocator_settings for vramcache (PyTorch's syntax and keys).
+
+    Before the first allocation any key applies. Afterwards max_split_size_mb,
+    max_non_split_rounding_mb, roundup_power2_divisions and garbage_collection_threshold change
+    for the next request on every device; another key that would change anything raises
+    VramcacheError naming it, and then nothing changes (docs/pytorch.md)."""
+    if not isinstance(settings, str):
+        raise TypeError(f"vramcache: settings must be a str, got {type(settings).__name__}")
+    check(_library.load().vramcache_set_allocator_settings(settings.encode("utf-8")),
+          "vramcache_set_allocator_settings")
+
+
 def record_stream(mem_ptr: int, stream: Any) -> None:
     """Marks an allocation as used by `stream` too (what Tensor.record_stream asks of torch's
     own allocator); its block is reused only after that stream's work completes."""

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
-#include <exception>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -20,14 +19,18 @@
 #include "allocator/base/mutex.h"
 #include "allocator/core/block_heap.h"
 #include "allocator/core/debug_guard.h"
+#include "allocator/core/growth_limits.h"
 #include "allocator/core/invariant_check.h"
+#include "allocator/core/oom_ladder.h"
 #include "allocator/core/relaxed_capture.h"
 #include "allocator/core/reuse_cache.h"
 #include "allocator/core/ring_buffer.h"
 #include "allocator/core/runtime_settings.h"
+#include "allocator/core/segment_backing.h"
 #include "allocator/core/size_classes.h"
 #include "allocator/core/stats_ledger.h"
 #include "allocator/core/vmm_arena.h"
+#include "allocator/core/vmm_backing.h"
 
 namespace vramcache {
 
@@ -64,18 +67,6 @@ struct PendingFree {
   std::vector<std::pair<Device*, EventHandle>> foreign_events;
 };
 
-// Virtual-memory mode: a block range whose pages could not be released when it was freed (a
-// capture was under way, or recording the free mark failed); released later.
-struct DeferredRelease {
-  VmmArena* arena;
-  DevicePtr addr;
-  std::size_t bytes;
-};
-
-// Virtual-memory mode: address space reserved per growth of the large pool. Address space is
-// cheap and physical pages follow the live blocks, so one large range per stream lets best fit
-// pack blocks across what would be segment boundaries (fewer partly used pages).
-inline constexpr std::size_t kVmmLargeArenaBytes = std::size_t{1} << 30;
 // Virtual-memory mode: how many best-fit candidates are examined for one whose pages are all
 // backed already (placing there costs no map call and no physical memory).
 inline constexpr int kVmmPlacementCandidates = 16;
@@ -104,22 +95,19 @@ class CachingAllocatorImpl {
         front_bytes_(guard_.front_bytes()),
         reuse_cache_(
             EffectiveReuseCacheBytes(config, UsesVirtualMemory(config, device->Capabilities()))),
-        history_(config.record_history ? config.history_capacity : 0) {
-    std::size_t budget = config.budget_bytes.value_or(0);
-    if (config.per_process_memory_fraction.has_value()) {
-      budget = CapForFraction(*config.per_process_memory_fraction);
-    }
-    budget_bytes_ = budget;
+        history_(config.record_history ? config.history_capacity : 0),
+        limits_(config, device->Capabilities().total_bytes) {
     if (UsesVirtualMemory(config, device->Capabilities())) {
-      vmm_ = std::make_unique<ChunkPool>(device, device->Capabilities().granularity);
-      ledger_.UseVirtualMemory(vmm_.get());
-      vmm_->SetBudget(budget);
+      auto vmm = std::make_unique<VmmBacking>(device, config, &ledger_, limits_.budget());
+      vmm_ = vmm.get();
+      backing_ = std::move(vmm);
       quarantine_ = config.unmap_on_free;
-      // Free addresses must fault in that mode, so a stitch may not leave an alias behind.
-      vmm_->SetAliasing(!config.unmap_on_free);
+    } else {
+      auto segments =
+          std::make_unique<SegmentBacking>(&stats_, &ledger_, &limits_, &small_free_, &large_free_);
+      segment_backing_ = segments.get();
+      backing_ = std::move(segments);
     }
-    soft_budget_bytes_ = SoftBudgetBytes(config, config.garbage_collection_threshold, budget,
-                                         device->Capabilities().total_bytes);
     MutexLock lock(&mu_);  // (nothing else can see the allocator yet; the analysis wants it)
     settings_ = RuntimeSettings::Of(config);
     rounders_.push_back(std::make_unique<const SizeRounder>(config.roundup_power2_divisions));
@@ -182,9 +170,9 @@ class CachingAllocatorImpl {
       FlushReuseCache();
       if (vmm_ != nullptr) {
         if (capturing_known.has_value() || !captures_.empty()) {
-          vmm_->SetEventQueriesAllowed(!captures_.empty() ? false : !*capturing_known);
+          vmm_->chunks().SetEventQueriesAllowed(!captures_.empty() ? false : !*capturing_known);
         } else {
-          vmm_->SetEventQueriesAllowedUnlessCapturing(stream);  // asked at the first query
+          vmm_->chunks().SetEventQueriesAllowedUnlessCapturing(stream);  // asked at the first query
         }
       }
       // In virtual-memory mode a fitting block may still lack physical pages that cannot be
@@ -282,8 +270,7 @@ class CachingAllocatorImpl {
           absl::StrFormat("vramcache: enable_peer_access(%d) on device %d: not a peer",
                           peer_ordinal, device_->Capabilities().ordinal));
     }
-    if (vmm_ == nullptr) return absl::OkStatus();
-    return vmm_->AddPeer(peer_ordinal);
+    return backing_->EnablePeerAccess(peer_ordinal);
   }
 
   absl::Status CheckCanaries() {
@@ -373,10 +360,7 @@ class CachingAllocatorImpl {
     // cached for it is parked below behind an event recorded now, and afterwards needs none.
     dead_streams_.insert(stream);
     stream_ordinals_.erase(stream);
-    if (vmm_ != nullptr) {
-      vmm_->StreamDestroyed(stream);
-      vmm_->ForgetProbe(stream);
-    }
+    backing_->StreamDestroyed(stream);
     for (auto& [addr, block] : live_) {
       if (block->state != BlockState::kAllocated) continue;
       if (block->stream == stream || block->alloc_stream == stream ||
@@ -455,7 +439,7 @@ class CachingAllocatorImpl {
     deferred.swap(deferred_until_capture_ends_);
     absl::Status status = absl::OkStatus();
     if (vmm_ != nullptr) {
-      vmm_->SetEventQueriesAllowed(true);
+      vmm_->chunks().SetEventQueriesAllowed(true);
       FlushDeferredReleases();
     }
     for (Block* block : deferred) {
@@ -528,7 +512,7 @@ class CachingAllocatorImpl {
     }
     if (released.empty()) return absl::OkStatus();
     RelaxedCapture relaxed(device_);
-    return FreeDetachedSegments(released);
+    return FreeSegmentMemory(released);
   }
 
   absl::Status EmptyCache() {
@@ -541,7 +525,7 @@ class CachingAllocatorImpl {
       if (shut_down_) return absl::OkStatus();
       released = DetachReleasableSegments(/*bytes_wanted=*/SIZE_MAX);
     }
-    return FreeDetachedSegments(released);
+    return FreeSegmentMemory(released);
   }
 
   absl::Status Shutdown() {
@@ -572,14 +556,9 @@ class CachingAllocatorImpl {
       live_.clear();
       for (auto& [base, segment] : segments_) released.push_back(segment);
       segments_.clear();
-      deferred_releases_.clear();
+      if (vmm_ != nullptr) vmm_->DropDeferredReleases();
       for (Segment* segment : released) {
-        stats_.segment.Decrease(segment->small, 1);
-        if (segment->counted_oversize) stats_.oversize_segments.Decrease(1);
-        if (vmm_ == nullptr) {
-          releasing_bytes_ += segment->size;
-          stats_.reserved_bytes.Decrease(segment->small, static_cast<std::int64_t>(segment->size));
-        }
+        backing_->Detached(*segment);
         for (Block* b = segment->head; b != nullptr; b = b->next) {
           if (b->state == BlockState::kPendingFree) CountActive(b, -1);
           if (b->state == BlockState::kParked) CountSplitBlock(b, -1);
@@ -599,8 +578,8 @@ class CachingAllocatorImpl {
     if (vmm_ != nullptr) {
       // Every page, live ones included, is unmapped and every chunk and range released.
       MutexLock lock(&mu_);
-      status.Update(vmm_->ReleaseAll());
-      SyncVmmStats();
+      status.Update(vmm_->chunks().ReleaseAll());
+      vmm_->SettleStats();
       SettleVmmSplitStats();
       for (Segment* segment : released) delete segment;
       return status;
@@ -615,9 +594,8 @@ class CachingAllocatorImpl {
     copy.max_split_size = settings_.max_split_size == SIZE_MAX
                               ? -1
                               : static_cast<std::int64_t>(settings_.max_split_size);
-    copy.budget_bytes = static_cast<std::int64_t>(budget_bytes_);
-    copy.address_space_reserved_bytes =
-        vmm_ != nullptr ? static_cast<std::int64_t>(vmm_->address_bytes()) : 0;
+    copy.budget_bytes = static_cast<std::int64_t>(limits_.budget());
+    copy.address_space_reserved_bytes = static_cast<std::int64_t>(backing_->AddressSpaceBytes());
     return copy;
   }
 
@@ -672,11 +650,8 @@ class CachingAllocatorImpl {
       if (absl::StatusOr<DeviceMemInfo> info = device_->MemInfo(); info.ok()) {
         headroom = info->free_bytes;
       }
-      if (budget_bytes_ > 0) {
-        const std::size_t held = vmm_->held_bytes();
-        headroom = std::min(headroom, budget_bytes_ > held ? budget_bytes_ - held : 0);
-      }
-      largest = vmm_->free_mapped_bytes() + vmm_->cached_bytes() + headroom;
+      headroom = std::min(headroom, limits_.Headroom(backing_->HeldBytes()));
+      largest = backing_->FreeMemory().bytes + headroom;
     }
     return largest;
   }
@@ -706,7 +681,7 @@ class CachingAllocatorImpl {
   void AppendMappedRuns(const Segment& segment, std::vector<SegmentInfo>* out) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const VmmArena& arena = *segment.arena;
-    const std::size_t granularity = vmm_->granularity();
+    const std::size_t granularity = vmm_->chunks().granularity();
     auto holds_chunk = [&](std::size_t page) {
       const VmmArena::PageView view = arena.page(page);
       return view.mapped && !view.alias;
@@ -745,8 +720,8 @@ class CachingAllocatorImpl {
 
   void SetBudget(std::size_t bytes) {
     MutexLock lock(&mu_);
-    budget_bytes_ = bytes;
-    if (vmm_ != nullptr) vmm_->SetBudget(bytes);
+    limits_.SetBudget(bytes);
+    backing_->SetBudget(bytes);
   }
 
   absl::StatusOr<std::size_t> SetMemoryFraction(double fraction) {
@@ -760,42 +735,32 @@ class CachingAllocatorImpl {
     {
       MutexLock lock(&mu_);
       if (shut_down_) return ShutDownError();
-      cap = CapForFraction(fraction);
-      budget_bytes_ = cap;
-      if (vmm_ != nullptr) vmm_->SetBudget(cap);
-      // garbage_collection_threshold is a fraction of what may be reserved, as in PyTorch.
-      soft_budget_bytes_.store(SoftBudgetBytes(config_, settings_.garbage_collection_threshold, cap,
-                                               device_->Capabilities().total_bytes),
-                               std::memory_order_relaxed);
+      cap = limits_.CapForFraction(fraction);
+      // garbage_collection_threshold is a fraction of what may be reserved, as in PyTorch: the
+      // soft budget follows the cap.
+      limits_.SetFractionCap(cap);
+      backing_->SetBudget(cap);
     }
     // What is cached above the new cap goes back now, as far as live blocks allow.
     std::vector<Segment*> released;
     std::size_t held = 0;
     {
       MutexLock lock(&mu_);
+      // Virtual memory trims chunks now; segments are detached here and freed below.
+      const std::size_t before = backing_->HeldBytes();
       if (vmm_ != nullptr) {
-        if (vmm_->held_bytes() > cap) vmm_->Trim(vmm_->held_bytes() - cap).IgnoreError();
-        SyncVmmStats();
-        held = vmm_->held_bytes();
-      } else {
-        const std::size_t reserved = ReservedBytesLocked();
-        if (reserved > cap) released = DetachReleasableSegments(reserved - cap);
-        held = ReservedBytesLocked();
+        if (before > cap) {
+          vmm_->Trim(before - cap).IgnoreError();
+        } else {
+          vmm_->SettleStats();
+        }
+      } else if (before > cap) {
+        released = DetachReleasableSegments(before - cap);
       }
+      held = backing_->HeldBytes();
     }
     if (absl::Status s = FreeSegmentMemory(released); !s.ok()) return s;
     return held > cap ? held - cap : 0;
-  }
-
-  // The cap a fraction of the device sets: never above a configured byte budget (the operator's
-  // cap stands), and at least 1 byte, since 0 means "no cap" inside while a fraction of 0 (or
-  // one that rounds to 0 bytes) means that nothing fits, as in PyTorch.
-  std::size_t CapForFraction(double fraction) const {
-    const auto fraction_bytes = static_cast<std::size_t>(
-        fraction * static_cast<double>(device_->Capabilities().total_bytes));
-    const std::size_t cap = std::max<std::size_t>(fraction_bytes, 1);
-    const std::size_t configured = config_.budget_bytes.value_or(0);
-    return configured > 0 ? std::min(cap, configured) : cap;
   }
 
   void SetPeerDevices(std::function<Device*(int)> resolver) {
@@ -805,10 +770,11 @@ class CachingAllocatorImpl {
 
   std::size_t Budget() const {
     MutexLock lock(&mu_);
-    return budget_bytes_;
+    return limits_.budget();
   }
 
-  std::size_t SoftBudget() const { return soft_budget_bytes_.load(std::memory_order_relaxed); }
+  // An atomic in the limits: read without the lock (the growth path asks before taking it).
+  std::size_t SoftBudget() const { return ABSL_TS_UNCHECKED_READ(limits_).soft_budget(); }
 
   void AttachOomObserver(CachingAllocator::OomObserver observer) {
     MutexLock lock(&mu_);
@@ -837,9 +803,7 @@ class CachingAllocatorImpl {
     // Blocks and segments already counted oversize stay counted until they go (their flags).
     ledger_.SetMaxSplitSize(settings.max_split_size);
     settings_ = settings;
-    soft_budget_bytes_.store(SoftBudgetBytes(config_, settings_.garbage_collection_threshold,
-                                             budget_bytes_, device_->Capabilities().total_bytes),
-                             std::memory_order_relaxed);
+    limits_.SetGarbageCollectionThreshold(settings_.garbage_collection_threshold);
     return absl::OkStatus();
   }
   Device* device() const { return device_; }
@@ -847,55 +811,74 @@ class CachingAllocatorImpl {
  private:
   // ---------------------------------------------------------------- allocation
 
-  // The growth ladder: grow by a segment; else release cached segments and grow again; else
-  // wait for pending cross-stream frees and retry; else report out-of-memory.
-  absl::StatusOr<void*> AllocateWithGrowth(std::size_t size, std::size_t rounded, bool small,
-                                           StreamHandle stream, PoolId pool, bool capturing) {
-    // Pass-through: a device allocation of the rounded size, nothing beside it.
-    const std::size_t preferred = config_.caching ? SizeRounder::SegmentSizeFor(rounded) : rounded;
-    // When the preferred segment does not fit, a segment of exactly the rounded size might.
-    const std::size_t tight =
-        (rounded + kLargeSegmentRounding - 1) / kLargeSegmentRounding * kLargeSegmentRounding;
-    absl::Status last_error = absl::OkStatus();
-    auto grow = [&]() -> std::optional<absl::StatusOr<void*>> {
+  // One request's rungs of the out-of-memory ladder (oom_ladder.h, which orders them).
+  class GrowthRungs final : public OomLadderRungs {
+   public:
+    GrowthRungs(CachingAllocatorImpl* impl, std::size_t size, std::size_t rounded, bool small,
+                StreamHandle stream, PoolId pool, bool capturing)
+        : impl_(impl),
+          size_(size),
+          rounded_(rounded),
+          small_(small),
+          stream_(stream),
+          pool_(pool),
+          capturing_(capturing),
+          // Pass-through: a device allocation of the rounded size, nothing beside it.
+          preferred_(impl->config_.caching ? SizeRounder::SegmentSizeFor(rounded) : rounded),
+          // When the preferred segment does not fit, a segment of exactly the rounded size
+          // might.
+          tight_((rounded + kLargeSegmentRounding - 1) / kLargeSegmentRounding *
+                 kLargeSegmentRounding) {}
+
+    std::size_t preferred() const { return preferred_; }
+
+    absl::Status ReleaseAboveSoftBudget(std::size_t growth) override {
+      return impl_->ReleaseForSoftBudget(growth);
+    }
+    std::optional<absl::StatusOr<void*>> TryGrow() override {
       // Virtual memory: address space is not what runs out, so one size is enough.
-      const int candidates = tight < preferred && vmm_ == nullptr ? 2 : 1;
+      const int candidates = tight_ < preferred_ && impl_->vmm_ == nullptr ? 2 : 1;
       for (int i = 0; i < candidates; ++i) {
-        const std::size_t segment_size = i == 0 ? preferred : tight;
+        const std::size_t segment_size = i == 0 ? preferred_ : tight_;
         absl::StatusOr<void*> result =
-            vmm_ != nullptr ? TryGrowAddressSpace(size, rounded, small, stream, pool, capturing)
-                            : TryGrow(size, rounded, small, stream, pool, segment_size);
+            impl_->vmm_ != nullptr
+                ? impl_->TryGrowAddressSpace(size_, rounded_, small_, stream_, pool_, capturing_)
+                : impl_->TryGrow(size_, rounded_, small_, stream_, pool_, segment_size);
         if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
-        last_error = result.status();
+        last_error_ = result.status();
       }
       return std::nullopt;
-    };
-
-    if (!capturing && soft_budget_bytes_.load(std::memory_order_relaxed) > 0) {
-      if (absl::Status s = ReleaseForSoftBudget(preferred); !s.ok()) return s;
     }
-    if (auto result = grow()) return *std::move(result);
-    // Freeing or synchronizing is illegal during a capture: no ladder, report now.
-    if (capturing) return OutOfMemory(size, rounded, preferred, stream, last_error);
-
-    bool released_any = false;
-    if (absl::Status s = ReleaseCachedSegments(&released_any); !s.ok()) return s;
-    if (released_any) {
-      CountRetry();
-      if (auto result = grow()) return *std::move(result);
+    absl::Status ReleaseCachedMemory(bool* released_any) override {
+      return impl_->ReleaseCachedOrSynchronize(released_any);
+    }
+    bool HasPendingFrees() override {
+      MutexLock lock(&impl_->mu_);
+      return !impl_->pending_.empty();
+    }
+    absl::Status SynchronizePendingFrees() override { return impl_->SynchronizePendingFrees(); }
+    void CountRetry() override { impl_->CountRetry(); }
+    absl::Status OutOfMemory() override {
+      return impl_->OutOfMemory(size_, rounded_, preferred_, stream_, last_error_);
     }
 
-    bool had_pending = false;
-    {
-      MutexLock lock(&mu_);
-      had_pending = !pending_.empty();
-    }
-    if (had_pending) {
-      if (absl::Status s = SynchronizePendingFrees(); !s.ok()) return s;
-      CountRetry();
-      if (auto result = grow()) return *std::move(result);
-    }
-    return OutOfMemory(size, rounded, preferred, stream, last_error);
+   private:
+    CachingAllocatorImpl* const impl_;
+    const std::size_t size_;
+    const std::size_t rounded_;
+    const bool small_;
+    const StreamHandle stream_;
+    const PoolId pool_;
+    const bool capturing_;
+    const std::size_t preferred_;
+    const std::size_t tight_;
+    absl::Status last_error_;  // the last growth's, for the report
+  };
+
+  absl::StatusOr<void*> AllocateWithGrowth(std::size_t size, std::size_t rounded, bool small,
+                                           StreamHandle stream, PoolId pool, bool capturing) {
+    GrowthRungs rungs(this, size, rounded, small, stream, pool, capturing);
+    return ClimbOomLadder(rungs, capturing, SoftBudget() > 0, rungs.preferred());
   }
 
   void CountRetry() {
@@ -910,7 +893,7 @@ class CachingAllocatorImpl {
                                             StreamHandle stream, PoolId pool, bool capturing) {
     MutexLock lock(&mu_);
     if (shut_down_) return ShutDownError();
-    vmm_->SetEventQueriesAllowed(!capturing && captures_.empty());
+    vmm_->chunks().SetEventQueriesAllowed(!capturing && captures_.empty());
     if (quarantine_ && pool == kDefaultPool)
       return AllocateQuarantined(size, rounded, small, stream);
     FlushReuseCache();
@@ -919,34 +902,14 @@ class CachingAllocatorImpl {
       if (result.ok()) ++stats_.num_cache_hits;
       return result;
     }
-    const std::size_t granularity = vmm_->granularity();
+    const std::size_t granularity = vmm_->chunks().granularity();
     // More pages than the device or the budget holds can never be backed: no range is reserved.
     const std::size_t pages_bytes = (rounded + granularity - 1) / granularity * granularity;
-    const std::size_t device_total = device_->Capabilities().total_bytes;
-    if (pages_bytes > device_total || (budget_bytes_ > 0 && pages_bytes > budget_bytes_)) {
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("%d bytes of pages are more than the %s of %d bytes", pages_bytes,
-                          pages_bytes > device_total ? "device's total" : "budget",
-                          pages_bytes > device_total ? device_total : budget_bytes_));
-    }
-    std::size_t bytes = SizeRounder::SegmentSizeFor(rounded);
-    // A private pool pins its whole range (see Segment::pinned), so it gets no more than
-    // segment mode would; a range at or above max_split_size would serve no ordinary request.
-    if (!small && pool == kDefaultPool && kVmmLargeArenaBytes < settings_.max_split_size) {
-      bytes = std::max(bytes, kVmmLargeArenaBytes);
-    }
-    bytes = (bytes + granularity - 1) / granularity * granularity;
-    absl::StatusOr<VmmArena*> arena = vmm_->CreateArena(bytes, stream, small);
+    if (absl::Status fits = limits_.CheckPagesCanFit(pages_bytes); !fits.ok()) return fits;
+    absl::StatusOr<VmmArena*> arena = vmm_->ReserveRange(
+        rounded, small, /*private_pool=*/pool != kDefaultPool, stream, settings_.max_split_size);
     if (!arena.ok()) return arena.status();
-    if (pool != kDefaultPool) {
-      absl::Status pinned = (*arena)->Acquire((*arena)->base(), bytes);
-      SyncVmmStats();
-      if (!pinned.ok()) {
-        vmm_->DiscardNewestArena(*arena).IgnoreError();  // address space only: kept on failure
-        return pinned;
-      }
-    }
-    Segment* segment = AdoptSegment((*arena)->base(), bytes, small, stream, pool);
+    Segment* segment = AdoptSegment((*arena)->base(), (*arena)->size(), small, stream, pool);
     segment->arena = *arena;
     segment->pinned = pool != kDefaultPool;
     absl::StatusOr<void*> result = FinishAllocation(segment->head, size, rounded, stream);
@@ -961,12 +924,11 @@ class CachingAllocatorImpl {
 
   // Undoes AdoptSegment for a virtual-memory segment nothing used, and gives back its range.
   void DiscardNewSegment(Segment* segment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!vmm_->DiscardNewestArena(segment->arena).ok()) return;  // kept, still usable
+    if (!vmm_->chunks().DiscardNewestArena(segment->arena).ok()) return;  // kept, still usable
     RemoveFreeBlock(segment->head);
     segments_.erase(segment->base);
     first_fit_segments_.erase(segment->rank);
-    stats_.segment.Decrease(segment->small, 1);
-    if (segment->counted_oversize) stats_.oversize_segments.Decrease(1);
+    backing_->Detached(*segment);
     Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
     ForgetSegmentBlocks(segment);
     delete segment;
@@ -977,16 +939,16 @@ class CachingAllocatorImpl {
   absl::StatusOr<void*> AllocateQuarantined(std::size_t size, std::size_t rounded, bool small,
                                             StreamHandle stream)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const std::size_t granularity = vmm_->granularity();
+    const std::size_t granularity = vmm_->chunks().granularity();
     const std::size_t bytes = (rounded + granularity - 1) / granularity * granularity;
-    absl::StatusOr<VmmArena*> arena = vmm_->CreateArena(bytes, stream, small);
+    absl::StatusOr<VmmArena*> arena = vmm_->chunks().CreateArena(bytes, stream, small);
     if (!arena.ok()) return arena.status();
     Segment* segment = AdoptSegment((*arena)->base(), bytes, small, stream, kDefaultPool);
     segment->arena = *arena;
     segment->quarantine = true;
     Block* block = segment->head;
     RemoveFreeBlock(block);
-    if (absl::Status s = AcquireBacking(block); !s.ok()) {
+    if (absl::Status s = backing_->AcquirePages(block); !s.ok()) {
       Quarantine(block);
       return s;
     }
@@ -1002,8 +964,9 @@ class CachingAllocatorImpl {
     block->pool_id = kQuarantinePool;
     block->segment->pool_id = kQuarantinePool;
     AddFreeBlock(block);
-    if (captures_.empty()) vmm_->UnmapFreePages().IgnoreError();  // retried at the next free
-    SyncVmmStats();
+    // Retried at the next free when a capture forbids it now.
+    if (captures_.empty()) vmm_->chunks().UnmapFreePages().IgnoreError();
+    vmm_->SettleStats();
   }
 
   // One attempt to grow by `segment_size` bytes and serve the request from the new segment.
@@ -1019,19 +982,12 @@ class CachingAllocatorImpl {
         ++stats_.num_cache_hits;
         return FinishAllocation(block, size, rounded, stream);
       }
-      // Segments being returned still occupy the device until their Free call completes.
-      const std::size_t held = ReservedBytesLocked() + growing_bytes_ + releasing_bytes_;
-      if (budget_bytes_ > 0 && held + segment_size > budget_bytes_) {
-        return absl::ResourceExhaustedError(
-            absl::StrFormat("budget of %d bytes reached (holding %d, need %d more)", budget_bytes_,
-                            held, segment_size));
-      }
-      // Counted before the device call so concurrent growth cannot overshoot the budget.
-      growing_bytes_ += segment_size;
+      // Counted in flight before the device call, so concurrent growth cannot overshoot.
+      if (absl::Status s = segment_backing_->BeginGrowth(segment_size); !s.ok()) return s;
     }
     absl::StatusOr<DevicePtr> memory = device_->Malloc(segment_size);
     MutexLock lock(&mu_);
-    growing_bytes_ -= segment_size;
+    segment_backing_->EndGrowth(segment_size);
     if (!memory.ok()) return memory.status();
     if (shut_down_) {
       mu_.Unlock();
@@ -1046,13 +1002,7 @@ class CachingAllocatorImpl {
   Segment* AdoptSegment(DevicePtr base, std::size_t size, bool small, StreamHandle stream,
                         PoolId pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Segment* segment = heap_.Adopt(base, size, small, stream, pool);
-    stats_.segment.Increase(small, 1);
-    segment->counted_oversize = size >= settings_.max_split_size;
-    if (segment->counted_oversize) stats_.oversize_segments.Increase(1);
-    if (vmm_ == nullptr) {  // virtual memory counts chunks instead (SyncVmmStats)
-      stats_.reserved_bytes.Increase(small, static_cast<std::int64_t>(size));
-      ++stats_.num_device_alloc;
-    }
+    ledger_.CountSegmentAdopted(*segment);
     Record(TraceAction::kSegmentAlloc, base, size, stream);
     AddFreeBlock(segment->head);
     return segment;
@@ -1240,7 +1190,7 @@ class CachingAllocatorImpl {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     RemoveFreeBlock(block);
     if (ShouldSplit(block, rounded)) heap_.Split(block, rounded);
-    if (absl::Status s = AcquireBacking(block); !s.ok()) {
+    if (absl::Status s = backing_->AcquirePages(block); !s.ok()) {
       CoalesceAndInsert(block);
       return s;
     }
@@ -1249,68 +1199,18 @@ class CachingAllocatorImpl {
 
   // ---------------------------------------------------------------- virtual memory
 
-  // The block's pages get chunks (and one more use each). No-op in segment mode and for pinned
-  // ranges.
-  absl::Status AcquireBacking(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const Segment* segment = block->segment;
-    if (segment->arena == nullptr || segment->pinned) return absl::OkStatus();
-    absl::Status status = segment->arena->Acquire(block->addr, block->size);
-    SyncVmmStats();
-    if (status.ok()) block->holds_pages = true;
-    return status;
-  }
-
-  // The block's uses of its pages end; pages left unused keep their chunks, which the next
-  // request anywhere may take once the free mark recorded now has completed. During a capture
-  // no mark may be recorded (it would be captured), so the release waits for its end. A
-  // release maps, unmaps, creates and releases nothing: no statistic changes.
-  // The device is asked whether the arena's stream captures (unannounced) only when the release
-  // records a mark: one that leaves every page with another live block only counts down, and
-  // the last block's release, later on the same stream, records the mark that covers this
-  // block's work too (asking on every release cost the replays 5-6% of their host time).
+  // The block's pages are released (vmm_backing.h); nothing held in segment mode.
   void ReleaseBacking(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!block->holds_pages) return;
-    block->holds_pages = false;
-    VmmArena* arena = block->segment->arena;
-    const bool records_mark =
-        captures_.empty() && arena->ReleaseEndsAPage(block->addr, block->size);
-    // Recording a mark may query an older one for its event (ChunkPool::TakeEvent), which
-    // another thread's global-mode capture forbids unless this thread is relaxed. Only here
-    // does a free make such a call, so Free itself does not switch modes.
-    std::optional<RelaxedCapture> relaxed;
-    if (records_mark) relaxed.emplace(device_);
-    if (!captures_.empty() || (records_mark && StreamCapturing(arena->stream())) ||
-        !ReleaseRange(arena, block->addr, block->size).ok()) {
-      deferred_releases_.push_back({arena, block->addr, block->size});  // pages stay backed
-    }
-  }
-
-  // Whether `stream` is capturing a graph the allocator was not told about: a mark recorded on
-  // it would be captured, and could never be queried.
-  bool StreamCapturing(StreamHandle stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!dead_streams_.empty() && dead_streams_.contains(stream)) return false;
-    absl::StatusOr<bool> capturing = device_->IsCapturing(stream);
-    return !capturing.ok() || *capturing;
-  }
-
-  // Releases a range of an arena; when the arena's stream was destroyed, every use of the range
-  // has completed already (see StreamDestroyed) and no mark can be recorded on it.
-  absl::Status ReleaseRange(VmmArena* arena, DevicePtr addr, std::size_t bytes)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const bool stream_dead = !dead_streams_.empty() && dead_streams_.contains(arena->stream());
-    return arena->Release(addr, bytes, /*last_use_complete=*/stream_dead);
+    if (block->holds_pages) backing_->ReleasePages(block, StreamsNowLocked());
   }
 
   void FlushDeferredReleases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (deferred_releases_.empty() || !captures_.empty()) return;
-    std::vector<DeferredRelease> retry;
-    retry.swap(deferred_releases_);
-    for (const DeferredRelease& r : retry) {
-      if (StreamCapturing(r.arena->stream()) || !ReleaseRange(r.arena, r.addr, r.bytes).ok()) {
-        deferred_releases_.push_back(r);
-      }
-    }
-    SettleVmmSplitStats();
+    vmm_->FlushDeferredReleases(StreamsNowLocked());
+  }
+
+  // What the backing's page releases need to know of the streams.
+  StreamsNow StreamsNowLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return StreamsNow{.captures_active = !captures_.empty(), .dead_streams = &dead_streams_};
   }
 
   // Private pools that were released: their wholly free ranges are unpinned and join the
@@ -1325,10 +1225,7 @@ class CachingAllocatorImpl {
       Block* head = segment->head;
       if (segment->pinned) {
         segment->pinned = false;
-        if (!captures_.empty() ||
-            !ReleaseRange(segment->arena, segment->base, segment->size).ok()) {
-          deferred_releases_.push_back({segment->arena, segment->base, segment->size});
-        }
+        vmm_->ReleaseRangeOrDefer(segment->arena, segment->base, segment->size, StreamsNowLocked());
       }
       RemoveFreeBlock(head);
       segment->pool_id = kDefaultPool;
@@ -1347,7 +1244,7 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       if (shut_down_) return absl::OkStatus();
       FlushDeferredReleases();
-      must_wait = (vmm_->waiting_bytes() > 0 || !unsynced_pools_.empty()) && captures_.empty();
+      must_wait = (vmm_->MustWaitToTrim() || !unsynced_pools_.empty()) && captures_.empty();
       if (must_wait) ++stats_.num_sync_all_streams;
       synced_through = pending_seq_;
     }
@@ -1358,38 +1255,10 @@ class CachingAllocatorImpl {
     if (must_wait) MarkSynchronized(synced_through);
     ReclaimReleasedPoolSegments();
     FlushDeferredReleases();
-    vmm_->SetEventQueriesAllowed(captures_.empty());
+    vmm_->chunks().SetEventQueriesAllowed(captures_.empty());
     absl::StatusOr<std::size_t> trimmed = vmm_->Trim(SIZE_MAX);
-    SyncVmmStats();
     if (!trimmed.ok()) return trimmed.status();
     return MaybeCheckInvariants();
-  }
-
-  // Copies the chunk pool's device-call counters and held bytes into the statistics.
-  void SyncVmmStats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const ChunkPoolCounters& now = vmm_->counters();
-    auto delta = [](std::uint64_t after, std::uint64_t before) {
-      return static_cast<std::int64_t>(after - before);
-    };
-    stats_.num_device_alloc += delta(now.chunks_created, vmm_seen_.chunks_created);
-    stats_.num_device_free += delta(now.chunks_released, vmm_seen_.chunks_released);
-    stats_.num_map_calls += delta(now.maps, vmm_seen_.maps);
-    stats_.num_unmap_calls += delta(now.unmaps, vmm_seen_.unmaps);
-    stats_.num_stitches += delta(now.stitches, vmm_seen_.stitches);
-    vmm_seen_ = now;
-    const auto small_held = static_cast<std::int64_t>(vmm_->small_mapped_bytes());
-    const auto large_held = static_cast<std::int64_t>(vmm_->held_bytes()) - small_held;
-    // Decreases first: a chunk whose holder moved between the pools must not raise the
-    // overall peak for an instant.
-    const std::pair<bool, std::int64_t> pools[] = {{true, small_held}, {false, large_held}};
-    for (const auto& [small, held] : pools) {
-      const std::int64_t current = stats_.reserved_bytes.by_pool[small ? 1 : 2].current;
-      if (held < current) stats_.reserved_bytes.Decrease(small, current - held);
-    }
-    for (const auto& [small, held] : pools) {
-      const std::int64_t current = stats_.reserved_bytes.by_pool[small ? 1 : 2].current;
-      if (held > current) stats_.reserved_bytes.Increase(small, held - current);
-    }
   }
 
   absl::StatusOr<void*> MarkAllocated(Block* block, std::size_t size, std::size_t rounded,
@@ -1686,28 +1555,28 @@ class CachingAllocatorImpl {
     std::vector<Segment*> released;
     if (vmm_ != nullptr) {
       MutexLock lock(&mu_);
-      const std::size_t after = vmm_->held_bytes() + growth;
-      const std::size_t soft_budget = soft_budget_bytes_.load(std::memory_order_relaxed);
-      if (after <= soft_budget) return absl::OkStatus();
-      absl::StatusOr<std::size_t> trimmed = vmm_->Trim(after - soft_budget);
-      SyncVmmStats();
+      const std::size_t excess = limits_.SoftExcess(backing_->HeldBytes(), growth);
+      if (excess == 0) return absl::OkStatus();
+      absl::StatusOr<std::size_t> trimmed = vmm_->Trim(excess);
       if (!trimmed.ok()) return trimmed.status();
       if (*trimmed > 0) ++stats_.num_cache_releases;
       return absl::OkStatus();
     }
     {
       MutexLock lock(&mu_);
-      const std::size_t after = ReservedBytesLocked() + growing_bytes_ + growth;
       // (bytes still being released do not count here: they are on their way out)
-      const std::size_t soft_budget = soft_budget_bytes_.load(std::memory_order_relaxed);
-      if (after <= soft_budget) return absl::OkStatus();
-      released = DetachReleasableSegments(after - soft_budget);
+      const std::size_t excess =
+          limits_.SoftExcess(backing_->HeldBytes() + limits_.growing_bytes(), growth);
+      if (excess == 0) return absl::OkStatus();
+      released = DetachReleasableSegments(excess);
       if (!released.empty()) ++stats_.num_cache_releases;
     }
     return FreeSegmentMemory(released);
   }
 
-  absl::Status ReleaseCachedSegments(bool* released_any) {
+  // The ladder's second rung: segment mode gives back every wholly free segment; virtual memory
+  // synchronizes the device, so that pages whose last use may still run can give their chunks.
+  absl::Status ReleaseCachedOrSynchronize(bool* released_any) {
     if (vmm_ != nullptr) return WaitForFreePages(released_any);
     std::vector<Segment*> released;
     {
@@ -1716,7 +1585,7 @@ class CachingAllocatorImpl {
       if (!released.empty()) ++stats_.num_cache_releases;
     }
     *released_any = !released.empty();
-    return FreeDetachedSegments(released);
+    return FreeSegmentMemory(released);
   }
 
   // Virtual memory's step of the out-of-memory ladder: free pages whose last use may still be
@@ -1726,7 +1595,7 @@ class CachingAllocatorImpl {
     {
       MutexLock lock(&mu_);
       FlushDeferredReleases();
-      *waited = vmm_->waiting_bytes() > 0 || !unsynced_pools_.empty();
+      *waited = vmm_->MustWaitToTrim() || !unsynced_pools_.empty();
       if (!*waited) return absl::OkStatus();
       ++stats_.num_sync_all_streams;
       synced_through = pending_seq_;
@@ -1761,24 +1630,17 @@ class CachingAllocatorImpl {
       RemoveFreeBlock(segment->head);
       segments_.erase(segment->base);
       first_fit_segments_.erase(segment->rank);
-      stats_.segment.Decrease(segment->small, 1);
-      stats_.reserved_bytes.Decrease(segment->small, static_cast<std::int64_t>(segment->size));
-      if (segment->counted_oversize) stats_.oversize_segments.Decrease(1);
+      backing_->Detached(*segment);
       Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
       ForgetSegmentBlocks(segment);
-      releasing_bytes_ += segment->size;
       detached.push_back(segment);
     }
     return detached;
   }
 
-  absl::Status FreeDetachedSegments(const std::vector<Segment*>& segments) {
-    return FreeSegmentMemory(segments);
-  }
-
   // Frees detached segments outside the lock. Their bytes were moved from reserved_bytes to
-  // releasing_bytes_ when they were detached, and leave it only now, so concurrent growth
-  // never sees room the device does not have yet (the budget holds at every instant).
+  // the limits' releasing bytes when they were detached, and leave it only now, so concurrent
+  // growth never sees room the device does not have yet (the budget holds at every instant).
   absl::Status FreeSegmentMemory(const std::vector<Segment*>& segments) {
     absl::Status status = absl::OkStatus();
     std::int64_t freed_calls = 0;
@@ -1791,8 +1653,7 @@ class CachingAllocatorImpl {
     }
     if (freed_calls > 0) {
       MutexLock lock(&mu_);
-      stats_.num_device_free += freed_calls;
-      releasing_bytes_ -= freed_bytes;
+      segment_backing_->Freed(freed_calls, freed_bytes);
     }
     return status;
   }
@@ -1818,72 +1679,40 @@ class CachingAllocatorImpl {
     return static_cast<std::size_t>(stats_.reserved_bytes.all().current);
   }
 
+  // The ladder's last rung: the report (oom_ladder.h) from what the allocator holds now, the
+  // observers called with no lock held (they may call back into the allocator: stats,
+  // empty_cache), the error.
   absl::Status OutOfMemory(std::size_t size, std::size_t rounded, std::size_t segment_size,
                            StreamHandle stream, const absl::Status& device_error) {
-    absl::StatusOr<DeviceMemInfo> info = device_->MemInfo();
+    OomFacts facts{
+        .device = device_->Capabilities().ordinal,
+        .stream = stream,
+        .requested_bytes = size,
+        .rounded_bytes = rounded,
+        .segment_bytes = segment_size,
+        .device_total_bytes = device_->Capabilities().total_bytes,
+        .mem_info = device_->MemInfo(),
+        .device_error = device_error,
+    };
     OomReport report;
     std::vector<CachingAllocator::OomObserver> observers;
     {
       MutexLock lock(&mu_);
-      BuildOomReport(size, rounded, segment_size, stream, device_error, info, report);
+      facts.allocated_bytes = static_cast<std::size_t>(stats_.allocated_bytes.all().current);
+      facts.reserved_bytes = ReservedBytesLocked();
+      const CachedFree cached = backing_->FreeMemory();
+      facts.cached_free_bytes = cached.bytes;
+      facts.largest_free_block_bytes = cached.largest_block;
+      facts.pending_free_bytes = pending_bytes_;
+      facts.budget_bytes = limits_.budget();
+      report = BuildOomReport(facts);
+      ++stats_.num_ooms;
+      Record(TraceAction::kOom, 0, size, stream);
+      last_oom_ = report;
       observers = oom_observers_;
     }
-    // Observers run with no lock held: they may call back into the allocator (stats,
-    // empty_cache), and one that throws must unwind through no lock of ours (a MutexLock
-    // would otherwise unlock a lock another thread took meanwhile).
-    std::string observer_failure;
-    for (const auto& observer : observers) {
-      try {
-        observer(report.device, size, report.allocated_bytes,
-                 report.budget_bytes > 0 ? report.budget_bytes : report.device_total_bytes,
-                 report.device_free_bytes);
-      } catch (const std::exception& e) {
-        observer_failure = absl::StrCat("; an out-of-memory observer threw: ", e.what());
-      } catch (...) {
-        observer_failure = "; an out-of-memory observer threw a non-standard exception";
-      }
-    }
+    const std::string observer_failure = NotifyOomObservers(observers, report);
     return absl::ResourceExhaustedError(absl::StrCat(report.ToString(), observer_failure));
-  }
-
-  void BuildOomReport(std::size_t size, std::size_t rounded, std::size_t segment_size,
-                      StreamHandle stream, const absl::Status& device_error,
-                      const absl::StatusOr<DeviceMemInfo>& info, OomReport& report)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    report.device = device_->Capabilities().ordinal;
-    report.stream = stream;
-    report.requested_bytes = size;
-    report.rounded_bytes = rounded;
-    report.segment_bytes = segment_size;
-    report.device_total_bytes = device_->Capabilities().total_bytes;
-    if (info.ok()) {
-      report.device_total_bytes = info->total_bytes;
-      report.device_free_bytes = info->free_bytes;
-    }
-    report.allocated_bytes = static_cast<std::size_t>(stats_.allocated_bytes.all().current);
-    report.reserved_bytes = ReservedBytesLocked();
-    for (const FreeBlockSet* set : {&small_free_, &large_free_}) {
-      for (const Block* b : *set) {
-        report.cached_free_bytes += b->size;
-        report.largest_free_block_bytes = std::max(report.largest_free_block_bytes, b->size);
-      }
-    }
-    if (vmm_ != nullptr) {
-      // Free address space is not memory: what is cached is the free pages and chunks, and any
-      // request can be stitched from them.
-      report.cached_free_bytes = vmm_->free_mapped_bytes() + vmm_->cached_bytes();
-      report.largest_free_block_bytes = report.cached_free_bytes;
-    }
-    report.pending_free_bytes = pending_bytes_;
-    report.budget_bytes = budget_bytes_;
-    const std::size_t accounted = report.device_free_bytes + report.reserved_bytes;
-    report.other_processes_bytes =
-        report.device_total_bytes > accounted ? report.device_total_bytes - accounted : 0;
-    if (!device_error.ok()) report.device_error = std::string(device_error.message());
-    report.verdict = JudgeOom(report);
-    ++stats_.num_ooms;
-    Record(TraceAction::kOom, 0, size, stream);
-    last_oom_ = report;
   }
 
   absl::Status UnknownPointerError(const char* operation, DevicePtr addr) const
@@ -1935,7 +1764,7 @@ class CachingAllocatorImpl {
         .allocated_or_cached = live_,
         .first_fit_segments = first_fit_segments_,
         .reuse_cache = reuse_cache_,
-        .vmm = vmm_.get(),
+        .vmm = vmm_ != nullptr ? &vmm_->chunks() : nullptr,
         .stats = stats_,
     });
   }
@@ -1983,16 +1812,12 @@ class CachingAllocatorImpl {
   absl::flat_hash_set<PoolId> released_pools_ ABSL_GUARDED_BY(mu_);
   std::size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<EventHandle> event_pool_ ABSL_GUARDED_BY(mu_);
-  std::size_t growing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::size_t releasing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::size_t budget_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  // The soft cap (SoftBudgetBytes): written under mu_, read without it by the growth path.
-  std::atomic<std::size_t> soft_budget_bytes_{0};
   std::vector<CachingAllocator::OomObserver> oom_observers_ ABSL_GUARDED_BY(mu_);
   // Virtual-memory mode only (null in segment mode): the physical chunks and address ranges.
-  std::unique_ptr<ChunkPool> vmm_ ABSL_PT_GUARDED_BY(mu_);  // set once, at construction
-  ChunkPoolCounters vmm_seen_ ABSL_GUARDED_BY(mu_);         // counters already in stats_
-  std::vector<DeferredRelease> deferred_releases_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Backing> backing_ ABSL_PT_GUARDED_BY(mu_);  // set once, at construction
+  // The same backing by its type, for the steps only one mode has (null in the other).
+  VmmBacking* vmm_ ABSL_PT_GUARDED_BY(mu_) = nullptr;
+  SegmentBacking* segment_backing_ ABSL_PT_GUARDED_BY(mu_) = nullptr;
   bool quarantine_ = false;  // unmap_on_free in virtual-memory mode; set once, at construction
   DeviceStats stats_ ABSL_GUARDED_BY(mu_);
   StatsLedger ledger_ ABSL_GUARDED_BY(mu_){&stats_, config_.max_split_size};  // writes stats_
@@ -2007,6 +1832,7 @@ class CachingAllocatorImpl {
       heap_.first_fit_segments();
   RingBuffer<TraceEntry> history_ ABSL_GUARDED_BY(mu_);  // empty unless record_history
   std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);
+  GrowthLimits limits_ ABSL_GUARDED_BY(mu_);  // budget, fraction, soft budget, bytes in flight
 };
 
 // ------------------------------------------------------------------ facade

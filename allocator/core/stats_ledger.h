@@ -1,8 +1,9 @@
 // The statistics ledger: the named transitions that change the allocator's block statistics
 // (a request served, a user's free, a block becoming active or inactive, a split block entering
-// or leaving the free memory, virtual-memory pages settled), so that each counter changes in
-// one place. It writes the allocator's DeviceStats; segment and event counters are still
-// updated where those events happen. Not thread-safe: called with the allocator's lock held.
+// or leaving the free memory, virtual-memory pages settled, a segment adopted or released,
+// reserved memory following the chunk pool), so that each counter changes in one place. It
+// writes the allocator's DeviceStats; event and retry counters are still updated where those
+// events happen. Not thread-safe: called with the allocator's lock held.
 #pragma once
 
 #include <cstddef>
@@ -62,6 +63,23 @@ class StatsLedger {
   // hot path: one block served or freed).
   void SettleVmmSplitStats(bool small);
 
+  // `segment` joined the heap (a device allocation, or an address range in virtual-memory
+  // mode); it remembers whether it was counted oversize. Segment mode also reserves its bytes
+  // and counts the device call here; virtual memory reserves chunks, not ranges
+  // (SettleVmmReserved).
+  void CountSegmentAdopted(Segment& segment);
+  // `segment` left the heap (detached for release, a new range discarded, or shutdown): undoes
+  // what its adoption counted. Segment mode: its bytes stop being reserved now, although the
+  // device call that frees them comes later, outside the lock (the budget counts them as
+  // releasing until then).
+  void CountSegmentReleased(const Segment& segment);
+  // Segment mode: `calls` device frees of released segments completed.
+  void CountDeviceFrees(std::int64_t calls) { stats_->num_device_free += calls; }
+
+  // Virtual-memory mode: copies the chunk pool's device-call counters since the last call and
+  // its held bytes (reserved memory, per pool) into the statistics.
+  void SettleVmmReserved();
+
  private:
   // Moves `stat`'s current value in `small`'s pool (and `all`) to `target`.
   static void AdjustTo(PoolStat& stat, bool small, std::int64_t target);
@@ -71,6 +89,12 @@ class StatsLedger {
   const ChunkPool* vmm_ = nullptr;  // null in segment mode
   // Virtual-memory mode: pages that active blocks cover whole, large pool [0] and small [1].
   std::int64_t active_whole_pages_[2] = {0, 0};
+  // Virtual-memory mode: the chunk pool's counters already in the statistics.
+  std::uint64_t seen_chunks_created_ = 0;
+  std::uint64_t seen_chunks_released_ = 0;
+  std::uint64_t seen_maps_ = 0;
+  std::uint64_t seen_unmaps_ = 0;
+  std::uint64_t seen_stitches_ = 0;
 };
 
 // Virtual-memory mode: pages of its arena that `block` covers entirely (none for a block inside

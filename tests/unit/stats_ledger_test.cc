@@ -1,6 +1,7 @@
 // The statistics ledger's transitions in segment mode: a request served and freed moves the
 // allocation counters and back, active follows its own transition, oversize blocks are counted
-// apart, and only blocks of split segments count as inactive_split.
+// apart, only blocks of split segments count as inactive_split, and a segment adopted and
+// released moves the segment and reserved counters and back.
 #include "allocator/core/stats_ledger.h"
 
 #include "gtest/gtest.h"
@@ -104,6 +105,52 @@ TEST_F(StatsLedgerTest, OnlyBlocksOfSplitSegmentsAreInactiveSplit) {
   ledger_.CountSplitBlock(right, -1);
   EXPECT_EQ(stats_.inactive_split.all().current, 0);
   EXPECT_EQ(stats_.inactive_split_bytes.all().current, 0);
+}
+
+Segment MakeSegment(bool small, std::size_t size) {
+  Segment segment;
+  segment.small = small;
+  segment.size = size;
+  return segment;
+}
+
+TEST_F(StatsLedgerTest, SegmentAdoptedAndReleasedAreInverse) {
+  Segment large = MakeSegment(false, 20 << 20);
+  Segment small = MakeSegment(true, 2 << 20);
+  ledger_.CountSegmentAdopted(large);
+  EXPECT_EQ(stats_.segment.by_pool[2].current, 1);
+  EXPECT_EQ(stats_.reserved_bytes.by_pool[2].current, 20 << 20);
+  EXPECT_EQ(stats_.num_device_alloc, 1);
+  EXPECT_EQ(stats_.oversize_segments.current, 0);
+  ledger_.CountSegmentAdopted(small);
+  EXPECT_EQ(stats_.segment.all().current, 2);
+  EXPECT_EQ(stats_.reserved_bytes.by_pool[1].current, 2 << 20);
+
+  ledger_.CountSegmentReleased(large);
+  ledger_.CountSegmentReleased(small);
+  EXPECT_EQ(stats_.segment.all().current, 0);
+  EXPECT_EQ(stats_.reserved_bytes.all().current, 0);
+  EXPECT_EQ(stats_.reserved_bytes.all().peak, 22 << 20);
+  // The device free is counted when it completes, outside the lock.
+  EXPECT_EQ(stats_.num_device_free, 0);
+  ledger_.CountDeviceFrees(2);
+  EXPECT_EQ(stats_.num_device_free, 2);
+}
+
+// As for blocks, a release undoes what the adoption counted, whatever the threshold is now.
+TEST_F(StatsLedgerTest, OversizeSegmentsAreCountedApart) {
+  Segment oversize = MakeSegment(false, kMaxSplitSize);
+  Segment ordinary = MakeSegment(false, kMaxSplitSize / 2);
+  ledger_.CountSegmentAdopted(oversize);
+  ledger_.CountSegmentAdopted(ordinary);
+  EXPECT_TRUE(oversize.counted_oversize);
+  EXPECT_EQ(stats_.oversize_segments.current, 1);
+  ledger_.SetMaxSplitSize(kMaxSplitSize / 4);  // `ordinary` would be oversize now
+  ledger_.CountSegmentReleased(ordinary);
+  EXPECT_EQ(stats_.oversize_segments.current, 1);
+  ledger_.CountSegmentReleased(oversize);
+  EXPECT_EQ(stats_.oversize_segments.current, 0);
+  EXPECT_EQ(stats_.oversize_segments.peak, 1);
 }
 
 TEST_F(StatsLedgerTest, SettlingDoesNothingInSegmentMode) {

@@ -1,0 +1,67 @@
+// The backing: where the memory under the allocator's segments comes from and goes back to.
+// Two implementations: SegmentBacking (segment_backing.h), one device allocation per segment,
+// and VmmBacking (vmm_backing.h), address ranges whose pages get physical chunks as live blocks
+// need them. The facade asks this interface what either can answer (held bytes, the budget,
+// free memory, a block's pages), so that it branches on the mode only where the two grow or
+// give back memory in different steps (segment mode's device calls block and are made without
+// the lock; virtual memory's do not). Called with the allocator's lock held; never blocks.
+#pragma once
+
+#include <cstddef>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "allocator/core/block.h"
+
+namespace vramcache {
+
+// What a release of pages needs to know about streams, from the allocator's stream state.
+struct StreamsNow {
+  // A graph capture the allocator knows of is under way: nothing may be recorded or queried.
+  bool captures_active = false;
+  // Streams destroyed whose handle was not used since (no event may be recorded on them).
+  const absl::flat_hash_set<StreamHandle>* dead_streams = nullptr;
+
+  bool Dead(StreamHandle stream) const {
+    return dead_streams != nullptr && !dead_streams->empty() && dead_streams->contains(stream);
+  }
+};
+
+// Free memory as the out-of-memory report and cacheInfo mean it.
+struct CachedFree {
+  std::size_t bytes = 0;
+  std::size_t largest_block = 0;
+};
+
+class Backing {
+ public:
+  virtual ~Backing() = default;
+
+  // Bytes held from the device: what the budget caps and reserved_bytes shows.
+  virtual std::size_t HeldBytes() const = 0;
+  // The hard budget changed (the chunk pool enforces it on each chunk it creates).
+  virtual void SetBudget(std::size_t bytes) = 0;
+  // Address space reserved (virtual memory; 0 in segment mode).
+  virtual std::size_t AddressSpaceBytes() const = 0;
+  // Cached free memory a request could use: free blocks in segment mode; free pages and
+  // cached chunks in virtual-memory mode, where free address space is not memory.
+  virtual CachedFree FreeMemory() const = 0;
+
+  // `block` is about to be handed out: its pages get chunks. ResourceExhausted when they cannot
+  // now (the growth ladder frees some and retries). Nothing to do in segment mode.
+  virtual absl::Status AcquirePages(Block* block) = 0;
+  // `block`'s use of its pages ended (only called for a block that holds pages).
+  virtual void ReleasePages(Block* block, const StreamsNow& streams) = 0;
+
+  // Peer access to this device was enabled: virtual memory makes every mapping, present and
+  // future, accessible to the peer (cudaDeviceEnablePeerAccess covers only cudaMalloc's).
+  virtual absl::Status EnablePeerAccess(int peer_ordinal) = 0;
+  // `stream` was destroyed: no mark may be recorded on it any more, nor its capture state asked.
+  virtual void StreamDestroyed(StreamHandle stream) = 0;
+
+  // `segment` left the heap (released, a new range discarded, or shutdown): the ledger counts
+  // it released. Segment mode's device free follows, without the lock.
+  virtual void Detached(const Segment& segment) = 0;
+};
+
+}  // namespace vramcache

@@ -1,0 +1,121 @@
+// The virtual-memory backing (vmm_backing.h).
+#include "allocator/core/vmm_backing.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "allocator/core/relaxed_capture.h"
+#include "allocator/core/size_classes.h"
+
+namespace vramcache {
+
+VmmBacking::VmmBacking(Device* device, const AllocatorConfig& config, StatsLedger* ledger,
+                       std::size_t budget)
+    : device_(device),
+      ledger_(ledger),
+      pool_(std::make_unique<ChunkPool>(device, device->Capabilities().granularity)) {
+  ledger_->UseVirtualMemory(pool_.get());
+  pool_->SetBudget(budget);
+  // unmap_on_free: free addresses must fault, so a stitch may not leave an alias behind.
+  pool_->SetAliasing(!config.unmap_on_free);
+}
+
+CachedFree VmmBacking::FreeMemory() const {
+  // Any request can be stitched from free pages and cached chunks alike.
+  const std::size_t bytes = pool_->free_mapped_bytes() + pool_->cached_bytes();
+  return {bytes, bytes};
+}
+
+// The block's pages get chunks (and one more use each). Nothing to do for pinned ranges.
+absl::Status VmmBacking::AcquirePages(Block* block) {
+  const Segment* segment = block->segment;
+  if (segment->arena == nullptr || segment->pinned) return absl::OkStatus();
+  absl::Status status = segment->arena->Acquire(block->addr, block->size);
+  SettleStats();
+  if (status.ok()) block->holds_pages = true;
+  return status;
+}
+
+// The block's uses of its pages end; pages left unused keep their chunks, which the next
+// request anywhere may take once the free mark recorded now has completed. During a capture no
+// mark may be recorded (it would be captured), so the release waits for its end. A release
+// maps, unmaps, creates and releases nothing: no statistic changes.
+// The device is asked whether the arena's stream captures (unannounced) only when the release
+// records a mark: one that leaves every page with another live block only counts down, and the
+// last block's release, later on the same stream, records the mark that covers this block's
+// work too (asking on every release cost the replays 5-6% of their host time).
+void VmmBacking::ReleasePages(Block* block, const StreamsNow& streams) {
+  block->holds_pages = false;
+  VmmArena* arena = block->segment->arena;
+  const bool records_mark =
+      !streams.captures_active && arena->ReleaseEndsAPage(block->addr, block->size);
+  // Recording a mark may query an older one for its event (ChunkPool::TakeEvent), which
+  // another thread's global-mode capture forbids unless this thread is relaxed. Only here does
+  // a free make such a call, so Free itself does not switch modes.
+  std::optional<RelaxedCapture> relaxed;
+  if (records_mark) relaxed.emplace(device_);
+  if (streams.captures_active || (records_mark && StreamCapturing(arena->stream(), streams)) ||
+      !ReleaseRange(arena, block->addr, block->size, streams).ok()) {
+    deferred_.push_back({arena, block->addr, block->size});  // pages stay backed
+  }
+}
+
+absl::StatusOr<VmmArena*> VmmBacking::ReserveRange(std::size_t rounded, bool small,
+                                                   bool private_pool, StreamHandle stream,
+                                                   std::size_t max_split_size) {
+  const std::size_t granularity = pool_->granularity();
+  std::size_t bytes = SizeRounder::SegmentSizeFor(rounded);
+  // A private pool pins its whole range, so it gets no more than segment mode would.
+  if (!small && !private_pool && kLargeRangeBytes < max_split_size) {
+    bytes = std::max(bytes, kLargeRangeBytes);
+  }
+  bytes = (bytes + granularity - 1) / granularity * granularity;
+  absl::StatusOr<VmmArena*> arena = pool_->CreateArena(bytes, stream, small);
+  if (!arena.ok() || !private_pool) return arena;
+  absl::Status pinned = (*arena)->Acquire((*arena)->base(), bytes);
+  SettleStats();
+  if (!pinned.ok()) {
+    pool_->DiscardNewestArena(*arena).IgnoreError();  // address space only: kept on failure
+    return pinned;
+  }
+  return arena;
+}
+
+void VmmBacking::ReleaseRangeOrDefer(VmmArena* arena, DevicePtr addr, std::size_t bytes,
+                                     const StreamsNow& streams) {
+  if (streams.captures_active || !ReleaseRange(arena, addr, bytes, streams).ok()) {
+    deferred_.push_back({arena, addr, bytes});
+  }
+}
+
+void VmmBacking::FlushDeferredReleases(const StreamsNow& streams) {
+  if (deferred_.empty() || streams.captures_active) return;
+  std::vector<DeferredRelease> retry;
+  retry.swap(deferred_);
+  for (const DeferredRelease& r : retry) {
+    if (StreamCapturing(r.arena->stream(), streams) ||
+        !ReleaseRange(r.arena, r.addr, r.bytes, streams).ok()) {
+      deferred_.push_back(r);
+    }
+  }
+  ledger_->SettleVmmSplitStats();
+}
+
+absl::StatusOr<std::size_t> VmmBacking::Trim(std::size_t bytes) {
+  absl::StatusOr<std::size_t> trimmed = pool_->Trim(bytes);
+  SettleStats();
+  return trimmed;
+}
+
+bool VmmBacking::StreamCapturing(StreamHandle stream, const StreamsNow& streams) {
+  if (streams.Dead(stream)) return false;
+  absl::StatusOr<bool> capturing = device_->IsCapturing(stream);
+  return !capturing.ok() || *capturing;
+}
+
+absl::Status VmmBacking::ReleaseRange(VmmArena* arena, DevicePtr addr, std::size_t bytes,
+                                      const StreamsNow& streams) {
+  return arena->Release(addr, bytes, /*last_use_complete=*/streams.Dead(arena->stream()));
+}
+
+}  // namespace vramcache

@@ -1,28 +1,10 @@
-// The reuse cache's lists (reuse_cache.h): singly linked through Block::cache_next, one list
-// per key, so push and pop touch one hash slot and one block.
+// The reuse cache's lists (reuse_cache.h; Push and Pop are inline there): singly linked through
+// Block::cache_next, one list per key, so push and pop touch one hash slot and one block.
 #include "allocator/core/reuse_cache.h"
 
 #include <algorithm>
 
 namespace vramcache {
-
-void ReuseCache::Push(Block* block) {
-  Block*& head = lists_[ReuseKey{block->pool_id, block->stream, block->rounded}];
-  block->cache_next = head;
-  head = block;
-  bytes_ += block->size;
-}
-
-Block* ReuseCache::Pop(PoolId pool, StreamHandle stream, std::size_t rounded) {
-  if (bytes_ == 0) return nullptr;
-  auto it = lists_.find(ReuseKey{pool, stream, rounded});
-  if (it == lists_.end() || it->second == nullptr) return nullptr;
-  Block* block = it->second;
-  it->second = block->cache_next;
-  block->cache_next = nullptr;
-  bytes_ -= block->size;
-  return block;
-}
 
 const std::vector<Block*>& ReuseCache::TakeAllByAddress() {
   taken_.clear();

@@ -35,11 +35,26 @@ class ReuseCache {
   bool HasRoomFor(std::size_t bytes) const { return bytes_ + bytes <= limit_bytes_; }
 
   // Lists `block` under its pool, stream and rounded size, newest first (a list is a stack).
-  // Its `cache_next` links the list.
-  void Push(Block* block);
+  // Its `cache_next` links the list. Inline, as Pop: every fast-path free and allocation makes
+  // one, and a call into another file cost the fast path measurably (docs/benchmarks.md).
+  void Push(Block* block) {
+    Block*& head = lists_[ReuseKey{block->pool_id, block->stream, block->rounded}];
+    block->cache_next = head;
+    head = block;
+    bytes_ += block->size;
+  }
 
   // The newest block listed under the key, unlinked; null when none.
-  Block* Pop(PoolId pool, StreamHandle stream, std::size_t rounded);
+  Block* Pop(PoolId pool, StreamHandle stream, std::size_t rounded) {
+    if (bytes_ == 0) return nullptr;
+    auto it = lists_.find(ReuseKey{pool, stream, rounded});
+    if (it == lists_.end() || it->second == nullptr) return nullptr;
+    Block* block = it->second;
+    it->second = block->cache_next;
+    block->cache_next = nullptr;
+    bytes_ -= block->size;
+    return block;
+  }
 
   // Empties every list and returns the blocks it held in address order, so that coalescing them
   // gives the same statistics and layouts from run to run (the hash seed changes per process).

@@ -1,9 +1,9 @@
-// A Device decorator for tests: forwards every call to the device it wraps and writes each one,
-// with its arguments and result, to a DeviceCallLog. Addresses, chunks, events and streams are
-// named by the order they first appear (m0 for the first Malloc, r0+2097152 for an offset into
-// the first reservation, c0, e0, s0), so the same decisions give the same text on every run and
-// machine although the wrapped device's raw values differ. The golden test uses it to prove a
-// refactor of the core makes exactly the device calls it made before.
+// A Device decorator for tests: forwards every call to the device it wraps (a ForwardingDevice)
+// and writes each one, with its arguments and result, to a DeviceCallLog. Addresses, chunks, events
+// and streams are named by the order they first appear (m0 for the first Malloc, r0+2097152 for an
+// offset into the first reservation, c0, e0, s0), so the same decisions give the same text on every
+// run and machine although the wrapped device's raw values differ. The golden test uses it to prove
+// a refactor of the core makes exactly the device calls it made before.
 #pragma once
 
 #include <cstddef>
@@ -17,18 +17,19 @@
 
 #include "allocator/device/device.h"
 #include "tests/support/device_call_log.h"
+#include "tests/support/forwarding_device.h"
 
 namespace vramcache {
 
-class RecordingDevice final : public Device {
+class RecordingDevice final : public ForwardingDevice {
  public:
   // Wraps `inner`, which must outlive this device.
   RecordingDevice(Device* inner, DeviceCallLog* log);
   // Wraps and owns `inner`.
   RecordingDevice(std::unique_ptr<Device> inner, DeviceCallLog* log);
 
-  // Not logged: a constant the allocator reads whenever it needs a size, not a device call.
-  const DeviceCapabilities& Capabilities() const override { return inner_->Capabilities(); }
+  // Capabilities() is not logged: a constant the allocator reads whenever it needs a size, not
+  // a device call; ForwardingDevice forwards it.
   absl::StatusOr<DeviceMemInfo> MemInfo() override;
   absl::StatusOr<DevicePtr> Malloc(std::size_t bytes) override;
   absl::Status Free(DevicePtr ptr) override;
@@ -65,13 +66,22 @@ class RecordingDevice final : public Device {
   // Names `value` in `names` by order of first appearance, with `prefix`.
   static std::string HandleName(std::unordered_map<std::uintptr_t, std::string>& names,
                                 std::size_t& next, const char* prefix, std::uintptr_t value);
+  std::string ChunkName(ChunkHandle chunk);
+  std::string EventName(EventHandle event);
   std::string StreamName(StreamHandle stream);
   void Log(std::string line);
+  // Malloc and ReserveAddress (mutex_ held): names the range the device handed out (`prefix`
+  // and its order) and returns " -> NAME", or the error suffix when it failed.
+  std::string NewRange(const absl::StatusOr<DevicePtr>& base, std::size_t bytes, const char* prefix,
+                       std::size_t& next);
+  // Free and ReleaseAddress: the range's name, taken before the call that may end it (locks)...
+  std::string NameBeforeRelease(DevicePtr base);
+  // ...and after it (mutex_ held): forgets the range if it went back; the error suffix.
+  std::string EndRange(DevicePtr base, const absl::Status& status);
   // " -> error CODE" for a failed call (the message may hold raw addresses), else "".
   static std::string ErrorSuffix(const absl::Status& status);
 
   std::unique_ptr<Device> owned_;
-  Device* inner_;
   DeviceCallLog* log_;
   std::mutex mutex_;  // the allocator may call from several threads
   std::map<DevicePtr, Range> ranges_;

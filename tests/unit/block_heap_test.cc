@@ -6,12 +6,12 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "allocator/core/config.h"
 #include "gtest/gtest.h"
 
 namespace vramcache {
 namespace {
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
 constexpr DevicePtr kBase = 0x40000000;
 
 class BlockHeapTest : public ::testing::Test {

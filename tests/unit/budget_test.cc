@@ -9,37 +9,16 @@
 #include "allocator/core/caching_allocator.h"
 #include "allocator/device/sim_device.h"
 #include "gtest/gtest.h"
+#include "tests/support/allocator_fixture.h"
 
 namespace vramcache {
 namespace {
 
-constexpr std::size_t kMiB = 1u << 20;
-
-struct Fixture {
+// The shared fixture, in segment mode unless a test asks for virtual memory.
+struct Fixture : AllocatorFixture {
   explicit Fixture(std::size_t capacity, AllocatorConfig config = {},
-                   SimCompletion completion = SimCompletion::kImmediate) {
-    SimDeviceOptions options;
-    options.capacity = capacity;
-    options.completion = completion;
-    device = std::make_unique<SimDevice>(options);
-    config.check_invariants = true;
-    // These tests pin segment mode's behaviour (PyTorch's segment sizes, cudaMalloc/cudaFree);
-    // virtual-memory mode has its own (vmm_allocator_test.cc).
-    if (config.vmm == VmmMode::kAuto) config.vmm = VmmMode::kOff;
-    allocator = std::make_unique<CachingAllocator>(device.get(), config, &clock);
-  }
-  ~Fixture() {
-    EXPECT_TRUE(allocator->Shutdown().ok());
-    EXPECT_EQ(device->HeldBytes(), 0u) << "memory leaked past Shutdown";
-  }
-  void* Alloc(std::size_t size, StreamHandle stream = 0) {
-    absl::StatusOr<void*> p = allocator->Allocate(size, stream);
-    EXPECT_TRUE(p.ok()) << p.status();
-    return p.ok() ? *p : nullptr;
-  }
-  TickClock clock;
-  std::unique_ptr<SimDevice> device;
-  std::unique_ptr<CachingAllocator> allocator;
+                   SimCompletion completion = SimCompletion::kImmediate)
+      : AllocatorFixture(SegmentModeSetup(capacity, config, completion)) {}
 };
 
 TEST(BudgetTest, HardCapHoldsAtEveryInstantUnderConcurrency) {

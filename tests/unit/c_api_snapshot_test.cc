@@ -6,11 +6,13 @@
 #include <vector>
 
 #include "allocator/api/vramcache.h"
+#include "allocator/core/config.h"
 #include "gtest/gtest.h"
 
 namespace {
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
+using vramcache::kMiB;
+
 void* const kSideStream = reinterpret_cast<void*>(7);
 
 class CApiSnapshotTest : public ::testing::Test {

@@ -17,6 +17,7 @@
 #include "allocator/device/sim_device.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_macros.h"
 
 namespace vramcache {
 namespace {
@@ -24,21 +25,6 @@ namespace {
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-#define EXPECT_OK(expr)                   \
-  do {                                    \
-    const absl::Status status_ = (expr);  \
-    EXPECT_TRUE(status_.ok()) << status_; \
-  } while (0)
-#define ASSERT_OK(expr)                   \
-  do {                                    \
-    const absl::Status status_ = (expr);  \
-    ASSERT_TRUE(status_.ok()) << status_; \
-  } while (0)
-#define ASSIGN_OR_FAIL(name, expr)                     \
-  auto name##_or_ = (expr);                            \
-  ASSERT_TRUE(name##_or_.ok()) << name##_or_.status(); \
-  auto name = *std::move(name##_or_)
 
 constexpr std::size_t kArenaBytes = std::size_t{16} << 20;
 constexpr StreamHandle kStream = 0x51;

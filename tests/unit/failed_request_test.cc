@@ -6,32 +6,20 @@
 #include <tuple>
 
 #include "allocator/core/caching_allocator.h"
-#include "allocator/core/clock.h"
 #include "allocator/device/sim_device.h"
 #include "gtest/gtest.h"
+#include "tests/support/allocator_fixture.h"
 
 namespace vramcache {
 namespace {
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
-constexpr std::size_t kGiB = std::size_t{1} << 30;
-
-struct Scene {
+struct Scene : AllocatorFixture {
   Scene(VmmMode mode, std::size_t capacity, std::size_t budget = 0) {
-    SimDeviceOptions options;
-    options.capacity = capacity;
-    device = std::make_unique<SimDevice>(options);
-    AllocatorConfig config;
-    config.vmm = mode;
-    config.check_invariants = true;
-    if (budget > 0) config.budget_bytes = budget;
-    allocator = std::make_unique<CachingAllocator>(device.get(), config, &clock);
-  }
-  ~Scene() {
-    EXPECT_TRUE(allocator->CheckInvariants().ok()) << allocator->CheckInvariants();
-    EXPECT_TRUE(allocator->Shutdown().ok());
-    EXPECT_EQ(device->HeldBytes(), 0u);
-    EXPECT_EQ(device->LiveReservations(), 0u);
+    AllocatorSetup setup;
+    setup.device.capacity = capacity;
+    setup.config.vmm = mode;
+    if (budget > 0) setup.config.budget_bytes = budget;
+    Make(setup);
   }
   // What a failure must not change.
   struct Held {
@@ -47,10 +35,6 @@ struct Scene {
     return Held{device->HeldBytes(), device->LiveReservations(), s.reserved_bytes.all().current,
                 s.address_space_reserved_bytes, device->Calls(SimOp::kCreateChunk)};
   }
-
-  TickClock clock;
-  std::unique_ptr<SimDevice> device;
-  std::unique_ptr<CachingAllocator> allocator;
 };
 
 void PrintTo(const Scene::Held& h, std::ostream* os) {

@@ -5,12 +5,12 @@
 
 #include <cstdint>
 
+#include "allocator/core/config.h"
 #include "gtest/gtest.h"
 
 namespace vramcache {
 namespace {
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
 constexpr std::size_t kTotal = 1024 * kMiB;
 
 TEST(GrowthLimitsTest, NoLimitsByDefault) {

@@ -13,17 +13,15 @@
 #include <vector>
 
 #include "allocator/core/caching_allocator.h"
-#include "allocator/core/clock.h"
 #include "allocator/device/sim_device.h"
 #include "allocator/device/sim_hazards.h"
 #include "gtest/gtest.h"
+#include "tests/support/allocator_fixture.h"
 #include "tests/support/forwarding_device.h"
 #include "tests/support/graph_capture_filter.h"
 
 namespace vramcache {
 namespace {
-
-constexpr std::size_t kMiB = std::size_t{1} << 20;
 
 // A SimDevice whose SynchronizeDevice and VerifyPatterns run a hook, so a test can act while
 // the allocator waits in them (as another thread would).
@@ -45,51 +43,50 @@ class HookedDevice final : public ForwardingDevice {
   }
 };
 
-struct Scene {
+// The hazards a scene's device reports; a base of Scene ahead of the fixture, so that it
+// outlives the device's last calls.
+struct HazardCapture {
+  ScopedSimHazardCapture hazards;
+};
+
+struct Scene : HazardCapture, AllocatorFixture {
   explicit Scene(VmmMode mode, AllocatorConfig config = {}, int ordinal = 0) {
-    SimDeviceOptions options;
-    options.capacity = 256 * kMiB;
-    options.accounting_only = false;
-    options.completion = SimCompletion::kManual;
-    options.ordinal = ordinal;
-    sim = std::make_unique<SimDevice>(options);
-    hooked = std::make_unique<HookedDevice>(sim.get());
-    config.vmm = mode;
-    config.check_invariants = true;
-    allocator = std::make_unique<CachingAllocator>(hooked.get(), config, &clock);
+    AllocatorSetup setup;
+    setup.device.capacity = 256 * kMiB;
+    setup.device.accounting_only = false;
+    setup.device.completion = SimCompletion::kManual;
+    setup.device.ordinal = ordinal;
+    setup.config = config;
+    setup.config.vmm = mode;
+    setup.decorate = [this](SimDevice* sim) -> std::unique_ptr<Device> {
+      auto hooked_device = std::make_unique<HookedDevice>(sim);
+      hooked = hooked_device.get();
+      return hooked_device;
+    };
+    Make(setup);
   }
   ~Scene() {
-    sim->CompleteAll();
-    EXPECT_TRUE(allocator->CheckInvariants().ok()) << allocator->CheckInvariants();
-    EXPECT_TRUE(allocator->Shutdown().ok());
+    device->CompleteAll();
+    Teardown();
     EXPECT_EQ(hazards.size(), 0u) << hazards.Summary();
-  }
-  void* Alloc(std::size_t size, StreamHandle stream) {
-    absl::StatusOr<void*> p = allocator->Allocate(size, stream);
-    EXPECT_TRUE(p.ok()) << p.status();
-    return p.ok() ? *p : nullptr;
   }
   // A kernel of allocation `owner` on `stream` touching [ptr, ptr + bytes).
   std::uint64_t Kernel(StreamHandle stream, void* ptr, std::size_t bytes, std::uint64_t owner) {
     absl::StatusOr<std::uint64_t> ticket =
-        sim->LaunchWork(stream, {{reinterpret_cast<DevicePtr>(ptr), bytes, owner}}, "kernel");
+        device->LaunchWork(stream, {{reinterpret_cast<DevicePtr>(ptr), bytes, owner}}, "kernel");
     EXPECT_TRUE(ticket.ok()) << ticket.status();
     return ticket.ok() ? *ticket : 0;
   }
   // The user's fork: `to` runs after everything `from` ran so far.
   void Order(StreamHandle from, StreamHandle to) {
-    absl::StatusOr<EventHandle> event = sim->CreateEvent();
+    absl::StatusOr<EventHandle> event = device->CreateEvent();
     ASSERT_TRUE(event.ok());
-    ASSERT_TRUE(sim->RecordEvent(*event, from).ok());
-    ASSERT_TRUE(sim->StreamWaitEvent(to, *event).ok());
-    ASSERT_TRUE(sim->DestroyEvent(*event).ok());
+    ASSERT_TRUE(device->RecordEvent(*event, from).ok());
+    ASSERT_TRUE(device->StreamWaitEvent(to, *event).ok());
+    ASSERT_TRUE(device->DestroyEvent(*event).ok());
   }
 
-  ScopedSimHazardCapture hazards;  // first: outlives the device's last calls
-  TickClock clock;
-  std::unique_ptr<SimDevice> sim;
-  std::unique_ptr<HookedDevice> hooked;
-  std::unique_ptr<CachingAllocator> allocator;
+  HookedDevice* hooked = nullptr;  // the allocator's view of the device
 };
 
 // a. Before: w claimed x's chunk back on the same stream without seeing z's mark complete, the
@@ -101,7 +98,7 @@ TEST(HazardRegressionTest, ASameStreamAliasClaimKeepsTheMarkTheUnmapNeeds) {
   void* x = scene.Alloc(2 * kMiB, s);
   void* y = scene.Alloc(2 * kMiB, s);
   ASSERT_TRUE(scene.allocator->Free(x).ok());
-  scene.sim->CompleteAll();            // the device is idle: x's mark completes
+  scene.device->CompleteAll();         // the device is idle: x's mark completes
   void* z = scene.Alloc(4 * kMiB, s);  // stitches x's chunk; x's page becomes an alias
   const std::uint64_t k = scene.Kernel(s, z, 4 * kMiB, 3);
   ASSERT_TRUE(scene.allocator->Free(z).ok());
@@ -109,7 +106,7 @@ TEST(HazardRegressionTest, ASameStreamAliasClaimKeepsTheMarkTheUnmapNeeds) {
   EXPECT_EQ(w, x);
   void* v = scene.Alloc(4 * kMiB, s);  // lands on z's pages: one is a busy alias
   EXPECT_EQ(v, z);
-  EXPECT_TRUE(scene.sim->IsWorkComplete(k)) << "the alias was unmapped; K had to finish first";
+  EXPECT_TRUE(scene.device->IsWorkComplete(k)) << "the alias was unmapped; K had to finish first";
   scene.Kernel(s, v, 4 * kMiB, 5);
   for (void* p : {y, w, v}) ASSERT_TRUE(scene.allocator->Free(p).ok());
 }
@@ -160,9 +157,9 @@ TEST(HazardRegressionTest, AReleasedGraphPoolWaitsForItsReplaysOnAnyStream) {
     const StreamHandle replay = 6;
     const PoolId pool = 1;
     scene.allocator->BeginAllocateToPool(pool, [](StreamHandle st) { return st == capture; });
-    scene.sim->SetCapturing(capture, true);
+    scene.device->SetCapturing(capture, true);
     void* g = scene.Alloc(2 * kMiB, capture);
-    scene.sim->SetCapturing(capture, false);
+    scene.device->SetCapturing(capture, false);
     ASSERT_TRUE(scene.allocator->EndAllocateToPool(pool).ok());
     scene.Order(capture, replay);
     scene.Kernel(replay, g, 2 * kMiB, 10);  // the graph's replay, still running
@@ -190,12 +187,12 @@ TEST(HazardRegressionTest, AnAllocationBesideACaptureGetsNoneOfTheGraphsMemory) 
     const StreamHandle capture = 5;
     const StreamHandle replay = 6;
     const PoolId pool = 1;
-    scene.allocator->BeginAllocateToPool(pool, GraphCaptureFilter(scene.hooked.get(), capture));
-    scene.sim->SetCapturing(capture, true);
+    scene.allocator->BeginAllocateToPool(pool, GraphCaptureFilter(scene.hooked, capture));
+    scene.device->SetCapturing(capture, true);
     void* freed_in_graph = scene.Alloc(2 * kMiB, capture);
     scene.Kernel(capture, freed_in_graph, 2 * kMiB, 1);
     ASSERT_TRUE(scene.allocator->Free(freed_in_graph).ok());  // the graph keeps its memory
-    scene.sim->SetCapturing(capture, false);
+    scene.device->SetCapturing(capture, false);
     scene.Order(capture, replay);  // the first replay follows the capture
     // Another thread, after the capture ended and before its owner ends the announcement.
     void* beside = scene.Alloc(2 * kMiB, capture);
@@ -218,21 +215,21 @@ TEST(HazardRegressionTest, AnUnannouncedCaptureElsewhereLeavesAllocationsWorking
   void* a = scene.Alloc(2 * kMiB, s);
   scene.Kernel(s, a, 2 * kMiB, 1);
   ASSERT_TRUE(scene.allocator->Free(a).ok());  // a waiting mark
-  scene.sim->CompleteAll();
-  scene.sim->SetCapturing(9, true);    // another thread's capture, never announced
-  void* b = scene.Alloc(6 * kMiB, 2);  // needs pages: the pool resolves marks, queries
+  scene.device->CompleteAll();
+  scene.device->SetCapturing(9, true);  // another thread's capture, never announced
+  void* b = scene.Alloc(6 * kMiB, 2);   // needs pages: the pool resolves marks, queries
   ASSERT_NE(b, nullptr);
   scene.Kernel(2, b, 6 * kMiB, 2);
   ASSERT_TRUE(scene.allocator->Free(b).ok());
-  scene.sim->SetCapturing(9, false);
+  scene.device->SetCapturing(9, false);
   // The allocating stream itself capturing, unannounced: no query is made for it.
   void* c = scene.Alloc(2 * kMiB, s);
   scene.Kernel(s, c, 2 * kMiB, 3);
   ASSERT_TRUE(scene.allocator->Free(c).ok());
-  scene.sim->SetCapturing(s, true);
+  scene.device->SetCapturing(s, true);
   void* d = scene.Alloc(4 * kMiB, s);
   ASSERT_NE(d, nullptr);
-  scene.sim->SetCapturing(s, false);
+  scene.device->SetCapturing(s, false);
   ASSERT_TRUE(scene.allocator->Free(d).ok());
 }
 
@@ -241,15 +238,15 @@ TEST(HazardRegressionTest, AnUnannouncedCaptureElsewhereLeavesAllocationsWorking
 TEST(HazardRegressionTest, ADestroyedStreamsCachedBlocksServeOthersWithoutItsHandle) {
   for (VmmMode mode : {VmmMode::kOff, VmmMode::kOn}) {
     Scene scene(mode);
-    const StreamHandle s = scene.sim->CreateStream();
+    const StreamHandle s = scene.device->CreateStream();
     void* cached = scene.Alloc(4 * kMiB, s);
     void* live = scene.Alloc(4 * kMiB, s);
     scene.Kernel(s, cached, 4 * kMiB, 1);
     scene.Kernel(s, live, 4 * kMiB, 2);
     ASSERT_TRUE(scene.allocator->Free(cached).ok());
     ASSERT_TRUE(scene.allocator->StreamDestroyed(s).ok());
-    ASSERT_TRUE(scene.sim->DestroyStream(s).ok());
-    scene.sim->CompleteAll();
+    ASSERT_TRUE(scene.device->DestroyStream(s).ok());
+    scene.device->CompleteAll();
     void* borrowed = scene.Alloc(4 * kMiB, 1);  // from the dead stream's cache
     ASSERT_NE(borrowed, nullptr);
     scene.Kernel(1, borrowed, 4 * kMiB, 3);

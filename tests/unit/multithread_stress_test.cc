@@ -9,21 +9,19 @@
 
 #include "allocator/base/mutex.h"
 #include "allocator/core/caching_allocator.h"
-#include "allocator/device/sim_device.h"
 #include "gtest/gtest.h"
+#include "tests/support/allocator_fixture.h"
 
 namespace vramcache {
 namespace {
 
 TEST(MultithreadStressTest, EightThreadsFreeEachOthersBlocks) {
-  SimDeviceOptions options;
-  options.capacity = std::size_t{4} << 30;
-  options.accounting_only = true;
-  SimDevice device(options);
-  AllocatorConfig config;
-  config.check_invariants = false;
-  TickClock clock;
-  CachingAllocator allocator(&device, config, &clock);
+  AllocatorSetup setup;
+  setup.device.capacity = std::size_t{4} << 30;
+  setup.device.accounting_only = true;
+  setup.check_invariants = false;
+  AllocatorFixture f(setup);  // its teardown: Shutdown, and nothing left on the device
+  CachingAllocator& allocator = *f.allocator;
 
   constexpr int kThreads = 8;
   const int iterations = VRAMCACHE_RANDOM_SEEDS * 2;
@@ -83,8 +81,6 @@ TEST(MultithreadStressTest, EightThreadsFreeEachOthersBlocks) {
   EXPECT_EQ(s.allocated_bytes.all().current, 0);
   EXPECT_EQ(s.allocation.all().allocated, total_allocations.load());
   EXPECT_EQ(s.allocation.all().freed, total_allocations.load());
-  ASSERT_TRUE(allocator.Shutdown().ok());
-  EXPECT_EQ(device.HeldBytes(), 0u);
 }
 
 }  // namespace

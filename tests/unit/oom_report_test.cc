@@ -1,6 +1,7 @@
 // The out-of-memory verdicts, each from a constructed scenario, and the numbers in the text.
 #include "allocator/core/oom_report.h"
 
+#include "allocator/core/config.h"
 #include "gtest/gtest.h"
 
 namespace vramcache {
@@ -110,7 +111,6 @@ bool ClaimHolds(const OomReport& r) {
 // Every combination of a few values per number (consistent ones: what the device reports adds
 // up, the largest block is part of the cache): the verdict's claim follows from the report.
 TEST(OomReportTest, EveryVerdictFollowsFromItsNumbers) {
-  constexpr std::size_t kMiB = std::size_t{1} << 20;
   const std::size_t total = 1024 * kMiB;
   int checked = 0;
   for (std::size_t rounded : {2 * kMiB, 100 * kMiB, 1000 * kMiB, 2048 * kMiB}) {

@@ -5,48 +5,30 @@
 #include <vector>
 
 #include "allocator/core/caching_allocator.h"
-#include "allocator/core/clock.h"
 #include "allocator/device/sim_device.h"
 #include "gtest/gtest.h"
+#include "tests/support/allocator_fixture.h"
 #include "tests/support/stats_recount.h"
 
 namespace vramcache {
 namespace {
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
-
-class PassThroughTest : public ::testing::Test {
+class PassThroughTest : public AllocatorTest<> {
  protected:
   explicit PassThroughTest(SimCompletion completion = SimCompletion::kImmediate) {
-    SimDeviceOptions options;
-    options.capacity = std::size_t{1} << 30;
-    options.completion = completion;
-    device_ = std::make_unique<SimDevice>(options);
-    AllocatorConfig config;
-    config.caching = false;
-    config.check_invariants = true;
-    allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+    AllocatorSetup setup;
+    setup.device.capacity = std::size_t{1} << 30;
+    setup.device.completion = completion;
+    setup.config.caching = false;
+    Make(setup);
   }
-  ~PassThroughTest() override {
-    EXPECT_TRUE(allocator_->Shutdown().ok());
-    EXPECT_EQ(device_->HeldBytes(), 0u);
-  }
-  void* Alloc(std::size_t size, StreamHandle stream = 0) {
-    absl::StatusOr<void*> p = allocator_->Allocate(size, stream);
-    EXPECT_TRUE(p.ok()) << p.status();
-    return p.ok() ? *p : nullptr;
-  }
-  std::int64_t Mallocs() const { return device_->Counters().Calls(SimOp::kMalloc); }
-  std::int64_t Frees() const { return device_->Counters().Calls(SimOp::kFree); }
+  std::int64_t Mallocs() const { return device->Counters().Calls(SimOp::kMalloc); }
+  std::int64_t Frees() const { return device->Counters().Calls(SimOp::kFree); }
   void ExpectRecountAgrees(const std::vector<RecountedAllocation>& live) {
-    for (const std::string& difference : RecountDifferences(*allocator_, *device_, live)) {
+    for (const std::string& difference : RecountDifferences(*allocator, *device, live)) {
       ADD_FAILURE() << difference;
     }
   }
-
-  TickClock clock_;
-  std::unique_ptr<SimDevice> device_;
-  std::unique_ptr<CachingAllocator> allocator_;
 };
 
 TEST_F(PassThroughTest, EveryAllocationIsADeviceAllocationAndEveryFreeADeviceFree) {
@@ -58,25 +40,25 @@ TEST_F(PassThroughTest, EveryAllocationIsADeviceAllocationAndEveryFreeADeviceFre
   for (std::size_t size : sizes) {
     live.push_back(Alloc(size));
     recount.push_back({live.back(), size});
-    expected_bytes += static_cast<std::int64_t>(*allocator_->AllocationSize(live.back()));
+    expected_bytes += static_cast<std::int64_t>(*allocator->AllocationSize(live.back()));
   }
   EXPECT_EQ(Mallocs(), 5);
-  DeviceStats stats = allocator_->GetStats();
+  DeviceStats stats = allocator->GetStats();
   EXPECT_EQ(stats.segment.all().current, 5);
   EXPECT_EQ(stats.reserved_bytes.all().current, expected_bytes);  // nothing beside the blocks
   EXPECT_EQ(stats.reserved_bytes.all().current, stats.allocated_bytes.all().current);
   EXPECT_EQ(stats.inactive_split_bytes.all().current, 0);
   ExpectRecountAgrees(recount);
 
-  ASSERT_TRUE(allocator_->Free(live[0]).ok());
+  ASSERT_TRUE(allocator->Free(live[0]).ok());
   EXPECT_EQ(Frees(), 1) << "the free went back to the device at once";
   // The same size again is a new device allocation, not the freed block.
   void* again = Alloc(1000);
   EXPECT_EQ(Mallocs(), 6);
-  for (std::size_t i = 1; i < live.size(); ++i) ASSERT_TRUE(allocator_->Free(live[i]).ok());
-  ASSERT_TRUE(allocator_->Free(again).ok());
+  for (std::size_t i = 1; i < live.size(); ++i) ASSERT_TRUE(allocator->Free(live[i]).ok());
+  ASSERT_TRUE(allocator->Free(again).ok());
   EXPECT_EQ(Frees(), 6);
-  stats = allocator_->GetStats();
+  stats = allocator->GetStats();
   EXPECT_EQ(stats.reserved_bytes.all().current, 0);
   EXPECT_EQ(stats.segment.all().current, 0);
   EXPECT_EQ(stats.num_device_alloc, 6);
@@ -94,19 +76,19 @@ class PassThroughManualTest : public PassThroughTest {
 TEST_F(PassThroughManualTest, AFreeWaitsForTheStreamsThatUsedTheBlock) {
   constexpr StreamHandle kSide = 7;
   void* p = Alloc(3 * kMiB);
-  ASSERT_TRUE(allocator_->RecordStream(p, kSide).ok());
-  absl::StatusOr<std::uint64_t> work = device_->LaunchWork(
+  ASSERT_TRUE(allocator->RecordStream(p, kSide).ok());
+  absl::StatusOr<std::uint64_t> work = device->LaunchWork(
       kSide, {SimAccess{reinterpret_cast<DevicePtr>(p), 3 * kMiB, 1}}, "side stream kernel");
   ASSERT_TRUE(work.ok()) << work.status();
-  ASSERT_TRUE(allocator_->Free(p).ok());
+  ASSERT_TRUE(allocator->Free(p).ok());
   EXPECT_EQ(Frees(), 0) << "freed under the side stream's kernel";
-  EXPECT_EQ(allocator_->GetStats().active_bytes.all().current, static_cast<std::int64_t>(3 * kMiB));
-  device_->CompleteStream(kSide);
+  EXPECT_EQ(allocator->GetStats().active_bytes.all().current, static_cast<std::int64_t>(3 * kMiB));
+  device->CompleteStream(kSide);
   void* next = Alloc(1000);  // the allocator sees the event complete and gives the block back
   EXPECT_EQ(Frees(), 1);
   ExpectRecountAgrees({{next, 1000}});
-  ASSERT_TRUE(allocator_->Free(next).ok());
-  EXPECT_EQ(allocator_->GetStats().reserved_bytes.all().current, 0);
+  ASSERT_TRUE(allocator->Free(next).ok());
+  EXPECT_EQ(allocator->GetStats().reserved_bytes.all().current, 0);
 }
 
 }  // namespace

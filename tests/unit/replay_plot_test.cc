@@ -20,6 +20,7 @@
 #include "bench/replay/replay_tool.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/replay_tool_run.h"
 
 namespace vramcache {
 namespace {
@@ -202,18 +203,6 @@ std::string ReadFile(const std::string& path) {
   std::stringstream contents;
   contents << file.rdbuf();
   return contents.str();
-}
-
-struct ToolRun {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
-
-ToolRun RunTool(const std::vector<std::string>& args) {
-  ToolRun run;
-  run.status = RunReplayTool(args, ReplayToolEnvironment{}, &run.out, &run.err);
-  return run;
 }
 
 TEST(ReplayPlotToolTest, PlotPathsNameTheTraceAndTheMode) {

@@ -16,6 +16,7 @@
 #include "bench/replay/replay_tool.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/replay_tool_run.h"
 
 namespace vramcache {
 namespace {
@@ -24,18 +25,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr std::size_t kMiBytes = 1024 * 1024;
-
-struct ToolRun {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
-
-ToolRun RunTool(const std::vector<std::string>& args) {
-  ToolRun run;
-  run.status = RunReplayTool(args, ReplayToolEnvironment{}, &run.out, &run.err);
-  return run;
-}
 
 // A fresh, empty folder under the test's temporary directory.
 std::string MakeFolder(const std::string& name) {

@@ -23,6 +23,7 @@
 #include "bench/replay/replay_tool.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/replay_tool_run.h"
 
 namespace vramcache {
 namespace {
@@ -254,18 +255,6 @@ TEST(ReplayTest, MinCapacityOfARealTraceIsTight) {
 }
 
 // --- the tool, as a user runs it ---
-
-struct ToolRun {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
-
-ToolRun RunTool(const std::vector<std::string>& args, ReplayToolEnvironment environment = {}) {
-  ToolRun run;
-  run.status = RunReplayTool(args, environment, &run.out, &run.err);
-  return run;
-}
 
 // The JSON without the two fields that vary from run to run (they come last, in this order).
 std::string WithoutTimings(const std::string& json) {

@@ -12,35 +12,17 @@
 #include "allocator/core/caching_allocator.h"
 #include "allocator/device/sim_device.h"
 #include "gtest/gtest.h"
+#include "tests/support/allocator_fixture.h"
 
 namespace vramcache {
 namespace {
 
-class RuntimeSettingsTest : public ::testing::Test {
+class RuntimeSettingsTest : public AllocatorTest<> {
  protected:
-  void Open(AllocatorConfig config) {
-    SimDeviceOptions options;
-    options.capacity = std::size_t{8} << 30;
-    device_ = std::make_unique<SimDevice>(options);
-    config.check_invariants = true;
-    if (config.vmm == VmmMode::kAuto) config.vmm = VmmMode::kOff;  // PyTorch's segments
-    allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
+  void Open(const AllocatorConfig& config) {
+    Make(SegmentModeSetup(std::size_t{8} << 30, config));  // PyTorch's segments
   }
-  void TearDown() override {
-    if (allocator_ == nullptr) return;
-    EXPECT_TRUE(allocator_->Shutdown().ok());
-    EXPECT_EQ(device_->HeldBytes(), 0u) << "memory leaked past Shutdown";
-  }
-  void* Alloc(std::size_t size) {
-    absl::StatusOr<void*> p = allocator_->Allocate(size, 0);
-    EXPECT_TRUE(p.ok()) << p.status();
-    return p.ok() ? *p : nullptr;
-  }
-  RuntimeSettings Settings() const { return RuntimeSettings::Of(allocator_->config()); }
-
-  TickClock clock_;
-  std::unique_ptr<SimDevice> device_;
-  std::unique_ptr<CachingAllocator> allocator_;
+  RuntimeSettings Settings() const { return RuntimeSettings::Of(allocator->config()); }
 };
 
 TEST_F(RuntimeSettingsTest, OversizeCountsUndoWhatTheyCountedWhenTheThresholdRises) {
@@ -48,21 +30,21 @@ TEST_F(RuntimeSettingsTest, OversizeCountsUndoWhatTheyCountedWhenTheThresholdRis
   config.max_split_size = 32 * kMiB;
   Open(config);
   void* big = Alloc(64 * kMiB);
-  EXPECT_EQ(allocator_->GetStats().oversize_allocations.current, 1);
-  EXPECT_EQ(allocator_->GetStats().oversize_segments.current, 1);
+  EXPECT_EQ(allocator->GetStats().oversize_allocations.current, 1);
+  EXPECT_EQ(allocator->GetStats().oversize_segments.current, 1);
 
   RuntimeSettings settings = Settings();
   settings.max_split_size = 128 * kMiB;  // the live block would not be oversize now
-  ASSERT_TRUE(allocator_->ApplyRuntimeSettings(settings).ok());
-  EXPECT_EQ(allocator_->GetStats().max_split_size, static_cast<std::int64_t>(128 * kMiB));
-  EXPECT_EQ(allocator_->config().max_split_size, 128 * kMiB);
+  ASSERT_TRUE(allocator->ApplyRuntimeSettings(settings).ok());
+  EXPECT_EQ(allocator->GetStats().max_split_size, static_cast<std::int64_t>(128 * kMiB));
+  EXPECT_EQ(allocator->config().max_split_size, 128 * kMiB);
 
-  ASSERT_TRUE(allocator_->Free(big).ok());
-  EXPECT_EQ(allocator_->GetStats().oversize_allocations.current, 0);
-  ASSERT_TRUE(allocator_->EmptyCache().ok());
-  EXPECT_EQ(allocator_->GetStats().oversize_segments.current, 0);
-  EXPECT_EQ(allocator_->GetStats().oversize_segments.peak, 1);
-  EXPECT_TRUE(allocator_->CheckInvariants().ok());
+  ASSERT_TRUE(allocator->Free(big).ok());
+  EXPECT_EQ(allocator->GetStats().oversize_allocations.current, 0);
+  ASSERT_TRUE(allocator->EmptyCache().ok());
+  EXPECT_EQ(allocator->GetStats().oversize_segments.current, 0);
+  EXPECT_EQ(allocator->GetStats().oversize_segments.peak, 1);
+  EXPECT_TRUE(allocator->CheckInvariants().ok());
 }
 
 TEST_F(RuntimeSettingsTest, OversizeCountsStayWhenTheThresholdFallsUnderALiveBlock) {
@@ -70,10 +52,10 @@ TEST_F(RuntimeSettingsTest, OversizeCountsStayWhenTheThresholdFallsUnderALiveBlo
   void* big = Alloc(64 * kMiB);
   RuntimeSettings settings = Settings();
   settings.max_split_size = 32 * kMiB;
-  ASSERT_TRUE(allocator_->ApplyRuntimeSettings(settings).ok());
-  ASSERT_TRUE(allocator_->Free(big).ok());
-  ASSERT_TRUE(allocator_->EmptyCache().ok());
-  const DeviceStats stats = allocator_->GetStats();
+  ASSERT_TRUE(allocator->ApplyRuntimeSettings(settings).ok());
+  ASSERT_TRUE(allocator->Free(big).ok());
+  ASSERT_TRUE(allocator->EmptyCache().ok());
+  const DeviceStats stats = allocator->GetStats();
   EXPECT_EQ(stats.oversize_allocations.current, 0);
   EXPECT_EQ(stats.oversize_allocations.freed, 0);
   EXPECT_EQ(stats.oversize_segments.current, 0);
@@ -81,54 +63,54 @@ TEST_F(RuntimeSettingsTest, OversizeCountsStayWhenTheThresholdFallsUnderALiveBlo
 
   // What is allocated from now on is counted by the new threshold.
   void* again = Alloc(64 * kMiB);
-  EXPECT_EQ(allocator_->GetStats().oversize_allocations.current, 1);
-  EXPECT_EQ(allocator_->GetStats().oversize_segments.current, 1);
-  ASSERT_TRUE(allocator_->Free(again).ok());
-  EXPECT_EQ(allocator_->GetStats().oversize_allocations.current, 0);
+  EXPECT_EQ(allocator->GetStats().oversize_allocations.current, 1);
+  EXPECT_EQ(allocator->GetStats().oversize_segments.current, 1);
+  ASSERT_TRUE(allocator->Free(again).ok());
+  EXPECT_EQ(allocator->GetStats().oversize_allocations.current, 0);
 }
 
 TEST_F(RuntimeSettingsTest, TheNextRequestFollowsTheNewSplitRule) {
   Open({});
   void* big = Alloc(64 * kMiB);
-  ASSERT_TRUE(allocator_->Free(big).ok());
+  ASSERT_TRUE(allocator->Free(big).ok());
   RuntimeSettings settings = Settings();
   settings.max_split_size = 32 * kMiB;  // the cached 64 MiB block may now serve only oversize
-  ASSERT_TRUE(allocator_->ApplyRuntimeSettings(settings).ok());
+  ASSERT_TRUE(allocator->ApplyRuntimeSettings(settings).ok());
   void* small = Alloc(24 * kMiB);
-  EXPECT_EQ(allocator_->GetStats().segment.all().current, 2) << "the oversize block was split";
-  ASSERT_TRUE(allocator_->Free(small).ok());
+  EXPECT_EQ(allocator->GetStats().segment.all().current, 2) << "the oversize block was split";
+  ASSERT_TRUE(allocator->Free(small).ok());
 }
 
 TEST_F(RuntimeSettingsTest, TheNextRequestIsRoundedByTheNewDivisions) {
   Open({});
   const std::size_t request = 5 * kMiB + 1;
   void* before = Alloc(request);
-  EXPECT_EQ(*allocator_->AllocationSize(before), 5 * kMiB + 512);
+  EXPECT_EQ(*allocator->AllocationSize(before), 5 * kMiB + 512);
   RuntimeSettings settings = Settings();
   settings.roundup_power2_divisions.assign(64, 0);
   settings.roundup_power2_divisions[22] = 4;  // [4 MiB, 8 MiB) in steps of 1 MiB
-  ASSERT_TRUE(allocator_->ApplyRuntimeSettings(settings).ok());
+  ASSERT_TRUE(allocator->ApplyRuntimeSettings(settings).ok());
   void* after = Alloc(request);
-  EXPECT_EQ(*allocator_->AllocationSize(after), 6 * kMiB);
-  ASSERT_TRUE(allocator_->Free(before).ok());
-  ASSERT_TRUE(allocator_->Free(after).ok());
+  EXPECT_EQ(*allocator->AllocationSize(after), 6 * kMiB);
+  ASSERT_TRUE(allocator->Free(before).ok());
+  ASSERT_TRUE(allocator->Free(after).ok());
 }
 
 TEST_F(RuntimeSettingsTest, GarbageCollectionThresholdMovesTheSoftCap) {
   AllocatorConfig config;
   config.budget_bytes = 1024 * kMiB;
   Open(config);
-  EXPECT_EQ(allocator_->SoftBudget(), 0u);
+  EXPECT_EQ(allocator->SoftBudget(), 0u);
   RuntimeSettings settings = Settings();
   settings.garbage_collection_threshold = 0.5;
-  ASSERT_TRUE(allocator_->ApplyRuntimeSettings(settings).ok());
-  EXPECT_EQ(allocator_->SoftBudget(), 512 * kMiB);  // a fraction of what may be reserved
+  ASSERT_TRUE(allocator->ApplyRuntimeSettings(settings).ok());
+  EXPECT_EQ(allocator->SoftBudget(), 512 * kMiB);  // a fraction of what may be reserved
   // The cap then follows the memory fraction, as PyTorch's threshold does.
-  ASSERT_TRUE(allocator_->SetMemoryFraction(0.0625).ok());  // 512 MiB of 8 GiB
-  EXPECT_EQ(allocator_->SoftBudget(), 256 * kMiB);
+  ASSERT_TRUE(allocator->SetMemoryFraction(0.0625).ok());  // 512 MiB of 8 GiB
+  EXPECT_EQ(allocator->SoftBudget(), 256 * kMiB);
   settings.garbage_collection_threshold = 0.0;
-  ASSERT_TRUE(allocator_->ApplyRuntimeSettings(settings).ok());
-  EXPECT_EQ(allocator_->SoftBudget(), 0u);
+  ASSERT_TRUE(allocator->ApplyRuntimeSettings(settings).ok());
+  EXPECT_EQ(allocator->SoftBudget(), 0u);
 }
 
 TEST_F(RuntimeSettingsTest, AnExplicitSoftBudgetIsNotMovedByTheThreshold) {
@@ -137,15 +119,15 @@ TEST_F(RuntimeSettingsTest, AnExplicitSoftBudgetIsNotMovedByTheThreshold) {
   Open(config);
   RuntimeSettings settings = Settings();
   settings.garbage_collection_threshold = 0.5;
-  ASSERT_TRUE(allocator_->ApplyRuntimeSettings(settings).ok());
-  EXPECT_EQ(allocator_->SoftBudget(), 300 * kMiB);
+  ASSERT_TRUE(allocator->ApplyRuntimeSettings(settings).ok());
+  EXPECT_EQ(allocator->SoftBudget(), 300 * kMiB);
 }
 
 TEST_F(RuntimeSettingsTest, RefusedAfterShutdown) {
   Open({});
   RuntimeSettings settings = Settings();
-  ASSERT_TRUE(allocator_->Shutdown().ok());
-  const absl::Status status = allocator_->ApplyRuntimeSettings(settings);
+  ASSERT_TRUE(allocator->Shutdown().ok());
+  const absl::Status status = allocator->ApplyRuntimeSettings(settings);
   EXPECT_FALSE(status.ok());
   EXPECT_NE(status.message().find("shut down"), std::string_view::npos) << status;
 }
@@ -161,9 +143,9 @@ TEST_F(RuntimeSettingsTest, ChangesWhileOtherThreadsAllocate) {
     threads.emplace_back([&, t] {
       std::size_t request = 3 * kMiB + 1000 * static_cast<std::size_t>(t + 1);
       while (!stop.load()) {
-        absl::StatusOr<void*> p = allocator_->Allocate(request, static_cast<StreamHandle>(t));
-        if (!p.ok() || *allocator_->AllocationSize(*p) < request) ++bad;
-        if (p.ok() && !allocator_->Free(*p).ok()) ++bad;
+        absl::StatusOr<void*> p = allocator->Allocate(request, static_cast<StreamHandle>(t));
+        if (!p.ok() || *allocator->AllocationSize(*p) < request) ++bad;
+        if (p.ok() && !allocator->Free(*p).ok()) ++bad;
         request += 4096;
         if (request > 7 * kMiB) request = 3 * kMiB + 1;
       }
@@ -176,12 +158,12 @@ TEST_F(RuntimeSettingsTest, ChangesWhileOtherThreadsAllocate) {
       settings.roundup_power2_divisions[21] = settings.roundup_power2_divisions[22] = 8;
     settings.max_split_size = i % 3 == 0 ? 32 * kMiB : SIZE_MAX;
     settings.garbage_collection_threshold = i % 4 == 0 ? 0.9 : 0.0;
-    ASSERT_TRUE(allocator_->ApplyRuntimeSettings(settings).ok());
+    ASSERT_TRUE(allocator->ApplyRuntimeSettings(settings).ok());
   }
   stop = true;
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(bad.load(), 0);
-  EXPECT_TRUE(allocator_->CheckInvariants().ok());
+  EXPECT_TRUE(allocator->CheckInvariants().ok());
 }
 
 }  // namespace

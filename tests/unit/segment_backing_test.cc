@@ -3,12 +3,11 @@
 // counts it adopted and released; free memory is the free blocks; pages need nothing.
 #include "allocator/core/segment_backing.h"
 
+#include "allocator/core/config.h"
 #include "gtest/gtest.h"
 
 namespace vramcache {
 namespace {
-
-constexpr std::size_t kMiB = std::size_t{1} << 20;
 
 class SegmentBackingTest : public ::testing::Test {
  protected:

@@ -15,32 +15,17 @@
 #include <thread>
 #include <vector>
 
+#include "allocator/core/config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_macros.h"
 
 namespace vramcache {
 namespace {
 
 using ::testing::HasSubstr;
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
 constexpr std::size_t kGran = 2 * kMiB;
-
-#define EXPECT_OK(expr)                   \
-  do {                                    \
-    const absl::Status status_ = (expr);  \
-    EXPECT_TRUE(status_.ok()) << status_; \
-  } while (0)
-#define ASSERT_OK(expr)                   \
-  do {                                    \
-    const absl::Status status_ = (expr);  \
-    ASSERT_TRUE(status_.ok()) << status_; \
-  } while (0)
-// Declares `name` holding the value of a StatusOr, failing the test when there is none.
-#define ASSIGN_OR_FAIL(name, expr)                     \
-  auto name##_or_ = (expr);                            \
-  ASSERT_TRUE(name##_or_.ok()) << name##_or_.status(); \
-  auto name = *std::move(name##_or_)
 
 SimDeviceOptions Options(bool accounting_only, std::size_t capacity = 64 * kMiB) {
   SimDeviceOptions options;

@@ -9,6 +9,7 @@
 #include "allocator/device/sim_device.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_macros.h"
 
 namespace vramcache {
 namespace {
@@ -17,16 +18,6 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 constexpr std::size_t kGran = std::size_t{2} << 20;
-
-#define ASSERT_OK(expr)                   \
-  do {                                    \
-    const absl::Status status_ = (expr);  \
-    ASSERT_TRUE(status_.ok()) << status_; \
-  } while (0)
-#define ASSIGN_OR_FAIL(name, expr)                     \
-  auto name##_or_ = (expr);                            \
-  ASSERT_TRUE(name##_or_.ok()) << name##_or_.status(); \
-  auto name = *std::move(name##_or_)
 
 SimDeviceOptions ManualOptions(int ordinal = 0) {
   SimDeviceOptions options;

@@ -12,6 +12,7 @@
 #include "allocator/core/caching_allocator.h"
 #include "allocator/device/sim_device.h"
 #include "gtest/gtest.h"
+#include "tests/support/allocator_fixture.h"
 
 namespace vramcache {
 namespace {
@@ -34,18 +35,16 @@ struct Retired {
   std::vector<Use> uses;
 };
 
-class StreamOracle {
+class StreamOracle : private AllocatorFixture {
  public:
   explicit StreamOracle(std::uint64_t seed, CrossStreamPolicy policy) : rng_(seed) {
-    SimDeviceOptions options;
-    options.capacity = 256u << 20;  // small: cross-stream borrowing and the ladder get used
-    options.completion = SimCompletion::kManual;
-    device_ = std::make_unique<SimDevice>(options);
-    AllocatorConfig config;
-    config.check_invariants = false;
-    config.cross_stream = policy;
-    allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
-    for (int i = 0; i < 4; ++i) streams_.push_back(device_->CreateStream());
+    AllocatorSetup setup;
+    setup.device.capacity = 256u << 20;  // small: cross-stream borrowing and the ladder get used
+    setup.device.completion = SimCompletion::kManual;
+    setup.check_invariants = false;
+    setup.config.cross_stream = policy;
+    Make(setup);
+    for (int i = 0; i < 4; ++i) streams_.push_back(device->CreateStream());
   }
 
   void Run(int steps) {
@@ -68,15 +67,14 @@ class StreamOracle {
         ToggleCapture();
       }
       if (HasFatalFailure()) return;
-      absl::Status invariants = allocator_->CheckInvariants();
+      absl::Status invariants = allocator->CheckInvariants();
       ASSERT_TRUE(invariants.ok()) << Where() << invariants;
     }
     if (capturing_) ToggleCapture();
-    device_->CompleteAll();
-    for (const LiveAllocation& a : live_) ASSERT_TRUE(allocator_->Free(a.ptr).ok());
-    ASSERT_TRUE(allocator_->EmptyCache().ok());
-    ASSERT_TRUE(allocator_->Shutdown().ok());
-    EXPECT_EQ(device_->HeldBytes(), 0u);
+    device->CompleteAll();
+    for (const LiveAllocation& a : live_) ASSERT_TRUE(allocator->Free(a.ptr).ok());
+    ASSERT_TRUE(allocator->EmptyCache().ok());
+    ASSERT_TRUE(Teardown()) << "the leak-checked teardown failed";
   }
 
  private:
@@ -87,21 +85,21 @@ class StreamOracle {
   void Allocate() {
     const StreamHandle stream = RandomStream();
     const std::size_t size = 1 + rng_() % (rng_() % 4 == 0 ? (24u << 20) : (256u << 10));
-    absl::StatusOr<void*> p = allocator_->Allocate(size, stream);
+    absl::StatusOr<void*> p = allocator->Allocate(size, stream);
     if (!p.ok()) {
       ASSERT_TRUE(absl::IsResourceExhausted(p.status())) << Where() << p.status();
       return;
     }
-    absl::StatusOr<std::size_t> block = allocator_->AllocationSize(*p);
+    absl::StatusOr<std::size_t> block = allocator->AllocationSize(*p);
     ASSERT_TRUE(block.ok());
     // The new owner's first kernel: complete it and what it is ordered after.
-    const std::uint64_t first_use = device_->SubmitWork(stream);
-    ASSERT_TRUE(device_->CompleteWork(stream, first_use).ok());
+    const std::uint64_t first_use = device->SubmitWork(stream);
+    ASSERT_TRUE(device->CompleteWork(stream, first_use).ok());
     const auto start = reinterpret_cast<std::uintptr_t>(*p);
     for (const Retired& r : retired_) {
       if (r.start >= start + *block || start >= r.start + r.size) continue;
       for (const Use& use : r.uses) {
-        ASSERT_TRUE(device_->IsWorkComplete(use.ticket))
+        ASSERT_TRUE(device->IsWorkComplete(use.ticket))
             << Where() << "block " << *p << " (" << *block << " bytes) handed to stream " << stream
             << " while work " << use.ticket << " on stream " << use.stream << " may still use it";
       }
@@ -111,14 +109,14 @@ class StreamOracle {
 
   void UseAgain() {
     LiveAllocation& a = live_[rng_() % live_.size()];
-    a.uses.push_back({a.stream, device_->SubmitWork(a.stream)});
+    a.uses.push_back({a.stream, device->SubmitWork(a.stream)});
   }
 
   void RecordOnOtherStream() {
     LiveAllocation& a = live_[rng_() % live_.size()];
     const StreamHandle other = RandomStream();
-    ASSERT_TRUE(allocator_->RecordStream(a.ptr, other).ok());
-    a.uses.push_back({other, device_->SubmitWork(other)});
+    ASSERT_TRUE(allocator->RecordStream(a.ptr, other).ok());
+    a.uses.push_back({other, device->SubmitWork(other)});
   }
 
   void Free() {
@@ -126,23 +124,23 @@ class StreamOracle {
     LiveAllocation a = live_[index];
     live_[index] = live_.back();
     live_.pop_back();
-    absl::StatusOr<std::size_t> block = allocator_->AllocationSize(a.ptr);
+    absl::StatusOr<std::size_t> block = allocator->AllocationSize(a.ptr);
     ASSERT_TRUE(block.ok());
-    ASSERT_TRUE(allocator_->Free(a.ptr).ok()) << Where();
+    ASSERT_TRUE(allocator->Free(a.ptr).ok()) << Where();
     retired_.push_back({reinterpret_cast<std::uintptr_t>(a.ptr), *block, a.uses});
   }
 
   void CompleteSomething() {
     const int choice = static_cast<int>(rng_() % 10);
     if (choice == 0) {
-      device_->CompleteAll();
+      device->CompleteAll();
     } else {
-      device_->CompleteStream(RandomStream());
+      device->CompleteStream(RandomStream());
     }
     // Forget retired ranges nobody can still be using.
     std::erase_if(retired_, [&](const Retired& r) {
       for (const Use& use : r.uses) {
-        if (!device_->IsWorkComplete(use.ticket)) return false;
+        if (!device->IsWorkComplete(use.ticket)) return false;
       }
       return true;
     });
@@ -152,9 +150,9 @@ class StreamOracle {
     if (capturing_) return;
     const std::size_t index = rng_() % streams_.size();
     const StreamHandle old_stream = streams_[index];
-    ASSERT_TRUE(allocator_->StreamDestroyed(old_stream).ok());
-    ASSERT_TRUE(device_->DestroyStream(old_stream).ok());
-    streams_[index] = device_->CreateStream();  // often the same handle value
+    ASSERT_TRUE(allocator->StreamDestroyed(old_stream).ok());
+    ASSERT_TRUE(device->DestroyStream(old_stream).ok());
+    streams_[index] = device->CreateStream();  // often the same handle value
     // Live allocations of the old stream keep their uses; the test stops using them there.
     for (LiveAllocation& a : live_) {
       if (a.stream == old_stream) a.stream = streams_[index];
@@ -166,21 +164,18 @@ class StreamOracle {
       capture_stream_ = RandomStream();
       ++pool_;
       const StreamHandle captured = capture_stream_;
-      allocator_->BeginAllocateToPool(pool_, [captured](StreamHandle s) { return s == captured; });
-      device_->SetCapturing(capture_stream_, true);
+      allocator->BeginAllocateToPool(pool_, [captured](StreamHandle s) { return s == captured; });
+      device->SetCapturing(capture_stream_, true);
       capturing_ = true;
     } else {
-      device_->SetCapturing(capture_stream_, false);
-      ASSERT_TRUE(allocator_->EndAllocateToPool(pool_).ok());
-      ASSERT_TRUE(allocator_->ReleasePool(pool_).ok());
+      device->SetCapturing(capture_stream_, false);
+      ASSERT_TRUE(allocator->EndAllocateToPool(pool_).ok());
+      ASSERT_TRUE(allocator->ReleasePool(pool_).ok());
       capturing_ = false;
     }
   }
 
   std::mt19937_64 rng_;
-  TickClock clock_;
-  std::unique_ptr<SimDevice> device_;
-  std::unique_ptr<CachingAllocator> allocator_;
   std::vector<StreamHandle> streams_;
   std::vector<LiveAllocation> live_;
   std::vector<Retired> retired_;

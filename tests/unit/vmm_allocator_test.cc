@@ -10,42 +10,29 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "allocator/core/caching_allocator.h"
-#include "allocator/core/clock.h"
 #include "allocator/device/sim_device.h"
 #include "gtest/gtest.h"
+#include "tests/support/allocator_fixture.h"
 
 namespace vramcache {
 namespace {
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
-
-struct Fixture {
+// The shared fixture in virtual-memory mode (unless asked otherwise) on a device with memory,
+// with the checks of what the blocks hold and of reserved bytes against the device.
+struct Fixture : AllocatorFixture {
   explicit Fixture(std::size_t capacity, VmmMode mode = VmmMode::kOn, bool memory = true,
                    SimCompletion completion = SimCompletion::kImmediate,
                    AllocatorConfig config = {}) {
-    SimDeviceOptions options;
-    options.capacity = capacity;
-    options.accounting_only = !memory;
-    options.completion = completion;
-    device = std::make_unique<SimDevice>(options);
-    config.vmm = mode;
-    config.check_invariants = true;
-    allocator = std::make_unique<CachingAllocator>(device.get(), config, &clock);
-  }
-  ~Fixture() {
-    EXPECT_TRUE(allocator->CheckInvariants().ok()) << allocator->CheckInvariants();
-    EXPECT_TRUE(allocator->Shutdown().ok());
-    EXPECT_EQ(device->HeldBytes(), 0u) << "memory leaked past Shutdown";
-    EXPECT_EQ(device->LiveMappings(), 0u);
-    EXPECT_EQ(device->LiveReservations(), 0u);
+    AllocatorSetup setup;
+    setup.device.capacity = capacity;
+    setup.device.accounting_only = !memory;
+    setup.device.completion = completion;
+    setup.config = config;
+    setup.config.vmm = mode;
+    Make(setup);
   }
   absl::StatusOr<void*> Try(std::size_t size, StreamHandle stream = 0) {
     return allocator->Allocate(size, stream);
-  }
-  void* Alloc(std::size_t size, StreamHandle stream = 0) {
-    absl::StatusOr<void*> p = allocator->Allocate(size, stream);
-    EXPECT_TRUE(p.ok()) << p.status();
-    return p.ok() ? *p : nullptr;
   }
   // A pattern unique to `ptr`, written over its first and last `probe` bytes (whole block when
   // smaller), so overlapping or remapped-away memory shows.
@@ -92,9 +79,6 @@ struct Fixture {
     EXPECT_EQ(s.num_unmap_calls, device->Calls(SimOp::kUnmap));
   }
 
-  TickClock clock;
-  std::unique_ptr<SimDevice> device;
-  std::unique_ptr<CachingAllocator> allocator;
   absl::flat_hash_map<void*, std::size_t> stamped;
 };
 
@@ -274,18 +258,15 @@ TEST(VmmAllocatorTest, BudgetHoldsAndOutOfMemoryExplainsItself) {
 TEST(VmmAllocatorTest, VmmOnWithoutDeviceSupportFallsBackInTheCore) {
   // The registry refuses vmm:on on such a device (c_api_test); the core itself never calls
   // virtual-memory functions the device lacks.
-  SimDeviceOptions options;
-  options.vmm_supported = false;
-  SimDevice device(options);
-  TickClock clock;
-  AllocatorConfig config;
-  config.vmm = VmmMode::kOn;
-  CachingAllocator allocator(&device, config, &clock);
-  absl::StatusOr<void*> p = allocator.Allocate(3 * kMiB, 0);
+  AllocatorSetup setup;
+  setup.device.vmm_supported = false;
+  setup.config.vmm = VmmMode::kOn;
+  AllocatorFixture f(setup);
+  absl::StatusOr<void*> p = f.allocator->Allocate(3 * kMiB, 0);
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(device.Calls(SimOp::kReserveAddress), 0);
-  EXPECT_EQ(device.Calls(SimOp::kMalloc), 1);
-  ASSERT_TRUE(allocator.Free(*p).ok());
+  EXPECT_EQ(f.device->Calls(SimOp::kReserveAddress), 0);
+  EXPECT_EQ(f.device->Calls(SimOp::kMalloc), 1);
+  ASSERT_TRUE(f.allocator->Free(*p).ok());
 }
 
 TEST(VmmAllocatorTest, UnmapOnFreeMakesEveryUseAfterFreeFault) {

@@ -14,33 +14,18 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "allocator/core/config.h"
 #include "allocator/device/sim_device.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/status_macros.h"
 
 namespace vramcache {
 namespace {
 
 using ::testing::HasSubstr;
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
 constexpr std::size_t kGran = 2 * kMiB;
-
-#define EXPECT_OK(expr)                   \
-  do {                                    \
-    const absl::Status status_ = (expr);  \
-    EXPECT_TRUE(status_.ok()) << status_; \
-  } while (0)
-#define ASSERT_OK(expr)                   \
-  do {                                    \
-    const absl::Status status_ = (expr);  \
-    ASSERT_TRUE(status_.ok()) << status_; \
-  } while (0)
-// Declares `name` holding the value of a StatusOr, failing the test when there is none.
-#define ASSIGN_OR_FAIL(name, expr)                     \
-  auto name##_or_ = (expr);                            \
-  ASSERT_TRUE(name##_or_.ok()) << name##_or_.status(); \
-  auto name = *std::move(name##_or_)
 
 // Bytes that differ with the seed and with the position (a page moved or swapped shows), as
 // 64-bit words: cheap enough to write and compare megabytes per step in Debug builds.

@@ -6,13 +6,13 @@
 #include <cstdint>
 #include <memory>
 
+#include "allocator/core/config.h"
 #include "allocator/device/sim_device.h"
 #include "gtest/gtest.h"
 
 namespace vramcache {
 namespace {
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
 constexpr std::size_t kGran = 2 * kMiB;
 
 class VmmBackingTest : public ::testing::Test {

@@ -9,55 +9,36 @@
 #include <vector>
 
 #include "allocator/core/caching_allocator.h"
-#include "allocator/core/clock.h"
-#include "allocator/device/sim_device.h"
 #include "gtest/gtest.h"
+#include "tests/support/allocator_fixture.h"
 #include "tests/support/stats_recount.h"
 
 namespace vramcache {
 namespace {
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
 constexpr std::int64_t kMiB64 = std::int64_t{1} << 20;
 
-class VmmStatsTest : public ::testing::TestWithParam<VmmMode> {
+class VmmStatsTest : public AllocatorTest<::testing::TestWithParam<VmmMode>> {
  protected:
   void SetUp() override {
-    SimDeviceOptions options;
-    options.capacity = std::size_t{4} << 30;
-    device_ = std::make_unique<SimDevice>(options);
-    AllocatorConfig config;
-    config.vmm = GetParam();
-    config.check_invariants = true;
-    allocator_ = std::make_unique<CachingAllocator>(device_.get(), config, &clock_);
-  }
-  void TearDown() override {
-    EXPECT_TRUE(allocator_->CheckInvariants().ok()) << allocator_->CheckInvariants();
-    EXPECT_TRUE(allocator_->Shutdown().ok());
-    EXPECT_EQ(device_->HeldBytes(), 0u);
+    AllocatorSetup setup;
+    setup.device.capacity = std::size_t{4} << 30;
+    setup.config.vmm = GetParam();
+    Make(setup);
   }
   bool vmm() const { return GetParam() == VmmMode::kOn; }
-  void* Alloc(std::size_t size, StreamHandle stream = 0) {
-    absl::StatusOr<void*> p = allocator_->Allocate(size, stream);
-    EXPECT_TRUE(p.ok()) << p.status();
-    return p.ok() ? *p : nullptr;
-  }
   void ExpectRecountAgrees(const std::vector<RecountedAllocation>& live) {
     const std::vector<std::string> differences =
-        RecountDifferences(*allocator_, *device_, live, RecountScope{});
+        RecountDifferences(*allocator, *device, live, RecountScope{});
     for (const std::string& difference : differences) ADD_FAILURE() << difference;
   }
-
-  TickClock clock_;
-  std::unique_ptr<SimDevice> device_;
-  std::unique_ptr<CachingAllocator> allocator_;
 };
 
 // A 3 MiB block in a 1 GiB arena holds two 2 MiB pages: 1 MiB of them is stranded. The rest of
 // the arena is address space, which holds no memory (it was counted as 1 GiB - 3 MiB).
 TEST_P(VmmStatsTest, InactiveSplitCountsStrandedMemoryNotAddressSpace) {
   void* small_neighbour = Alloc(3 * kMiB);
-  DeviceStats stats = allocator_->GetStats();
+  DeviceStats stats = allocator->GetStats();
   const std::int64_t reserved = stats.reserved_bytes.all().current;
   const std::int64_t allocated = stats.allocated_bytes.all().current;
   EXPECT_EQ(allocated, 3 * kMiB64);
@@ -69,9 +50,9 @@ TEST_P(VmmStatsTest, InactiveSplitCountsStrandedMemoryNotAddressSpace) {
     EXPECT_EQ(stats.inactive_split_bytes.all().peak, 1 * kMiB64);
   }
   ExpectRecountAgrees({{small_neighbour, 3 * kMiB}});
-  ASSERT_TRUE(allocator_->Free(small_neighbour).ok());
-  ASSERT_TRUE(allocator_->EmptyCache().ok());
-  stats = allocator_->GetStats();
+  ASSERT_TRUE(allocator->Free(small_neighbour).ok());
+  ASSERT_TRUE(allocator->EmptyCache().ok());
+  stats = allocator->GetStats();
   EXPECT_EQ(stats.reserved_bytes.all().current, 0);
   EXPECT_EQ(stats.inactive_split_bytes.all().current, 0);
   EXPECT_EQ(stats.inactive_split.all().current, 0);
@@ -83,9 +64,9 @@ TEST_P(VmmStatsTest, InactiveSplitCountsStrandedMemoryNotAddressSpace) {
 TEST_P(VmmStatsTest, MemoryOfADestroyedStreamIsNotActive) {
   constexpr StreamHandle kSide = 0x10;
   void* p = Alloc(3 * kMiB, kSide);
-  ASSERT_TRUE(allocator_->Free(p).ok());
-  ASSERT_TRUE(allocator_->StreamDestroyed(kSide).ok());
-  DeviceStats stats = allocator_->GetStats();
+  ASSERT_TRUE(allocator->Free(p).ok());
+  ASSERT_TRUE(allocator->StreamDestroyed(kSide).ok());
+  DeviceStats stats = allocator->GetStats();
   EXPECT_EQ(stats.allocated_bytes.all().current, 0);
   EXPECT_EQ(stats.active_bytes.all().current, 0);
   EXPECT_EQ(stats.active.all().current, 0);
@@ -94,7 +75,7 @@ TEST_P(VmmStatsTest, MemoryOfADestroyedStreamIsNotActive) {
   // Once its event is seen complete, the memory is free for the handle's next stream.
   void* again = Alloc(3 * kMiB, kSide);
   ExpectRecountAgrees({{again, 3 * kMiB}});
-  ASSERT_TRUE(allocator_->Free(again).ok());
+  ASSERT_TRUE(allocator->Free(again).ok());
 }
 
 // A snapshot segment is memory the device gave: a cudaMalloc, or in virtual-memory mode a run
@@ -102,23 +83,23 @@ TEST_P(VmmStatsTest, MemoryOfADestroyedStreamIsNotActive) {
 TEST_P(VmmStatsTest, SnapshotSegmentsAddUpToReservedMemory) {
   void* a = Alloc(3 * kMiB);
   void* b = Alloc(100 * 1024);
-  EXPECT_FALSE(allocator_->Allocate(std::size_t{16} << 40, 0).ok());
+  EXPECT_FALSE(allocator->Allocate(std::size_t{16} << 40, 0).ok());
   std::int64_t total = 0;
   std::size_t largest = 0;
-  for (const SegmentInfo& segment : allocator_->Snapshot()) {
+  for (const SegmentInfo& segment : allocator->Snapshot()) {
     total += static_cast<std::int64_t>(segment.size);
     largest = std::max(largest, segment.size);
     std::size_t covered = 0;
     for (const BlockInfo& block : segment.blocks) covered += block.size;
     EXPECT_EQ(covered, segment.size) << "blocks tile their segment";
   }
-  EXPECT_EQ(total, allocator_->GetStats().reserved_bytes.all().current);
+  EXPECT_EQ(total, allocator->GetStats().reserved_bytes.all().current);
   if (vmm()) {
     EXPECT_EQ(largest, 4 * kMiB);  // the two pages under the 3 MiB block, not its 1 GiB arena
   }
   ExpectRecountAgrees({{a, 3 * kMiB}, {b, 100 * 1024}});
-  ASSERT_TRUE(allocator_->Free(a).ok());
-  ASSERT_TRUE(allocator_->Free(b).ok());
+  ASSERT_TRUE(allocator->Free(a).ok());
+  ASSERT_TRUE(allocator->Free(b).ok());
 }
 
 // Readers on another thread see allocated <= active <= reserved in every copy they take, while
@@ -130,7 +111,7 @@ TEST_P(VmmStatsTest, ReadersNeverSeeActiveAboveReserved) {
   std::atomic<std::int64_t> reads{0};
   std::thread reader([&] {
     while (!done.load()) {
-      const DeviceStats s = allocator_->GetStats();
+      const DeviceStats s = allocator->GetStats();
       for (int p = 0; p < kNumPoolStats; ++p) {
         const std::int64_t allocated = s.allocated_bytes.by_pool[p].current;
         const std::int64_t active = s.active_bytes.by_pool[p].current;
@@ -150,12 +131,12 @@ TEST_P(VmmStatsTest, ReadersNeverSeeActiveAboveReserved) {
       for (int round = 0; round < 40; ++round) {
         std::vector<void*> held;
         for (int i = 0; i < 6; ++i) {
-          absl::StatusOr<void*> p = allocator_->Allocate((1 + (i * 7 + round) % 9) * kMiB, stream);
+          absl::StatusOr<void*> p = allocator->Allocate((1 + (i * 7 + round) % 9) * kMiB, stream);
           if (p.ok()) held.push_back(*p);
         }
-        if (!held.empty()) allocator_->RecordStream(held.front(), 0).IgnoreError();
-        for (void* p : held) EXPECT_TRUE(allocator_->Free(p).ok());
-        EXPECT_TRUE(allocator_->StreamDestroyed(stream).ok());
+        if (!held.empty()) allocator->RecordStream(held.front(), 0).IgnoreError();
+        for (void* p : held) EXPECT_TRUE(allocator->Free(p).ok());
+        EXPECT_TRUE(allocator->StreamDestroyed(stream).ok());
         ++stream;  // the next round's stream
       }
     });
@@ -165,7 +146,7 @@ TEST_P(VmmStatsTest, ReadersNeverSeeActiveAboveReserved) {
   reader.join();
   EXPECT_GT(reads.load(), 0);
   EXPECT_EQ(violations.load(), 0) << "of " << reads.load() << " reads";
-  ASSERT_TRUE(allocator_->EmptyCache().ok());
+  ASSERT_TRUE(allocator->EmptyCache().ok());
   ExpectRecountAgrees({});
 }
 

@@ -8,13 +8,13 @@
 #include <vector>
 
 #include "allocator/core/block_heap.h"
+#include "allocator/core/config.h"
 #include "allocator/core/stats_ledger.h"
 #include "gtest/gtest.h"
 
 namespace vramcache {
 namespace {
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
 constexpr StreamHandle kStream = 11;
 constexpr StreamHandle kOther = 12;
 constexpr StreamHandle kThird = 13;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "allocator/core/block_heap.h"
+#include "allocator/core/config.h"
 #include "allocator/core/stats_ledger.h"
 #include "allocator/device/sim_device.h"
 #include "gtest/gtest.h"
@@ -16,7 +17,6 @@
 namespace vramcache {
 namespace {
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
 constexpr StreamHandle kHome = 11;
 constexpr StreamHandle kOther = 12;
 

@@ -5,7 +5,6 @@
 #include <cstdint>
 
 #include "absl/strings/str_format.h"
-#include "allocator/core/runtime_settings.h"
 
 namespace vramcache {
 
@@ -33,11 +32,18 @@ void GrowthLimits::SetGarbageCollectionThreshold(double threshold) {
 }
 
 void GrowthLimits::UpdateSoftBudget() {
-  AllocatorConfig soft;  // SoftBudgetBytes reads only these two of the configuration
-  soft.soft_budget_bytes = soft_budget_bytes_;
-  soft.soft_budget_fraction = soft_budget_fraction_;
-  soft_budget_.store(SoftBudgetBytes(soft, garbage_collection_threshold_, budget_, device_total_),
-                     std::memory_order_relaxed);
+  const double total = static_cast<double>(device_total_);
+  std::size_t soft = 0;
+  if (soft_budget_bytes_.has_value()) {
+    soft = *soft_budget_bytes_;
+  } else if (soft_budget_fraction_.has_value()) {
+    soft = static_cast<std::size_t>(*soft_budget_fraction_ * total);
+  } else if (garbage_collection_threshold_ > 0.0) {
+    // PyTorch reclaims cached blocks once usage passes this fraction of what it may use.
+    const double limit = budget_ > 0 ? static_cast<double>(budget_) : total;
+    soft = static_cast<std::size_t>(garbage_collection_threshold_ * limit);
+  }
+  soft_budget_.store(soft, std::memory_order_relaxed);
 }
 
 std::size_t GrowthLimits::CapForFraction(double fraction) const {
@@ -49,7 +55,8 @@ std::size_t GrowthLimits::CapForFraction(double fraction) const {
 
 std::size_t GrowthLimits::SoftExcess(std::size_t held, std::size_t growth) const {
   const std::size_t after = held + growth;
-  return after <= soft_budget_ ? 0 : after - soft_budget_;
+  const std::size_t soft = soft_budget();  // one read: a change meanwhile must not underflow
+  return after <= soft ? 0 : after - soft;
 }
 
 absl::Status GrowthLimits::BeginGrowth(std::size_t reserved, std::size_t bytes) {

@@ -20,8 +20,8 @@ class GrowthLimits {
  public:
   // The budget is the configured byte budget, or per_process_memory_fraction of
   // `device_total_bytes` (never above the byte budget); the soft budget comes from
-  // soft_budget_bytes, soft_budget_fraction or garbage_collection_threshold, in that order
-  // (SoftBudgetBytes, runtime_settings.h).
+  // soft_budget_bytes, soft_budget_fraction (of the device) or garbage_collection_threshold (of
+  // the budget, or of the device without one), in that order; 0 for none.
   GrowthLimits(const AllocatorConfig& config, std::size_t device_total_bytes);
 
   // The hard cap on held bytes; 0: none.

@@ -4,6 +4,7 @@
 // memory back) and is never baked into memory already handed out, so a change applies to the
 // next decision and leaves every block, segment and statistic as it is. Every other setting
 // decides how memory already handed out is laid out or watched, and is fixed at construction.
+// (The soft cap that garbage_collection_threshold sets is GrowthLimits'.)
 #pragma once
 
 #include <cstddef>
@@ -32,22 +33,5 @@ struct RuntimeSettings {
   }
   bool operator==(const RuntimeSettings&) const = default;
 };
-
-// The soft cap on reserved bytes: soft_budget, else soft_budget_fraction of the device, else
-// PyTorch's garbage_collection_threshold as a fraction of what may be reserved (`budget` when
-// there is one, else the device's `total_bytes`); 0 for none.
-inline std::size_t SoftBudgetBytes(const AllocatorConfig& config,
-                                   double garbage_collection_threshold, std::size_t budget,
-                                   std::size_t total_bytes) {
-  if (config.soft_budget_bytes.has_value()) return *config.soft_budget_bytes;
-  const double total = static_cast<double>(total_bytes);
-  if (config.soft_budget_fraction.has_value()) {
-    return static_cast<std::size_t>(*config.soft_budget_fraction * total);
-  }
-  if (garbage_collection_threshold <= 0.0) return 0;
-  // PyTorch reclaims cached blocks once usage passes this fraction of what it may use.
-  const double limit = budget > 0 ? static_cast<double>(budget) : total;
-  return static_cast<std::size_t>(garbage_collection_threshold * limit);
-}
 
 }  // namespace vramcache

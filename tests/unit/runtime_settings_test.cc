@@ -113,6 +113,26 @@ TEST_F(RuntimeSettingsTest, GarbageCollectionThresholdMovesTheSoftCap) {
   EXPECT_EQ(allocator->SoftBudget(), 0u);
 }
 
+// The threshold set at run time is the one the growth path obeys, not only the one reported:
+// growing past it releases cached segments first.
+TEST_F(RuntimeSettingsTest, GrowthObeysAThresholdSetAtRunTime) {
+  AllocatorConfig config;
+  config.budget_bytes = 1024 * kMiB;
+  Open(config);
+  std::vector<void*> held;
+  for (int i = 0; i < 3; ++i) held.push_back(Alloc(100 * kMiB));
+  for (void* p : held) ASSERT_TRUE(allocator->Free(p).ok());  // 300 MiB cached
+  RuntimeSettings settings = Settings();
+  settings.garbage_collection_threshold = 0.25;  // soft cap 256 MiB
+  ASSERT_TRUE(allocator->ApplyRuntimeSettings(settings).ok());
+  const std::int64_t releases_before = allocator->GetStats().num_cache_releases;
+  void* big = Alloc(200 * kMiB);  // fits no cached segment: grows by 200 MiB
+  const DeviceStats stats = allocator->GetStats();
+  EXPECT_GT(stats.num_cache_releases, releases_before);
+  EXPECT_LE(stats.reserved_bytes.all().current, static_cast<std::int64_t>(256 * kMiB));
+  ASSERT_TRUE(allocator->Free(big).ok());
+}
+
 TEST_F(RuntimeSettingsTest, AnExplicitSoftBudgetIsNotMovedByTheThreshold) {
   AllocatorConfig config;
   config.soft_budget_bytes = 300 * kMiB;

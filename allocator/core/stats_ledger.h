@@ -61,6 +61,12 @@ class StatsLedger {
   // shutdown). In virtual-memory mode the pages it covers whole are counted too, for the split
   // statistics.
   void CountActive(const Block& block, int direction);
+  // CountActive and SettleVmmSplitStats(small) for a block entering (-1) or leaving (+1) the
+  // reuse cache, whose pages keep their uses meanwhile: only active bytes and whole pages move,
+  // so the split statistics (settled after the previous step) move by exactly as much the other
+  // way. The same values and peaks as the recount, at a fraction of its cost (the fast path
+  // makes one at each allocation and free).
+  void CountActiveKeepingPages(const Block& block, int direction);
 
   // Segment mode: a free, cached or parked block of a split segment is `inactive_split` (memory
   // that stays reserved while its segment has a block in use); +1 when it becomes one, -1 when
@@ -148,6 +154,22 @@ inline void StatsLedger::CountActive(const Block& block, int direction) {
   }
   if (block.segment->arena != nullptr) {
     active_whole_pages_[small ? 1 : 0] += direction * WholePagesOf(block, granularity_);
+  }
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountActiveKeepingPages(const Block& block,
+                                                                              int direction) {
+  CountActive(block, direction);
+  if (vmm_ == nullptr) return;
+  const bool small = block.segment->small;
+  const auto bytes = static_cast<std::int64_t>(block.size);
+  const std::int64_t whole = WholePagesOf(block, granularity_);
+  if (direction > 0) {
+    stats_->inactive_split_bytes.Decrease(small, bytes);
+    if (whole != 0) stats_->inactive_split.Decrease(small, whole);
+  } else {
+    stats_->inactive_split_bytes.Increase(small, bytes);
+    if (whole != 0) stats_->inactive_split.Increase(small, whole);
   }
 }
 

@@ -115,7 +115,6 @@ class CachingAllocatorImpl {
 
     PoolId pool = kDefaultPool;
     bool capturing = false;
-    std::optional<RelaxedCapture> relaxed;  // for the slow path's device calls
     {
       MutexLock lock(&mu_);
       if (shut_down_) return ShutDownError();
@@ -129,7 +128,6 @@ class CachingAllocatorImpl {
       // Whether the stream captures is asked of the device only when an answer is needed.
       std::optional<bool> capturing_known;
       if (frees_.has_pending()) {
-        relaxed.emplace(device_);
         capturing_known = graph_pools_.Capturing(stream);
         if (!*capturing_known) {
           if (absl::Status s = ProcessPendingFrees(/*synced_through=*/0); !s.ok()) return s;
@@ -140,7 +138,10 @@ class CachingAllocatorImpl {
         ++stats_.num_cache_hits;
         return MarkAllocated(block, size, rounded, stream);
       }
-      if (!relaxed.has_value()) relaxed.emplace(device_);
+      // The slow path's calls that a global-mode capture on another thread forbids (event
+      // queries) are relaxed where they are made (RelaxedCapture in the chunk pool and the
+      // stream-ordered frees), only when they are made: most allocations make none.
+      //
       // Best fit sees the heap fully coalesced, as if there were no reuse cache: placing a
       // block among uncoalesced leftovers fragments the heap (measured: 3-8 points of
       // utilization on the shared traces). Each cached block is coalesced once, so this costs
@@ -754,6 +755,8 @@ class CachingAllocatorImpl {
 
   absl::StatusOr<void*> AllocateWithGrowth(std::size_t size, std::size_t rounded, bool small,
                                            StreamHandle stream, PoolId pool, bool capturing) {
+    // Growth and the out-of-memory ladder allocate, free and synchronize on the device.
+    RelaxedCapture relaxed(device_);
     GrowthRungs rungs(this, size, rounded, small, stream, pool, capturing);
     return ClimbOomLadder(rungs, capturing, SoftBudget() > 0, rungs.preferred());
   }

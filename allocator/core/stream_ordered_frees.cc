@@ -3,6 +3,7 @@
 #include "allocator/core/stream_ordered_frees.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -116,11 +117,14 @@ void StreamOrderedFrees::AddPending(PendingFree pending) {
 
 absl::Status StreamOrderedFrees::ReturnCompleted(std::uint64_t synced_through) {
   if (pending_.empty()) return absl::OkStatus();
+  // Relaxed from the first query on: a global-mode capture on another thread forbids queries.
+  std::optional<RelaxedCapture> relaxed;
   for (auto it = pending_.begin(); it != pending_.end();) {
     // A synchronization of this device says nothing about another device's streams.
     const bool synced = it->seq <= synced_through && it->foreign_events.empty();
     bool all_done = synced || !it->events.empty() || !it->foreign_events.empty();
     if (!synced) {
+      if (!relaxed.has_value()) relaxed.emplace(device_);
       for (EventHandle event : it->events) {
         absl::StatusOr<bool> done = device_->QueryEvent(event);
         if (!done.ok()) return done.status();
@@ -235,6 +239,7 @@ absl::StatusOr<bool> StreamOrderedFrees::OrderAfterOwner(const Block* block, Str
   absl::Status status = device_->RecordEvent(*event, block->stream);
   bool usable = status.ok();
   if (usable && policy == CrossStreamPolicy::kQuery) {
+    RelaxedCapture relaxed(device_);
     absl::StatusOr<bool> done = device_->QueryEvent(*event);
     status = done.status();
     usable = done.ok() && *done;

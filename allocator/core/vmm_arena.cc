@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "absl/strings/str_format.h"
+#include "allocator/core/relaxed_capture.h"
 
 namespace vramcache {
 
@@ -35,18 +36,9 @@ absl::Status VmmArena::Acquire(DevicePtr addr, std::size_t bytes) {
   return pool_->Acquire(*this, addr, bytes);
 }
 
-absl::Status VmmArena::Release(DevicePtr addr, std::size_t bytes, bool last_use_complete) {
-  return pool_->Release(*this, addr, bytes, last_use_complete);
-}
-
-bool VmmArena::ReleaseEndsAPage(DevicePtr addr, std::size_t bytes) const {
-  std::size_t first = 0;
-  std::size_t end = 0;
-  if (!PagesOf("ReleaseEndsAPage", addr, bytes, &first, &end).ok()) return true;
-  for (std::size_t p = first; p < end; ++p) {
-    if (pages_[p].live <= 1) return true;
-  }
-  return false;
+absl::Status VmmArena::Release(DevicePtr addr, std::size_t bytes, bool last_use_complete,
+                               absl::FunctionRef<bool()> may_record_mark) {
+  return pool_->Release(*this, addr, bytes, last_use_complete, may_record_mark);
 }
 
 absl::StatusOr<std::size_t> VmmArena::UnbackedPages(DevicePtr addr, std::size_t bytes) const {
@@ -215,6 +207,7 @@ absl::StatusOr<bool> ChunkPool::AliasClaimable(const VmmArena& arena, std::size_
   // Work on the same stream runs after the holder's last use; another stream's must be done.
   if (arenas_[record.holder.arena]->stream_slot_ == arena.stream_slot_) return true;
   if (group == *busy_mark || !QueriesAllowed()) return false;
+  RelaxedCapture relaxed(device_);
   absl::StatusOr<bool> done = device_->QueryEvent(groups_[group].event);
   if (!done.ok()) return done.status();
   if (*done) {
@@ -268,7 +261,7 @@ void ChunkPool::Relist(VmmArena& arena, std::size_t page, const AcquiredFreePage
 }
 
 absl::Status ChunkPool::Release(VmmArena& arena, DevicePtr addr, std::size_t bytes,
-                                bool last_use_complete) {
+                                bool last_use_complete, absl::FunctionRef<bool()> may_record_mark) {
   std::size_t first = 0;
   std::size_t end = 0;
   if (absl::Status s = arena.PagesOf("Release", addr, bytes, &first, &end); !s.ok()) return s;
@@ -291,6 +284,9 @@ absl::Status ChunkPool::Release(VmmArena& arena, DevicePtr addr, std::size_t byt
   if (last_use_complete) {
     EndUses(arena, first, end, ReadyGroup(next_seq_++, arena.id_));
     return absl::OkStatus();
+  }
+  if (!may_record_mark()) {
+    return absl::UnavailableError("vramcache: Release: no free mark may be recorded now");
   }
   absl::StatusOr<EventHandle> event = TakeEvent();
   if (!event.ok()) return event.status();

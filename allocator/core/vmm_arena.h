@@ -60,6 +60,7 @@
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "allocator/device/device.h"
@@ -116,11 +117,12 @@ class VmmArena {
   // a page is not in use; an error from recording the mark changes nothing.
   // `last_use_complete`: the caller knows every use of the range has completed (its stream was
   // destroyed and waited for): the pages are ready at once and no mark is recorded.
-  absl::Status Release(DevicePtr addr, std::size_t bytes, bool last_use_complete = false);
-  // Whether Release(addr, bytes) would end the last use of a page, and so record a free mark on
-  // this arena's stream; a release that ends none records nothing. True for a range that is not
-  // ours (Release reports it).
-  bool ReleaseEndsAPage(DevicePtr addr, std::size_t bytes) const;
+  // `may_record_mark` is asked only when the release would record a mark on this arena's stream
+  // (it ends the last use of a page); when it answers false, nothing changes and the result is
+  // Unavailable (a release that ends no page's last use records nothing and never asks).
+  absl::Status Release(DevicePtr addr, std::size_t bytes, bool last_use_complete = false,
+                       absl::FunctionRef<bool()> may_record_mark = AnyTime);
+  static bool AnyTime() { return true; }
 
   // How many pages of [addr, addr + bytes) an Acquire would have to find a chunk for: pages
   // that are unmapped, and aliases whose chunk is in use elsewhere.
@@ -374,7 +376,8 @@ class ChunkPool {
   };
 
   absl::Status Acquire(VmmArena& arena, DevicePtr addr, std::size_t bytes);
-  absl::Status Release(VmmArena& arena, DevicePtr addr, std::size_t bytes, bool last_use_complete);
+  absl::Status Release(VmmArena& arena, DevicePtr addr, std::size_t bytes, bool last_use_complete,
+                       absl::FunctionRef<bool()> may_record_mark);
   void UndoAcquire(VmmArena& arena, std::size_t first, std::size_t end);
   // The uses of pages [first, end) end: pages reaching a live count of 0 remember the use and
   // join free group `group` (a mark, or a ready group).

@@ -2,9 +2,7 @@
 #include "allocator/core/vmm_backing.h"
 
 #include <algorithm>
-#include <optional>
 
-#include "allocator/core/relaxed_capture.h"
 #include "allocator/core/size_classes.h"
 
 namespace vramcache {
@@ -41,21 +39,19 @@ absl::Status VmmBacking::AcquirePages(Block* block) {
 // mark may be recorded (it would be captured), so the release waits for its end. A release
 // maps, unmaps, creates and releases nothing: no statistic changes.
 // The device is asked whether the arena's stream captures (unannounced) only when the release
-// records a mark: one that leaves every page with another live block only counts down, and the
-// last block's release, later on the same stream, records the mark that covers this block's
-// work too (asking on every release cost the replays 5-6% of their host time).
+// records a mark (ChunkPool::Release asks `may_record_mark` then): one that leaves every page
+// with another live block only counts down, and the last block's release, later on the same
+// stream, records the mark that covers this block's work too (asking on every release cost the
+// replays 5-6% of their host time). Recording a mark may query an older one for its event
+// (ChunkPool::TakeEvent), which relaxes the capture mode around that query itself.
 void VmmBacking::ReleasePages(Block* block, const StreamsNow& streams) {
   block->holds_pages = false;
   VmmArena* arena = block->segment->arena;
-  const bool records_mark =
-      !streams.captures_active && arena->ReleaseEndsAPage(block->addr, block->size);
-  // Recording a mark may query an older one for its event (ChunkPool::TakeEvent), which
-  // another thread's global-mode capture forbids unless this thread is relaxed. Only here does
-  // a free make such a call, so Free itself does not switch modes.
-  std::optional<RelaxedCapture> relaxed;
-  if (records_mark) relaxed.emplace(device_);
-  if (streams.captures_active || (records_mark && StreamCapturing(arena->stream(), streams)) ||
-      !ReleaseRange(arena, block->addr, block->size, streams).ok()) {
+  if (streams.captures_active ||
+      !arena
+           ->Release(block->addr, block->size, /*last_use_complete=*/streams.Dead(arena->stream()),
+                     [&] { return !StreamCapturing(arena->stream(), streams); })
+           .ok()) {
     deferred_.push_back({arena, block->addr, block->size});  // pages stay backed
   }
 }

@@ -28,8 +28,11 @@ CachedFree VmmBacking::FreeMemory() const {
 absl::Status VmmBacking::AcquirePages(Block* block) {
   const Segment* segment = block->segment;
   if (segment->arena == nullptr || segment->pinned) return absl::OkStatus();
+  const std::size_t live_pages = segment->arena->live_pages();
   absl::Status status = segment->arena->Acquire(block->addr, block->size);
-  SettleStats();
+  // An Acquire that brings no page into use maps, creates and steals nothing (its pages only
+  // count one more use): nothing to settle then. A failed one may have mapped chunks.
+  if (!status.ok() || segment->arena->live_pages() != live_pages) SettleStats();
   if (status.ok()) block->holds_pages = true;
   return status;
 }

@@ -32,15 +32,6 @@ absl::Status VmmArena::RangeError(const char* operation, DevicePtr addr, std::si
                       operation, bytes, addr, base_, base_ + size()));
 }
 
-absl::Status VmmArena::Acquire(DevicePtr addr, std::size_t bytes) {
-  return pool_->Acquire(*this, addr, bytes);
-}
-
-absl::Status VmmArena::Release(DevicePtr addr, std::size_t bytes, bool last_use_complete,
-                               absl::FunctionRef<bool()> may_record_mark) {
-  return pool_->Release(*this, addr, bytes, last_use_complete, may_record_mark);
-}
-
 absl::StatusOr<std::size_t> VmmArena::UnbackedPages(DevicePtr addr, std::size_t bytes) const {
   std::size_t first = 0;
   std::size_t end = 0;

@@ -493,4 +493,13 @@ class ChunkPool {
   std::vector<int> peers_;  // granted access to every mapping
 };
 
+// Inline: every block served or freed makes one (a call of its own cost the replays ~1%).
+inline absl::Status VmmArena::Acquire(DevicePtr addr, std::size_t bytes) {
+  return pool_->Acquire(*this, addr, bytes);
+}
+inline absl::Status VmmArena::Release(DevicePtr addr, std::size_t bytes, bool last_use_complete,
+                                      absl::FunctionRef<bool()> may_record_mark) {
+  return pool_->Release(*this, addr, bytes, last_use_complete, may_record_mark);
+}
+
 }  // namespace vramcache

@@ -173,7 +173,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountActiveKeepingPages(co
   }
 }
 
-inline void StatsLedger::CountSplitBlock(const Block& block, int direction) {
+[[gnu::flatten]] inline void StatsLedger::CountSplitBlock(const Block& block, int direction) {
   if (vmm_ != nullptr || !block.is_split()) return;
   const bool small = block.segment->small;
   const auto bytes = static_cast<std::int64_t>(block.size);

@@ -48,7 +48,7 @@ struct Block {
   std::size_t rounded = 0;        // the rounded request it last served (its reuse-cache key)
   Block* cache_next = nullptr;    // next block in the same reuse-cache list
   StreamHandle stream = 0;        // its home stream (its segment's): the free list it returns to
-  StreamHandle alloc_stream = 0;  // while allocated: the stream of the current allocation
+  StreamHandle alloc_stream = 0;  // the current allocation's stream (cached: the last one's)
   PoolId pool_id = kDefaultPool;
   Segment* segment = nullptr;
   Block* prev = nullptr;

@@ -130,7 +130,10 @@ class CachingAllocatorImpl {
       if (frees_.has_pending()) {
         capturing_known = graph_pools_.Capturing(stream);
         if (!*capturing_known) {
-          if (absl::Status s = ProcessPendingFrees(/*synced_through=*/0); !s.ok()) return s;
+          if (absl::Status s = ProcessPendingFrees(/*synced_through=*/0, /*into_reuse_cache=*/true);
+              !s.ok()) {
+            return s;
+          }
         }
       }
       // The fast path: a block this stream freed whole.
@@ -145,8 +148,15 @@ class CachingAllocatorImpl {
       // Best fit sees the heap fully coalesced, as if there were no reuse cache: placing a
       // block among uncoalesced leftovers fragments the heap (measured: 3-8 points of
       // utilization on the shared traces). Each cached block is coalesced once, so this costs
-      // O(1) per free, amortized.
-      FlushReuseCache();
+      // O(1) per free, amortized. This stream's lists first: other streams' cached blocks go
+      // back to their own free lists, which best fit on this stream does not search, and
+      // flushing them would take their fast path from the threads using those streams (issue
+      // #18); everything is flushed before borrowing or growing (FindCoalescedFreeBlock).
+      if (fresh_addresses) {
+        FlushReuseCache();
+      } else {
+        FlushReuseCacheOf(stream);
+      }
       if (vmm_ != nullptr) {
         if (capturing_known.has_value() || !captures_.empty()) {
           vmm_->chunks().SetEventQueriesAllowed(!captures_.empty() ? false : !*capturing_known);
@@ -158,7 +168,7 @@ class CachingAllocatorImpl {
       // found now (ResourceExhausted): the growth ladder frees some and retries.
       if (fresh_addresses) {
         // straight to growth
-      } else if (Block* block = FindFreeBlock(small, pool, stream, rounded)) {
+      } else if (Block* block = FindCoalescedFreeBlock(small, pool, stream, rounded)) {
         absl::StatusOr<void*> result = FinishAllocation(block, size, rounded, stream);
         if (result.ok()) ++stats_.num_cache_hits;
         if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
@@ -171,6 +181,7 @@ class CachingAllocatorImpl {
           if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
         }
       }
+      FlushReuseCache();  // growth sees the true free space, as before
       capturing = graph_pools_.KnowCapturing(capturing_known, stream);
     }
     return AllocateWithGrowth(size, rounded, small, stream, pool, capturing);
@@ -895,6 +906,17 @@ class CachingAllocatorImpl {
     return placement_.FindFreeBlock(small, pool, stream, rounded);
   }
 
+  // FindFreeBlock after this stream's reuse-cache lists were flushed: when nothing fits, the
+  // other streams' lists are flushed too (a block of this stream that another stream borrowed
+  // is cached under the borrower's) and the search is repeated.
+  Block* FindCoalescedFreeBlock(bool small, PoolId pool, StreamHandle stream, std::size_t rounded)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (Block* block = FindFreeBlock(small, pool, stream, rounded)) return block;
+    if (reuse_cache_.empty()) return nullptr;
+    FlushReuseCache();
+    return FindFreeBlock(small, pool, stream, rounded);
+  }
+
   // The best-fitting block cached for another stream, made safe for `stream`: an event
   // recorded now on its owner covers every use the owner made of it before freeing it; the
   // policy either checks that event has completed or makes `stream` wait on it.
@@ -1134,7 +1156,18 @@ class CachingAllocatorImpl {
 
   void FlushReuseCache() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (reuse_cache_.empty()) return;
-    for (Block* block : reuse_cache_.TakeAllByAddress()) {
+    FlushCachedBlocks(reuse_cache_.TakeAllByAddress());
+  }
+
+  // Only the lists of blocks that `stream` allocated last.
+  void FlushReuseCacheOf(StreamHandle stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reuse_cache_.empty()) return;
+    const std::vector<Block*>& taken = reuse_cache_.TakeStreamByAddress(stream);
+    if (!taken.empty()) FlushCachedBlocks(taken);
+  }
+
+  void FlushCachedBlocks(const std::vector<Block*>& blocks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (Block* block : blocks) {
       live_.erase(block->addr);
       CountSplitBlock(block, -1);
       ReleaseBacking(block);
@@ -1144,10 +1177,35 @@ class CachingAllocatorImpl {
   }
 
   // Returns pending blocks whose events have all completed (stream_ordered_frees.h).
-  absl::Status ProcessPendingFrees(std::uint64_t synced_through)
+  // `into_reuse_cache` (the allocation path only): a completed free that a plain free would
+  // have cached goes into the reuse cache (CompletePendingFree).
+  absl::Status ProcessPendingFrees(std::uint64_t synced_through, bool into_reuse_cache = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (vmm_ != nullptr) FlushDeferredReleases();
-    return frees_.ReturnCompleted(synced_through);
+    completing_into_reuse_cache_ = into_reuse_cache;
+    absl::Status status = frees_.ReturnCompleted(synced_through);
+    completing_into_reuse_cache_ = false;
+    return status;
+  }
+
+  // A pending free whose every use has completed (its events were queried done): nobody's
+  // work touches the block any more. A block of the default pool goes into the reuse cache
+  // whole, under the stream that allocated it last (its own, or the one that borrowed it), with
+  // its pages still held: no page release and no free mark is recorded now; the mark is
+  // recorded on the block's stream if and when the cache is flushed, and the borrowing stream
+  // takes it back without borrowing again (docs/design.md, "Why reuse is safe": one event per
+  // cross-stream free). With the debug modes a borrowed block returns to the pool instead: its
+  // poison fill runs on its own stream, which the borrower is not ordered after.
+  void CompletePendingFree(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (completing_into_reuse_cache_ && block->pool_id == kDefaultPool &&
+        (block->alloc_stream == block->stream || !debug_) && block->foreign_uses.empty() &&
+        !block->segment->quarantine && !frees_.IsDestroyed(block->stream) &&
+        !frees_.IsDestroyed(block->alloc_stream) && reuse_cache_.HasRoomFor(block->size)) {
+      live_.try_emplace(block->addr, block);  // cached blocks stay in live_ (see Free)
+      PushReuseCache(block);
+      return;
+    }
+    ReturnToPool(block);
   }
 
   // Waits for every pending free (a device-wide synchronization; empty-cache and OOM paths).
@@ -1443,7 +1501,7 @@ class CachingAllocatorImpl {
   // free comes back through ReturnToPool.
   StreamOrderedFrees frees_ ABSL_GUARDED_BY(mu_){
       device_, &heap_, &ledger_,
-      [this](Block* block) ABSL_NO_THREAD_SAFETY_ANALYSIS { ReturnToPool(block); }};
+      [this](Block* block) ABSL_NO_THREAD_SAFETY_ANALYSIS { CompletePendingFree(block); }};
   // An alias of the destroyed streams, which keeps the call sites as they were while other
   // branches change them; to be replaced by frees_.IsDestroyed once those have merged.
   const absl::flat_hash_set<StreamHandle>& dead_streams_ ABSL_GUARDED_BY(mu_) =
@@ -1451,6 +1509,8 @@ class CachingAllocatorImpl {
   RingBuffer<TraceEntry> history_ ABSL_GUARDED_BY(mu_);  // empty unless record_history
   std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);
   GrowthLimits limits_ ABSL_GUARDED_BY(mu_);  // budget, fraction, soft budget, bytes in flight
+  // Set while the allocation path returns completed frees (ProcessPendingFrees).
+  bool completing_into_reuse_cache_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // ------------------------------------------------------------------ facade

@@ -171,8 +171,8 @@ absl::Status CheckAllocatorInvariants(const AllocatorStateView& state) {
   std::size_t listed_blocks = 0;
   for (const auto& [key, head] : state.reuse_cache.lists()) {
     for (const Block* b = head; b != nullptr; b = b->cache_next) {
-      if (b->state != BlockState::kCached || b->rounded != key.rounded || b->stream != key.stream ||
-          b->pool_id != key.pool) {
+      if (b->state != BlockState::kCached || b->rounded != key.rounded ||
+          b->alloc_stream != key.stream || b->pool_id != key.pool) {
         return absl::InternalError(
             absl::StrFormat("reuse-cache list holds block %#x of another key", b->addr));
       }

@@ -19,6 +19,25 @@ const std::vector<Block*>& ReuseCache::TakeAllByAddress() {
   return taken_;
 }
 
+const std::vector<Block*>& ReuseCache::TakeStreamByAddress(StreamHandle stream) {
+  taken_.clear();
+  for (auto it = lists_.begin(); it != lists_.end();) {
+    if (it->first.stream != stream) {
+      ++it;
+      continue;
+    }
+    for (Block* b = it->second; b != nullptr; b = b->cache_next) {
+      taken_.push_back(b);
+      bytes_ -= b->size;
+    }
+    lists_.erase(it++);
+  }
+  std::sort(taken_.begin(), taken_.end(),
+            [](const Block* a, const Block* b) { return a->addr < b->addr; });
+  for (Block* block : taken_) block->cache_next = nullptr;
+  return taken_;
+}
+
 std::size_t ReuseCache::LargestBlock() const {
   std::size_t largest = 0;
   for (const auto& [key, head] : lists_) {

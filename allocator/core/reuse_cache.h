@@ -14,7 +14,8 @@
 
 namespace vramcache {
 
-// Key of a reuse-cache list: freed blocks that last served requests of `rounded` bytes.
+// Key of a reuse-cache list: freed blocks that last served requests of `rounded` bytes on
+// `stream`.
 struct ReuseKey {
   PoolId pool;
   StreamHandle stream;
@@ -34,11 +35,13 @@ class ReuseCache {
   // Whether a block of `bytes` fits under the limit.
   bool HasRoomFor(std::size_t bytes) const { return bytes_ + bytes <= limit_bytes_; }
 
-  // Lists `block` under its pool, stream and rounded size, newest first (a list is a stack).
+  // Lists `block` under its pool, the stream that allocated it last (`alloc_stream`: its own
+  // stream, except for a borrowed block whose free has completed) and its rounded size, newest
+  // first (a list is a stack).
   // Its `cache_next` links the list. Inline, as Pop: every fast-path free and allocation makes
   // one, and a call into another file cost the fast path measurably (docs/benchmarks.md).
   void Push(Block* block) {
-    Block*& head = lists_[ReuseKey{block->pool_id, block->stream, block->rounded}];
+    Block*& head = lists_[ReuseKey{block->pool_id, block->alloc_stream, block->rounded}];
     block->cache_next = head;
     head = block;
     bytes_ += block->size;
@@ -60,6 +63,8 @@ class ReuseCache {
   // gives the same statistics and layouts from run to run (the hash seed changes per process).
   // The vector is reused by the next call.
   const std::vector<Block*>& TakeAllByAddress();
+  // The same for the lists of one stream (the others stay).
+  const std::vector<Block*>& TakeStreamByAddress(StreamHandle stream);
 
   // The largest block listed (0 when none); a walk of every list.
   std::size_t LargestBlock() const;

@@ -17,6 +17,7 @@ Block MakeBlock(DevicePtr addr, std::size_t size, std::size_t rounded, StreamHan
   block.size = size;
   block.rounded = rounded;
   block.stream = stream;
+  block.alloc_stream = stream;  // the list's stream: the last allocation's (a plain free)
   block.pool_id = pool;
   block.state = BlockState::kCached;
   return block;

@@ -1,0 +1,198 @@
+// Cross-stream frees (issue #18): a block freed while another stream may still use it waits
+// for one event, recorded on that stream, and then goes into the reuse cache whole, under the
+// stream that allocated it; no second event (a page's free mark) is recorded for it unless the
+// cache is flushed. Each scene drives the allocator with kernels that touch their allocations
+// (SimDevice::LaunchWork, manual completion) and asserts that the device saw no hazard; the
+// ordering test fails when a completed-looking free enters the cache before its event
+// completes (docs/design.md, "Why reuse is safe").
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "allocator/core/caching_allocator.h"
+#include "allocator/device/sim_device.h"
+#include "allocator/device/sim_hazards.h"
+#include "allocator/device/sim_op.h"
+#include "gtest/gtest.h"
+#include "tests/support/allocator_fixture.h"
+
+namespace vramcache {
+namespace {
+
+// The hazards a scene's device reports; a base of Scene ahead of the fixture, so that it
+// outlives the device's last calls.
+struct HazardCapture {
+  ScopedSimHazardCapture hazards;
+};
+
+struct Scene : HazardCapture, AllocatorFixture {
+  explicit Scene(VmmMode mode, bool canaries = false) {
+    AllocatorSetup setup;
+    setup.device.capacity = 256 * kMiB;
+    setup.device.accounting_only = false;
+    setup.device.completion = SimCompletion::kManual;
+    setup.config.vmm = mode;
+    setup.config.canaries = canaries;
+    Make(setup);
+  }
+  ~Scene() {
+    device->CompleteAll();
+    Teardown();
+    EXPECT_EQ(hazards.size(), 0u) << hazards.Summary();
+  }
+  // A kernel of allocation `owner` on `stream` touching [ptr, ptr + bytes).
+  std::uint64_t Kernel(StreamHandle stream, void* ptr, std::size_t bytes, std::uint64_t owner) {
+    absl::StatusOr<std::uint64_t> ticket =
+        device->LaunchWork(stream, {{reinterpret_cast<DevicePtr>(ptr), bytes, owner}}, "kernel");
+    EXPECT_TRUE(ticket.ok()) << ticket.status();
+    return ticket.ok() ? *ticket : 0;
+  }
+  // The user's fork: `to` runs after everything `from` ran so far.
+  void Order(StreamHandle from, StreamHandle to) {
+    absl::StatusOr<EventHandle> event = device->CreateEvent();
+    ASSERT_TRUE(event.ok());
+    ASSERT_TRUE(device->RecordEvent(*event, from).ok());
+    ASSERT_TRUE(device->StreamWaitEvent(to, *event).ok());
+    ASSERT_TRUE(device->DestroyEvent(*event).ok());
+  }
+  std::int64_t EventsRecorded() const { return device->Calls(SimOp::kRecordEvent); }
+};
+
+constexpr StreamHandle kA = 1;
+constexpr StreamHandle kB = 2;
+
+const char* ModeName(VmmMode mode) { return mode == VmmMode::kOn ? "vmm" : "segments"; }
+
+// The ordering: the block freed while B still reads it is not handed out again (to its own
+// stream either) before B's event completes; once it has, its own stream gets it back.
+TEST(CrossStreamFreeTest, TheBlockIsCachedOnlyAfterTheOtherStreamsWorkCompletes) {
+  for (VmmMode mode : {VmmMode::kOff, VmmMode::kOn}) {
+    SCOPED_TRACE(ModeName(mode));
+    Scene scene(mode);
+    for (std::size_t size : {std::size_t{4 * kKiB}, std::size_t{kMiB}}) {
+      SCOPED_TRACE(size);
+      void* p = scene.Alloc(size, kA);
+      scene.Kernel(kA, p, size, 1);
+      scene.Order(kA, kB);
+      const std::uint64_t reader = scene.Kernel(kB, p, size, 1);  // B still reads p
+      ASSERT_TRUE(scene.allocator->RecordStream(p, kB).ok());
+      ASSERT_TRUE(scene.allocator->Free(p).ok());
+      void* q = scene.Alloc(size, kA);
+      EXPECT_NE(q, p) << "reused while stream B still used it";
+      scene.Kernel(kA, q, size, 2);  // the device reports a hazard if q overlaps B's reader
+      ASSERT_TRUE(scene.device->CompleteWork(kB, reader).ok());
+      void* r = scene.Alloc(size, kA);
+      EXPECT_EQ(r, p) << "the completed free was not cached for its own stream";
+      scene.Kernel(kA, r, size, 3);
+      ASSERT_TRUE(scene.allocator->Free(q).ok());
+      ASSERT_TRUE(scene.allocator->Free(r).ok());
+      scene.device->CompleteAll();
+    }
+  }
+}
+
+// One event per cross-stream free: the record_stream stream's, and no free mark of a page
+// (virtual-memory mode recorded one when the completed free released the block's pages).
+TEST(CrossStreamFreeTest, ACrossStreamFreeRecordsOneEvent) {
+  for (VmmMode mode : {VmmMode::kOff, VmmMode::kOn}) {
+    SCOPED_TRACE(ModeName(mode));
+    Scene scene(mode);
+    void* p = scene.Alloc(kMiB, kA);
+    constexpr int kPairs = 8;
+    std::int64_t recorded = 0;
+    for (int i = 0; i < kPairs; ++i) {
+      scene.Order(kA, kB);
+      scene.Kernel(kB, p, kMiB, 1);
+      const std::int64_t before = scene.EventsRecorded();
+      ASSERT_TRUE(scene.allocator->RecordStream(p, kB).ok());
+      ASSERT_TRUE(scene.allocator->Free(p).ok());
+      scene.device->CompleteAll();
+      void* next = scene.Alloc(kMiB, kA);
+      recorded += scene.EventsRecorded() - before;
+      EXPECT_EQ(next, p);
+      p = next;
+    }
+    EXPECT_EQ(recorded, kPairs);
+    EXPECT_EQ(scene.allocator->GetStats().num_cross_stream_reuse, 0);
+    ASSERT_TRUE(scene.allocator->Free(p).ok());
+  }
+}
+
+// A stream that borrowed a block from another stream's free list takes it back from the reuse
+// cache once its free completed: it borrows once, not at every allocation, and every reuse is
+// ordered after the previous user's work.
+TEST(CrossStreamFreeTest, ABorrowingStreamTakesItsCompletedFreeBackWithoutBorrowingAgain) {
+  for (VmmMode mode : {VmmMode::kOff, VmmMode::kOn}) {
+    SCOPED_TRACE(ModeName(mode));
+    Scene scene(mode);
+    void* owned = scene.Alloc(8 * kKiB, kA);  // A's small segment, mostly free
+    scene.Kernel(kA, owned, 8 * kKiB, 1);
+    scene.device->CompleteAll();
+    void* borrowed = scene.Alloc(8 * kKiB, kB);  // from A's free list
+    ASSERT_NE(borrowed, nullptr);
+    const std::int64_t borrows = scene.allocator->GetStats().num_cross_stream_reuse;
+    EXPECT_EQ(borrows, 1);
+    for (int i = 0; i < 4; ++i) {
+      scene.Kernel(kB, borrowed, 8 * kKiB, 2 + i);
+      ASSERT_TRUE(scene.allocator->Free(borrowed).ok());
+      scene.device->CompleteAll();
+      void* again = scene.Alloc(8 * kKiB, kB);
+      EXPECT_EQ(again, borrowed);
+      borrowed = again;
+    }
+    EXPECT_EQ(scene.allocator->GetStats().num_cross_stream_reuse, borrows);
+    // Its own stream gets the block after a flush only once B's last use completed.
+    scene.Kernel(kB, borrowed, 8 * kKiB, 10);
+    ASSERT_TRUE(scene.allocator->Free(borrowed).ok());
+    void* big = scene.Alloc(64 * kMiB, kA);  // a miss: flushes the reuse cache
+    void* mine = scene.Alloc(8 * kKiB, kA);
+    scene.Kernel(kA, mine, 8 * kKiB, 11);
+    for (void* p : {owned, big, mine}) ASSERT_TRUE(scene.allocator->Free(p).ok());
+  }
+}
+
+// The home stream destroyed while its block's cross-stream free waits: the completed free goes
+// back to the pool (parked behind the dead stream's last work), not into a dead stream's list;
+// a new stream with the same handle is served without a hazard.
+TEST(CrossStreamFreeTest, ADestroyedStreamsCompletedFreeIsNotCachedForIt) {
+  for (VmmMode mode : {VmmMode::kOff, VmmMode::kOn}) {
+    SCOPED_TRACE(ModeName(mode));
+    Scene scene(mode);
+    const StreamHandle s = scene.device->CreateStream();
+    void* p = scene.Alloc(kMiB, s);
+    scene.Kernel(s, p, kMiB, 1);
+    scene.Order(s, kB);
+    scene.Kernel(kB, p, kMiB, 1);
+    ASSERT_TRUE(scene.allocator->RecordStream(p, kB).ok());
+    ASSERT_TRUE(scene.allocator->Free(p).ok());
+    ASSERT_TRUE(scene.allocator->StreamDestroyed(s).ok());
+    ASSERT_TRUE(scene.device->DestroyStream(s).ok());
+    scene.device->CompleteAll();
+    void* q = scene.Alloc(kMiB, kA);
+    scene.Kernel(kA, q, kMiB, 2);
+    ASSERT_TRUE(scene.allocator->Free(q).ok());
+  }
+}
+
+// Canaries poison a freed block on its own stream: a borrowed block whose free completed goes
+// back to the pool there, so the borrower's next use waits for the poison fill.
+TEST(CrossStreamFreeTest, WithCanariesABorrowedBlockIsPoisonedBeforeItsNextUse) {
+  for (VmmMode mode : {VmmMode::kOff, VmmMode::kOn}) {
+    SCOPED_TRACE(ModeName(mode));
+    Scene scene(mode, /*canaries=*/true);
+    void* owned = scene.Alloc(8 * kKiB, kA);
+    scene.device->CompleteAll();
+    void* borrowed = scene.Alloc(8 * kKiB, kB);
+    ASSERT_NE(borrowed, nullptr);
+    scene.Kernel(kB, borrowed, 8 * kKiB, 2);
+    ASSERT_TRUE(scene.allocator->Free(borrowed).ok());
+    scene.device->CompleteAll();
+    void* again = scene.Alloc(8 * kKiB, kB);
+    ASSERT_NE(again, nullptr);
+    scene.Kernel(kB, again, 8 * kKiB, 3);
+    for (void* p : {owned, again}) ASSERT_TRUE(scene.allocator->Free(p).ok());
+  }
+}
+
+}  // namespace
+}  // namespace vramcache

@@ -537,52 +537,8 @@ class CachingAllocatorImpl {
     MutexLock lock(&mu_);
     std::vector<SegmentInfo> out;
     out.reserve(segments_.size());
-    for (const auto& [base, segment] : segments_) {
-      if (segment->arena != nullptr) {
-        AppendMappedRuns(*segment, &out);
-        continue;
-      }
-      SegmentInfo info{segment->base, segment->size, segment->stream, segment->small, {}};
-      for (const Block* b = segment->head; b != nullptr; b = b->next) {
-        info.blocks.push_back({b->addr, b->size, b->requested, b->state, b->pool_id});
-      }
-      out.push_back(std::move(info));
-    }
+    for (const auto& [base, segment] : segments_) backing_->AppendSnapshot(*segment, &out);
     return out;
-  }
-
-  // Virtual-memory mode: a snapshot segment is a run of consecutive pages of one arena that hold
-  // a chunk (in use, or free and keeping it), so that the segments add up to the memory mapped,
-  // each chunk once; aliases and unbacked address space hold no memory and do not appear. Its
-  // blocks are the arena's blocks clipped to the run (a block in use lies wholly in one run).
-  void AppendMappedRuns(const Segment& segment, std::vector<SegmentInfo>* out) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const VmmArena& arena = *segment.arena;
-    const std::size_t granularity = vmm_->chunks().granularity();
-    auto holds_chunk = [&](std::size_t page) {
-      const VmmArena::PageView view = arena.page(page);
-      return view.mapped && !view.alias;
-    };
-    const Block* block = segment.head;
-    for (std::size_t page = 0; page < arena.page_count();) {
-      if (!holds_chunk(page)) {
-        ++page;
-        continue;
-      }
-      std::size_t end = page + 1;
-      while (end < arena.page_count() && holds_chunk(end)) ++end;
-      const DevicePtr run_begin = arena.base() + page * granularity;
-      const DevicePtr run_end = arena.base() + end * granularity;
-      SegmentInfo info{run_begin, run_end - run_begin, segment.stream, segment.small, {}};
-      while (block != nullptr && block->addr + block->size <= run_begin) block = block->next;
-      for (const Block* b = block; b != nullptr && b->addr < run_end; b = b->next) {
-        const DevicePtr from = std::max(b->addr, run_begin);
-        const DevicePtr to = std::min(b->addr + b->size, run_end);
-        info.blocks.push_back({from, to - from, b->requested, b->state, b->pool_id});
-      }
-      out->push_back(std::move(info));
-      page = end;
-    }
   }
 
   std::vector<TraceEntry> History() const {

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "allocator/core/backing.h"
 #include "allocator/core/growth_limits.h"
@@ -47,6 +48,7 @@ class SegmentBacking final : public Backing {
     ledger_->CountSegmentReleased(segment);
     limits_->BeginRelease(segment.size);
   }
+  void AppendSnapshot(const Segment& segment, std::vector<SegmentInfo>* out) const override;
   // `calls` device frees of detached segments, `bytes` in all, completed.
   void Freed(std::int64_t calls, std::size_t bytes) {
     ledger_->CountDeviceFrees(calls);

@@ -49,6 +49,11 @@ class VmmBacking final : public Backing {
   }
   // A range's chunks are counted where they are released (SettleStats), not here.
   void Detached(const Segment& segment) override { ledger_->CountSegmentReleased(segment); }
+  // A snapshot segment is a run of consecutive pages of one arena that hold a chunk (in use,
+  // or free and keeping it), so that the segments add up to the memory mapped, each chunk once;
+  // aliases and unbacked address space hold no memory and do not appear. Its blocks are the
+  // arena's blocks clipped to the run (a block in use lies wholly in one run).
+  void AppendSnapshot(const Segment& segment, std::vector<SegmentInfo>* out) const override;
 
   // A new range for a request of `rounded` bytes on `stream`: the large pool's is
   // kLargeRangeBytes (unless that would be at or above `max_split_size`, when it could serve no

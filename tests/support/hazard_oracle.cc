@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -133,6 +134,7 @@ class HazardOracle::World {
  private:
   struct ThreadState {
     std::mt19937_64 rng;
+    std::mt19937_64 jitter_rng;  // VRAMCACHE_ORACLE_JITTER_US's pauses only
     std::vector<Allocation> live;
   };
 
@@ -146,6 +148,25 @@ class HazardOracle::World {
   }
 
   std::uint64_t NewOwner() { return next_owner_.fetch_add(1) + 1; }
+
+  // VRAMCACHE_ORACLE_TRACE=1: every step that touches the allocator or the device's streams, in
+  // the order the threads took them, for triage of a failing seed (off: one branch a step).
+  template <typename... Args>
+  void Trace(const Args&... args) {
+    if (!tracing_) return;
+    std::string line = absl::StrCat("t", current_thread_, " ", args...);
+    std::lock_guard<std::mutex> lock(trace_mu_);
+    trace_.push_back(std::move(line));
+  }
+  static std::string Hex(std::uint64_t v) { return absl::StrFormat("%#x", v); }
+
+  // VRAMCACHE_ORACLE_JITTER_US=<n>: a pause of up to n microseconds between choosing a stream
+  // and using it, and between a capture's steps, to widen the windows where rare interleavings
+  // hide (off: one branch). It draws from its own generator, so the seed's steps are the same.
+  void Jitter(ThreadState& me) {
+    if (jitter_us_ <= 0) return;
+    std::this_thread::sleep_for(std::chrono::microseconds(me.jitter_rng() % (jitter_us_ + 1)));
+  }
 
   // A stream this thread may use now: never one another thread is capturing.
   // A stream this thread may use now, or kNoStream: never a destroyed one, nor one another
@@ -202,6 +223,11 @@ class HazardOracle::World {
   }
 
   void Launch(StreamHandle stream, std::vector<SimAccess> accesses, absl::string_view label) {
+    if (tracing_) {
+      std::string owners;
+      for (const SimAccess& access : accesses) absl::StrAppend(&owners, " #", access.owner);
+      Trace("launch '", label, "' stream ", Hex(stream), owners);
+    }
     absl::StatusOr<std::uint64_t> ticket = device_->LaunchWork(stream, std::move(accesses), label);
     if (!ticket.ok()) Fail("LaunchWork: ", ticket.status().ToString());
   }
@@ -225,14 +251,35 @@ class HazardOracle::World {
       return false;
     }
     Allocation a{*p, size, stream, NewOwner()};
+    Trace("alloc #", a.owner, " ", Hex(reinterpret_cast<DevicePtr>(a.ptr)), "+", Hex(size),
+          " stream ", Hex(stream), " capture_stream ", Hex(capture_stream_.load()));
+    if (into == &me.live) CheckOutsideLiveGraph(a);
     WriteTags(a);
     LaunchOn(a, stream);
     into->push_back(a);
     return true;
   }
 
+  // An allocation outside a capture must get none of a live graph's memory: its replays use it
+  // (the device sees it only when such a kernel overlaps a running replay; this sees it always).
+  void CheckOutsideLiveGraph(const Allocation& a) {
+    const auto begin = reinterpret_cast<DevicePtr>(a.ptr);
+    std::lock_guard<std::mutex> lock(graph_mu_);
+    for (const SimAccess& g : live_graph_) {
+      if (begin < g.ptr + g.bytes && g.ptr < begin + a.size) {
+        Fail(absl::StrFormat(
+            "allocation %d [%#x, +%#x) on stream %#x overlaps allocation %d [%#x, +%#x), made "
+            "by a graph capture whose pool is not released",
+            a.owner, begin, a.size, a.stream, g.owner, g.ptr, g.bytes));
+        return;
+      }
+    }
+  }
+
   void Free(const Allocation& a) {
     CheckTags(a);
+    Trace("free #", a.owner, " ", Hex(reinterpret_cast<DevicePtr>(a.ptr)), " stream ",
+          Hex(a.stream));
     if (absl::Status s = allocator_->Free(a.ptr); !s.ok()) Fail("Free: ", s.ToString());
   }
 
@@ -270,6 +317,7 @@ class HazardOracle::World {
       if (absl::Status s = device_->StreamWaitEvent(other, *event); !s.ok()) Fail("Wait: ", s);
     }
     LaunchOn(a, other);
+    Trace("record_stream #", a.owner, " from ", Hex(a.stream), " to ", Hex(other));
     if (absl::Status s = allocator_->RecordStream(a.ptr, other); !s.ok()) Fail("RecordStream: ", s);
     if (absl::Status s = device_->DestroyEvent(*event); !s.ok()) Fail("DestroyEvent: ", s);
   }
@@ -278,6 +326,7 @@ class HazardOracle::World {
     const StreamHandle stream = PickStream(me, thread);
     if (stream == kNoStream) return;
     const PoolId pool = next_pool_.fetch_add(1) + 1;
+    Trace(announced ? "announced" : "unannounced", " capture of pool ", pool, " on ", Hex(stream));
     if (announced) {
       // As PyTorch announces it: before the capture begins, with a filter that takes the stream
       // only while it captures. Another thread's allocation on it just before or after the
@@ -285,6 +334,14 @@ class HazardOracle::World {
       allocator_->BeginAllocateToPool(pool, GraphCaptureFilter(device_.get(), stream));
     }
     {
+      // The capture begins only between other threads' steps. A step picks a stream that does
+      // not capture, then allocates or launches on it: if the capture began in between, its
+      // allocation would come from the graph's pool (as PyTorch's would: the filter takes the
+      // stream) and be used outside the graph, unordered with the replays. That is a user's
+      // error (work from another thread on a capturing stream), not the allocator's, and it is
+      // what VMM seed 11072 (and, by its signature, seed 293) reported before this gate.
+      std::unique_lock<std::shared_mutex> steps(step_gate_, std::defer_lock);
+      if (announced) steps.lock();  // an unannounced capture runs alone already
       std::lock_guard<std::mutex> fork(fork_mu_);
       capture_stream_ = stream;
       capture_thread_ = thread;
@@ -294,10 +351,15 @@ class HazardOracle::World {
     std::vector<SimAccess> graph;  // everything the graph's kernels touch
     const int steps = 1 + static_cast<int>(me.rng() % 6);
     for (int i = 0; i < steps && !failed_; ++i) {
+      Jitter(me);
       if (captured.empty() || me.rng() % 3 != 0) {
         if (Allocate(me, thread, stream, &captured)) {
           const Allocation& a = captured.back();
           graph.push_back({reinterpret_cast<DevicePtr>(a.ptr), a.size, a.owner});
+          if (announced) {
+            std::lock_guard<std::mutex> lock(graph_mu_);
+            live_graph_.push_back(graph.back());
+          }
         }
       } else {
         // Freed inside the capture: its memory stays the graph's.
@@ -313,6 +375,7 @@ class HazardOracle::World {
       capture_stream_ = kNoStream;
       capture_thread_ = -1;
     }
+    Trace("capture of pool ", pool, " on ", Hex(stream), " ended");
     if (!announced) {
       for (const Allocation& a : captured) me.live.push_back(a);
       return;
@@ -339,6 +402,12 @@ class HazardOracle::World {
       Launch(replay_stream, graph, "replay");
     }
     for (const Allocation& a : captured) Free(a);
+    Trace("release pool ", pool);
+    {
+      // Forgotten before the release: after it the device's checks alone decide.
+      std::lock_guard<std::mutex> lock(graph_mu_);
+      live_graph_.clear();
+    }
     if (absl::Status s = allocator_->ReleasePool(pool); !s.ok()) Fail("ReleasePool: ", s);
   }
 
@@ -347,6 +416,7 @@ class HazardOracle::World {
   void DestroyOrRecreateStream(ThreadState& me) {
     if (dead_index_ >= 0) {
       const StreamHandle fresh = device_->CreateStream();  // often the same value
+      Trace("stream ", Hex(fresh), " created in place of ", Hex(dead_stream_));
       streams_[dead_index_] = fresh;
       // The dead stream's allocations carry on here, after what it ran (fills included), as a
       // careful user orders them.
@@ -368,6 +438,7 @@ class HazardOracle::World {
     if (!last_work.ok()) return Fail("CreateEvent: ", last_work.status());
     dead_work_ = *last_work;
     if (absl::Status s = device_->RecordEvent(dead_work_, old); !s.ok()) Fail("RecordEvent: ", s);
+    Trace("stream ", Hex(old), " destroyed");
     if (absl::Status s = allocator_->StreamDestroyed(old); !s.ok()) Fail("StreamDestroyed: ", s);
     if (absl::Status s = device_->DestroyStream(old); !s.ok()) Fail("DestroyStream: ", s);
     streams_[index] = kNoStream;
@@ -387,13 +458,18 @@ class HazardOracle::World {
       } else if (op < 40) {
         if (!skip_unannounced_) Capture(me, thread, /*announced=*/false);
       } else if (!skip_empty_cache_) {
+        Trace("empty cache");
         if (absl::Status s = allocator_->EmptyCache(); !s.ok()) Fail("EmptyCache: ", s);
       }
       return;
     }
     std::shared_lock<std::shared_mutex> lock(world_);
+    // Every other step holds the gate an announced capture's start waits for (see Capture).
+    std::shared_lock<std::shared_mutex> gate(step_gate_, std::defer_lock);
+    if (op < 900 || op >= 940) gate.lock();
     if (op < 380) {
       const StreamHandle stream = PickStream(me, thread);
+      Jitter(me);
       if (me.live.size() < 12 && stream != kNoStream) Allocate(me, thread, stream, &me.live);
     } else if (op < 560) {
       // A kernel over one to three of this thread's allocations of one stream.
@@ -425,7 +501,9 @@ class HazardOracle::World {
       if (skip_budget_) return;
       // From any thread, while others allocate: a hard cap, or none.
       const std::size_t capacity = device_->Capabilities().total_bytes;
-      allocator_->SetBudget(me.rng() % 3 == 0 ? 0 : capacity / 4 + me.rng() % capacity);
+      const std::size_t budget = me.rng() % 3 == 0 ? 0 : capacity / 4 + me.rng() % capacity;
+      Trace("budget ", budget);
+      allocator_->SetBudget(budget);
     } else if (op < 990) {
       if (absl::Status s = allocator_->EnablePeerAccess(1); !s.ok()) Fail("EnablePeerAccess: ", s);
     } else {
@@ -434,8 +512,10 @@ class HazardOracle::World {
   }
 
   void Worker(int thread, std::uint64_t thread_seed) {
+    current_thread_ = thread;
     ThreadState& me = *states_by_thread_[thread];
     me.rng.seed(thread_seed);
+    me.jitter_rng.seed(thread_seed ^ 0x9e3779b97f4a7c15u);
     const int steps = 40 + static_cast<int>(me.rng() % 80);
     for (int i = 0; i < steps && !failed_; ++i) Step(me, thread);
   }
@@ -461,6 +541,10 @@ class HazardOracle::World {
   }
   bool failed() const { return failed_; }
   int threads() const { return threads_; }
+  std::vector<std::string> trace() {
+    std::lock_guard<std::mutex> lock(trace_mu_);
+    return trace_;
+  }
   DeviceStats stats() const { return allocator_->GetStats(); }
 
  private:
@@ -475,6 +559,17 @@ class HazardOracle::World {
   const bool skip_record_stream_ = Skipped("record_stream");
   const bool skip_empty_cache_ = Skipped("empty_cache");
   const bool skip_budget_ = Skipped("budget");
+  const int jitter_us_ = [] {
+    const char* value = std::getenv("VRAMCACHE_ORACLE_JITTER_US");
+    return value != nullptr ? std::atoi(value) : 0;
+  }();
+  const bool tracing_ = [] {
+    const char* value = std::getenv("VRAMCACHE_ORACLE_TRACE");
+    return value != nullptr && *value != '\0' && *value != '0';
+  }();
+  static thread_local int current_thread_;
+  std::mutex trace_mu_;
+  std::vector<std::string> trace_;  // VRAMCACHE_ORACLE_TRACE's lines, in order
   std::mt19937_64 rng_;
   TickClock clock_;
   AllocatorConfig config_;
@@ -495,11 +590,17 @@ class HazardOracle::World {
   std::atomic<bool> capturing_{false};  // one announced capture at a time
   std::atomic<StreamHandle> capture_stream_{kNoStream};
   std::mutex fork_mu_;  // a user's fork to another stream vs. a capture's start and end
+  std::mutex graph_mu_;
+  std::vector<SimAccess> live_graph_;  // the announced capture's allocations, until its release
+  // Held shared by a step (after world_), exclusively by an announced capture's start.
+  std::shared_mutex step_gate_;
   std::atomic<int> capture_thread_{-1};
   std::atomic<std::uint64_t> next_owner_{0};
   std::atomic<PoolId> next_pool_{0};
   std::atomic<bool> failed_{false};
 };
+
+thread_local int HazardOracle::World::current_thread_ = -1;
 
 HazardOracle::HazardOracle(std::uint64_t seed, bool vmm, DeviceCallLog* calls, bool check_bytes)
     : world_(std::make_unique<World>(seed, vmm, calls, check_bytes)) {}
@@ -510,6 +611,7 @@ const std::string& HazardOracle::description() const { return world_->descriptio
 int HazardOracle::threads() const { return world_->threads(); }
 bool HazardOracle::failed() const { return world_->failed(); }
 DeviceStats HazardOracle::stats() const { return world_->stats(); }
+std::vector<std::string> HazardOracle::trace() const { return world_->trace(); }
 
 void HazardOracle::Run() {
   world_->PrepareThreads();

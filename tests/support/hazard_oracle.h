@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "allocator/core/stats.h"
 #include "tests/support/device_call_log.h"
@@ -37,6 +38,9 @@ class HazardOracle {
   // the device finds go to its hazard sink (capture them with ScopedSimHazardCapture).
   void Run();
   bool failed() const;
+  // With VRAMCACHE_ORACLE_TRACE set: the threads' steps, a line each, in the order taken
+  // (allocations, frees, kernels, captures, replays, stream changes). Empty otherwise.
+  std::vector<std::string> trace() const;
   // The allocator's statistics (after Run: after the shutdown).
   DeviceStats stats() const;
 

@@ -13,7 +13,10 @@
 // long runs; VRAMCACHE_ORACLE_KEEP_GOING=1 runs every seed instead of stopping at the first
 // failing one; VRAMCACHE_ORACLE_LOG=<file> appends every hazard, one line each, for triage;
 // VRAMCACHE_ORACLE_SKIP=<names> (comma-separated: destroy, unannounced, announced, replay,
-// record_stream, empty_cache, budget) leaves those operations out, to tell defects apart.
+// record_stream, empty_cache, budget) leaves those operations out, to tell defects apart;
+// VRAMCACHE_ORACLE_TRACE=1 adds a failing seed's steps, in the order the threads took them, to
+// that log; VRAMCACHE_ORACLE_JITTER_US=<n> pauses the threads up to n microseconds at the
+// points where a stream is chosen and used, to make rare interleavings common.
 #include "tests/support/hazard_oracle.h"
 
 #include <algorithm>
@@ -82,6 +85,11 @@ TEST_P(HazardOracleTest, NoHazardsAndDataIntact) {
         }
         if (oracle.failed() && hazards.empty()) {
           std::fprintf(log, "%s\tnon-hazard failure\n", oracle.description().c_str());
+        }
+        if (!hazards.empty() || oracle.failed()) {
+          for (const std::string& line : oracle.trace()) {
+            std::fprintf(log, "%s\ttrace: %s\n", oracle.description().c_str(), line.c_str());
+          }
         }
         std::fclose(log);
       }

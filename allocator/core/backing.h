@@ -62,6 +62,14 @@ class Backing {
   virtual absl::Status EnablePeerAccess(int peer_ordinal) = 0;
   // `stream` was destroyed: no mark may be recorded on it any more, nor its capture state asked.
   virtual void StreamDestroyed(StreamHandle stream) = 0;
+  // Retries the page releases a capture (or a failed mark) kept back; nothing during a capture.
+  // Segment mode keeps none.
+  virtual void FlushDeferredReleases(const StreamsNow& streams) = 0;
+  // The last capture the allocator knew of ended: events may be queried again, and the
+  // releases kept back are retried.
+  virtual void CaptureEnded(const StreamsNow& streams) = 0;
+  // Shutdown: the releases kept back are moot (everything goes back).
+  virtual void DropDeferredReleases() = 0;
 
   // `segment` left the heap (released, a new range discarded, or shutdown): the ledger counts
   // it released. Segment mode's device free follows, without the lock.

@@ -340,10 +340,7 @@ class CachingAllocatorImpl {
     if (absl::Status s = graph_pools_.EndCapture(pool); !s.ok()) return s;
     if (graph_pools_.capture_under_way()) return absl::OkStatus();
     // The capture is over: frees that needed events can record them now.
-    if (vmm_ != nullptr) {
-      vmm_->chunks().SetEventQueriesAllowed(true);
-      FlushDeferredReleases();
-    }
+    backing_->CaptureEnded(StreamsNowLocked());
     return frees_.CaptureEnded();
   }
 
@@ -428,7 +425,7 @@ class CachingAllocatorImpl {
       live_.clear();
       for (auto& [base, segment] : heap_.segments()) released.push_back(segment);
       heap_.segments().clear();
-      if (vmm_ != nullptr) vmm_->DropDeferredReleases();
+      backing_->DropDeferredReleases();
       for (Segment* segment : released) {
         backing_->Detached(*segment);
         for (Block* b = segment->head; b != nullptr; b = b->next) {
@@ -873,7 +870,7 @@ class CachingAllocatorImpl {
   }
 
   void FlushDeferredReleases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    vmm_->FlushDeferredReleases(StreamsNowLocked());
+    backing_->FlushDeferredReleases(StreamsNowLocked());
   }
 
   // What the backing's page releases need to know of the streams.
@@ -1078,7 +1075,7 @@ class CachingAllocatorImpl {
   // Returns pending blocks whose events have all completed (stream_ordered_frees.h).
   absl::Status ProcessPendingFrees(std::uint64_t synced_through)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (vmm_ != nullptr) FlushDeferredReleases();
+    FlushDeferredReleases();
     return frees_.ReturnCompleted(synced_through);
   }
 

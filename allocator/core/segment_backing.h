@@ -37,6 +37,9 @@ class SegmentBacking final : public Backing {
   void ReleasePages(Block*, const StreamsNow&) override {}
   absl::Status EnablePeerAccess(int) override { return absl::OkStatus(); }
   void StreamDestroyed(StreamHandle) override {}
+  void FlushDeferredReleases(const StreamsNow&) override {}
+  void CaptureEnded(const StreamsNow&) override {}
+  void DropDeferredReleases() override {}
 
   // Before the device allocation of a `bytes` segment: OK and counted in flight, or
   // ResourceExhausted when the budget does not allow it.

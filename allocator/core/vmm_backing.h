@@ -68,7 +68,12 @@ class VmmBacking final : public Backing {
   void ReleaseRangeOrDefer(VmmArena* arena, DevicePtr addr, std::size_t bytes,
                            const StreamsNow& streams);
   // Retries the releases kept; nothing during a capture.
-  void FlushDeferredReleases(const StreamsNow& streams);
+  void FlushDeferredReleases(const StreamsNow& streams) override;
+  // The chunk pool may query events again; the releases kept are retried.
+  void CaptureEnded(const StreamsNow& streams) override {
+    pool_->SetEventQueriesAllowed(true);
+    FlushDeferredReleases(streams);
+  }
   // Gives up to `bytes` of cached chunks back to the device (SIZE_MAX: all that can go);
   // what was released.
   absl::StatusOr<std::size_t> Trim(std::size_t bytes);
@@ -76,7 +81,7 @@ class VmmBacking final : public Backing {
   // synchronization lets them.
   bool MustWaitToTrim() const { return pool_->waiting_bytes() > 0; }
   // Shutdown: the kept releases are moot (every chunk and range goes back).
-  void DropDeferredReleases() { deferred_.clear(); }
+  void DropDeferredReleases() override { deferred_.clear(); }
   // Copies the chunk pool's device calls and held bytes into the statistics (the ledger's
   // SettleVmmReserved); after every step that may have changed them.
   void SettleStats() { ledger_->SettleVmmReserved(); }

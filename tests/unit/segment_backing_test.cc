@@ -1,7 +1,7 @@
 // The segment backing against its interface: the growth gate counts a segment in flight from
 // before its device allocation and from its detachment until its free completes; the ledger
-// counts it adopted and released; free memory is the free blocks; pages need nothing; a
-// snapshot shows a segment whole.
+// counts it adopted and released; free memory is the free blocks; pages need nothing and no
+// release is ever kept back; a snapshot shows a segment whole.
 #include "allocator/core/segment_backing.h"
 
 #include <vector>
@@ -125,6 +125,19 @@ TEST_F(SegmentBackingTest, ASnapshotShowsTheSegmentWholeWithEveryBlock) {
   EXPECT_EQ(out[0].blocks[1].addr, segment.base + kMiB);
   EXPECT_EQ(out[0].blocks[1].size, 3 * kMiB);
   EXPECT_EQ(out[0].blocks[1].state, BlockState::kFree);
+}
+
+TEST_F(SegmentBackingTest, NoReleaseIsKeptBackSoFlushesAndCaptureEndsChangeNothing) {
+  Segment segment;
+  segment.size = 8 * kMiB;
+  ledger_.CountSegmentAdopted(segment);
+  const DeviceStats before = stats_;
+  backing_.FlushDeferredReleases(StreamsNow{});
+  backing_.CaptureEnded(StreamsNow{});
+  backing_.DropDeferredReleases();
+  EXPECT_EQ(backing_.HeldBytes(), 8 * kMiB);
+  EXPECT_EQ(stats_.num_device_alloc, before.num_device_alloc);
+  EXPECT_EQ(stats_.num_device_free, before.num_device_free);
 }
 
 }  // namespace

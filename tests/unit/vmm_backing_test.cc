@@ -1,7 +1,7 @@
 // The virtual-memory backing against its interface, on the simulated device: a block's pages
 // get chunks and the reserved statistics follow; a release during a capture is kept and done
-// by the next flush; trimming gives the chunks back; free memory is free pages and chunks; a
-// snapshot shows the runs of pages that hold chunks.
+// by the next flush or the capture's end, or dropped at shutdown; trimming gives the chunks back;
+// free memory is free pages and chunks; a snapshot shows the runs of pages that hold chunks.
 #include "allocator/core/vmm_backing.h"
 
 #include <cstdint>
@@ -166,6 +166,25 @@ TEST_F(VmmBackingTest, ASnapshotShowsTheRunsOfPagesThatHoldChunksWithTheirBlocks
   std::size_t listed = 0;
   for (const SegmentInfo& info : out) listed += info.size;
   EXPECT_EQ(listed, backing_.HeldBytes());  // each chunk once
+}
+
+TEST_F(VmmBackingTest, TheCapturesEndReleasesWhatItKeptBack) {
+  MakeSegment(2, 1);
+  ASSERT_TRUE(backing_.AcquirePages(&block_).ok());
+  backing_.chunks().SetEventQueriesAllowed(false);
+  backing_.ReleasePages(&block_, StreamsNow{.captures_active = true});
+  EXPECT_EQ(backing_.FreeMemory().bytes, 0u);  // kept back
+  backing_.CaptureEnded(StreamsNow{});
+  EXPECT_EQ(backing_.FreeMemory().bytes, kGran);
+}
+
+TEST_F(VmmBackingTest, ShutdownDropsTheReleasesKeptBack) {
+  MakeSegment(2, 1);
+  ASSERT_TRUE(backing_.AcquirePages(&block_).ok());
+  backing_.ReleasePages(&block_, StreamsNow{.captures_active = true});
+  backing_.DropDeferredReleases();
+  backing_.FlushDeferredReleases(StreamsNow{});
+  EXPECT_EQ(backing_.FreeMemory().bytes, 0u);  // nothing left to retry
 }
 
 }  // namespace

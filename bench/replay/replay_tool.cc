@@ -17,6 +17,7 @@
 #include "allocator/api/config_parser.h"
 #include "allocator/trace/trace_reader.h"
 #include "bench/replay/memory_plot.h"
+#include "bench/replay/page_breakdown.h"
 #include "bench/replay/plan_bound.h"
 #include "bench/replay/replay_report.h"
 #include "bench/replay/replay_suite.h"
@@ -131,6 +132,11 @@ std::string ReplayToolUsage() {
       "  --plan-bound      replay nothing: per trace, the repeating step found in its\n"
       "                    sequence of sizes and what an offline planned layout of a pass\n"
       "                    and of the steps reaches in 2 MiB pages (one table)\n"
+      "  --page-breakdown  virtual-memory mode, a heap snapshot after every allocation\n"
+      "                    (slow): at the most 2 MiB pages in use, those pages split into\n"
+      "                    requested bytes, rounding, free bytes of holes in in-use pages\n"
+      "                    per pool, and chunks held above them at peak reserved; then\n"
+      "                    each trace's largest holes (one table; honours --repeat)\n"
       "  -h, --help        this text\n"
       "\n"
       "Exit status: 0 success; 1 a trace or the device failed, or allocations failed (unless\n"
@@ -180,6 +186,9 @@ absl::StatusOr<ReplayToolOptions> ParseReplayToolArgs(const std::vector<std::str
     } else if (name == "--plan-bound") {
       if (absl::Status s = flag_without_value(); !s.ok()) return s;
       options.plan_bound = true;
+    } else if (name == "--page-breakdown") {
+      if (absl::Status s = flag_without_value(); !s.ok()) return s;
+      options.page_breakdown = true;
     } else if (name == "--allow-failures") {
       if (absl::Status s = flag_without_value(); !s.ok()) return s;
       options.allow_failures = true;
@@ -241,7 +250,14 @@ absl::StatusOr<ReplayToolOptions> ParseReplayToolArgs(const std::vector<std::str
   if (options.plan_bound && (options.json || !options.plot.empty())) {
     return UsageError("--plan-bound prints one table: --json and --plot do not apply");
   }
-  if (!options.suites.empty()) {
+  if (options.page_breakdown &&
+      (options.json || !options.plot.empty() || options.plan_bound || options.min_capacity ||
+       (!options.mode.empty() && options.mode != "vmm"))) {
+    return UsageError(
+        "--page-breakdown prints one table in virtual-memory mode: --json, --plot, "
+        "--plan-bound, --min-capacity and --mode other than vmm do not apply");
+  }
+  if (!options.suites.empty() && !options.page_breakdown) {
     // A suite's traces are known only when the folder is listed, after parsing; its table and
     // its minimum-capacity searches are the point, so one plot per replay is left to single runs.
     if (!options.plot.empty()) return UsageError("--plot cannot be combined with --suite");
@@ -315,6 +331,34 @@ int RunReplayTool(const std::vector<std::string>& args, const ReplayToolEnvironm
     }
     if (plans.empty()) return kExitFailure;
     absl::StrAppend(out, FormatPlanBoundTable(plans));
+    return any_failed ? kExitFailure : kExitOk;
+  }
+  if (options->page_breakdown) {
+    absl::StatusOr<AllocatorConfig> config = ReplayConfig(*options, VmmMode::kOn);
+    if (!config.ok()) {
+      absl::StrAppend(err, "vramcache-replay: ", config.status().message(), "\n");
+      return kExitFailure;
+    }
+    ReplayOptions replay;
+    replay.config = *config;
+    replay.capacity = options->capacity;
+    replay.repeat = options->repeat_given ? options->repeat : kSuiteDefaultRepeat;
+    std::vector<PageBreakdown> breakdowns;
+    for (const std::string& path : options->traces) {
+      absl::StatusOr<Trace> trace = ReadRmmCsvFile(path);
+      absl::StatusOr<PageBreakdown> breakdown = trace.ok()
+                                                    ? MeasurePageBreakdown(*trace, replay)
+                                                    : absl::StatusOr<PageBreakdown>(trace.status());
+      if (!breakdown.ok()) {
+        absl::StrAppend(err, "vramcache-replay: ", breakdown.status().message(), "\n");
+        any_failed = true;
+        continue;
+      }
+      breakdown->trace = TraceStem(path);
+      breakdowns.push_back(*std::move(breakdown));
+    }
+    if (breakdowns.empty()) return kExitFailure;
+    absl::StrAppend(out, FormatPageBreakdowns(breakdowns, /*holes_listed=*/8));
     return any_failed ? kExitFailure : kExitOk;
   }
   // One configuration per mode to run. A mode the build refuses ends the run, unless --mode

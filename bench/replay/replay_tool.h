@@ -42,6 +42,9 @@ struct ReplayToolOptions {
   // --plan-bound: no replay; each trace's step and what an offline planned layout reaches
   // (plan_bound.h), one table.
   bool plan_bound = false;
+  // --page-breakdown: each trace replayed in virtual-memory mode with a snapshot after every
+  // allocation; where the pages go when the most are in use (page_breakdown.h), one table.
+  bool page_breakdown = false;
 };
 
 // The SVG file --plot writes for one replay. FILE as given for one trace in one mode; with

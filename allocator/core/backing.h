@@ -4,16 +4,20 @@
 // need them. The facade asks this interface what either can answer (held bytes, the budget,
 // free memory, a block's pages), so that it branches on the mode only where the two grow or
 // give back memory in different steps (segment mode's device calls block and are made without
-// the lock; virtual memory's do not). Called with the allocator's lock held; never blocks.
+// the lock; virtual memory's do not). Each also says how its segments appear in a snapshot.
+// Called with the allocator's lock held; never blocks.
 #pragma once
 
 #include <cstddef>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "allocator/core/block.h"
 
 namespace vramcache {
+
+struct SegmentInfo;  // caching_allocator.h
 
 // What a release of pages needs to know about streams, from the allocator's stream state.
 struct StreamsNow {
@@ -58,10 +62,23 @@ class Backing {
   virtual absl::Status EnablePeerAccess(int peer_ordinal) = 0;
   // `stream` was destroyed: no mark may be recorded on it any more, nor its capture state asked.
   virtual void StreamDestroyed(StreamHandle stream) = 0;
+  // Retries the page releases a capture (or a failed mark) kept back; nothing during a capture.
+  // Segment mode keeps none.
+  virtual void FlushDeferredReleases(const StreamsNow& streams) = 0;
+  // The last capture the allocator knew of ended: events may be queried again, and the
+  // releases kept back are retried.
+  virtual void CaptureEnded(const StreamsNow& streams) = 0;
+  // Shutdown: the releases kept back are moot (everything goes back).
+  virtual void DropDeferredReleases() = 0;
 
   // `segment` left the heap (released, a new range discarded, or shutdown): the ledger counts
   // it released. Segment mode's device free follows, without the lock.
   virtual void Detached(const Segment& segment) = 0;
+
+  // How `segment` appears in a snapshot (memory_viz), appended to `out`, so that the segments
+  // listed add up to the memory held: segment mode, the segment whole with every block;
+  // virtual memory, each run of pages holding a chunk, with the blocks clipped to it.
+  virtual void AppendSnapshot(const Segment& segment, std::vector<SegmentInfo>* out) const = 0;
 };
 
 }  // namespace vramcache

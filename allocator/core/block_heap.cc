@@ -29,6 +29,30 @@ Segment* BlockHeap::Adopt(DevicePtr base, std::size_t size, bool small, StreamHa
   return segment;
 }
 
+void BlockHeap::Unlink(Segment* segment) {
+  RemoveFreeBlock(segment->head);
+  segments_.erase(segment->base);
+  first_fit_segments_.erase(segment->rank);
+}
+
+std::vector<Segment*> BlockHeap::OldestWhollyFreeSegments(
+    std::size_t bytes_wanted, const std::function<bool(const Segment&)>& releasable) const {
+  std::vector<Segment*> candidates;
+  for (const auto& [base, segment] : segments_) {
+    if (releasable(*segment) && segment->IsWhollyFree()) candidates.push_back(segment);
+  }
+  std::sort(candidates.begin(), candidates.end(), [](const Segment* a, const Segment* b) {
+    return a->head->last_free_time < b->head->last_free_time;
+  });
+  std::size_t collected = 0;
+  std::size_t taken = 0;
+  while (taken < candidates.size() && collected < bytes_wanted) {
+    collected += candidates[taken++]->size;
+  }
+  candidates.resize(taken);
+  return candidates;
+}
+
 void BlockHeap::ForgetSegmentBlocks(Segment* segment) {
   for (Block* b = segment->head; b != nullptr;) {
     Block* next = b->next;

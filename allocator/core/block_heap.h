@@ -1,12 +1,14 @@
 // The block heap: segments by address, the free sets of both pools, virtual-memory mode's
 // first-fit index, and the operations that keep them consistent (adopt a segment, split a
-// block, coalesce a freed one with its free neighbours, forget a segment's blocks). It makes
-// no device call and decides nothing about placement or release; the free-set transitions move
-// the split statistics through the ledger. Not thread-safe: called with the allocator's lock.
+// block, coalesce a freed one with its free neighbours, unlink a segment, forget its blocks),
+// and which wholly free segments a release would take. It makes no device call and decides
+// nothing about placement or when to release; the free-set transitions move the split
+// statistics through the ledger. Not thread-safe: called with the allocator's lock.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/container/btree_map.h"
@@ -31,10 +33,18 @@ class BlockHeap {
   // A new segment of one block covering it, listed by address (and by rank when searched first
   // fit). The block is not yet free: the caller counts the segment, then calls AddFreeBlock.
   Segment* Adopt(DevicePtr base, std::size_t size, bool small, StreamHandle stream, PoolId pool);
+  // Takes wholly free `segment` out of the heap: its one block leaves its free set, the segment
+  // the address and first-fit indexes. Its blocks stay until ForgetSegmentBlocks.
+  void Unlink(Segment* segment);
   // Recycles every block of `segment`, taking free ones out of the free sets first.
   void ForgetSegmentBlocks(Segment* segment);
   // Shutdown: every list emptied (the segments themselves are the caller's to release).
   void Clear();
+
+  // The wholly free segments that `releasable` accepts, least recently freed first, as many as
+  // it takes to collect `bytes_wanted` bytes (SIZE_MAX: all of them). Changes nothing.
+  std::vector<Segment*> OldestWhollyFreeSegments(
+      std::size_t bytes_wanted, const std::function<bool(const Segment&)>& releasable) const;
 
   // Cuts `block` (just taken out of its free set) to `rounded` bytes; the rest becomes a free
   // block after it.
@@ -54,9 +64,15 @@ class BlockHeap {
   void DeleteBlock(Block* block) { spare_blocks_.push_back(block); }
 
   absl::btree_map<DevicePtr, Segment*>& segments() { return segments_; }
+  const absl::btree_map<DevicePtr, Segment*>& segments() const { return segments_; }
   FreeBlockSet& small_free() { return small_free_; }
+  const FreeBlockSet& small_free() const { return small_free_; }
   FreeBlockSet& large_free() { return large_free_; }
+  const FreeBlockSet& large_free() const { return large_free_; }
   absl::btree_map<std::uint64_t, Segment*>& first_fit_segments() { return first_fit_segments_; }
+  const absl::btree_map<std::uint64_t, Segment*>& first_fit_segments() const {
+    return first_fit_segments_;
+  }
 
  private:
   FreeBlockSet& FreeSetOf(const Block* block) {

@@ -81,8 +81,8 @@ class CachingAllocatorImpl {
       backing_ = std::move(vmm);
       quarantine_ = config.unmap_on_free;
     } else {
-      auto segments =
-          std::make_unique<SegmentBacking>(&stats_, &ledger_, &limits_, &small_free_, &large_free_);
+      auto segments = std::make_unique<SegmentBacking>(&stats_, &ledger_, &limits_,
+                                                       &heap_.small_free(), &heap_.large_free());
       segment_backing_ = segments.get();
       backing_ = std::move(segments);
     }
@@ -352,10 +352,7 @@ class CachingAllocatorImpl {
     if (absl::Status s = graph_pools_.EndCapture(pool); !s.ok()) return s;
     if (graph_pools_.capture_under_way()) return absl::OkStatus();
     // The capture is over: frees that needed events can record them now.
-    if (vmm_ != nullptr) {
-      vmm_->chunks().SetEventQueriesAllowed(true);
-      FlushDeferredReleases();
-    }
+    backing_->CaptureEnded(StreamsNowLocked());
     return frees_.CaptureEnded();
   }
 
@@ -386,15 +383,9 @@ class CachingAllocatorImpl {
     // out-of-memory ladder) reclaims the ranges.
     if (!synchronize || !device_->SynchronizeDevice().ok()) return absl::OkStatus();
     MutexLock lock(&mu_);
-    MarkSynchronized(synced_through);
+    graph_pools_.MarkSynchronized(synced_through);
     ReclaimReleasedPoolSegments();
     return MaybeCheckInvariants();
-  }
-
-  // A device synchronization that began after order number `synced_through` was handed out has
-  // completed: released pools up to it are free of their replays.
-  void MarkSynchronized(std::uint64_t synced_through) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    graph_pools_.MarkSynchronized(synced_through);
   }
 
   bool caching() const { return config_.caching; }
@@ -444,20 +435,18 @@ class CachingAllocatorImpl {
         CountActive(block, -1);
       }
       live_.clear();
-      for (auto& [base, segment] : segments_) released.push_back(segment);
-      segments_.clear();
-      if (vmm_ != nullptr) vmm_->DropDeferredReleases();
+      for (auto& [base, segment] : heap_.segments()) released.push_back(segment);
+      heap_.segments().clear();
+      backing_->DropDeferredReleases();
       for (Segment* segment : released) {
         backing_->Detached(*segment);
         for (Block* b = segment->head; b != nullptr; b = b->next) {
           if (b->state == BlockState::kPendingFree) CountActive(b, -1);
           if (b->state == BlockState::kParked) CountSplitBlock(b, -1);
         }
-        ForgetSegmentBlocks(segment);
+        heap_.ForgetSegmentBlocks(segment);
       }
-      small_free_.clear();
-      large_free_.clear();
-      first_fit_segments_.clear();
+      heap_.Clear();
     }
     absl::Status status = absl::OkStatus();
     for (EventHandle event : events) status.Update(device_->DestroyEvent(event));
@@ -511,8 +500,8 @@ class CachingAllocatorImpl {
   absl::StatusOr<std::pair<DevicePtr, std::size_t>> BaseAllocation(const void* ptr) const {
     const auto addr = reinterpret_cast<DevicePtr>(ptr);
     MutexLock lock(&mu_);
-    auto it = segments_.upper_bound(addr);
-    if (it != segments_.begin()) {
+    auto it = heap_.segments().upper_bound(addr);
+    if (it != heap_.segments().begin()) {
       const Segment* segment = std::prev(it)->second;
       if (addr < segment->base + segment->size) {
         return std::make_pair(segment->base, segment->size);
@@ -524,11 +513,8 @@ class CachingAllocatorImpl {
 
   std::size_t LargestFreeBlock() const {
     MutexLock lock(&mu_);
-    std::size_t largest = 0;
-    for (const FreeBlockSet* set : {&small_free_, &large_free_}) {
-      for (const Block* b : *set) largest = std::max(largest, b->size);
-    }
-    largest = std::max(largest, reuse_cache_.LargestBlock());
+    std::size_t largest =
+        std::max(backing_->FreeMemory().largest_block, reuse_cache_.LargestBlock());
     // Virtual-memory mode: free address space is plentiful, and any request is stitched from
     // free pages, cached chunks and new chunks alike: the largest allocation that can succeed
     // is all of those (what PyTorch's cacheInfo means: device free memory or the largest
@@ -548,53 +534,9 @@ class CachingAllocatorImpl {
   std::vector<SegmentInfo> Snapshot() const {
     MutexLock lock(&mu_);
     std::vector<SegmentInfo> out;
-    out.reserve(segments_.size());
-    for (const auto& [base, segment] : segments_) {
-      if (segment->arena != nullptr) {
-        AppendMappedRuns(*segment, &out);
-        continue;
-      }
-      SegmentInfo info{segment->base, segment->size, segment->stream, segment->small, {}};
-      for (const Block* b = segment->head; b != nullptr; b = b->next) {
-        info.blocks.push_back({b->addr, b->size, b->requested, b->state, b->pool_id});
-      }
-      out.push_back(std::move(info));
-    }
+    out.reserve(heap_.segments().size());
+    for (const auto& [base, segment] : heap_.segments()) backing_->AppendSnapshot(*segment, &out);
     return out;
-  }
-
-  // Virtual-memory mode: a snapshot segment is a run of consecutive pages of one arena that hold
-  // a chunk (in use, or free and keeping it), so that the segments add up to the memory mapped,
-  // each chunk once; aliases and unbacked address space hold no memory and do not appear. Its
-  // blocks are the arena's blocks clipped to the run (a block in use lies wholly in one run).
-  void AppendMappedRuns(const Segment& segment, std::vector<SegmentInfo>* out) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const VmmArena& arena = *segment.arena;
-    const std::size_t granularity = vmm_->chunks().granularity();
-    auto holds_chunk = [&](std::size_t page) {
-      const VmmArena::PageView view = arena.page(page);
-      return view.mapped && !view.alias;
-    };
-    const Block* block = segment.head;
-    for (std::size_t page = 0; page < arena.page_count();) {
-      if (!holds_chunk(page)) {
-        ++page;
-        continue;
-      }
-      std::size_t end = page + 1;
-      while (end < arena.page_count() && holds_chunk(end)) ++end;
-      const DevicePtr run_begin = arena.base() + page * granularity;
-      const DevicePtr run_end = arena.base() + end * granularity;
-      SegmentInfo info{run_begin, run_end - run_begin, segment.stream, segment.small, {}};
-      while (block != nullptr && block->addr + block->size <= run_begin) block = block->next;
-      for (const Block* b = block; b != nullptr && b->addr < run_end; b = b->next) {
-        const DevicePtr from = std::max(b->addr, run_begin);
-        const DevicePtr to = std::min(b->addr + b->size, run_end);
-        info.blocks.push_back({from, to - from, b->requested, b->state, b->pool_id});
-      }
-      out->push_back(std::move(info));
-      page = end;
-    }
   }
 
   std::vector<TraceEntry> History() const {
@@ -816,12 +758,7 @@ class CachingAllocatorImpl {
   // Undoes AdoptSegment for a virtual-memory segment nothing used, and gives back its range.
   void DiscardNewSegment(Segment* segment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!vmm_->chunks().DiscardNewestArena(segment->arena).ok()) return;  // kept, still usable
-    RemoveFreeBlock(segment->head);
-    segments_.erase(segment->base);
-    first_fit_segments_.erase(segment->rank);
-    backing_->Detached(*segment);
-    Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
-    ForgetSegmentBlocks(segment);
+    DetachSegment(segment);
     delete segment;
   }
 
@@ -838,7 +775,7 @@ class CachingAllocatorImpl {
     segment->arena = *arena;
     segment->quarantine = true;
     Block* block = segment->head;
-    RemoveFreeBlock(block);
+    heap_.RemoveFreeBlock(block);
     if (absl::Status s = backing_->AcquirePages(block); !s.ok()) {
       Quarantine(block);
       return s;
@@ -854,7 +791,7 @@ class CachingAllocatorImpl {
     block->stream_uses.clear();
     block->pool_id = kQuarantinePool;
     block->segment->pool_id = kQuarantinePool;
-    AddFreeBlock(block);
+    heap_.AddFreeBlock(block);
     // Retried at the next free when a capture forbids it now.
     if (captures_.empty()) vmm_->chunks().UnmapFreePages().IgnoreError();
     vmm_->SettleStats();
@@ -895,7 +832,7 @@ class CachingAllocatorImpl {
     Segment* segment = heap_.Adopt(base, size, small, stream, pool);
     ledger_.CountSegmentAdopted(*segment);
     Record(TraceAction::kSegmentAlloc, base, size, stream);
-    AddFreeBlock(segment->head);
+    heap_.AddFreeBlock(segment->head);
     return segment;
   }
 
@@ -941,7 +878,7 @@ class CachingAllocatorImpl {
   absl::StatusOr<void*> FinishAllocation(Block* block, std::size_t size, std::size_t rounded,
                                          StreamHandle alloc_stream)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    RemoveFreeBlock(block);
+    heap_.RemoveFreeBlock(block);
     if (placement_.ShouldSplit(block, rounded)) heap_.Split(block, rounded);
     if (absl::Status s = backing_->AcquirePages(block); !s.ok()) {
       CoalesceAndInsert(block);
@@ -958,12 +895,13 @@ class CachingAllocatorImpl {
   }
 
   void FlushDeferredReleases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    vmm_->FlushDeferredReleases(StreamsNowLocked());
+    backing_->FlushDeferredReleases(StreamsNowLocked());
   }
 
   // What the backing's page releases need to know of the streams.
   StreamsNow StreamsNowLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return StreamsNow{.captures_active = !captures_.empty(), .dead_streams = &dead_streams_};
+    return StreamsNow{.captures_active = !captures_.empty(),
+                      .dead_streams = &frees_.destroyed_streams()};
   }
 
   // Private pools that were released: their wholly free ranges are unpinned and join the
@@ -985,7 +923,8 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       if (shut_down_) return absl::OkStatus();
       FlushDeferredReleases();
-      must_wait = (vmm_->MustWaitToTrim() || !unsynced_pools_.empty()) && captures_.empty();
+      must_wait =
+          (vmm_->MustWaitToTrim() || !graph_pools_.unsynced_pools().empty()) && captures_.empty();
       if (must_wait) ++stats_.num_sync_all_streams;
       synced_through = frees_.newest_order();
     }
@@ -993,7 +932,7 @@ class CachingAllocatorImpl {
       if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
     }
     MutexLock lock(&mu_);
-    if (must_wait) MarkSynchronized(synced_through);
+    if (must_wait) graph_pools_.MarkSynchronized(synced_through);
     ReclaimReleasedPoolSegments();
     FlushDeferredReleases();
     vmm_->chunks().SetEventQueriesAllowed(captures_.empty());
@@ -1068,8 +1007,7 @@ class CachingAllocatorImpl {
     GuardedBlock guarded = Guarded(it->second);
     // A destroyed stream can neither be asked about a capture nor synchronized: the bands of a
     // block it allocated are checked by CheckCanaries (after a device synchronization) instead.
-    if (!dead_streams_.empty() && dead_streams_.contains(guarded.stream))
-      guarded.stream_dead = true;
+    if (frees_.IsDestroyed(guarded.stream)) guarded.stream_dead = true;
     return guarded;
   }
 
@@ -1096,7 +1034,7 @@ class CachingAllocatorImpl {
     block->poison_pending = false;
     // A destroyed home stream can order nothing, and the next user (any stream, see
     // TakeFromOtherStream) waits on no event: such a block is not poisoned.
-    if (!dead_streams_.empty() && dead_streams_.contains(block->stream)) return;
+    if (frees_.IsDestroyed(block->stream)) return;
     GuardedBlock freed = Guarded(block);
     freed.stream = block->stream;  // every other stream's use has completed by now
     // A failed fill is a device error that the next operation on the device reports too.
@@ -1181,7 +1119,7 @@ class CachingAllocatorImpl {
   // have cached goes into the reuse cache (CompletePendingFree).
   absl::Status ProcessPendingFrees(std::uint64_t synced_through, bool into_reuse_cache = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (vmm_ != nullptr) FlushDeferredReleases();
+    FlushDeferredReleases();
     completing_into_reuse_cache_ = into_reuse_cache;
     absl::Status status = frees_.ReturnCompleted(synced_through);
     completing_into_reuse_cache_ = false;
@@ -1221,7 +1159,7 @@ class CachingAllocatorImpl {
     // covered by it (their streams' work may have been queued after it began).
     if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
     MutexLock lock(&mu_);
-    MarkSynchronized(synced_through);
+    graph_pools_.MarkSynchronized(synced_through);
     return ProcessPendingFrees(synced_through);
   }
 
@@ -1271,14 +1209,14 @@ class CachingAllocatorImpl {
     {
       MutexLock lock(&mu_);
       FlushDeferredReleases();
-      *waited = vmm_->MustWaitToTrim() || !unsynced_pools_.empty();
+      *waited = vmm_->MustWaitToTrim() || !graph_pools_.unsynced_pools().empty();
       if (!*waited) return absl::OkStatus();
       ++stats_.num_sync_all_streams;
       synced_through = frees_.newest_order();
     }
     if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
     MutexLock lock(&mu_);
-    MarkSynchronized(synced_through);
+    graph_pools_.MarkSynchronized(synced_through);
     ReclaimReleasedPoolSegments();
     return absl::OkStatus();
   }
@@ -1288,30 +1226,23 @@ class CachingAllocatorImpl {
   std::vector<Segment*> DetachReleasableSegments(std::size_t bytes_wanted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     FlushReuseCache();
-    std::vector<Segment*> candidates;
-    for (auto& [base, segment] : segments_) {
-      // A live private pool's memory belongs to its graph's replays even when free.
-      const bool releasable_pool =
-          segment->pool_id == kDefaultPool || released_pools_.contains(segment->pool_id);
-      if (releasable_pool && segment->IsWhollyFree()) candidates.push_back(segment);
-    }
-    std::sort(candidates.begin(), candidates.end(), [](const Segment* a, const Segment* b) {
-      return a->head->last_free_time < b->head->last_free_time;
-    });
-    std::vector<Segment*> detached;
-    std::size_t collected = 0;
-    for (Segment* segment : candidates) {
-      if (collected >= bytes_wanted) break;
-      collected += segment->size;
-      RemoveFreeBlock(segment->head);
-      segments_.erase(segment->base);
-      first_fit_segments_.erase(segment->rank);
-      backing_->Detached(*segment);
-      Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
-      ForgetSegmentBlocks(segment);
-      detached.push_back(segment);
-    }
+    std::vector<Segment*> detached = heap_.OldestWhollyFreeSegments(
+        bytes_wanted, [&](const Segment& segment) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          // A live private pool's memory belongs to its graph's replays even when free.
+          return segment.pool_id == kDefaultPool ||
+                 graph_pools_.released_pools().contains(segment.pool_id);
+        });
+    for (Segment* segment : detached) DetachSegment(segment);
     return detached;
+  }
+
+  // A wholly free segment leaves the allocator: out of the heap, counted released by the
+  // backing, recorded, its blocks recycled (the caller frees or deletes it).
+  void DetachSegment(Segment* segment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    heap_.Unlink(segment);
+    backing_->Detached(*segment);
+    Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
+    heap_.ForgetSegmentBlocks(segment);
   }
 
   // Frees detached segments outside the lock. Their bytes were moved from reserved_bytes to
@@ -1333,21 +1264,6 @@ class CachingAllocatorImpl {
     }
     return status;
   }
-
-  // Forwarders to the block heap (block_heap.h), which keep the call sites as they were while
-  // other branches change them; to be inlined once those have merged.
-  void ForgetSegmentBlocks(Segment* segment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    heap_.ForgetSegmentBlocks(segment);
-  }
-  void AddFreeBlock(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { heap_.AddFreeBlock(block); }
-  void RemoveFreeBlock(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    heap_.RemoveFreeBlock(block);
-  }
-  void ForgetFirstFit(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    heap_.ForgetFirstFit(block);
-  }
-  Block* NewBlock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return heap_.NewBlock(); }
-  void DeleteBlock(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { heap_.DeleteBlock(block); }
 
   // ---------------------------------------------------------------- reports
 
@@ -1393,8 +1309,8 @@ class CachingAllocatorImpl {
 
   absl::Status UnknownPointerError(const char* operation, DevicePtr addr) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto it = segments_.upper_bound(addr);
-    if (it != segments_.begin()) {
+    auto it = heap_.segments().upper_bound(addr);
+    if (it != heap_.segments().begin()) {
       const Segment* segment = std::prev(it)->second;
       if (addr < segment->base + segment->size) {
         return absl::InvalidArgumentError(absl::StrFormat(
@@ -1434,11 +1350,11 @@ class CachingAllocatorImpl {
 
   absl::Status CheckInvariantsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return CheckAllocatorInvariants(AllocatorStateView{
-        .segments = segments_,
-        .small_free = small_free_,
-        .large_free = large_free_,
+        .segments = heap_.segments(),
+        .small_free = heap_.small_free(),
+        .large_free = heap_.large_free(),
         .allocated_or_cached = live_,
-        .first_fit_segments = first_fit_segments_,
+        .first_fit_segments = heap_.first_fit_segments(),
         .reuse_cache = reuse_cache_,
         .vmm = vmm_ != nullptr ? &vmm_->chunks() : nullptr,
         .stats = stats_,
@@ -1469,13 +1385,9 @@ class CachingAllocatorImpl {
   std::function<Device*(int)> peer_devices_ ABSL_GUARDED_BY(mu_);
   ReuseCache reuse_cache_ ABSL_GUARDED_BY(mu_);
   GraphPools graph_pools_ ABSL_GUARDED_BY(mu_){device_};  // captures and private pools
-  // Aliases of the graph pools' lists, which keep the call sites as they were while other
-  // branches change them; to be replaced by graph_pools_'s queries once those have merged.
+  // An alias of the graph pools' captures, which keeps Allocate's capture-mode calls as they
+  // are while #14 changes them; to be replaced by graph_pools_.capture_under_way() after that.
   const std::vector<CaptureToPool>& captures_ ABSL_GUARDED_BY(mu_) = graph_pools_.captures();
-  const absl::flat_hash_set<PoolId>& released_pools_ ABSL_GUARDED_BY(mu_) =
-      graph_pools_.released_pools();
-  const absl::flat_hash_map<PoolId, std::uint64_t>& unsynced_pools_ ABSL_GUARDED_BY(mu_) =
-      graph_pools_.unsynced_pools();
   std::vector<CachingAllocator::OomObserver> oom_observers_ ABSL_GUARDED_BY(mu_);
   // Virtual-memory mode only (null in segment mode): the physical chunks and address ranges.
   std::unique_ptr<Backing> backing_ ABSL_PT_GUARDED_BY(mu_);  // set once, at construction
@@ -1490,22 +1402,11 @@ class CachingAllocatorImpl {
   Placement placement_ ABSL_GUARDED_BY(mu_){
       &heap_, &settings_,
       UsesVirtualMemory(config_, device_->Capabilities())};  // which free block serves a request
-  // Aliases of the heap's lists, which keep the call sites as they were while other branches
-  // change them; to be replaced by heap_'s accessors once those have merged.
-  absl::btree_map<DevicePtr, Segment*>& segments_ ABSL_GUARDED_BY(mu_) = heap_.segments();
-  FreeBlockSet& small_free_ ABSL_GUARDED_BY(mu_) = heap_.small_free();
-  FreeBlockSet& large_free_ ABSL_GUARDED_BY(mu_) = heap_.large_free();
-  absl::btree_map<std::uint64_t, Segment*>& first_fit_segments_ ABSL_GUARDED_BY(mu_) =
-      heap_.first_fit_segments();
   // Pending frees, destroyed streams, borrowing's events (stream_ordered_frees.h); a completed
   // free comes back through ReturnToPool.
   StreamOrderedFrees frees_ ABSL_GUARDED_BY(mu_){
       device_, &heap_, &ledger_,
       [this](Block* block) ABSL_NO_THREAD_SAFETY_ANALYSIS { CompletePendingFree(block); }};
-  // An alias of the destroyed streams, which keeps the call sites as they were while other
-  // branches change them; to be replaced by frees_.IsDestroyed once those have merged.
-  const absl::flat_hash_set<StreamHandle>& dead_streams_ ABSL_GUARDED_BY(mu_) =
-      frees_.destroyed_streams();
   RingBuffer<TraceEntry> history_ ABSL_GUARDED_BY(mu_);  // empty unless record_history
   std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);
   GrowthLimits limits_ ABSL_GUARDED_BY(mu_);  // budget, fraction, soft budget, bytes in flight

@@ -1,7 +1,10 @@
-// The segment backing's books (segment_backing.h).
+// The segment backing's books and snapshot (segment_backing.h).
 #include "allocator/core/segment_backing.h"
 
 #include <algorithm>
+#include <utility>
+
+#include "allocator/core/caching_allocator.h"
 
 namespace vramcache {
 
@@ -14,6 +17,15 @@ CachedFree SegmentBacking::FreeMemory() const {
     }
   }
   return free;
+}
+
+// A segment is one device allocation: it appears whole, with every block.
+void SegmentBacking::AppendSnapshot(const Segment& segment, std::vector<SegmentInfo>* out) const {
+  SegmentInfo info{segment.base, segment.size, segment.stream, segment.small, {}};
+  for (const Block* b = segment.head; b != nullptr; b = b->next) {
+    info.blocks.push_back({b->addr, b->size, b->requested, b->state, b->pool_id});
+  }
+  out->push_back(std::move(info));
 }
 
 }  // namespace vramcache

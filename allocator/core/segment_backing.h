@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "allocator/core/backing.h"
 #include "allocator/core/growth_limits.h"
@@ -36,6 +37,9 @@ class SegmentBacking final : public Backing {
   void ReleasePages(Block*, const StreamsNow&) override {}
   absl::Status EnablePeerAccess(int) override { return absl::OkStatus(); }
   void StreamDestroyed(StreamHandle) override {}
+  void FlushDeferredReleases(const StreamsNow&) override {}
+  void CaptureEnded(const StreamsNow&) override {}
+  void DropDeferredReleases() override {}
 
   // Before the device allocation of a `bytes` segment: OK and counted in flight, or
   // ResourceExhausted when the budget does not allow it.
@@ -47,6 +51,7 @@ class SegmentBacking final : public Backing {
     ledger_->CountSegmentReleased(segment);
     limits_->BeginRelease(segment.size);
   }
+  void AppendSnapshot(const Segment& segment, std::vector<SegmentInfo>* out) const override;
   // `calls` device frees of detached segments, `bytes` in all, completed.
   void Freed(std::int64_t calls, std::size_t bytes) {
     ledger_->CountDeviceFrees(calls);

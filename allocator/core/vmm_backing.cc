@@ -2,7 +2,9 @@
 #include "allocator/core/vmm_backing.h"
 
 #include <algorithm>
+#include <utility>
 
+#include "allocator/core/caching_allocator.h"
 #include "allocator/core/size_classes.h"
 
 namespace vramcache {
@@ -104,6 +106,35 @@ absl::StatusOr<std::size_t> VmmBacking::Trim(std::size_t bytes) {
   absl::StatusOr<std::size_t> trimmed = pool_->Trim(bytes);
   SettleStats();
   return trimmed;
+}
+
+void VmmBacking::AppendSnapshot(const Segment& segment, std::vector<SegmentInfo>* out) const {
+  const VmmArena& arena = *segment.arena;
+  const std::size_t granularity = pool_->granularity();
+  auto holds_chunk = [&](std::size_t page) {
+    const VmmArena::PageView view = arena.page(page);
+    return view.mapped && !view.alias;
+  };
+  const Block* block = segment.head;
+  for (std::size_t page = 0; page < arena.page_count();) {
+    if (!holds_chunk(page)) {
+      ++page;
+      continue;
+    }
+    std::size_t end = page + 1;
+    while (end < arena.page_count() && holds_chunk(end)) ++end;
+    const DevicePtr run_begin = arena.base() + page * granularity;
+    const DevicePtr run_end = arena.base() + end * granularity;
+    SegmentInfo info{run_begin, run_end - run_begin, segment.stream, segment.small, {}};
+    while (block != nullptr && block->addr + block->size <= run_begin) block = block->next;
+    for (const Block* b = block; b != nullptr && b->addr < run_end; b = b->next) {
+      const DevicePtr from = std::max(b->addr, run_begin);
+      const DevicePtr to = std::min(b->addr + b->size, run_end);
+      info.blocks.push_back({from, to - from, b->requested, b->state, b->pool_id});
+    }
+    out->push_back(std::move(info));
+    page = end;
+  }
 }
 
 bool VmmBacking::StreamCapturing(StreamHandle stream, const StreamsNow& streams) {

@@ -49,6 +49,11 @@ class VmmBacking final : public Backing {
   }
   // A range's chunks are counted where they are released (SettleStats), not here.
   void Detached(const Segment& segment) override { ledger_->CountSegmentReleased(segment); }
+  // A snapshot segment is a run of consecutive pages of one arena that hold a chunk (in use,
+  // or free and keeping it), so that the segments add up to the memory mapped, each chunk once;
+  // aliases and unbacked address space hold no memory and do not appear. Its blocks are the
+  // arena's blocks clipped to the run (a block in use lies wholly in one run).
+  void AppendSnapshot(const Segment& segment, std::vector<SegmentInfo>* out) const override;
 
   // A new range for a request of `rounded` bytes on `stream`: the large pool's is
   // kLargeRangeBytes (unless that would be at or above `max_split_size`, when it could serve no
@@ -63,7 +68,12 @@ class VmmBacking final : public Backing {
   void ReleaseRangeOrDefer(VmmArena* arena, DevicePtr addr, std::size_t bytes,
                            const StreamsNow& streams);
   // Retries the releases kept; nothing during a capture.
-  void FlushDeferredReleases(const StreamsNow& streams);
+  void FlushDeferredReleases(const StreamsNow& streams) override;
+  // The chunk pool may query events again; the releases kept are retried.
+  void CaptureEnded(const StreamsNow& streams) override {
+    pool_->SetEventQueriesAllowed(true);
+    FlushDeferredReleases(streams);
+  }
   // Gives up to `bytes` of cached chunks back to the device (SIZE_MAX: all that can go);
   // what was released.
   absl::StatusOr<std::size_t> Trim(std::size_t bytes);
@@ -71,7 +81,7 @@ class VmmBacking final : public Backing {
   // synchronization lets them.
   bool MustWaitToTrim() const { return pool_->waiting_bytes() > 0; }
   // Shutdown: the kept releases are moot (every chunk and range goes back).
-  void DropDeferredReleases() { deferred_.clear(); }
+  void DropDeferredReleases() override { deferred_.clear(); }
   // Copies the chunk pool's device calls and held bytes into the statistics (the ledger's
   // SettleVmmReserved); after every step that may have changed them.
   void SettleStats() { ledger_->SettleVmmReserved(); }

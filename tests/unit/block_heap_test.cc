@@ -1,10 +1,12 @@
 // The block heap: an adopted segment is one block, a split leaves the rest free after it, a
 // freed block coalesces with free neighbours on both sides, the split statistics follow the
-// free sets, and in first-fit mode the large segments index their free blocks by address.
+// free sets, in first-fit mode the large segments index their free blocks by address, and a
+// release takes the wholly free segments it may, least recently freed first, and unlinks them.
 #include "allocator/core/block_heap.h"
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "allocator/core/config.h"
 #include "gtest/gtest.h"
@@ -96,6 +98,33 @@ TEST_F(BlockHeapTest, RecycledBlocksComeBackReset) {
   EXPECT_EQ(again->addr, 0u);
   EXPECT_EQ(again->state, BlockState::kFree);
   heap_.DeleteBlock(again);
+}
+
+TEST_F(BlockHeapTest, AReleaseTakesWhollyFreeSegmentsLeastRecentlyFreedFirst) {
+  // Adopted in address order; freed (added to the free sets) in the order c, a, b.
+  Segment* a = heap_.Adopt(kBase, 2 * kMiB, /*small=*/false, /*stream=*/0, kDefaultPool);
+  Segment* b = heap_.Adopt(kBase + 2 * kMiB, 4 * kMiB, false, 0, kDefaultPool);
+  Segment* c = heap_.Adopt(kBase + 6 * kMiB, 8 * kMiB, false, 0, /*pool=*/7);
+  Segment* used = heap_.Adopt(kBase + 14 * kMiB, 2 * kMiB, false, 0, kDefaultPool);
+  heap_.AddFreeBlock(c->head);
+  heap_.AddFreeBlock(a->head);
+  heap_.AddFreeBlock(b->head);
+  used->head->state = BlockState::kAllocated;
+  const auto any = [](const Segment&) { return true; };
+  EXPECT_EQ(heap_.OldestWhollyFreeSegments(SIZE_MAX, any), (std::vector<Segment*>{c, a, b}));
+  // As many as it takes to collect the bytes wanted: the last one may pass them.
+  EXPECT_EQ(heap_.OldestWhollyFreeSegments(9 * kMiB, any), (std::vector<Segment*>{c, a}));
+  EXPECT_TRUE(heap_.OldestWhollyFreeSegments(0, any).empty());
+  const auto default_pool = [](const Segment& s) { return s.pool_id == kDefaultPool; };
+  EXPECT_EQ(heap_.OldestWhollyFreeSegments(SIZE_MAX, default_pool), (std::vector<Segment*>{a, b}));
+  // Unlinked: out of the free set and the address index; its blocks stay until forgotten.
+  heap_.Unlink(a);
+  EXPECT_FALSE(heap_.segments().contains(kBase));
+  EXPECT_EQ(heap_.large_free().size(), 2u);
+  EXPECT_NE(a->head, nullptr);
+  heap_.ForgetSegmentBlocks(a);
+  delete a;
+  EXPECT_EQ(heap_.OldestWhollyFreeSegments(SIZE_MAX, any), (std::vector<Segment*>{c, b}));
 }
 
 class FirstFitBlockHeapTest : public BlockHeapTest {

@@ -1,8 +1,12 @@
 // The segment backing against its interface: the growth gate counts a segment in flight from
 // before its device allocation and from its detachment until its free completes; the ledger
-// counts it adopted and released; free memory is the free blocks; pages need nothing.
+// counts it adopted and released; free memory is the free blocks; pages need nothing and no
+// release is ever kept back; a snapshot shows a segment whole.
 #include "allocator/core/segment_backing.h"
 
+#include <vector>
+
+#include "allocator/core/caching_allocator.h"
 #include "allocator/core/config.h"
 #include "gtest/gtest.h"
 
@@ -86,6 +90,54 @@ TEST_F(SegmentBackingTest, PagesNeedNothingAndThereIsNoAddressSpace) {
   EXPECT_FALSE(block.holds_pages);
   EXPECT_EQ(backing_.AddressSpaceBytes(), 0u);
   EXPECT_TRUE(backing_.EnablePeerAccess(1).ok());  // cudaDeviceEnablePeerAccess covers it
+}
+
+TEST_F(SegmentBackingTest, ASnapshotShowsTheSegmentWholeWithEveryBlock) {
+  Segment segment;
+  segment.base = 0x7000000;
+  segment.size = 4 * kMiB;
+  segment.stream = 7;
+  segment.small = false;
+  Block used;
+  Block free;
+  used.segment = free.segment = &segment;
+  used.addr = segment.base;
+  used.size = kMiB;
+  used.requested = kMiB - 100;
+  used.state = BlockState::kAllocated;
+  used.next = &free;
+  free.prev = &used;
+  free.addr = segment.base + kMiB;
+  free.size = 3 * kMiB;
+  segment.head = &used;
+  std::vector<SegmentInfo> out;
+  backing_.AppendSnapshot(segment, &out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].base, segment.base);
+  EXPECT_EQ(out[0].size, 4 * kMiB);
+  EXPECT_EQ(out[0].stream, 7u);
+  EXPECT_FALSE(out[0].small);
+  ASSERT_EQ(out[0].blocks.size(), 2u);
+  EXPECT_EQ(out[0].blocks[0].addr, segment.base);
+  EXPECT_EQ(out[0].blocks[0].size, kMiB);
+  EXPECT_EQ(out[0].blocks[0].requested, kMiB - 100);
+  EXPECT_EQ(out[0].blocks[0].state, BlockState::kAllocated);
+  EXPECT_EQ(out[0].blocks[1].addr, segment.base + kMiB);
+  EXPECT_EQ(out[0].blocks[1].size, 3 * kMiB);
+  EXPECT_EQ(out[0].blocks[1].state, BlockState::kFree);
+}
+
+TEST_F(SegmentBackingTest, NoReleaseIsKeptBackSoFlushesAndCaptureEndsChangeNothing) {
+  Segment segment;
+  segment.size = 8 * kMiB;
+  ledger_.CountSegmentAdopted(segment);
+  const DeviceStats before = stats_;
+  backing_.FlushDeferredReleases(StreamsNow{});
+  backing_.CaptureEnded(StreamsNow{});
+  backing_.DropDeferredReleases();
+  EXPECT_EQ(backing_.HeldBytes(), 8 * kMiB);
+  EXPECT_EQ(stats_.num_device_alloc, before.num_device_alloc);
+  EXPECT_EQ(stats_.num_device_free, before.num_device_free);
 }
 
 }  // namespace

@@ -1,11 +1,14 @@
 // The virtual-memory backing against its interface, on the simulated device: a block's pages
 // get chunks and the reserved statistics follow; a release during a capture is kept and done
-// by the next flush; trimming gives the chunks back; free memory is free pages and chunks.
+// by the next flush or the capture's end, or dropped at shutdown; trimming gives the chunks back;
+// free memory is free pages and chunks; a snapshot shows the runs of pages that hold chunks.
 #include "allocator/core/vmm_backing.h"
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
+#include "allocator/core/caching_allocator.h"
 #include "allocator/core/config.h"
 #include "allocator/device/sim_device.h"
 #include "gtest/gtest.h"
@@ -124,6 +127,64 @@ TEST_F(VmmBackingTest, RangesForTheLargePoolAreLargeAndAPrivatePoolsAreBackedWho
   EXPECT_TRUE(absl::IsResourceExhausted(
       backing_.ReserveRange(3 * kMiB, false, true, 0, SIZE_MAX).status()));
   EXPECT_EQ(backing_.AddressSpaceBytes(), address);
+}
+
+TEST_F(VmmBackingTest, ASnapshotShowsTheRunsOfPagesThatHoldChunksWithTheirBlocksClipped) {
+  // Four pages: `block_` over page 0 and half of page 1 (acquired), a free block up to page 3,
+  // and one over page 3 (acquired). Pages 0-1 and 3 hold chunks; page 2 none.
+  MakeSegment(4, 1);
+  block_.size = kGran + kGran / 2;
+  block_.state = BlockState::kAllocated;
+  Block gap;
+  Block last;
+  gap.segment = last.segment = &segment_;
+  gap.addr = segment_.base + block_.size;
+  gap.size = 3 * kGran - block_.size;
+  last.addr = segment_.base + 3 * kGran;
+  last.size = kGran;
+  last.state = BlockState::kAllocated;
+  block_.next = &gap;
+  gap.prev = &block_;
+  gap.next = &last;
+  last.prev = &gap;
+  ASSERT_TRUE(backing_.AcquirePages(&block_).ok());
+  ASSERT_TRUE(backing_.AcquirePages(&last).ok());
+  std::vector<SegmentInfo> out;
+  backing_.AppendSnapshot(segment_, &out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].base, segment_.base);
+  EXPECT_EQ(out[0].size, 2 * kGran);
+  ASSERT_EQ(out[0].blocks.size(), 2u);
+  EXPECT_EQ(out[0].blocks[0].size, kGran + kGran / 2);
+  EXPECT_EQ(out[0].blocks[1].addr, gap.addr);
+  EXPECT_EQ(out[0].blocks[1].size, kGran / 2);  // clipped to the run
+  EXPECT_EQ(out[0].blocks[1].state, BlockState::kFree);
+  EXPECT_EQ(out[1].base, segment_.base + 3 * kGran);
+  EXPECT_EQ(out[1].size, kGran);
+  ASSERT_EQ(out[1].blocks.size(), 1u);
+  EXPECT_EQ(out[1].blocks[0].addr, last.addr);
+  std::size_t listed = 0;
+  for (const SegmentInfo& info : out) listed += info.size;
+  EXPECT_EQ(listed, backing_.HeldBytes());  // each chunk once
+}
+
+TEST_F(VmmBackingTest, TheCapturesEndReleasesWhatItKeptBack) {
+  MakeSegment(2, 1);
+  ASSERT_TRUE(backing_.AcquirePages(&block_).ok());
+  backing_.chunks().SetEventQueriesAllowed(false);
+  backing_.ReleasePages(&block_, StreamsNow{.captures_active = true});
+  EXPECT_EQ(backing_.FreeMemory().bytes, 0u);  // kept back
+  backing_.CaptureEnded(StreamsNow{});
+  EXPECT_EQ(backing_.FreeMemory().bytes, kGran);
+}
+
+TEST_F(VmmBackingTest, ShutdownDropsTheReleasesKeptBack) {
+  MakeSegment(2, 1);
+  ASSERT_TRUE(backing_.AcquirePages(&block_).ok());
+  backing_.ReleasePages(&block_, StreamsNow{.captures_active = true});
+  backing_.DropDeferredReleases();
+  backing_.FlushDeferredReleases(StreamsNow{});
+  EXPECT_EQ(backing_.FreeMemory().bytes, 0u);  // nothing left to retry
 }
 
 }  // namespace

@@ -142,7 +142,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountUserFree(const Block&
   if (block.counted_oversize) stats_->oversize_allocations.Decrease(1);
 }
 
-inline void StatsLedger::CountActive(const Block& block, int direction) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountActive(const Block& block,
+                                                                  int direction) {
   const bool small = block.segment->small;
   const auto bytes = static_cast<std::int64_t>(block.size);
   if (direction > 0) {

@@ -158,7 +158,8 @@ class HazardOracle::World {
     std::lock_guard<std::mutex> lock(trace_mu_);
     trace_.push_back(std::move(line));
   }
-  static std::string Hex(std::uint64_t v) { return absl::StrFormat("%#x", v); }
+  // Cheap to build (no string) where the trace is off: Trace formats only when it is on.
+  static absl::Hex Hex(std::uint64_t v) { return absl::Hex(v); }
 
   // VRAMCACHE_ORACLE_JITTER_US=<n>: a pause of up to n microseconds between choosing a stream
   // and using it, and between a capture's steps, to widen the windows where rare interleavings

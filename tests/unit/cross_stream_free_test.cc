@@ -15,15 +15,10 @@
 #include "allocator/device/sim_op.h"
 #include "gtest/gtest.h"
 #include "tests/support/allocator_fixture.h"
+#include "tests/support/hazard_scene.h"
 
 namespace vramcache {
 namespace {
-
-// The hazards a scene's device reports; a base of Scene ahead of the fixture, so that it
-// outlives the device's last calls.
-struct HazardCapture {
-  ScopedSimHazardCapture hazards;
-};
 
 struct Scene : HazardCapture, AllocatorFixture {
   explicit Scene(VmmMode mode, bool canaries = false) {
@@ -40,21 +35,10 @@ struct Scene : HazardCapture, AllocatorFixture {
     Teardown();
     EXPECT_EQ(hazards.size(), 0u) << hazards.Summary();
   }
-  // A kernel of allocation `owner` on `stream` touching [ptr, ptr + bytes).
   std::uint64_t Kernel(StreamHandle stream, void* ptr, std::size_t bytes, std::uint64_t owner) {
-    absl::StatusOr<std::uint64_t> ticket =
-        device->LaunchWork(stream, {{reinterpret_cast<DevicePtr>(ptr), bytes, owner}}, "kernel");
-    EXPECT_TRUE(ticket.ok()) << ticket.status();
-    return ticket.ok() ? *ticket : 0;
+    return LaunchKernel(*device, stream, ptr, bytes, owner);
   }
-  // The user's fork: `to` runs after everything `from` ran so far.
-  void Order(StreamHandle from, StreamHandle to) {
-    absl::StatusOr<EventHandle> event = device->CreateEvent();
-    ASSERT_TRUE(event.ok());
-    ASSERT_TRUE(device->RecordEvent(*event, from).ok());
-    ASSERT_TRUE(device->StreamWaitEvent(to, *event).ok());
-    ASSERT_TRUE(device->DestroyEvent(*event).ok());
-  }
+  void Order(StreamHandle from, StreamHandle to) { OrderAfter(*device, from, to); }
   std::int64_t EventsRecorded() const { return device->Calls(SimOp::kRecordEvent); }
 };
 

@@ -19,6 +19,7 @@
 #include "tests/support/allocator_fixture.h"
 #include "tests/support/forwarding_device.h"
 #include "tests/support/graph_capture_filter.h"
+#include "tests/support/hazard_scene.h"
 
 namespace vramcache {
 namespace {
@@ -43,12 +44,6 @@ class HookedDevice final : public ForwardingDevice {
   }
 };
 
-// The hazards a scene's device reports; a base of Scene ahead of the fixture, so that it
-// outlives the device's last calls.
-struct HazardCapture {
-  ScopedSimHazardCapture hazards;
-};
-
 struct Scene : HazardCapture, AllocatorFixture {
   explicit Scene(VmmMode mode, AllocatorConfig config = {}, int ordinal = 0) {
     AllocatorSetup setup;
@@ -70,21 +65,10 @@ struct Scene : HazardCapture, AllocatorFixture {
     Teardown();
     EXPECT_EQ(hazards.size(), 0u) << hazards.Summary();
   }
-  // A kernel of allocation `owner` on `stream` touching [ptr, ptr + bytes).
   std::uint64_t Kernel(StreamHandle stream, void* ptr, std::size_t bytes, std::uint64_t owner) {
-    absl::StatusOr<std::uint64_t> ticket =
-        device->LaunchWork(stream, {{reinterpret_cast<DevicePtr>(ptr), bytes, owner}}, "kernel");
-    EXPECT_TRUE(ticket.ok()) << ticket.status();
-    return ticket.ok() ? *ticket : 0;
+    return LaunchKernel(*device, stream, ptr, bytes, owner);
   }
-  // The user's fork: `to` runs after everything `from` ran so far.
-  void Order(StreamHandle from, StreamHandle to) {
-    absl::StatusOr<EventHandle> event = device->CreateEvent();
-    ASSERT_TRUE(event.ok());
-    ASSERT_TRUE(device->RecordEvent(*event, from).ok());
-    ASSERT_TRUE(device->StreamWaitEvent(to, *event).ok());
-    ASSERT_TRUE(device->DestroyEvent(*event).ok());
-  }
+  void Order(StreamHandle from, StreamHandle to) { OrderAfter(*device, from, to); }
 
   HookedDevice* hooked = nullptr;  // the allocator's view of the device
 };

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "allocator/base/mutex.h"
+#include "allocator/core/allocation_history.h"
 #include "allocator/core/block_heap.h"
 #include "allocator/core/debug_guard.h"
 #include "allocator/core/graph_pools.h"
@@ -25,7 +26,6 @@
 #include "allocator/core/placement.h"
 #include "allocator/core/relaxed_capture.h"
 #include "allocator/core/reuse_cache.h"
-#include "allocator/core/ring_buffer.h"
 #include "allocator/core/runtime_settings.h"
 #include "allocator/core/segment_backing.h"
 #include "allocator/core/size_classes.h"
@@ -35,24 +35,6 @@
 #include "allocator/core/vmm_backing.h"
 
 namespace vramcache {
-
-const char* TraceActionName(TraceAction action) {
-  switch (action) {
-    case TraceAction::kAlloc:
-      return "alloc";
-    case TraceAction::kFreeRequested:
-      return "free_requested";
-    case TraceAction::kFreeCompleted:
-      return "free_completed";
-    case TraceAction::kSegmentAlloc:
-      return "segment_alloc";
-    case TraceAction::kSegmentFree:
-      return "segment_free";
-    case TraceAction::kOom:
-      return "oom";
-  }
-  return "unknown";
-}
 
 namespace {
 
@@ -74,7 +56,7 @@ class CachingAllocatorImpl {
         front_bytes_(guard_.front_bytes()),
         reuse_cache_(
             EffectiveReuseCacheBytes(config, UsesVirtualMemory(config, device->Capabilities()))),
-        history_(config.record_history ? config.history_capacity : 0),
+        history_(config, clock),
         limits_(config, device->Capabilities().total_bytes) {
     if (UsesVirtualMemory(config, device->Capabilities())) {
       auto vmm = std::make_unique<VmmBacking>(device, config, &ledger_, limits_.budget());
@@ -279,7 +261,7 @@ class CachingAllocatorImpl {
   absl::Status CheckCanaries() {
     MutexLock lock(&mu_);
     if (!guard_.canaries()) return absl::OkStatus();
-    if (!captures_.empty()) {
+    if (graph_pools_.capture_under_way()) {
       return absl::FailedPreconditionError(
           "vramcache: check_canaries during a CUDA graph capture: it must synchronize the "
           "device, which would invalidate the capture; call it after the capture ends");
@@ -415,7 +397,7 @@ class CachingAllocatorImpl {
     std::vector<Segment*> released;
     {
       MutexLock lock(&mu_);
-      if (shut_down_ || !captures_.empty()) return absl::OkStatus();
+      if (shut_down_ || graph_pools_.capture_under_way()) return absl::OkStatus();
       released = rungs_->DetachReleasableSegments(/*bytes_wanted=*/SIZE_MAX);
     }
     if (released.empty()) return absl::OkStatus();
@@ -456,7 +438,7 @@ class CachingAllocatorImpl {
       // Live allocations are forgotten: their memory goes back with the segments.
       for (auto& [addr, block] : allocated_or_cached_) {
         ledger_.CountUserFree(*block);
-        CountActive(block, -1);
+        ledger_.CountActive(*block, -1);
       }
       allocated_or_cached_.clear();
       for (auto& [base, segment] : heap_.segments()) released.push_back(segment);
@@ -465,8 +447,8 @@ class CachingAllocatorImpl {
       for (Segment* segment : released) {
         backing_->Detached(*segment);
         for (Block* b = segment->head; b != nullptr; b = b->next) {
-          if (b->state == BlockState::kPendingFree) CountActive(b, -1);
-          if (b->state == BlockState::kParked) CountSplitBlock(b, -1);
+          if (b->state == BlockState::kPendingFree) ledger_.CountActive(*b, -1);
+          if (b->state == BlockState::kParked) ledger_.CountSplitBlock(*b, -1);
         }
         heap_.ForgetSegmentBlocks(segment);
       }
@@ -815,7 +797,7 @@ class CachingAllocatorImpl {
 
   // What the backing's page releases need to know of the streams.
   StreamsNow StreamsNowLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return StreamsNow{.captures_active = !captures_.empty(),
+    return StreamsNow{.captures_active = graph_pools_.capture_under_way(),
                       .dead_streams = &frees_.destroyed_streams()};
   }
 
@@ -853,8 +835,8 @@ class CachingAllocatorImpl {
 
   // ---------------------------------------------------------------- statistics transitions
 
-  // Forwarders to the ledger (stats_ledger.h), which keep the call sites as they were while
-  // other branches change them; to be inlined once those have merged.
+  // Forwarders to the ledger (stats_ledger.h) for the fast path only (MarkAllocated,
+  // PushReuseCache, PopReuseCache), whose code stays as it is while it is tuned; inline.
   void CountActive(const Block* block, int direction) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ledger_.CountActive(*block, direction);
   }
@@ -896,16 +878,7 @@ class CachingAllocatorImpl {
     // addresses (on any stream): poisoning them would corrupt the replays.
     block->poison_pending =
         guard_.poison_on_free() && !block->segment->single_use && block->pool_id == kDefaultPool;
-    if (status.ok() || !absl::IsDataLoss(status) || !config_.record_history) return status;
-    for (std::size_t position = history_.size(); position > 0; --position) {
-      const TraceEntry& entry = history_[position - 1];
-      if (entry.action == TraceAction::kAlloc && entry.addr == block->addr) {
-        return absl::DataLossError(absl::StrFormat(
-            "%s; allocated at t=%d ns on stream %#x (history entry %d of %d)", status.message(),
-            entry.time_ns, entry.stream, position, history_.size()));
-      }
-    }
-    return status;
+    return history_.NameAllocation(status, block->addr);
   }
 
   void PoisonIfPending(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -933,7 +906,7 @@ class CachingAllocatorImpl {
   void ReturnToPool(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (debug_) PoisonIfPending(block);
     const bool small = block->segment->small;  // `block` may be merged away below
-    CountActive(block, -1);
+    ledger_.CountActive(*block, -1);
     Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
     ReleaseBacking(block);
     if (block->segment->single_use) {
@@ -982,7 +955,7 @@ class CachingAllocatorImpl {
   void FlushCachedBlocks(const std::vector<Block*>& blocks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (Block* block : blocks) {
       allocated_or_cached_.erase(block->addr);
-      CountSplitBlock(block, -1);
+      ledger_.CountSplitBlock(*block, -1);
       ReleaseBacking(block);
       heap_.CoalesceAndInsert(block);
     }
@@ -1142,8 +1115,7 @@ class CachingAllocatorImpl {
 
   void Record(TraceAction action, DevicePtr addr, std::size_t size, StreamHandle stream)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!config_.record_history) return;
-    history_.Push({action, addr, size, stream, clock_->NowNanos()});
+    history_.Record(action, addr, size, stream);
   }
 
   // ---------------------------------------------------------------- invariants
@@ -1197,11 +1169,11 @@ class CachingAllocatorImpl {
   std::function<Device*(int)> peer_devices_ ABSL_GUARDED_BY(mu_);
   ReuseCache reuse_cache_ ABSL_GUARDED_BY(mu_);
   GraphPools graph_pools_ ABSL_GUARDED_BY(mu_){device_};  // captures and private pools
-  // An alias of the graph pools' captures, which keeps Allocate's capture-mode calls as they
-  // are while #14 changes them; to be replaced by graph_pools_.capture_under_way() after that.
+  // An alias of the graph pools' captures for Allocate only, whose code stays as it is while
+  // the fast path is tuned; elsewhere graph_pools_.capture_under_way().
   const std::vector<CaptureToPool>& captures_ ABSL_GUARDED_BY(mu_) = graph_pools_.captures();
   std::vector<CachingAllocator::OomObserver> oom_observers_ ABSL_GUARDED_BY(mu_);
-  // Virtual-memory mode only (null in segment mode): the physical chunks and address ranges.
+  // Where the segments' memory comes from (backing.h): device allocations or virtual memory.
   std::unique_ptr<Backing> backing_ ABSL_PT_GUARDED_BY(mu_);  // set once, at construction
   // The same backing by its type, for the steps only one mode has (null in the other).
   VmmBacking* vmm_ ABSL_PT_GUARDED_BY(mu_) = nullptr;
@@ -1220,7 +1192,7 @@ class CachingAllocatorImpl {
   StreamOrderedFrees frees_ ABSL_GUARDED_BY(mu_){
       device_, &heap_, &ledger_,
       [this](Block* block) ABSL_NO_THREAD_SAFETY_ANALYSIS { CompletePendingFree(block); }};
-  RingBuffer<TraceEntry> history_ ABSL_GUARDED_BY(mu_);  // empty unless record_history
+  AllocationHistory history_ ABSL_GUARDED_BY(mu_);  // empty unless record_history
   std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);
   GrowthLimits limits_ ABSL_GUARDED_BY(mu_);  // budget, fraction, soft budget, bytes in flight
   // Set while the allocation path returns completed frees (ProcessPendingFrees).

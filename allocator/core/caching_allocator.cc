@@ -357,33 +357,20 @@ class CachingAllocatorImpl {
 
   absl::Status ReleasePool(PoolId pool) {
     RelaxedCapture relaxed(device_);
-    std::vector<Segment*> released;
-    bool synchronize = false;
-    std::uint64_t synced_through = 0;
+    CacheRelease release;
     {
       MutexLock lock(&mu_);
       absl::StatusOr<bool> released_now = graph_pools_.DropUse(pool);
       if (!released_now.ok()) return released_now.status();
       if (!*released_now) return absl::OkStatus();
-      if (vmm_ == nullptr) {
-        // Segment mode frees whole segments: cudaFree waits for all work first.
-        released = rungs_->DetachReleasableSegments(SIZE_MAX);
-      } else {
-        // The graph's replays may still run, on any stream: the pool's ranges join the shared
-        // pool only after a device synchronization that began after this release.
-        graph_pools_.AwaitSynchronization(pool, frees_.TakeOrder());
-        synchronize = !graph_pools_.capture_under_way();
-        synced_through = frees_.newest_order();
-        if (synchronize) ++stats_.num_sync_all_streams;
-      }
+      release = rungs_->BeginPoolRelease(pool);
     }
-    if (vmm_ == nullptr) return FreeSegmentMemory(released);
-    // During a capture no synchronization is allowed: the next one (EmptyCache, the
-    // out-of-memory ladder) reclaims the ranges.
-    if (!synchronize || !device_->SynchronizeDevice().ok()) return absl::OkStatus();
+    // Segment mode frees the detached segments. Virtual memory: during a capture no
+    // synchronization is allowed, and the next one (EmptyCache, the ladder) reclaims the ranges.
+    if (!release.synchronize) return FreeSegmentMemory(release.detached);
+    if (!device_->SynchronizeDevice().ok()) return absl::OkStatus();
     MutexLock lock(&mu_);
-    graph_pools_.MarkSynchronized(synced_through);
-    rungs_->ReclaimReleasedPoolSegments();
+    rungs_->Synchronized(release.synced_through);
     return MaybeCheckInvariants();
   }
 

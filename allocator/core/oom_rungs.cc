@@ -192,6 +192,19 @@ void OomRungs::Synchronized(std::uint64_t synced_through) {
   ReclaimReleasedPoolSegments();
 }
 
+CacheRelease OomRungs::BeginPoolRelease(PoolId pool) {
+  CacheRelease release;
+  if (p_.vmm == nullptr) {
+    release.detached = DetachReleasableSegments(SIZE_MAX);
+    return release;
+  }
+  p_.graph_pools->AwaitSynchronization(pool, p_.frees->TakeOrder());
+  release.synchronize = !p_.graph_pools->capture_under_way();
+  release.synced_through = p_.frees->newest_order();
+  if (release.synchronize) ++p_.stats->num_sync_all_streams;
+  return release;
+}
+
 CacheRelease OomRungs::BeginEmptyCache() {
   CacheRelease release;
   if (p_.vmm == nullptr) {

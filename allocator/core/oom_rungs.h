@@ -135,6 +135,12 @@ class OomRungs {
   CacheRelease ReleaseCached();
   // The device synchronization ReleaseCached asked for completed.
   void Synchronized(std::uint64_t synced_through);
+  // Private pool `pool` was just released (its last use dropped). Segment mode detaches every
+  // wholly free segment it may (cudaFree waits for all work first). Virtual memory: the graph's
+  // replays may still run, on any stream, so the pool's ranges join the shared pool only after
+  // a device synchronization that begins after this release; the facade makes it now unless a
+  // capture is under way, then calls Synchronized.
+  CacheRelease BeginPoolRelease(PoolId pool);
   // EmptyCache: segment mode detaches every wholly free segment (the facade frees them);
   // virtual memory says whether to synchronize first (never while a capture is under way),
   // then FinishEmptyCache gives back every chunk that free pages can give.

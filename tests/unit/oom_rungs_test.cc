@@ -229,6 +229,44 @@ TEST_F(OomRungsTest, ACapReleasesOnlyWhatIsCachedAboveIt) {
   EXPECT_TRUE(rungs_->ReleaseCachedAbove(2 * kMiB).empty());
 }
 
+TEST_F(OomRungsTest, AReleasedPoolsSegmentsAreDetachedInSegmentMode) {
+  Make(AllocatorConfig{});
+  constexpr PoolId kPool = 9;
+  graph_pools_.BeginCapture(kPool, nullptr);
+  GrowthRequest request = Request(2 * kMiB);
+  request.pool = kPool;
+  EXPECT_FALSE(rungs_->BeginGrowth(request, 2 * kMiB).has_value());
+  rungs_->GrowthReturned(2 * kMiB);
+  ASSERT_TRUE(rungs_->ServeFromNewSegment(kBase, 2 * kMiB, request).ok());
+  Free(heap_->segments().begin()->second->head);
+  ASSERT_TRUE(graph_pools_.EndCapture(kPool).ok());
+  // A live pool's free memory belongs to its graph: nothing goes back.
+  EXPECT_TRUE(rungs_->ReleaseCached().detached.empty());
+  ASSERT_TRUE(*graph_pools_.DropUse(kPool));
+  CacheRelease release = rungs_->BeginPoolRelease(kPool);
+  EXPECT_FALSE(release.synchronize);  // cudaFree waits for the replays' work itself
+  EXPECT_EQ(release.detached.size(), 1u);
+  Delete(release.detached);
+}
+
+TEST_F(OomRungsTest, AReleasedPoolWaitsForADeviceSynchronizationInVirtualMemory) {
+  AllocatorConfig config;
+  config.vmm = VmmMode::kOn;
+  Make(config);
+  constexpr PoolId kPool = 9;
+  graph_pools_.BeginCapture(kPool, nullptr);
+  ASSERT_TRUE(graph_pools_.EndCapture(kPool).ok());
+  ASSERT_TRUE(*graph_pools_.DropUse(kPool));
+  CacheRelease release = rungs_->BeginPoolRelease(kPool);
+  EXPECT_TRUE(release.detached.empty());
+  EXPECT_TRUE(release.synchronize);
+  EXPECT_EQ(release.synced_through, frees_->newest_order());
+  EXPECT_EQ(stats_.num_sync_all_streams, 1);
+  EXPECT_EQ(graph_pools_.unsynced_pools().size(), 1u);
+  rungs_->Synchronized(release.synced_through);
+  EXPECT_TRUE(graph_pools_.unsynced_pools().empty());
+}
+
 TEST_F(OomRungsTest, TheReportsFactsAreTheState) {
   Make(Budget(64 * kMiB));
   GrowAndFree(kBase, 2 * kMiB);

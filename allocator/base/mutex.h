@@ -19,6 +19,7 @@
 #include <unistd.h>
 #endif
 
+#include "absl/base/attributes.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 
@@ -50,11 +51,12 @@ class ABSL_LOCKABLE Mutex {
 // acquires it), and a missed wake costs that thread at most the timeout.
 class ABSL_LOCKABLE Mutex {
  public:
-  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
+  // Always inline (GCC kept them out of line in Allocate and Free): the slow paths are not.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
     if (locked_.exchange(1, std::memory_order_acquire) == 0) return;
     LockSlow();
   }
-  void Unlock() ABSL_UNLOCK_FUNCTION() {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Unlock() ABSL_UNLOCK_FUNCTION() {
     locked_.store(0, std::memory_order_release);
     if (parked_.load(std::memory_order_relaxed) != 0) WakeOne();
   }
@@ -116,8 +118,11 @@ class ABSL_LOCKABLE Mutex {
 
 class ABSL_SCOPED_LOCKABLE MutexLock {
  public:
-  explicit MutexLock(Mutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) { mu_->Lock(); }
-  ~MutexLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE explicit MutexLock(Mutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu)
+      : mu_(mu) {
+    mu_->Lock();
+  }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE ~MutexLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
   MutexLock(const MutexLock&) = delete;
   MutexLock& operator=(const MutexLock&) = delete;
 

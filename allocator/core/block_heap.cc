@@ -75,42 +75,6 @@ void BlockHeap::Clear() {
   first_fit_segments_.clear();
 }
 
-void BlockHeap::Split(Block* block, std::size_t rounded) {
-  Block* rest = NewBlock();
-  rest->addr = block->addr + rounded;
-  rest->size = block->size - rounded;
-  rest->stream = block->stream;
-  rest->pool_id = block->pool_id;
-  rest->segment = block->segment;
-  rest->prev = block;
-  rest->next = block->next;
-  if (block->next != nullptr) block->next->prev = rest;
-  block->next = rest;
-  block->size = rounded;
-  AddFreeBlock(rest);
-}
-
-void BlockHeap::CoalesceAndInsert(Block* block) {
-  block->state = BlockState::kFree;
-  block->stream_uses.clear();
-  if (Block* prev = block->prev; prev != nullptr && prev->state == BlockState::kFree) {
-    RemoveFreeBlock(prev);
-    prev->size += block->size;
-    prev->next = block->next;
-    if (block->next != nullptr) block->next->prev = prev;
-    DeleteBlock(block);
-    block = prev;
-  }
-  if (Block* next = block->next; next != nullptr && next->state == BlockState::kFree) {
-    RemoveFreeBlock(next);
-    block->size += next->size;
-    block->next = next->next;
-    if (next->next != nullptr) next->next->prev = block;
-    DeleteBlock(next);
-  }
-  AddFreeBlock(block);
-}
-
 void BlockHeap::AddFreeBlock(Block* block) {
   block->state = BlockState::kFree;
   block->last_free_time = clock_->NowNanos();
@@ -132,14 +96,6 @@ void BlockHeap::ForgetFirstFit(Block* block) {
   Segment* segment = block->segment;
   if (!UsesFirstFit(segment) || segment->free_by_addr.erase(block) == 0) return;
   if (block->size == segment->free_max) segment->free_max_stale = true;
-}
-
-Block* BlockHeap::NewBlock() {
-  if (spare_blocks_.empty()) return new Block();
-  Block* block = spare_blocks_.back();
-  spare_blocks_.pop_back();
-  block->Reset();
-  return block;
 }
 
 }  // namespace vramcache

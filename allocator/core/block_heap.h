@@ -91,4 +91,52 @@ class BlockHeap {
   std::vector<Block*> spare_blocks_;
 };
 
+// Split, CoalesceAndInsert and NewBlock are inline: every allocation that splits and every
+// free that coalesces makes them, and as calls into block_heap.cc they cost the replays 30-36
+// instructions each (callgrind, docs/benchmarks.md "#14 host cost"), as much as before the
+// heap was its own component.
+inline void BlockHeap::Split(Block* block, std::size_t rounded) {
+  Block* rest = NewBlock();
+  rest->addr = block->addr + rounded;
+  rest->size = block->size - rounded;
+  rest->stream = block->stream;
+  rest->pool_id = block->pool_id;
+  rest->segment = block->segment;
+  rest->prev = block;
+  rest->next = block->next;
+  if (block->next != nullptr) block->next->prev = rest;
+  block->next = rest;
+  block->size = rounded;
+  AddFreeBlock(rest);
+}
+
+inline void BlockHeap::CoalesceAndInsert(Block* block) {
+  block->state = BlockState::kFree;
+  block->stream_uses.clear();
+  if (Block* prev = block->prev; prev != nullptr && prev->state == BlockState::kFree) {
+    RemoveFreeBlock(prev);
+    prev->size += block->size;
+    prev->next = block->next;
+    if (block->next != nullptr) block->next->prev = prev;
+    DeleteBlock(block);
+    block = prev;
+  }
+  if (Block* next = block->next; next != nullptr && next->state == BlockState::kFree) {
+    RemoveFreeBlock(next);
+    block->size += next->size;
+    block->next = next->next;
+    if (next->next != nullptr) next->next->prev = block;
+    DeleteBlock(next);
+  }
+  AddFreeBlock(block);
+}
+
+inline Block* BlockHeap::NewBlock() {
+  if (spare_blocks_.empty()) return new Block();
+  Block* block = spare_blocks_.back();
+  spare_blocks_.pop_back();
+  block->Reset();
+  return block;
+}
+
 }  // namespace vramcache

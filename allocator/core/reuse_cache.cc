@@ -6,12 +6,21 @@
 
 namespace vramcache {
 
+Block*& ReuseCache::ListOfSlow(const ReuseKey& key) {
+  auto [it, inserted] = lists_.try_emplace(key, nullptr);
+  // An insert may have moved every slot: the one remembered now is the only one known valid.
+  last_key_ = key;
+  last_list_ = &it->second;
+  return it->second;
+}
+
 const std::vector<Block*>& ReuseCache::TakeAllByAddress() {
   taken_.clear();
   for (auto& [key, head] : lists_) {
     for (Block* b = head; b != nullptr; b = b->cache_next) taken_.push_back(b);
   }
   lists_.clear();
+  ForgetLastList();
   bytes_ = 0;
   std::sort(taken_.begin(), taken_.end(),
             [](const Block* a, const Block* b) { return a->addr < b->addr; });
@@ -20,6 +29,11 @@ const std::vector<Block*>& ReuseCache::TakeAllByAddress() {
 }
 
 const std::vector<Block*>& ReuseCache::TakeStreamByAddress(StreamHandle stream) {
+  if (one_stream_ || bytes_ == 0) {
+    if (bytes_ != 0 && stream == only_stream_) return TakeAllByAddress();
+    taken_.clear();  // nothing of `stream` is listed
+    return taken_;
+  }
   taken_.clear();
   for (auto it = lists_.begin(); it != lists_.end();) {
     if (it->first.stream != stream) {
@@ -31,6 +45,7 @@ const std::vector<Block*>& ReuseCache::TakeStreamByAddress(StreamHandle stream) 
       bytes_ -= b->size;
     }
     lists_.erase(it++);
+    ForgetLastList();
   }
   std::sort(taken_.begin(), taken_.end(),
             [](const Block* a, const Block* b) { return a->addr < b->addr; });

@@ -44,17 +44,27 @@ class ReuseCache {
   // inline since a completed cross-stream free became a second caller and GCC 12 stopped
   // inlining it into Free (19 instructions a pair).
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Push(Block* block) {
-    Block*& head = lists_[ReuseKey{block->pool_id, block->alloc_stream, block->rounded}];
+    Block*& head = ListOf(ReuseKey{block->pool_id, block->alloc_stream, block->rounded});
     block->cache_next = head;
     head = block;
+    if (bytes_ == 0) {
+      only_stream_ = block->alloc_stream;
+      one_stream_ = true;
+    } else if (block->alloc_stream != only_stream_) {
+      one_stream_ = false;
+    }
     bytes_ += block->size;
   }
 
   // The newest block listed under the key, unlinked; null when none.
   Block* Pop(PoolId pool, StreamHandle stream, std::size_t rounded) {
     if (bytes_ == 0) return nullptr;
-    auto it = lists_.find(ReuseKey{pool, stream, rounded});
-    if (it == lists_.end() || it->second == nullptr) return nullptr;
+    const ReuseKey key{pool, stream, rounded};
+    auto it = lists_.find(key);
+    if (it == lists_.end()) return nullptr;
+    last_key_ = key;  // the free that usually follows pushes to the same list
+    last_list_ = &it->second;
+    if (it->second == nullptr) return nullptr;
     Block* block = it->second;
     it->second = block->cache_next;
     block->cache_next = nullptr;
@@ -78,10 +88,30 @@ class ReuseCache {
   const absl::flat_hash_map<ReuseKey, Block*>& lists() const { return lists_; }
 
  private:
+  // The head of `key`'s list, created empty if missing. The list found last (by Pop or here) is
+  // remembered: a fast-path pair pops and pushes the same list, and the hash map's insert path
+  // stays out of line in GCC 12 however Push is inlined (74 instructions a pair,
+  // docs/benchmarks.md "#14 host cost"). A slot of the map stays where it is until the map
+  // inserts or erases (rehash, erase): both forget it.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE Block*& ListOf(const ReuseKey& key) {
+    if (last_list_ != nullptr && key == last_key_) return *last_list_;
+    return ListOfSlow(key);
+  }
+  Block*& ListOfSlow(const ReuseKey& key);
+  void ForgetLastList() { last_list_ = nullptr; }
+
   const std::size_t limit_bytes_;
   absl::flat_hash_map<ReuseKey, Block*> lists_;  // each list's newest block
   std::size_t bytes_ = 0;                        // the sizes of every listed block
-  std::vector<Block*> taken_;                    // TakeAllByAddress's result
+  // While one_stream_, every listed block's alloc_stream is only_stream_ (set by the Push that
+  // found the lists empty): TakeStreamByAddress then takes all or nothing without walking and
+  // erasing key by key (a single-stream program's every slow-path allocation flushes its own
+  // stream's lists).
+  StreamHandle only_stream_ = 0;
+  bool one_stream_ = true;
+  ReuseKey last_key_{};
+  Block** last_list_ = nullptr;  // last_key_'s head in lists_; null when forgotten
+  std::vector<Block*> taken_;    // TakeAllByAddress's result
 };
 
 }  // namespace vramcache

@@ -244,6 +244,14 @@ class ChunkPool {
   void ForgetProbe(StreamHandle stream) {
     if (probe_pending_ && probe_stream_ == stream) probe_pending_ = false;
   }
+  // The device answered whether `stream` captures (VmmBacking asks before recording a mark):
+  // a pending probe of the same stream takes that answer instead of asking again.
+  void NoteCaptureAnswer(StreamHandle stream, bool capturing) {
+    if (probe_pending_ && probe_stream_ == stream) {
+      probe_pending_ = false;
+      queries_allowed_ = !capturing;
+    }
+  }
   bool event_queries_allowed() const { return queries_allowed_; }
   // Whether a stitch leaves the old mapping as an alias (the default) or unmaps it. Off for the
   // unmap_on_free debug mode, whose free addresses must fault. Set before the first Acquire.

@@ -140,7 +140,9 @@ void VmmBacking::AppendSnapshot(const Segment& segment, std::vector<SegmentInfo>
 bool VmmBacking::StreamCapturing(StreamHandle stream, const StreamsNow& streams) {
   if (streams.Dead(stream)) return false;
   absl::StatusOr<bool> capturing = device_->IsCapturing(stream);
-  return !capturing.ok() || *capturing;
+  const bool answer = !capturing.ok() || *capturing;
+  pool_->NoteCaptureAnswer(stream, answer);  // a pending probe of this stream asks no more
+  return answer;
 }
 
 absl::Status VmmBacking::ReleaseRange(VmmArena* arena, DevicePtr addr, std::size_t bytes,

@@ -61,8 +61,7 @@ void SimStreamModel::PopFront(StreamState& state) {
   state.pending.pop_front();
 }
 
-void SimStreamModel::Tick() {
-  if (completion_ != SimCompletion::kRandom) return;
+void SimStreamModel::TickRandom() {
   ++now_;
   // To a fixed point: completing one stream's item may release another stream's wait. The
   // result does not depend on the order streams are visited in.

@@ -65,8 +65,11 @@ class SimStreamModel {
   // with the item while it is incomplete, for hazard checks.
   std::uint64_t SubmitWork(StreamHandle stream, std::shared_ptr<const SimWorkInfo> info = nullptr);
   // kRandom: one device call's worth of time passes; items whose duration is over complete, in
-  // stream order and after what they wait on. Nothing in the other modes.
-  void Tick();
+  // stream order and after what they wait on. Nothing in the other modes (inline: every device
+  // call ticks, and replays and benchmarks run in the other modes).
+  void Tick() {
+    if (completion_ == SimCompletion::kRandom) TickRandom();
+  }
   // Completes `stream`'s work up to and including `ticket` (the stream runs in order), and
   // first everything that work waits on, as the GPU guarantees.
   absl::Status CompleteWork(StreamHandle stream, std::uint64_t ticket);
@@ -80,7 +83,10 @@ class SimStreamModel {
   absl::Status DestroyStream(StreamHandle stream);
 
   void SetCapturing(StreamHandle stream, bool capturing);
-  bool IsCapturing(StreamHandle stream) const { return capturing_.contains(stream); }
+  bool IsCapturing(StreamHandle stream) const {
+    return !capturing_.empty() && capturing_.contains(stream);
+  }
+  bool AnyCapturing() const { return !capturing_.empty(); }
   // The error CUDA gives for a synchronizing or querying call while any stream is capturing
   // (cudaErrorStreamCaptureUnsupported in global capture mode); OK when none is.
   absl::Status CheckNoCapture(absl::string_view call) const;
@@ -92,6 +98,8 @@ class SimStreamModel {
   // The capturing stream an event was last recorded on, if it was recorded during a capture:
   // such an event may only be waited on by capturing streams (cudaErrorCapturedEvent).
   std::optional<StreamHandle> CaptureRecordOf(EventHandle event) const;
+  // Whether any event has a capture record (CaptureRecordOf can answer other than nullopt).
+  bool AnyCaptureRecords() const { return capture_records_ != 0; }
 
   // What happens before a new item on `stream`: call Precedes(stream identity, ticket) for an
   // incomplete item. Valid until the model changes.
@@ -156,6 +164,8 @@ class SimStreamModel {
                        std::shared_ptr<const SimWorkInfo> info);
   // Pops the front item of `state` (keeps pending_with_info_ right).
   void PopFront(StreamState& state);
+  // Tick's work in kRandom mode.
+  void TickRandom();
   bool IsComplete(const WorkRef& ref) const;
   void CompleteThrough(const WorkRef& target);
   // After any completion: waits whose work is done complete by themselves, and retired

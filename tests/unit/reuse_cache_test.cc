@@ -73,5 +73,58 @@ TEST(ReuseCacheTest, TakeAllByAddressEmptiesEveryListInAddressOrder) {
   EXPECT_TRUE(cache.TakeAllByAddress().empty());
 }
 
+TEST(ReuseCacheTest, TakeStreamByAddressTakesOnlyThatStreamsBlocks) {
+  ReuseCache cache(/*limit_bytes=*/1 << 20);
+  Block high = MakeBlock(0x9000, 512, 512, 1);
+  Block low = MakeBlock(0x1000, 1024, 1024, 1);
+  for (Block* block : {&high, &low}) cache.Push(block);
+  // Only stream 1 is listed: stream 2 takes nothing and leaves the lists as they were.
+  EXPECT_TRUE(cache.TakeStreamByAddress(2).empty());
+  EXPECT_EQ(cache.bytes(), 1536u);
+  EXPECT_EQ(cache.TakeStreamByAddress(1), (std::vector<Block*>{&low, &high}));
+  EXPECT_TRUE(cache.empty());
+
+  // Two streams listed: each takes only its own, in address order.
+  Block other = MakeBlock(0x5000, 512, 512, 2);
+  for (Block* block : {&high, &other, &low}) cache.Push(block);
+  EXPECT_EQ(cache.TakeStreamByAddress(1), (std::vector<Block*>{&low, &high}));
+  EXPECT_EQ(cache.bytes(), 512u);
+  EXPECT_EQ(cache.Pop(kDefaultPool, 1, 512), nullptr);
+  EXPECT_EQ(cache.Pop(kDefaultPool, 2, 512), &other);
+  EXPECT_TRUE(cache.empty());
+
+  // Emptied by a pop (stream 2's list stays, empty), then only stream 1 again.
+  cache.Push(&high);
+  EXPECT_TRUE(cache.TakeStreamByAddress(2).empty());
+  EXPECT_EQ(cache.TakeStreamByAddress(1), (std::vector<Block*>{&high}));
+  EXPECT_TRUE(cache.empty());
+}
+
+// A pop remembers its list for the push that usually follows; the map may rehash or erase in
+// between, and the push must still land in the right list (under ASan a stale slot would be a
+// use after free).
+TEST(ReuseCacheTest, PushFindsItsListAfterTheMapChanged) {
+  ReuseCache cache(/*limit_bytes=*/std::size_t{1} << 40);
+  Block first = MakeBlock(0x1000, 512, 512, 1);
+  cache.Push(&first);
+  EXPECT_EQ(cache.Pop(kDefaultPool, 1, 512), &first);  // remembers (1, 512)
+  std::vector<Block> others;
+  others.reserve(200);
+  for (int i = 0; i < 200; ++i) {
+    const auto size = static_cast<std::size_t>(1024 * (i + 1));
+    others.push_back(MakeBlock(0x100000 * static_cast<DevicePtr>(i + 1), size, size, 1));
+  }
+  for (Block& block : others) cache.Push(&block);  // new keys: the map grows and rehashes
+  cache.Push(&first);
+  EXPECT_EQ(cache.Pop(kDefaultPool, 1, 512), &first);
+  EXPECT_EQ(cache.Pop(kDefaultPool, 1, 1024), &others[0]);
+
+  // Erased by a stream's flush, then pushed again.
+  EXPECT_EQ(cache.TakeStreamByAddress(1).size(), 199u);
+  cache.Push(&first);
+  EXPECT_EQ(cache.Pop(kDefaultPool, 1, 512), &first);
+  EXPECT_TRUE(cache.empty());
+}
+
 }  // namespace
 }  // namespace vramcache

@@ -155,7 +155,7 @@ typedef struct vramcache_block_info {
   size_t requested_size; /* the caller's size while allocated, else 0 */
   int state;             /* enum vramcache_block_state */
   /* The pool it belongs to: 0 the common one, else a private pool's id as given to
-   * vramcache_begin_allocate_to_pool (UINT64_MAX: held back by the debug quarantine). */
+   * vramcache_begin_allocate_to_pool (UINT64_MAX: a range unmap_on_free retired). */
   uint64_t pool;
 } vramcache_block_info;
 typedef struct vramcache_segment_info {

@@ -34,7 +34,7 @@ using PoolId = std::uint64_t;
 inline constexpr PoolId kDefaultPool = 0;
 // unmap_on_free: freed ranges rest here, unmapped, and no request ever searches this pool, so
 // their addresses are never handed out again.
-inline constexpr PoolId kQuarantinePool = ~PoolId{0};
+inline constexpr PoolId kRetiredRangesPool = ~PoolId{0};
 
 // kParked: free memory of a destroyed stream, cached for its handle, waiting for an event
 // recorded on it before the stream went away (a new stream may get the same handle): out of
@@ -119,8 +119,9 @@ struct Segment {
   // Virtual-memory mode, private pools (CUDA graphs): the whole range stays backed while the
   // pool lives, since a graph's replays use its blocks' addresses even after they are freed.
   bool pinned = false;
-  // unmap_on_free: this range serves one allocation; once freed it is unmapped and quarantined.
-  bool quarantine = false;
+  // unmap_on_free: this range serves one allocation; once freed it is unmapped and retired
+  // (kRetiredRangesPool).
+  bool single_use = false;
   // Counted in oversize_segments (max_split_size may change at run time; see Block).
   bool counted_oversize = false;
   // Virtual-memory mode, large pool, for the first-fit search: its creation rank, its free

@@ -15,16 +15,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "allocator/base/mutex.h"
+#include "allocator/core/allocation_history.h"
 #include "allocator/core/block_heap.h"
 #include "allocator/core/debug_guard.h"
 #include "allocator/core/graph_pools.h"
 #include "allocator/core/growth_limits.h"
 #include "allocator/core/invariant_check.h"
 #include "allocator/core/oom_ladder.h"
+#include "allocator/core/oom_rungs.h"
 #include "allocator/core/placement.h"
 #include "allocator/core/relaxed_capture.h"
 #include "allocator/core/reuse_cache.h"
-#include "allocator/core/ring_buffer.h"
 #include "allocator/core/runtime_settings.h"
 #include "allocator/core/segment_backing.h"
 #include "allocator/core/size_classes.h"
@@ -34,24 +35,6 @@
 #include "allocator/core/vmm_backing.h"
 
 namespace vramcache {
-
-const char* TraceActionName(TraceAction action) {
-  switch (action) {
-    case TraceAction::kAlloc:
-      return "alloc";
-    case TraceAction::kFreeRequested:
-      return "free_requested";
-    case TraceAction::kFreeCompleted:
-      return "free_completed";
-    case TraceAction::kSegmentAlloc:
-      return "segment_alloc";
-    case TraceAction::kSegmentFree:
-      return "segment_free";
-    case TraceAction::kOom:
-      return "oom";
-  }
-  return "unknown";
-}
 
 namespace {
 
@@ -73,19 +56,35 @@ class CachingAllocatorImpl {
         front_bytes_(guard_.front_bytes()),
         reuse_cache_(
             EffectiveReuseCacheBytes(config, UsesVirtualMemory(config, device->Capabilities()))),
-        history_(config.record_history ? config.history_capacity : 0),
+        history_(config, clock),
         limits_(config, device->Capabilities().total_bytes) {
     if (UsesVirtualMemory(config, device->Capabilities())) {
       auto vmm = std::make_unique<VmmBacking>(device, config, &ledger_, limits_.budget());
       vmm_ = vmm.get();
       backing_ = std::move(vmm);
-      quarantine_ = config.unmap_on_free;
+      single_use_ranges_ = config.unmap_on_free;
     } else {
       auto segments = std::make_unique<SegmentBacking>(&stats_, &ledger_, &limits_,
                                                        &heap_.small_free(), &heap_.large_free());
       segment_backing_ = segments.get();
       backing_ = std::move(segments);
     }
+    rungs_.emplace(OomRungs::Parts{
+        .host = &rungs_host_,
+        .heap = &heap_,
+        .placement = &placement_,
+        .ledger = &ledger_,
+        .stats = &stats_,
+        .limits = &limits_,
+        .backing = backing_.get(),
+        .vmm = vmm_,
+        .segments = segment_backing_,
+        .graph_pools = &graph_pools_,
+        .frees = &frees_,
+        .settings = &settings_,
+        .caching = config.caching,
+        .single_use_ranges = single_use_ranges_,
+    });
     MutexLock lock(&mu_);  // (nothing else can see the allocator yet; the analysis wants it)
     settings_ = RuntimeSettings::Of(config);
     rounders_.push_back(std::make_unique<const SizeRounder>(config.roundup_power2_divisions));
@@ -124,9 +123,9 @@ class CachingAllocatorImpl {
       if (shut_down_) return ShutDownError();
       frees_.StreamUsed(stream);  // the handle names a new stream
       pool = graph_pools_.PoolFor(stream);
-      // unmap_on_free: every allocation gets fresh addresses (TryGrowAddressSpace); pass-through:
+      // unmap_on_free: every allocation gets fresh addresses (TryGrow); pass-through:
       // every allocation is a device allocation (TryGrow).
-      const bool fresh_addresses = (quarantine_ || !config_.caching) && pool == kDefaultPool;
+      const bool fresh_addresses = (single_use_ranges_ || !config_.caching) && pool == kDefaultPool;
       // Pending frees first (they may make a block free again); nothing recorded inside a
       // capture may be queried.
       // Whether the stream captures is asked of the device only when an answer is needed.
@@ -206,12 +205,12 @@ class CachingAllocatorImpl {
       band_status = guard_.VerifyBands(*guarded);
     }
     MutexLock lock(&mu_);
-    auto it = live_.find(addr - front_bytes_);
+    auto it = allocated_or_cached_.find(addr - front_bytes_);
     if (guard_.canaries()) {
       if (shut_down_) return ShutDownError();
       // Marked freeing, nobody else could free or reuse it meanwhile.
       it->second->freeing = false;
-    } else if (it == live_.end() || it->second->state != BlockState::kAllocated ||
+    } else if (it == allocated_or_cached_.end() || it->second->state != BlockState::kAllocated ||
                it->second->freeing) {
       return UnknownPointerError("free", addr);
     }
@@ -222,16 +221,16 @@ class CachingAllocatorImpl {
     Record(TraceAction::kFreeRequested, block->addr, block->size, block->alloc_stream);
     if (block->stream_uses.empty() && block->foreign_uses.empty() &&
         block->alloc_stream == block->stream && !block->used_by_destroyed_stream &&
-        !block->segment->quarantine && reuse_cache_.HasRoomFor(block->size)) {
-      PushReuseCache(block);  // stays in live_: a reuse needs no second hash insert
+        !block->segment->single_use && reuse_cache_.HasRoomFor(block->size)) {
+      PushReuseCache(block);  // stays in allocated_or_cached_: a reuse needs no second hash insert
       if (!guard_status.ok()) return guard_status;
       return MaybeCheckInvariants();
     }
-    live_.erase(it);
+    allocated_or_cached_.erase(it);
     // A plain free's only call that a global-mode capture on another thread forbids is made
-    // (relaxed) by ReleaseBacking; the debug modes and the quarantine may make more.
+    // (relaxed) by ReleaseBacking; the debug modes and single-use ranges may make more.
     std::optional<RelaxedCapture> relaxed;
-    if (debug_ || block->segment->quarantine) relaxed.emplace(device_);
+    if (debug_ || block->segment->single_use) relaxed.emplace(device_);
 
     // Streams whose work may still touch the block: record_stream's, and the allocating stream
     // when it borrowed the block from another stream's cache.
@@ -266,13 +265,13 @@ class CachingAllocatorImpl {
   absl::Status CheckCanaries() {
     MutexLock lock(&mu_);
     if (!guard_.canaries()) return absl::OkStatus();
-    if (!captures_.empty()) {
+    if (graph_pools_.capture_under_way()) {
       return absl::FailedPreconditionError(
           "vramcache: check_canaries during a CUDA graph capture: it must synchronize the "
           "device, which would invalidate the capture; call it after the capture ends");
     }
     std::vector<GuardedBlock> live;
-    for (const auto& [addr, block] : live_) {
+    for (const auto& [addr, block] : allocated_or_cached_) {
       if (block->state == BlockState::kAllocated) live.push_back(Guarded(block));
     }
     std::sort(live.begin(), live.end(), [](const GuardedBlock& a, const GuardedBlock& b) {
@@ -283,8 +282,8 @@ class CachingAllocatorImpl {
 
   absl::Status RecordStream(void* ptr, StreamHandle stream) {
     MutexLock lock(&mu_);
-    auto it = live_.find(reinterpret_cast<DevicePtr>(ptr) - front_bytes_);
-    if (it == live_.end() || it->second->state != BlockState::kAllocated) {
+    auto it = allocated_or_cached_.find(reinterpret_cast<DevicePtr>(ptr) - front_bytes_);
+    if (it == allocated_or_cached_.end() || it->second->state != BlockState::kAllocated) {
       return UnknownPointerError("record_stream", reinterpret_cast<DevicePtr>(ptr));
     }
     Block* block = it->second;
@@ -333,7 +332,7 @@ class CachingAllocatorImpl {
     // cached for it is parked below behind an event recorded now, and afterwards needs none.
     frees_.MarkDestroyed(stream);
     backing_->StreamDestroyed(stream);
-    for (auto& [addr, block] : live_) {
+    for (auto& [addr, block] : allocated_or_cached_) {
       if (block->state != BlockState::kAllocated) continue;
       if (block->stream == stream || block->alloc_stream == stream ||
           Contains(block->stream_uses, stream)) {
@@ -362,33 +361,20 @@ class CachingAllocatorImpl {
 
   absl::Status ReleasePool(PoolId pool) {
     RelaxedCapture relaxed(device_);
-    std::vector<Segment*> released;
-    bool synchronize = false;
-    std::uint64_t synced_through = 0;
+    CacheRelease release;
     {
       MutexLock lock(&mu_);
       absl::StatusOr<bool> released_now = graph_pools_.DropUse(pool);
       if (!released_now.ok()) return released_now.status();
       if (!*released_now) return absl::OkStatus();
-      if (vmm_ == nullptr) {
-        // Segment mode frees whole segments: cudaFree waits for all work first.
-        released = DetachReleasableSegments(SIZE_MAX);
-      } else {
-        // The graph's replays may still run, on any stream: the pool's ranges join the shared
-        // pool only after a device synchronization that began after this release.
-        graph_pools_.AwaitSynchronization(pool, frees_.TakeOrder());
-        synchronize = !graph_pools_.capture_under_way();
-        synced_through = frees_.newest_order();
-        if (synchronize) ++stats_.num_sync_all_streams;
-      }
+      release = rungs_->BeginPoolRelease(pool);
     }
-    if (vmm_ == nullptr) return FreeSegmentMemory(released);
-    // During a capture no synchronization is allowed: the next one (EmptyCache, the
-    // out-of-memory ladder) reclaims the ranges.
-    if (!synchronize || !device_->SynchronizeDevice().ok()) return absl::OkStatus();
+    // Segment mode frees the detached segments. Virtual memory: during a capture no
+    // synchronization is allowed, and the next one (EmptyCache, the ladder) reclaims the ranges.
+    if (!release.synchronize) return FreeSegmentMemory(release.detached);
+    if (!device_->SynchronizeDevice().ok()) return absl::OkStatus();
     MutexLock lock(&mu_);
-    graph_pools_.MarkSynchronized(synced_through);
-    ReclaimReleasedPoolSegments();
+    rungs_->Synchronized(release.synced_through);
     return MaybeCheckInvariants();
   }
 
@@ -402,8 +388,8 @@ class CachingAllocatorImpl {
     std::vector<Segment*> released;
     {
       MutexLock lock(&mu_);
-      if (shut_down_ || !captures_.empty()) return absl::OkStatus();
-      released = DetachReleasableSegments(/*bytes_wanted=*/SIZE_MAX);
+      if (shut_down_ || graph_pools_.capture_under_way()) return absl::OkStatus();
+      released = rungs_->DetachReleasableSegments(/*bytes_wanted=*/SIZE_MAX);
     }
     if (released.empty()) return absl::OkStatus();
     RelaxedCapture relaxed(device_);
@@ -413,14 +399,21 @@ class CachingAllocatorImpl {
   absl::Status EmptyCache() {
     RelaxedCapture relaxed(device_);
     if (absl::Status s = SynchronizePendingFrees(); !s.ok()) return s;
-    if (vmm_ != nullptr) return EmptyVirtualMemoryCache();
-    std::vector<Segment*> released;
+    CacheRelease release;
     {
       MutexLock lock(&mu_);
       if (shut_down_) return absl::OkStatus();
-      released = DetachReleasableSegments(/*bytes_wanted=*/SIZE_MAX);
+      release = rungs_->BeginEmptyCache();
     }
-    return FreeSegmentMemory(released);
+    // Segment mode frees the wholly free segments; virtual memory gives back every chunk that
+    // free pages can give (after a device synchronization when pages wait for their last use).
+    if (vmm_ == nullptr) return FreeSegmentMemory(release.detached);
+    if (release.synchronize) {
+      if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
+    }
+    MutexLock lock(&mu_);
+    if (absl::Status s = rungs_->FinishEmptyCache(release); !s.ok()) return s;
+    return MaybeCheckInvariants();
   }
 
   absl::Status Shutdown() {
@@ -434,19 +427,19 @@ class CachingAllocatorImpl {
       graph_pools_.EndAllCaptures();
       FlushReuseCache();
       // Live allocations are forgotten: their memory goes back with the segments.
-      for (auto& [addr, block] : live_) {
+      for (auto& [addr, block] : allocated_or_cached_) {
         ledger_.CountUserFree(*block);
-        CountActive(block, -1);
+        ledger_.CountActive(*block, -1);
       }
-      live_.clear();
+      allocated_or_cached_.clear();
       for (auto& [base, segment] : heap_.segments()) released.push_back(segment);
       heap_.segments().clear();
       backing_->DropDeferredReleases();
       for (Segment* segment : released) {
         backing_->Detached(*segment);
         for (Block* b = segment->head; b != nullptr; b = b->next) {
-          if (b->state == BlockState::kPendingFree) CountActive(b, -1);
-          if (b->state == BlockState::kParked) CountSplitBlock(b, -1);
+          if (b->state == BlockState::kPendingFree) ledger_.CountActive(*b, -1);
+          if (b->state == BlockState::kParked) ledger_.CountSplitBlock(*b, -1);
         }
         heap_.ForgetSegmentBlocks(segment);
       }
@@ -462,7 +455,7 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       status.Update(vmm_->chunks().ReleaseAll());
       vmm_->SettleStats();
-      SettleVmmSplitStats();
+      ledger_.SettleVmmSplitStats();
       for (Segment* segment : released) delete segment;
       return status;
     }
@@ -493,8 +486,8 @@ class CachingAllocatorImpl {
 
   absl::StatusOr<std::size_t> AllocationSize(const void* ptr) const {
     MutexLock lock(&mu_);
-    auto it = live_.find(reinterpret_cast<DevicePtr>(ptr) - front_bytes_);
-    if (it == live_.end() || it->second->state != BlockState::kAllocated) {
+    auto it = allocated_or_cached_.find(reinterpret_cast<DevicePtr>(ptr) - front_bytes_);
+    if (it == allocated_or_cached_.end() || it->second->state != BlockState::kAllocated) {
       return absl::NotFoundError(absl::StrFormat("vramcache: %#x is not a live allocation",
                                                  reinterpret_cast<DevicePtr>(ptr)));
     }
@@ -581,17 +574,7 @@ class CachingAllocatorImpl {
     std::size_t held = 0;
     {
       MutexLock lock(&mu_);
-      // Virtual memory trims chunks now; segments are detached here and freed below.
-      const std::size_t before = backing_->HeldBytes();
-      if (vmm_ != nullptr) {
-        if (before > cap) {
-          vmm_->Trim(before - cap).IgnoreError();
-        } else {
-          vmm_->SettleStats();
-        }
-      } else if (before > cap) {
-        released = DetachReleasableSegments(before - cap);
-      }
+      released = rungs_->ReleaseCachedAbove(cap);  // freed below, without the lock
       held = backing_->HeldBytes();
     }
     if (absl::Status s = FreeSegmentMemory(released); !s.ok()) return s;
@@ -646,23 +629,20 @@ class CachingAllocatorImpl {
  private:
   // ---------------------------------------------------------------- allocation
 
-  // One request's rungs of the out-of-memory ladder (oom_ladder.h, which orders them).
+  // One request's rungs of the out-of-memory ladder (oom_ladder.h orders them; oom_rungs.h takes
+  // their steps under the lock): each takes the lock around those steps and makes the device
+  // calls that can block without it.
   class GrowthRungs final : public OomLadderRungs {
    public:
-    GrowthRungs(CachingAllocatorImpl* impl, std::size_t size, std::size_t rounded, bool small,
-                StreamHandle stream, PoolId pool, bool capturing)
+    GrowthRungs(CachingAllocatorImpl* impl, const GrowthRequest& request)
         : impl_(impl),
-          size_(size),
-          rounded_(rounded),
-          small_(small),
-          stream_(stream),
-          pool_(pool),
-          capturing_(capturing),
+          request_(request),
           // Pass-through: a device allocation of the rounded size, nothing beside it.
-          preferred_(impl->config_.caching ? SizeRounder::SegmentSizeFor(rounded) : rounded),
+          preferred_(impl->config_.caching ? SizeRounder::SegmentSizeFor(request.rounded)
+                                           : request.rounded),
           // When the preferred segment does not fit, a segment of exactly the rounded size
           // might.
-          tight_((rounded + kLargeSegmentRounding - 1) / kLargeSegmentRounding *
+          tight_((request.rounded + kLargeSegmentRounding - 1) / kLargeSegmentRounding *
                  kLargeSegmentRounding) {}
 
     std::size_t preferred() const { return preferred_; }
@@ -674,11 +654,7 @@ class CachingAllocatorImpl {
       // Virtual memory: address space is not what runs out, so one size is enough.
       const int candidates = tight_ < preferred_ && impl_->vmm_ == nullptr ? 2 : 1;
       for (int i = 0; i < candidates; ++i) {
-        const std::size_t segment_size = i == 0 ? preferred_ : tight_;
-        absl::StatusOr<void*> result =
-            impl_->vmm_ != nullptr
-                ? impl_->TryGrowAddressSpace(size_, rounded_, small_, stream_, pool_, capturing_)
-                : impl_->TryGrow(size_, rounded_, small_, stream_, pool_, segment_size);
+        absl::StatusOr<void*> result = impl_->TryGrow(request_, i == 0 ? preferred_ : tight_);
         if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
         last_error_ = result.status();
       }
@@ -692,134 +668,63 @@ class CachingAllocatorImpl {
       return impl_->frees_.has_pending();
     }
     absl::Status SynchronizePendingFrees() override { return impl_->SynchronizePendingFrees(); }
-    void CountRetry() override { impl_->CountRetry(); }
+    void CountRetry() override {
+      MutexLock lock(&impl_->mu_);
+      ++impl_->stats_.num_alloc_retries;
+    }
     absl::Status OutOfMemory() override {
-      return impl_->OutOfMemory(size_, rounded_, preferred_, stream_, last_error_);
+      return impl_->OutOfMemory(request_, preferred_, last_error_);
     }
 
    private:
     CachingAllocatorImpl* const impl_;
-    const std::size_t size_;
-    const std::size_t rounded_;
-    const bool small_;
-    const StreamHandle stream_;
-    const PoolId pool_;
-    const bool capturing_;
+    const GrowthRequest request_;
     const std::size_t preferred_;
     const std::size_t tight_;
     absl::Status last_error_;  // the last growth's, for the report
+  };
+
+  // The facade's steps the rungs take under the lock (OomRungs::Host).
+  class RungsHost final : public OomRungs::Host {
+   public:
+    explicit RungsHost(CachingAllocatorImpl* impl) : impl_(impl) {}
+    void FlushReuseCache() ABSL_NO_THREAD_SAFETY_ANALYSIS override { impl_->FlushReuseCache(); }
+    absl::StatusOr<void*> FinishAllocation(Block* block, const GrowthRequest& request)
+        ABSL_NO_THREAD_SAFETY_ANALYSIS override {
+      return impl_->FinishAllocation(block, request.size, request.rounded, request.stream);
+    }
+    absl::StatusOr<void*> MarkAllocated(Block* block, const GrowthRequest& request)
+        ABSL_NO_THREAD_SAFETY_ANALYSIS override {
+      return impl_->MarkAllocated(block, request.size, request.rounded, request.stream);
+    }
+    void Record(TraceAction action, DevicePtr addr, std::size_t size,
+                StreamHandle stream) ABSL_NO_THREAD_SAFETY_ANALYSIS override {
+      impl_->Record(action, addr, size, stream);
+    }
+
+   private:
+    CachingAllocatorImpl* const impl_;
   };
 
   absl::StatusOr<void*> AllocateWithGrowth(std::size_t size, std::size_t rounded, bool small,
                                            StreamHandle stream, PoolId pool, bool capturing) {
     // Growth and the out-of-memory ladder allocate, free and synchronize on the device.
     RelaxedCapture relaxed(device_);
-    GrowthRungs rungs(this, size, rounded, small, stream, pool, capturing);
+    GrowthRungs rungs(this, GrowthRequest{size, rounded, small, stream, pool, capturing});
     return ClimbOomLadder(rungs, capturing, SoftBudget() > 0, rungs.preferred());
   }
 
-  void CountRetry() {
-    MutexLock lock(&mu_);
-    ++stats_.num_alloc_retries;
-  }
-
-  // Virtual-memory mode's growth: a fitting free block in address space (its missing pages
-  // are backed by chunks stolen from free pages, else new ones within the budget), else a new
-  // reserved range. ResourceExhausted when physical memory cannot be found; the range stays.
-  absl::StatusOr<void*> TryGrowAddressSpace(std::size_t size, std::size_t rounded, bool small,
-                                            StreamHandle stream, PoolId pool, bool capturing) {
-    MutexLock lock(&mu_);
-    if (shut_down_) return ShutDownError();
-    vmm_->chunks().SetEventQueriesAllowed(!capturing && captures_.empty());
-    if (quarantine_ && pool == kDefaultPool)
-      return AllocateQuarantined(size, rounded, small, stream);
-    FlushReuseCache();
-    if (Block* block = FindFreeBlock(small, pool, stream, rounded)) {
-      absl::StatusOr<void*> result = FinishAllocation(block, size, rounded, stream);
-      if (result.ok()) ++stats_.num_cache_hits;
-      return result;
-    }
-    const std::size_t granularity = vmm_->chunks().granularity();
-    // More pages than the device or the budget holds can never be backed: no range is reserved.
-    const std::size_t pages_bytes = (rounded + granularity - 1) / granularity * granularity;
-    if (absl::Status fits = limits_.CheckPagesCanFit(pages_bytes); !fits.ok()) return fits;
-    absl::StatusOr<VmmArena*> arena = vmm_->ReserveRange(
-        rounded, small, /*private_pool=*/pool != kDefaultPool, stream, settings_.max_split_size);
-    if (!arena.ok()) return arena.status();
-    Segment* segment = AdoptSegment((*arena)->base(), (*arena)->size(), small, stream, pool);
-    segment->arena = *arena;
-    segment->pinned = pool != kDefaultPool;
-    absl::StatusOr<void*> result = FinishAllocation(segment->head, size, rounded, stream);
-    // A failed request keeps no address space: the new range goes back when nothing uses it.
-    if (!result.ok() && segment->IsWhollyFree() && segment->arena->live_pages() == 0 &&
-        segment->arena->mapped_pages() == 0) {
-      DiscardNewSegment(segment);
-    }
-    SettleVmmSplitStats();  // a pinned range holds its pages whatever became of the request
-    return result;
-  }
-
-  // Undoes AdoptSegment for a virtual-memory segment nothing used, and gives back its range.
-  void DiscardNewSegment(Segment* segment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!vmm_->chunks().DiscardNewestArena(segment->arena).ok()) return;  // kept, still usable
-    DetachSegment(segment);
-    delete segment;
-  }
-
-  // unmap_on_free: a range of its own, whole pages (the cost: up to one page per allocation),
-  // never shared and never reused once freed.
-  absl::StatusOr<void*> AllocateQuarantined(std::size_t size, std::size_t rounded, bool small,
-                                            StreamHandle stream)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const std::size_t granularity = vmm_->chunks().granularity();
-    const std::size_t bytes = (rounded + granularity - 1) / granularity * granularity;
-    absl::StatusOr<VmmArena*> arena = vmm_->chunks().CreateArena(bytes, stream, small);
-    if (!arena.ok()) return arena.status();
-    Segment* segment = AdoptSegment((*arena)->base(), bytes, small, stream, kDefaultPool);
-    segment->arena = *arena;
-    segment->quarantine = true;
-    Block* block = segment->head;
-    heap_.RemoveFreeBlock(block);
-    if (absl::Status s = backing_->AcquirePages(block); !s.ok()) {
-      Quarantine(block);
-      return s;
-    }
-    return MarkAllocated(block, size, rounded, stream);
-  }
-
-  // unmap_on_free: the freed block's range joins the quarantine pool, and every free page whose
-  // last use has completed is unmapped now, so a later access faults (its chunk is kept for
-  // the next allocation).
-  void Quarantine(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    block->state = BlockState::kFree;
-    block->stream_uses.clear();
-    block->pool_id = kQuarantinePool;
-    block->segment->pool_id = kQuarantinePool;
-    heap_.AddFreeBlock(block);
-    // Retried at the next free when a capture forbids it now.
-    if (captures_.empty()) vmm_->chunks().UnmapFreePages().IgnoreError();
-    vmm_->SettleStats();
-  }
-
-  // One attempt to grow by `segment_size` bytes and serve the request from the new segment.
-  absl::StatusOr<void*> TryGrow(std::size_t size, std::size_t rounded, bool small,
-                                StreamHandle stream, PoolId pool, std::size_t segment_size) {
+  // One attempt to grow by `segment_size` bytes and serve the request from the new segment
+  // (virtual memory: from address space, all under the lock).
+  absl::StatusOr<void*> TryGrow(const GrowthRequest& request, std::size_t segment_size) {
     {
       MutexLock lock(&mu_);
       if (shut_down_) return ShutDownError();
-      // Another thread may have freed a fitting block meanwhile (pass-through reuses none).
-      FlushReuseCache();
-      const bool may_reuse = config_.caching || pool != kDefaultPool;
-      if (Block* block = may_reuse ? FindFreeBlock(small, pool, stream, rounded) : nullptr) {
-        ++stats_.num_cache_hits;
-        return FinishAllocation(block, size, rounded, stream);
-      }
-      // Counted in flight before the device call, so concurrent growth cannot overshoot.
-      if (absl::Status s = segment_backing_->BeginGrowth(segment_size); !s.ok()) return s;
+      if (auto served = rungs_->BeginGrowth(request, segment_size)) return *std::move(served);
     }
     absl::StatusOr<DevicePtr> memory = device_->Malloc(segment_size);
     MutexLock lock(&mu_);
-    segment_backing_->EndGrowth(segment_size);
+    rungs_->GrowthReturned(segment_size);
     if (!memory.ok()) return memory.status();
     if (shut_down_) {
       mu_.Unlock();
@@ -827,24 +732,7 @@ class CachingAllocatorImpl {
       mu_.Lock();
       return ShutDownError();
     }
-    Segment* segment = AdoptSegment(*memory, segment_size, small, stream, pool);
-    return FinishAllocation(segment->head, size, rounded, stream);
-  }
-
-  Segment* AdoptSegment(DevicePtr base, std::size_t size, bool small, StreamHandle stream,
-                        PoolId pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    Segment* segment = heap_.Adopt(base, size, small, stream, pool);
-    ledger_.CountSegmentAdopted(*segment);
-    Record(TraceAction::kSegmentAlloc, base, size, stream);
-    heap_.AddFreeBlock(segment->head);
-    return segment;
-  }
-
-  // Forwarder to placement (placement.h), which keeps the call sites as they were while other
-  // branches change them; to be inlined once those have merged.
-  Block* FindFreeBlock(bool small, PoolId pool, StreamHandle stream, std::size_t rounded)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return placement_.FindFreeBlock(small, pool, stream, rounded);
+    return rungs_->ServeFromNewSegment(*memory, segment_size, request);
   }
 
   // FindFreeBlock after this stream's reuse-cache lists were flushed: when nothing fits, the
@@ -852,10 +740,10 @@ class CachingAllocatorImpl {
   // is cached under the borrower's) and the search is repeated.
   Block* FindCoalescedFreeBlock(bool small, PoolId pool, StreamHandle stream, std::size_t rounded)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (Block* block = FindFreeBlock(small, pool, stream, rounded)) return block;
+    if (Block* block = placement_.FindFreeBlock(small, pool, stream, rounded)) return block;
     if (reuse_cache_.empty()) return nullptr;
     FlushReuseCache();
-    return FindFreeBlock(small, pool, stream, rounded);
+    return placement_.FindFreeBlock(small, pool, stream, rounded);
   }
 
   // The best-fitting block cached for another stream, made safe for `stream`: an event
@@ -885,7 +773,7 @@ class CachingAllocatorImpl {
     heap_.RemoveFreeBlock(block);
     if (placement_.ShouldSplit(block, rounded)) heap_.Split(block, rounded);
     if (absl::Status s = backing_->AcquirePages(block); !s.ok()) {
-      CoalesceAndInsert(block);
+      heap_.CoalesceAndInsert(block);
       return s;
     }
     return MarkAllocated(block, size, rounded, alloc_stream);
@@ -898,51 +786,10 @@ class CachingAllocatorImpl {
     if (block->holds_pages) backing_->ReleasePages(block, StreamsNowLocked());
   }
 
-  void FlushDeferredReleases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    backing_->FlushDeferredReleases(StreamsNowLocked());
-  }
-
   // What the backing's page releases need to know of the streams.
   StreamsNow StreamsNowLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return StreamsNow{.captures_active = !captures_.empty(),
+    return StreamsNow{.captures_active = graph_pools_.capture_under_way(),
                       .dead_streams = &frees_.destroyed_streams()};
-  }
-
-  // Private pools that were released: their wholly free ranges are unpinned and join the
-  // shared pool (the address space is kept; the pages become free for anyone).
-  void ReclaimReleasedPoolSegments() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    FlushReuseCache();
-    graph_pools_.RejoinSharedPool(heap_, [&](Segment* segment) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      vmm_->ReleaseRangeOrDefer(segment->arena, segment->base, segment->size, StreamsNowLocked());
-    });
-    SettleVmmSplitStats();
-  }
-
-  // EmptyCache in virtual-memory mode: every free page whose last use has completed gives its
-  // chunk back to the device. The address ranges stay reserved.
-  absl::Status EmptyVirtualMemoryCache() {
-    bool must_wait = false;
-    std::uint64_t synced_through = 0;
-    {
-      MutexLock lock(&mu_);
-      if (shut_down_) return absl::OkStatus();
-      FlushDeferredReleases();
-      must_wait =
-          (vmm_->MustWaitToTrim() || !graph_pools_.unsynced_pools().empty()) && captures_.empty();
-      if (must_wait) ++stats_.num_sync_all_streams;
-      synced_through = frees_.newest_order();
-    }
-    if (must_wait) {
-      if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
-    }
-    MutexLock lock(&mu_);
-    if (must_wait) graph_pools_.MarkSynchronized(synced_through);
-    ReclaimReleasedPoolSegments();
-    FlushDeferredReleases();
-    vmm_->chunks().SetEventQueriesAllowed(captures_.empty());
-    absl::StatusOr<std::size_t> trimmed = vmm_->Trim(SIZE_MAX);
-    if (!trimmed.ok()) return trimmed.status();
-    return MaybeCheckInvariants();
   }
 
   absl::StatusOr<void*> MarkAllocated(Block* block, std::size_t size, std::size_t rounded,
@@ -955,7 +802,8 @@ class CachingAllocatorImpl {
     block->alloc_stream = alloc_stream;
     block->stream_uses.clear();
     block->used_by_destroyed_stream = false;
-    live_.try_emplace(block->addr, block);  // present already when reused from the cache
+    allocated_or_cached_.try_emplace(block->addr,
+                                     block);  // present already when reused from the cache
     ledger_.CountUserAllocation(*block, size);
     if (reused) {
       ledger_.CountActiveKeepingPages(*block, +1);
@@ -978,15 +826,14 @@ class CachingAllocatorImpl {
 
   // ---------------------------------------------------------------- statistics transitions
 
-  // Forwarders to the ledger (stats_ledger.h), which keep the call sites as they were while
-  // other branches change them; to be inlined once those have merged.
+  // Forwarders to the ledger (stats_ledger.h) for the fast path only (MarkAllocated,
+  // PushReuseCache, PopReuseCache), whose code stays as it is while it is tuned; inline.
   void CountActive(const Block* block, int direction) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ledger_.CountActive(*block, direction);
   }
   void CountSplitBlock(const Block* block, int direction) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ledger_.CountSplitBlock(*block, direction);
   }
-  void SettleVmmSplitStats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { ledger_.SettleVmmSplitStats(); }
 
   // ---------------------------------------------------------------- debug modes
 
@@ -1003,8 +850,9 @@ class CachingAllocatorImpl {
   absl::StatusOr<GuardedBlock> BeginCheckedFree(DevicePtr addr) {
     MutexLock lock(&mu_);
     if (shut_down_) return ShutDownError();
-    auto it = live_.find(addr - front_bytes_);
-    if (it == live_.end() || it->second->state != BlockState::kAllocated || it->second->freeing) {
+    auto it = allocated_or_cached_.find(addr - front_bytes_);
+    if (it == allocated_or_cached_.end() || it->second->state != BlockState::kAllocated ||
+        it->second->freeing) {
       return UnknownPointerError("free", addr);
     }
     it->second->freeing = true;
@@ -1020,17 +868,8 @@ class CachingAllocatorImpl {
     // A private pool's freed blocks still belong to its graph, whose replays use their
     // addresses (on any stream): poisoning them would corrupt the replays.
     block->poison_pending =
-        guard_.poison_on_free() && !block->segment->quarantine && block->pool_id == kDefaultPool;
-    if (status.ok() || !absl::IsDataLoss(status) || !config_.record_history) return status;
-    for (std::size_t position = history_.size(); position > 0; --position) {
-      const TraceEntry& entry = history_[position - 1];
-      if (entry.action == TraceAction::kAlloc && entry.addr == block->addr) {
-        return absl::DataLossError(absl::StrFormat(
-            "%s; allocated at t=%d ns on stream %#x (history entry %d of %d)", status.message(),
-            entry.time_ns, entry.stream, position, history_.size()));
-      }
-    }
-    return status;
+        guard_.poison_on_free() && !block->segment->single_use && block->pool_id == kDefaultPool;
+    return history_.NameAllocation(status, block->addr);
   }
 
   void PoisonIfPending(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -1048,7 +887,7 @@ class CachingAllocatorImpl {
   // A block just marked allocated goes back as if freed at once by its own stream.
   void UndoAllocation(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ledger_.CountUserFree(*block);
-    live_.erase(block->addr);
+    allocated_or_cached_.erase(block->addr);
     ReturnToPool(block);
   }
 
@@ -1058,19 +897,15 @@ class CachingAllocatorImpl {
   void ReturnToPool(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (debug_) PoisonIfPending(block);
     const bool small = block->segment->small;  // `block` may be merged away below
-    CountActive(block, -1);
+    ledger_.CountActive(*block, -1);
     Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
     ReleaseBacking(block);
-    if (block->segment->quarantine) {
-      Quarantine(block);
+    if (block->segment->single_use) {
+      rungs_->RetireRange(block);
     } else {
-      CoalesceAndInsert(block);
+      heap_.CoalesceAndInsert(block);
     }
     ledger_.SettleVmmSplitStats(small);  // only its pool's pages changed
-  }
-
-  void CoalesceAndInsert(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    heap_.CoalesceAndInsert(block);
   }
 
   // The reuse cache: a freed block waits, whole, for the next request of the size it served,
@@ -1110,12 +945,12 @@ class CachingAllocatorImpl {
 
   void FlushCachedBlocks(const std::vector<Block*>& blocks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (Block* block : blocks) {
-      live_.erase(block->addr);
-      CountSplitBlock(block, -1);
+      allocated_or_cached_.erase(block->addr);
+      ledger_.CountSplitBlock(*block, -1);
       ReleaseBacking(block);
-      CoalesceAndInsert(block);
+      heap_.CoalesceAndInsert(block);
     }
-    SettleVmmSplitStats();
+    ledger_.SettleVmmSplitStats();
   }
 
   // Returns pending blocks whose events have all completed (stream_ordered_frees.h).
@@ -1123,7 +958,7 @@ class CachingAllocatorImpl {
   // have cached goes into the reuse cache (CompletePendingFree).
   absl::Status ProcessPendingFrees(std::uint64_t synced_through, bool into_reuse_cache = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    FlushDeferredReleases();
+    backing_->FlushDeferredReleases(StreamsNowLocked());
     completing_into_reuse_cache_ = into_reuse_cache;
     absl::Status status = frees_.ReturnCompleted(synced_through);
     completing_into_reuse_cache_ = false;
@@ -1141,9 +976,10 @@ class CachingAllocatorImpl {
   void CompletePendingFree(Block* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (completing_into_reuse_cache_ && block->pool_id == kDefaultPool &&
         (block->alloc_stream == block->stream || !debug_) && block->foreign_uses.empty() &&
-        !block->segment->quarantine && !frees_.IsDestroyed(block->stream) &&
+        !block->segment->single_use && !frees_.IsDestroyed(block->stream) &&
         !frees_.IsDestroyed(block->alloc_stream) && reuse_cache_.HasRoomFor(block->size)) {
-      live_.try_emplace(block->addr, block);  // cached blocks stay in live_ (see Free)
+      allocated_or_cached_.try_emplace(
+          block->addr, block);  // cached blocks stay in allocated_or_cached_ (see Free)
       PushReuseCache(block);
       return;
     }
@@ -1167,86 +1003,32 @@ class CachingAllocatorImpl {
     return ProcessPendingFrees(synced_through);
   }
 
-  // Growing by `growth` bytes would pass the soft cap: release least recently used cached
-  // segments first, as many as it takes to stay under it.
+  // The ladder's first rung: cached memory above the soft budget goes back before growing by
+  // `growth` (oom_rungs.h).
   absl::Status ReleaseForSoftBudget(std::size_t growth) {
-    std::vector<Segment*> released;
-    if (vmm_ != nullptr) {
-      MutexLock lock(&mu_);
-      const std::size_t excess = limits_.SoftExcess(backing_->HeldBytes(), growth);
-      if (excess == 0) return absl::OkStatus();
-      absl::StatusOr<std::size_t> trimmed = vmm_->Trim(excess);
-      if (!trimmed.ok()) return trimmed.status();
-      if (*trimmed > 0) ++stats_.num_cache_releases;
-      return absl::OkStatus();
-    }
+    absl::StatusOr<std::vector<Segment*>> released;
     {
       MutexLock lock(&mu_);
-      // (bytes still being released do not count here: they are on their way out)
-      const std::size_t excess =
-          limits_.SoftExcess(backing_->HeldBytes() + limits_.growing_bytes(), growth);
-      if (excess == 0) return absl::OkStatus();
-      released = DetachReleasableSegments(excess);
-      if (!released.empty()) ++stats_.num_cache_releases;
+      released = rungs_->ReleaseAboveSoftBudget(growth);
     }
-    return FreeSegmentMemory(released);
+    if (!released.ok()) return released.status();
+    return FreeSegmentMemory(*released);
   }
 
   // The ladder's second rung: segment mode gives back every wholly free segment; virtual memory
   // synchronizes the device, so that pages whose last use may still run can give their chunks.
   absl::Status ReleaseCachedOrSynchronize(bool* released_any) {
-    if (vmm_ != nullptr) return WaitForFreePages(released_any);
-    std::vector<Segment*> released;
+    CacheRelease release;
     {
       MutexLock lock(&mu_);
-      released = DetachReleasableSegments(SIZE_MAX);
-      if (!released.empty()) ++stats_.num_cache_releases;
+      release = rungs_->ReleaseCached();
     }
-    *released_any = !released.empty();
-    return FreeSegmentMemory(released);
-  }
-
-  // Virtual memory's step of the out-of-memory ladder: free pages whose last use may still be
-  // running cannot give their chunks; once the device is synchronized they can.
-  absl::Status WaitForFreePages(bool* waited) {
-    std::uint64_t synced_through = 0;
-    {
-      MutexLock lock(&mu_);
-      FlushDeferredReleases();
-      *waited = vmm_->MustWaitToTrim() || !graph_pools_.unsynced_pools().empty();
-      if (!*waited) return absl::OkStatus();
-      ++stats_.num_sync_all_streams;
-      synced_through = frees_.newest_order();
-    }
+    *released_any = release.synchronize || !release.detached.empty();
+    if (!release.synchronize) return FreeSegmentMemory(release.detached);
     if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
     MutexLock lock(&mu_);
-    graph_pools_.MarkSynchronized(synced_through);
-    ReclaimReleasedPoolSegments();
+    rungs_->Synchronized(release.synced_through);
     return absl::OkStatus();
-  }
-
-  // Takes wholly free segments out of the allocator, least recently used first, until
-  // `bytes_wanted` are collected. Their memory is freed by the caller outside the lock.
-  std::vector<Segment*> DetachReleasableSegments(std::size_t bytes_wanted)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    FlushReuseCache();
-    std::vector<Segment*> detached = heap_.OldestWhollyFreeSegments(
-        bytes_wanted, [&](const Segment& segment) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-          // A live private pool's memory belongs to its graph's replays even when free.
-          return segment.pool_id == kDefaultPool ||
-                 graph_pools_.released_pools().contains(segment.pool_id);
-        });
-    for (Segment* segment : detached) DetachSegment(segment);
-    return detached;
-  }
-
-  // A wholly free segment leaves the allocator: out of the heap, counted released by the
-  // backing, recorded, its blocks recycled (the caller frees or deletes it).
-  void DetachSegment(Segment* segment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    heap_.Unlink(segment);
-    backing_->Detached(*segment);
-    Record(TraceAction::kSegmentFree, segment->base, segment->size, segment->stream);
-    heap_.ForgetSegmentBlocks(segment);
   }
 
   // Frees detached segments outside the lock. Their bytes were moved from reserved_bytes to
@@ -1271,20 +1053,16 @@ class CachingAllocatorImpl {
 
   // ---------------------------------------------------------------- reports
 
-  std::size_t ReservedBytesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return static_cast<std::size_t>(stats_.reserved_bytes.all().current);
-  }
-
   // The ladder's last rung: the report (oom_ladder.h) from what the allocator holds now, the
   // observers called with no lock held (they may call back into the allocator: stats,
   // empty_cache), the error.
-  absl::Status OutOfMemory(std::size_t size, std::size_t rounded, std::size_t segment_size,
-                           StreamHandle stream, const absl::Status& device_error) {
+  absl::Status OutOfMemory(const GrowthRequest& request, std::size_t segment_size,
+                           const absl::Status& device_error) {
     OomFacts facts{
         .device = device_->Capabilities().ordinal,
-        .stream = stream,
-        .requested_bytes = size,
-        .rounded_bytes = rounded,
+        .stream = request.stream,
+        .requested_bytes = request.size,
+        .rounded_bytes = request.rounded,
         .segment_bytes = segment_size,
         .device_total_bytes = device_->Capabilities().total_bytes,
         .mem_info = device_->MemInfo(),
@@ -1294,16 +1072,10 @@ class CachingAllocatorImpl {
     std::vector<CachingAllocator::OomObserver> observers;
     {
       MutexLock lock(&mu_);
-      facts.allocated_bytes = static_cast<std::size_t>(stats_.allocated_bytes.all().current);
-      facts.reserved_bytes = ReservedBytesLocked();
-      const CachedFree cached = backing_->FreeMemory();
-      facts.cached_free_bytes = cached.bytes;
-      facts.largest_free_block_bytes = cached.largest_block;
-      facts.pending_free_bytes = frees_.pending_bytes();
-      facts.budget_bytes = limits_.budget();
+      rungs_->GatherOomFacts(&facts);
       report = BuildOomReport(facts);
       ++stats_.num_ooms;
-      Record(TraceAction::kOom, 0, size, stream);
+      Record(TraceAction::kOom, 0, request.size, request.stream);
       last_oom_ = report;
       observers = oom_observers_;
     }
@@ -1334,8 +1106,7 @@ class CachingAllocatorImpl {
 
   void Record(TraceAction action, DevicePtr addr, std::size_t size, StreamHandle stream)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!config_.record_history) return;
-    history_.Push({action, addr, size, stream, clock_->NowNanos()});
+    history_.Record(action, addr, size, stream);
   }
 
   // ---------------------------------------------------------------- invariants
@@ -1357,7 +1128,7 @@ class CachingAllocatorImpl {
         .segments = heap_.segments(),
         .small_free = heap_.small_free(),
         .large_free = heap_.large_free(),
-        .allocated_or_cached = live_,
+        .allocated_or_cached = allocated_or_cached_,
         .first_fit_segments = heap_.first_fit_segments(),
         .reuse_cache = reuse_cache_,
         .vmm = vmm_ != nullptr ? &vmm_->chunks() : nullptr,
@@ -1384,21 +1155,22 @@ class CachingAllocatorImpl {
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   // Allocated blocks, and blocks waiting in the reuse cache (so that reusing one needs no
   // insert), by address.
-  absl::flat_hash_map<DevicePtr, Block*> live_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<DevicePtr, Block*> allocated_or_cached_ ABSL_GUARDED_BY(mu_);
   // Other devices, for record_stream with their streams (Registry sets it); null: none known.
   std::function<Device*(int)> peer_devices_ ABSL_GUARDED_BY(mu_);
   ReuseCache reuse_cache_ ABSL_GUARDED_BY(mu_);
   GraphPools graph_pools_ ABSL_GUARDED_BY(mu_){device_};  // captures and private pools
-  // An alias of the graph pools' captures, which keeps Allocate's capture-mode calls as they
-  // are while #14 changes them; to be replaced by graph_pools_.capture_under_way() after that.
+  // An alias of the graph pools' captures for Allocate only, whose code stays as it is while
+  // the fast path is tuned; elsewhere graph_pools_.capture_under_way().
   const std::vector<CaptureToPool>& captures_ ABSL_GUARDED_BY(mu_) = graph_pools_.captures();
   std::vector<CachingAllocator::OomObserver> oom_observers_ ABSL_GUARDED_BY(mu_);
-  // Virtual-memory mode only (null in segment mode): the physical chunks and address ranges.
+  // Where the segments' memory comes from (backing.h): device allocations or virtual memory.
   std::unique_ptr<Backing> backing_ ABSL_PT_GUARDED_BY(mu_);  // set once, at construction
   // The same backing by its type, for the steps only one mode has (null in the other).
   VmmBacking* vmm_ ABSL_PT_GUARDED_BY(mu_) = nullptr;
   SegmentBacking* segment_backing_ ABSL_PT_GUARDED_BY(mu_) = nullptr;
-  bool quarantine_ = false;  // unmap_on_free in virtual-memory mode; set once, at construction
+  bool single_use_ranges_ =
+      false;  // unmap_on_free in virtual-memory mode; set once, at construction
   DeviceStats stats_ ABSL_GUARDED_BY(mu_);
   StatsLedger ledger_ ABSL_GUARDED_BY(mu_){&stats_, config_.max_split_size};  // writes stats_
   BlockHeap heap_ ABSL_GUARDED_BY(mu_){&ledger_, clock_,
@@ -1411,11 +1183,15 @@ class CachingAllocatorImpl {
   StreamOrderedFrees frees_ ABSL_GUARDED_BY(mu_){
       device_, &heap_, &ledger_,
       [this](Block* block) ABSL_NO_THREAD_SAFETY_ANALYSIS { CompletePendingFree(block); }};
-  RingBuffer<TraceEntry> history_ ABSL_GUARDED_BY(mu_);  // empty unless record_history
+  AllocationHistory history_ ABSL_GUARDED_BY(mu_);  // empty unless record_history
   std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);
   GrowthLimits limits_ ABSL_GUARDED_BY(mu_);  // budget, fraction, soft budget, bytes in flight
   // Set while the allocation path returns completed frees (ProcessPendingFrees).
   bool completing_into_reuse_cache_ ABSL_GUARDED_BY(mu_) = false;
+  // Growth, releases and the out-of-memory ladder's steps under the lock (oom_rungs.h); made
+  // once the backing is.
+  RungsHost rungs_host_{this};
+  std::optional<OomRungs> rungs_ ABSL_GUARDED_BY(mu_);
 };
 
 // ------------------------------------------------------------------ facade

@@ -31,7 +31,7 @@ namespace alloc = c10::cuda::CUDACachingAllocator;
 // c10::Error for {0, 0} (the shared pool), both sides set, or a side at or above 2^63.
 std::uint64_t FoldPoolId(c10::MempoolId_t id);
 // FoldPoolId's inverse, for the pools vramcache's snapshot names: {0, 0} for the common pool
-// (0) and for blocks the debug quarantine holds (UINT64_MAX).
+// (0) and for the ranges unmap_on_free retired (UINT64_MAX).
 c10::MempoolId_t UnfoldPoolId(std::uint64_t pool);
 
 class VramcacheAllocator final : public alloc::CUDAAllocator {

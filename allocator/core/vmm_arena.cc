@@ -268,7 +268,7 @@ inline void ChunkPool::EndUses(VmmArena& arena, std::size_t first, std::size_t e
 }
 
 absl::Status ChunkPool::Release(VmmArena& arena, DevicePtr addr, std::size_t bytes,
-                                bool last_use_complete, absl::FunctionRef<bool()> may_record_mark) {
+                                bool last_use_complete, VmmArena::MarkRule rule) {
   std::size_t first = 0;
   std::size_t end = 0;
   if (absl::Status s = arena.PagesOf("Release", addr, bytes, &first, &end); !s.ok()) return s;
@@ -292,7 +292,7 @@ absl::Status ChunkPool::Release(VmmArena& arena, DevicePtr addr, std::size_t byt
     EndUses(arena, first, end, ReadyGroup(next_seq_++, arena.id_));
     return absl::OkStatus();
   }
-  if (!may_record_mark()) {
+  if (rule == VmmArena::MarkRule::kUnlessStreamCaptures && StreamCaptures(arena.stream())) {
     return absl::UnavailableError("vramcache: Release: no free mark may be recorded now");
   }
   absl::StatusOr<EventHandle> event = TakeEvent();

@@ -117,12 +117,13 @@ class VmmArena {
   // a page is not in use; an error from recording the mark changes nothing.
   // `last_use_complete`: the caller knows every use of the range has completed (its stream was
   // destroyed and waited for): the pages are ready at once and no mark is recorded.
-  // `may_record_mark` is asked only when the release would record a mark on this arena's stream
-  // (it ends the last use of a page); when it answers false, nothing changes and the result is
-  // Unavailable (a release that ends no page's last use records nothing and never asks).
+  // `rule` kUnlessStreamCaptures: when the release would record a mark on this arena's stream
+  // (it ends the last use of a page), the device is first asked whether that stream captures a
+  // graph (unannounced); if it does, nothing changes and the result is Unavailable (a release
+  // that ends no page's last use records nothing and never asks).
+  enum class MarkRule { kAnyTime, kUnlessStreamCaptures };
   absl::Status Release(DevicePtr addr, std::size_t bytes, bool last_use_complete = false,
-                       absl::FunctionRef<bool()> may_record_mark = AnyTime);
-  static bool AnyTime() { return true; }
+                       MarkRule rule = MarkRule::kAnyTime);
 
   // How many pages of [addr, addr + bytes) an Acquire would have to find a chunk for: pages
   // that are unmapped, and aliases whose chunk is in use elsewhere.
@@ -244,14 +245,10 @@ class ChunkPool {
   void ForgetProbe(StreamHandle stream) {
     if (probe_pending_ && probe_stream_ == stream) probe_pending_ = false;
   }
-  // The device answered whether `stream` captures (VmmBacking asks before recording a mark):
-  // a pending probe of the same stream takes that answer instead of asking again.
-  void NoteCaptureAnswer(StreamHandle stream, bool capturing) {
-    if (probe_pending_ && probe_stream_ == stream) {
-      probe_pending_ = false;
-      queries_allowed_ = !capturing;
-    }
-  }
+  // Whether `stream` captures a graph the allocator was not told about (an error counts as
+  // capturing). The answer also settles a pending probe of the same stream, whose question it
+  // is (the pool's next event query would ask it again).
+  bool StreamCaptures(StreamHandle stream);
   bool event_queries_allowed() const { return queries_allowed_; }
   // Whether a stitch leaves the old mapping as an alias (the default) or unmaps it. Off for the
   // unmap_on_free debug mode, whose free addresses must fault. Set before the first Acquire.
@@ -385,7 +382,7 @@ class ChunkPool {
 
   absl::Status Acquire(VmmArena& arena, DevicePtr addr, std::size_t bytes);
   absl::Status Release(VmmArena& arena, DevicePtr addr, std::size_t bytes, bool last_use_complete,
-                       absl::FunctionRef<bool()> may_record_mark);
+                       VmmArena::MarkRule rule);
   void UndoAcquire(VmmArena& arena, std::size_t first, std::size_t end);
   // The uses of pages [first, end) end: pages reaching a live count of 0 remember the use and
   // join free group `group` (a mark, or a ready group).
@@ -506,8 +503,8 @@ inline absl::Status VmmArena::Acquire(DevicePtr addr, std::size_t bytes) {
   return pool_->Acquire(*this, addr, bytes);
 }
 inline absl::Status VmmArena::Release(DevicePtr addr, std::size_t bytes, bool last_use_complete,
-                                      absl::FunctionRef<bool()> may_record_mark) {
-  return pool_->Release(*this, addr, bytes, last_use_complete, may_record_mark);
+                                      MarkRule rule) {
+  return pool_->Release(*this, addr, bytes, last_use_complete, rule);
 }
 
 }  // namespace vramcache

@@ -44,9 +44,9 @@ absl::Status VmmBacking::AcquirePages(Block* block) {
 // mark may be recorded (it would be captured), so the release waits for its end. A release
 // maps, unmaps, creates and releases nothing: no statistic changes.
 // The device is asked whether the arena's stream captures (unannounced) only when the release
-// records a mark (ChunkPool::Release asks `may_record_mark` then): one that leaves every page
-// with another live block only counts down, and the last block's release, later on the same
-// stream, records the mark that covers this block's work too (asking on every release cost the
+// records a mark (ChunkPool::Release asks then, MarkRule::kUnlessStreamCaptures): one that leaves
+// every page with another live block only counts down, and the last block's release, later on the
+// same stream, records the mark that covers this block's work too (asking on every release cost the
 // replays 5-6% of their host time). Recording a mark may query an older one for its event
 // (ChunkPool::TakeEvent), which relaxes the capture mode around that query itself.
 void VmmBacking::ReleasePages(Block* block, const StreamsNow& streams) {
@@ -55,7 +55,7 @@ void VmmBacking::ReleasePages(Block* block, const StreamsNow& streams) {
   if (streams.captures_active ||
       !arena
            ->Release(block->addr, block->size, /*last_use_complete=*/streams.Dead(arena->stream()),
-                     [&] { return !StreamCapturing(arena->stream(), streams); })
+                     VmmArena::MarkRule::kUnlessStreamCaptures)
            .ok()) {
     deferred_.push_back({arena, block->addr, block->size});  // pages stay backed
   }
@@ -139,10 +139,7 @@ void VmmBacking::AppendSnapshot(const Segment& segment, std::vector<SegmentInfo>
 
 bool VmmBacking::StreamCapturing(StreamHandle stream, const StreamsNow& streams) {
   if (streams.Dead(stream)) return false;
-  absl::StatusOr<bool> capturing = device_->IsCapturing(stream);
-  const bool answer = !capturing.ok() || *capturing;
-  pool_->NoteCaptureAnswer(stream, answer);  // a pending probe of this stream asks no more
-  return answer;
+  return pool_->StreamCaptures(stream);
 }
 
 absl::Status VmmBacking::ReleaseRange(VmmArena* arena, DevicePtr addr, std::size_t bytes,

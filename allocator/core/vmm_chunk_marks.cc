@@ -99,6 +99,16 @@ bool ChunkPool::QueriesAllowed() {
   return queries_allowed_;
 }
 
+bool ChunkPool::StreamCaptures(StreamHandle stream) {
+  absl::StatusOr<bool> capturing = device_->IsCapturing(stream);
+  const bool answer = !capturing.ok() || *capturing;
+  if (probe_pending_ && probe_stream_ == stream) {
+    probe_pending_ = false;
+    queries_allowed_ = !answer;
+  }
+  return answer;
+}
+
 absl::StatusOr<EventHandle> ChunkPool::TakeEvent() {
   // Marks whose pages are never reused would each keep an event: before creating one, see
   // whether the oldest mark has completed and can give its event back.

@@ -592,6 +592,39 @@ TEST(VmmArenaTest, NoEventIsQueriedWhileQueriesAreForbidden) {
   EXPECT_TRUE(rig.Consistent());
 }
 
+// MarkRule::kUnlessStreamCaptures: a release that would record a mark on a stream capturing a
+// graph the pool was not told about records nothing and changes nothing (Unavailable); one that
+// ends no page's last use does not ask. The answer settles the pool's pending probe of that
+// stream, so its event queries in the same step ask the device no more.
+TEST(VmmArenaTest, AReleaseRecordsNoMarkOnAStreamThatCaptures) {
+  Rig rig(4, kGran, SimCompletion::kManual);
+  ASSIGN_OR_FAIL(x, rig.pool().CreateArena(2 * kGran, /*stream=*/9));
+  ASSERT_OK(x->Acquire(x->base(), kGran / 2));
+  ASSERT_OK(x->Acquire(x->base() + kGran / 2, kGran / 2));  // the page's second use
+  rig.device().SetCapturing(/*stream=*/9, true);
+  rig.pool().SetEventQueriesAllowedUnlessCapturing(9);
+  const std::int64_t asked = rig.device().Calls(SimOp::kIsCapturing);
+  // Not the page's last use: counts down, records and asks nothing.
+  ASSERT_OK(x->Release(x->base(), kGran / 2, false, VmmArena::MarkRule::kUnlessStreamCaptures));
+  EXPECT_EQ(rig.device().Calls(SimOp::kIsCapturing), asked);
+  // The last use: refused while the stream captures; the page stays in use.
+  absl::Status s = x->Release(x->base() + kGran / 2, kGran / 2, false,
+                              VmmArena::MarkRule::kUnlessStreamCaptures);
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_EQ(rig.device().Calls(SimOp::kIsCapturing), asked + 1);
+  EXPECT_EQ(rig.device().Calls(SimOp::kRecordEvent), 0);
+  EXPECT_EQ(x->live_pages(), 1u);
+  EXPECT_FALSE(rig.pool().event_queries_allowed());  // the probe took the answer
+  EXPECT_TRUE(rig.Consistent());
+
+  rig.device().SetCapturing(9, false);
+  ASSERT_OK(x->Release(x->base() + kGran / 2, kGran / 2, false,
+                       VmmArena::MarkRule::kUnlessStreamCaptures));
+  EXPECT_EQ(rig.device().Calls(SimOp::kRecordEvent), 1);
+  EXPECT_EQ(x->live_pages(), 0u);
+  EXPECT_TRUE(rig.Consistent());
+}
+
 TEST(VmmArenaTest, BudgetHoldsAtEveryInstant) {
   Rig rig(64);
   rig.pool().SetBudget(4 * kGran);

@@ -216,12 +216,24 @@ class SimDevice final : public Device {
 
   // Hazard checks (sim_device_hazards.cc); all do nothing unless options_.check_hazards.
   void ReportHazard(SimHazardKind kind, std::string message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The capture rule (FailedPrecondition while any stream captures), reported as H3.
-  absl::Status CheckNoCapture(absl::string_view call) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The capture rule (FailedPrecondition while any stream captures), reported as H3. Inline
+  // while no stream captures (every replay and benchmark call): one branch, no call.
+  absl::Status CheckNoCapture(absl::string_view call) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!streams_.AnyCapturing()) return absl::OkStatus();
+    return CheckNoCaptureNow(call);
+  }
+  absl::Status CheckNoCaptureNow(absl::string_view call) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // H3 for an event last recorded on a capturing stream, used by a query, a synchronize, or a
-  // wait of a stream that is not capturing (`waiter`); FailedPrecondition like CUDA.
+  // wait of a stream that is not capturing (`waiter`); FailedPrecondition like CUDA. Inline
+  // while no event was recorded during a capture.
   absl::Status CheckCapturedEvent(absl::string_view call, EventHandle event,
                                   std::optional<StreamHandle> waiter)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!streams_.AnyCaptureRecords()) return absl::OkStatus();
+    return CheckCapturedEventNow(call, event, waiter);
+  }
+  absl::Status CheckCapturedEventNow(absl::string_view call, EventHandle event,
+                                     std::optional<StreamHandle> waiter)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // H4: a destroyed stream or another device's. Reported only; the call goes on. Inline, so
   // that with checking off (benchmarks, replays) every device call pays one branch, no call.

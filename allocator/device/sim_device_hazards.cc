@@ -48,7 +48,7 @@ Device::CaptureMode SimDevice::ExchangeCaptureMode(CaptureMode mode) {
   return previous;
 }
 
-absl::Status SimDevice::CheckNoCapture(absl::string_view call) {
+absl::Status SimDevice::CheckNoCaptureNow(absl::string_view call) {
   // Every capture here is in global mode; a relaxed thread may still make the call.
   if (sim_thread_capture_mode == CaptureMode::kRelaxed) return absl::OkStatus();
   absl::Status status = streams_.CheckNoCapture(call);
@@ -58,8 +58,8 @@ absl::Status SimDevice::CheckNoCapture(absl::string_view call) {
   return status;
 }
 
-absl::Status SimDevice::CheckCapturedEvent(absl::string_view call, EventHandle event,
-                                           std::optional<StreamHandle> waiter) {
+absl::Status SimDevice::CheckCapturedEventNow(absl::string_view call, EventHandle event,
+                                              std::optional<StreamHandle> waiter) {
   const std::optional<StreamHandle> captured_on = streams_.CaptureRecordOf(event);
   if (!captured_on.has_value()) return absl::OkStatus();
   // A capturing stream may wait on it: that is how a capture forks and joins streams.

@@ -33,13 +33,8 @@ absl::StatusOr<bool> SimDevice::QueryEvent(EventHandle event) {
   MutexLock lock(&mu_);
   if (absl::Status s = Enter(SimOp::kQueryEvent); !s.ok()) return s;
   CheckEvent("QueryEvent", event);
-  // Both checks are out of line; most calls need neither (no capture, no captured event).
-  if (streams_.AnyCapturing()) {
-    if (absl::Status s = CheckNoCapture("QueryEvent"); !s.ok()) return s;
-  }
-  if (streams_.AnyCaptureRecords()) {
-    if (absl::Status s = CheckCapturedEvent("QueryEvent", event, std::nullopt); !s.ok()) return s;
-  }
+  if (absl::Status s = CheckNoCapture("QueryEvent"); !s.ok()) return s;
+  if (absl::Status s = CheckCapturedEvent("QueryEvent", event, std::nullopt); !s.ok()) return s;
   return streams_.QueryEvent(event);
 }
 

@@ -83,9 +83,7 @@ class SimStreamModel {
   absl::Status DestroyStream(StreamHandle stream);
 
   void SetCapturing(StreamHandle stream, bool capturing);
-  bool IsCapturing(StreamHandle stream) const {
-    return !capturing_.empty() && capturing_.contains(stream);
-  }
+  bool IsCapturing(StreamHandle stream) const { return capturing_.contains(stream); }
   bool AnyCapturing() const { return !capturing_.empty(); }
   // The error CUDA gives for a synchronizing or querying call while any stream is capturing
   // (cudaErrorStreamCaptureUnsupported in global capture mode); OK when none is.

@@ -11,8 +11,7 @@ namespace vramcache {
 
 VmmBacking::VmmBacking(Device* device, const AllocatorConfig& config, StatsLedger* ledger,
                        std::size_t budget)
-    : device_(device),
-      ledger_(ledger),
+    : ledger_(ledger),
       pool_(std::make_unique<ChunkPool>(device, device->Capabilities().granularity)) {
   ledger_->UseVirtualMemory(pool_.get());
   pool_->SetBudget(budget);

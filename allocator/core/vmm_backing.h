@@ -102,7 +102,6 @@ class VmmBacking final : public Backing {
   absl::Status ReleaseRange(VmmArena* arena, DevicePtr addr, std::size_t bytes,
                             const StreamsNow& streams);
 
-  Device* const device_;
   StatsLedger* const ledger_;
   std::unique_ptr<ChunkPool> pool_;
   std::vector<DeferredRelease> deferred_;

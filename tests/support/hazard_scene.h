@@ -1,7 +1,7 @@
 // What the hazard scenes share (hazard_regression_test, cross_stream_free_test): the hazards a
 // scene's device reports, kernels that touch an allocation's bytes, and a user's ordering of
-// one stream after another. A scene derives from HazardCapture ahead of its allocator fixture,
-// so that the capture outlives the device's last calls.
+// one stream after another. A scene derives from HazardScene (HazardCapture ahead of its
+// allocator fixture, so that the capture outlives the device's last calls).
 #pragma once
 
 #include <cstddef>
@@ -11,6 +11,7 @@
 #include "allocator/device/sim_device.h"
 #include "allocator/device/sim_hazards.h"
 #include "gtest/gtest.h"
+#include "tests/support/allocator_fixture.h"
 
 namespace vramcache {
 
@@ -36,5 +37,19 @@ inline void OrderAfter(SimDevice& device, StreamHandle from, StreamHandle to) {
   ASSERT_TRUE(device.StreamWaitEvent(to, *event).ok());
   ASSERT_TRUE(device.DestroyEvent(*event).ok());
 }
+
+// A scene: the allocator over a simulated device whose hazards it collects. Teardown completes
+// the device's work, releases the allocator (its leak checks) and requires no hazard.
+struct HazardScene : HazardCapture, AllocatorFixture {
+  ~HazardScene() {
+    device->CompleteAll();
+    Teardown();
+    EXPECT_EQ(hazards.size(), 0u) << hazards.Summary();
+  }
+  std::uint64_t Kernel(StreamHandle stream, void* ptr, std::size_t bytes, std::uint64_t owner) {
+    return LaunchKernel(*device, stream, ptr, bytes, owner);
+  }
+  void Order(StreamHandle from, StreamHandle to) { OrderAfter(*device, from, to); }
+};
 
 }  // namespace vramcache

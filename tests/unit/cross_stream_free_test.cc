@@ -20,7 +20,7 @@
 namespace vramcache {
 namespace {
 
-struct Scene : HazardCapture, AllocatorFixture {
+struct Scene : HazardScene {
   explicit Scene(VmmMode mode, bool canaries = false) {
     AllocatorSetup setup;
     setup.device.capacity = 256 * kMiB;
@@ -30,15 +30,6 @@ struct Scene : HazardCapture, AllocatorFixture {
     setup.config.canaries = canaries;
     Make(setup);
   }
-  ~Scene() {
-    device->CompleteAll();
-    Teardown();
-    EXPECT_EQ(hazards.size(), 0u) << hazards.Summary();
-  }
-  std::uint64_t Kernel(StreamHandle stream, void* ptr, std::size_t bytes, std::uint64_t owner) {
-    return LaunchKernel(*device, stream, ptr, bytes, owner);
-  }
-  void Order(StreamHandle from, StreamHandle to) { OrderAfter(*device, from, to); }
   std::int64_t EventsRecorded() const { return device->Calls(SimOp::kRecordEvent); }
 };
 

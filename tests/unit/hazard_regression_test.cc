@@ -44,7 +44,7 @@ class HookedDevice final : public ForwardingDevice {
   }
 };
 
-struct Scene : HazardCapture, AllocatorFixture {
+struct Scene : HazardScene {
   explicit Scene(VmmMode mode, AllocatorConfig config = {}, int ordinal = 0) {
     AllocatorSetup setup;
     setup.device.capacity = 256 * kMiB;
@@ -60,15 +60,6 @@ struct Scene : HazardCapture, AllocatorFixture {
     };
     Make(setup);
   }
-  ~Scene() {
-    device->CompleteAll();
-    Teardown();
-    EXPECT_EQ(hazards.size(), 0u) << hazards.Summary();
-  }
-  std::uint64_t Kernel(StreamHandle stream, void* ptr, std::size_t bytes, std::uint64_t owner) {
-    return LaunchKernel(*device, stream, ptr, bytes, owner);
-  }
-  void Order(StreamHandle from, StreamHandle to) { OrderAfter(*device, from, to); }
 
   HookedDevice* hooked = nullptr;  // the allocator's view of the device
 };

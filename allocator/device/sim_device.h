@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "allocator/base/mutex.h"
 #include "allocator/device/device.h"
 #include "allocator/device/sim_backing.h"
@@ -169,6 +170,12 @@ class SimDevice final : public Device {
 
   // Memory held by other processes: lowers MemInfo's free bytes and what can be allocated.
   void SetExternalUsage(std::size_t bytes);
+  // How long SynchronizeDevice keeps its caller after completing the work queued before it,
+  // with the device's lock released: a real synchronization's host thread waits while other
+  // threads queue more work, which it does not cover. 0 (the default): it returns at once.
+  // This opens the window in which another thread frees a block the synchronization's caller
+  // must not count as done (defect b of issue 14). Negative or over a second: InvalidArgument.
+  absl::Status SetSynchronizeLatency(absl::Duration latency);
 
   // Fault injection; an injected failure changes nothing but the counters. `count` may be
   // kFailForever.
@@ -286,6 +293,7 @@ class SimDevice final : public Device {
   absl::flat_hash_map<ChunkHandle, Chunk> chunks_ ABSL_GUARDED_BY(mu_);
   ChunkHandle next_chunk_ ABSL_GUARDED_BY(mu_) = 1;
   std::size_t external_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Duration synchronize_latency_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
   SimCounters counters_ ABSL_GUARDED_BY(mu_);  // the call counts and byte totals kept live
   std::vector<SimHazard> hazards_ ABSL_GUARDED_BY(mu_);
 };

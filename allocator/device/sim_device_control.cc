@@ -2,6 +2,8 @@
 // that tests and the replay tool read.
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "allocator/device/sim_device.h"
 
 namespace vramcache {
@@ -9,6 +11,17 @@ namespace vramcache {
 void SimDevice::SetExternalUsage(std::size_t bytes) {
   MutexLock lock(&mu_);
   external_bytes_ = bytes;
+}
+
+absl::Status SimDevice::SetSynchronizeLatency(absl::Duration latency) {
+  if (latency < absl::ZeroDuration() || latency > absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SimDevice::SetSynchronizeLatency: ", absl::FormatDuration(latency),
+                     " is not between 0 and 1s"));
+  }
+  MutexLock lock(&mu_);
+  synchronize_latency_ = latency;
+  return absl::OkStatus();
 }
 
 void SimDevice::FailNext(SimOp op, absl::Status status, int count) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "absl/time/clock.h"
 #include "allocator/device/sim_device.h"
 
 namespace vramcache {
@@ -63,6 +64,13 @@ absl::Status SimDevice::SynchronizeDevice() {
   if (absl::Status s = Enter(SimOp::kSynchronizeDevice); !s.ok()) return s;
   if (absl::Status s = CheckNoCapture("SynchronizeDevice"); !s.ok()) return s;
   streams_.SynchronizeDevice();
+  if (synchronize_latency_ > absl::ZeroDuration()) {
+    // Work other threads queue from here on is not covered (SetSynchronizeLatency).
+    const absl::Duration latency = synchronize_latency_;
+    mu_.Unlock();
+    absl::SleepFor(latency);
+    mu_.Lock();
+  }
   return absl::OkStatus();
 }
 

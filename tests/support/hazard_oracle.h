@@ -2,7 +2,8 @@
 // memory mode with random kernel durations. Several threads (how many, the seed decides)
 // allocate on several streams, launch "kernels" over what they allocated, free while the kernels
 // run, hand allocations to other streams, destroy and recreate streams, capture graphs, empty
-// the cache, change the budget, run out of memory and retry, and shut down. Run by
+// the cache while the others go on, change the budget, run out of memory and retry, and shut
+// down. With several threads, a device synchronization keeps its caller 300 us. Run by
 // hazard_oracle_test over many seeds, and by the golden test, recorded, over single-threaded
 // ones (several threads are not deterministic). VRAMCACHE_ORACLE_SKIP=<names> leaves
 // operations out (see hazard_oracle_test.cc).

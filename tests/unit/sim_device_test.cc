@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "allocator/core/config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -632,6 +634,38 @@ TEST(SimDeviceEventTest, SynchronizeCompletesWhatItWaitsFor) {
   EXPECT_EQ(device->Calls(SimOp::kSynchronizeEvent), 1);
   EXPECT_EQ(device->Calls(SimOp::kSynchronizeDevice), 1);
   EXPECT_EQ(device->Counters().pending_work, 0u);
+}
+
+// The latency that lets the hazard oracle meet defect b: the caller waits with the device's lock
+// released, and what another thread queues meanwhile is not completed by the synchronization.
+TEST(SimDeviceEventTest, WorkQueuedDuringASynchronizationsLatencyIsNotCoveredByIt) {
+  auto device = StreamDevice(SimCompletion::kManual);
+  EXPECT_EQ(device->SetSynchronizeLatency(absl::Microseconds(-1)).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(device->SetSynchronizeLatency(absl::Seconds(2)).code(),
+            absl::StatusCode::kInvalidArgument);
+  constexpr absl::Duration kLatency = absl::Milliseconds(300);
+  ASSERT_OK(device->SetSynchronizeLatency(kLatency));
+  const std::uint64_t before = device->SubmitWork(1);
+  absl::Time returned_at;
+  std::thread synchronizer([&] {
+    EXPECT_OK(device->SynchronizeDevice());
+    returned_at = absl::Now();
+  });
+  // Counted once it holds the device's lock; this thread's calls get through only after it has
+  // completed the earlier work and released the lock for its latency.
+  while (device->Calls(SimOp::kSynchronizeDevice) == 0) std::this_thread::yield();
+  const std::uint64_t during = device->SubmitWork(2);
+  const absl::Time submitted_at = absl::Now();
+  synchronizer.join();
+  EXPECT_TRUE(device->IsWorkComplete(before));
+  EXPECT_FALSE(device->IsWorkComplete(during));
+  // Had the lock been held through the latency, the submission would come after it, at the
+  // synchronization's return.
+  EXPECT_GT(returned_at - submitted_at, kLatency / 2);
+  ASSERT_OK(device->SetSynchronizeLatency(absl::ZeroDuration()));
+  ASSERT_OK(device->SynchronizeDevice());
+  EXPECT_TRUE(device->IsWorkComplete(during));
 }
 
 TEST(SimDeviceEventTest, UnknownEventsAreErrors) {

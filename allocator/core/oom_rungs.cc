@@ -211,6 +211,7 @@ CacheRelease OomRungs::BeginEmptyCache() {
     release.detached = DetachReleasableSegments(SIZE_MAX);
     return release;
   }
+  release.finish = true;
   p_.backing->FlushDeferredReleases(Streams());
   release.synchronize = (p_.vmm->MustWaitToTrim() || !p_.graph_pools->unsynced_pools().empty()) &&
                         !p_.graph_pools->capture_under_way();

@@ -49,6 +49,7 @@ struct GrowthRequest {
 struct CacheRelease {
   std::vector<Segment*> detached;    // segment mode: freed by the facade, without the lock
   bool synchronize = false;          // virtual memory: synchronize the device, then finish
+  bool finish = false;               // EmptyCache in virtual memory: FinishEmptyCache follows
   std::uint64_t synced_through = 0;  // the order number that synchronization covers
 };
 

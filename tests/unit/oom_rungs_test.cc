@@ -148,7 +148,7 @@ class OomRungsTest : public ::testing::Test {
       bytes += segment->size;
       delete segment;
     }
-    segments_->Freed(static_cast<std::int64_t>(detached.size()), bytes);
+    segments_->SegmentsFreed(static_cast<std::int64_t>(detached.size()), bytes);
   }
 
   SimDevice device_;

@@ -1,0 +1,208 @@
+// A block's moves between its states, each with what goes with it: handed out (the statistics,
+// the history entry, its pages acquired, the debug modes' bands), freed whole into the reuse
+// cache and taken back from it (the fast path), coalesced into the heap's free sets when the
+// cache is flushed or a free completes (its pages released, or its single-use range retired),
+// and a pending free's completion, which returns it to the cache or the heap. A plain class
+// called with the allocator's lock held, as the chunk pool is; the facade keeps the pointer map
+// it updates (`allocated_or_cached`) and makes every device call that can block. It is also the
+// out-of-memory rungs' host (oom_rungs.h): growth hands its blocks out through it.
+//
+// The fast path's steps (PopReuseCache, MarkAllocated, PushReuseCache) are defined here, in the
+// header, and inlined into the facade's Allocate and Free, as they were before they moved here:
+// a call costs the fast path ~20 instructions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "absl/base/attributes.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "allocator/core/allocation_history.h"
+#include "allocator/core/allocator_queries.h"
+#include "allocator/core/backing.h"
+#include "allocator/core/block.h"
+#include "allocator/core/block_heap.h"
+#include "allocator/core/clock.h"
+#include "allocator/core/debug_hooks.h"
+#include "allocator/core/graph_pools.h"
+#include "allocator/core/oom_rungs.h"
+#include "allocator/core/placement.h"
+#include "allocator/core/reuse_cache.h"
+#include "allocator/core/stats_ledger.h"
+#include "allocator/core/stream_ordered_frees.h"
+#include "allocator/core/stream_uses.h"
+
+namespace vramcache {
+
+class BlockLifecycle final : public OomRungs::Host {
+ public:
+  // What the moves work on; all must outlive the lifecycle. `debug` is null unless a debug mode
+  // is on; `queries` checks the invariants after each allocation when `check_invariants`.
+  struct Parts {
+    absl::flat_hash_map<DevicePtr, Block*>* allocated_or_cached = nullptr;  // the pointer map
+    BlockHeap* heap = nullptr;
+    Placement* placement = nullptr;
+    StatsLedger* ledger = nullptr;
+    ReuseCache* reuse_cache = nullptr;
+    Backing* backing = nullptr;
+    GraphPools* graph_pools = nullptr;
+    StreamOrderedFrees* frees = nullptr;
+    AllocationHistory* history = nullptr;
+    const DebugHooks* debug = nullptr;
+    const AllocatorQueries* queries = nullptr;
+    Clock* clock = nullptr;
+    std::size_t front_bytes = 0;  // canaries' front band: user pointer = block + this
+    bool check_invariants = false;
+  };
+
+  explicit BlockLifecycle(const Parts& parts) : p_(parts) {}
+  BlockLifecycle(const BlockLifecycle&) = delete;
+  BlockLifecycle& operator=(const BlockLifecycle&) = delete;
+
+  // The rungs retire unmap_on_free's ranges (ReturnToPool); set once, after both are made.
+  void AttachRungs(OomRungs* rungs) { rungs_ = rungs; }
+
+  // ---------------------------------------------------------------- handing out
+
+  // Hands `block` out for a request of `size` bytes (`rounded` for the block) on `alloc_stream`:
+  // out of every free set already, its pages backed (or kept, when it comes from the reuse
+  // cache). The user's pointer, or a debug mode's error (the block is then freed again).
+  absl::StatusOr<void*> MarkAllocated(Block* block, std::size_t size, std::size_t rounded,
+                                      StreamHandle alloc_stream) {
+    const bool reused = block->state == BlockState::kCached;  // its pages stayed in use
+    block->state = BlockState::kAllocated;
+    block->rounded = rounded;
+    block->requested = size;
+    block->alloc_stream = alloc_stream;
+    block->stream_uses.clear();
+    block->used_by_destroyed_stream = false;
+    // Present already when reused from the cache.
+    p_.allocated_or_cached->try_emplace(block->addr, block);
+    p_.ledger->CountUserAllocation(*block, size);
+    if (reused) {
+      p_.ledger->CountActiveKeepingPages(*block, +1);
+    } else {
+      p_.ledger->CountActive(*block, +1);
+      p_.ledger->SettleVmmSplitStats(block->segment->small);  // only its pool's pages changed
+    }
+    p_.history->Record(TraceAction::kAlloc, block->addr, block->size, alloc_stream);
+    if (p_.check_invariants) p_.queries->CheckInvariantsOrDie();
+    if (p_.debug != nullptr) {
+      // Bands written and user bytes zeroed on the allocating stream, before its next kernel.
+      if (absl::Status s = p_.debug->OnAllocate(block); !s.ok()) {
+        // Nothing may be handed out half-prepared: the block is freed again.
+        UndoAllocation(block);
+        return s;
+      }
+    }
+    return reinterpret_cast<void*>(block->addr + p_.front_bytes);
+  }
+
+  // Carves the request out of free block `block` (split when the remainder is worth a block).
+  // Virtual memory: ResourceExhausted when its pages cannot be backed now; the block is then
+  // free again, as it was.
+  absl::StatusOr<void*> FinishAllocation(Block* block, std::size_t size, std::size_t rounded,
+                                         StreamHandle alloc_stream);
+
+  // ---------------------------------------------------------------- the reuse cache
+
+  // A block freed whole waits in the reuse cache for the next request of the size it served,
+  // which then takes it without any free-set search, split or coalesce. It is coalesced
+  // (FlushReuseCache) before anything that needs the true free space: a request nothing else
+  // serves, growth, releasing segments, snapshots and invariant checks. The block stays in the
+  // pointer map, so a reuse needs no second hash insert.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void PushReuseCache(Block* block) {
+    if (p_.debug != nullptr) p_.debug->PoisonIfPending(block);
+    p_.ledger->CountActiveKeepingPages(*block, -1);  // a cached block keeps its pages
+    p_.history->Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
+    block->state = BlockState::kCached;
+    block->last_free_time = p_.clock->NowNanos();
+    p_.ledger->CountSplitBlock(*block, +1);
+    p_.reuse_cache->Push(block);
+  }
+
+  // The block cached for (`pool`, `stream`, `rounded`), taken out of the cache; null if none.
+  Block* PopReuseCache(PoolId pool, StreamHandle stream, std::size_t rounded) {
+    Block* block = p_.reuse_cache->Pop(pool, stream, rounded);
+    if (block != nullptr) p_.ledger->CountSplitBlock(*block, -1);
+    return block;
+  }
+
+  // Coalesces every cached block into the heap (in address order), so that placement sees all
+  // free space.
+  void FlushReuseCache() override {
+    if (p_.reuse_cache->empty()) return;
+    FlushCachedBlocks(p_.reuse_cache->TakeAllByAddress());
+  }
+  // Only the lists of blocks that `stream` allocated last: other streams' cached blocks would
+  // go back to their own free lists, which best fit on `stream` does not search, and flushing
+  // them would take their fast path from the threads using those streams.
+  void FlushReuseCacheOf(StreamHandle stream) {
+    if (p_.reuse_cache->empty()) return;
+    const std::vector<Block*>& taken = p_.reuse_cache->TakeStreamByAddress(stream);
+    if (!taken.empty()) FlushCachedBlocks(taken);
+  }
+
+  // ---------------------------------------------------------------- frees completing
+
+  // The user freed `block` and it does not enter the reuse cache (it left the pointer map): it
+  // returns to the pool now when no other stream's work may touch it, else waits for the
+  // streams that used it (their events; a capture's end first when one of them captures; a
+  // device synchronization when one was destroyed).
+  absl::Status EndUserFree(Block* block);
+
+  // `block` is free for its own stream again: its poison written, counted inactive, its pages
+  // released, coalesced with its free neighbours into the heap (or its single-use range
+  // retired).
+  void ReturnToPool(Block* block);
+  // Returns the pending frees whose events have all completed (stream_ordered_frees.h), after
+  // retrying the page releases a capture kept back. `into_reuse_cache` (the allocation path
+  // only): a completed free that a plain free would have cached enters the reuse cache.
+  absl::Status ReturnCompletedFrees(std::uint64_t synced_through, bool into_reuse_cache);
+  // A pending free whose every use has completed (its events were queried done), called back
+  // by the stream-ordered frees: into the reuse cache or back to the pool (see the .cc).
+  void CompletePendingFree(Block* block);
+
+  // Shutdown: every block is forgotten (live allocations counted freed, their memory goes back
+  // with their segments) and every segment detached from the heap; the segments are returned
+  // for the backing and the facade to give back.
+  std::vector<Segment*> ForgetAll();
+
+  // What the backing's page releases need to know of the streams now.
+  StreamsNow Streams() const {
+    return StreamsNow{.captures_active = p_.graph_pools->capture_under_way(),
+                      .dead_streams = &p_.frees->destroyed_streams()};
+  }
+
+  // ---------------------------------------------------------------- OomRungs::Host
+
+  absl::StatusOr<void*> FinishAllocation(Block* block, const GrowthRequest& request) override {
+    return FinishAllocation(block, request.size, request.rounded, request.stream);
+  }
+  absl::StatusOr<void*> MarkAllocated(Block* block, const GrowthRequest& request) override {
+    return MarkAllocated(block, request.size, request.rounded, request.stream);
+  }
+  void Record(TraceAction action, DevicePtr addr, std::size_t size, StreamHandle stream) override {
+    p_.history->Record(action, addr, size, stream);
+  }
+
+ private:
+  // A block just marked allocated goes back as if freed at once by its own stream.
+  void UndoAllocation(Block* block);
+  // Cached blocks leave the cache and the pointer map, release their pages and coalesce.
+  void FlushCachedBlocks(const std::vector<Block*>& blocks);
+  // The block's pages are released (vmm_backing.h); nothing is held in segment mode.
+  void ReleaseBacking(Block* block) {
+    if (block->holds_pages) p_.backing->ReleasePages(block, Streams());
+  }
+
+  const Parts p_;
+  OomRungs* rungs_ = nullptr;
+  // Set while the allocation path returns completed frees (ReturnCompletedFrees).
+  bool completing_into_reuse_cache_ = false;
+};
+
+}  // namespace vramcache

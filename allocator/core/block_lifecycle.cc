@@ -15,6 +15,26 @@ absl::StatusOr<void*> BlockLifecycle::FinishAllocation(Block* block, std::size_t
   return MarkAllocated(block, size, rounded, alloc_stream);
 }
 
+Block* BlockLifecycle::FindCoalescedFreeBlock(bool small, PoolId pool, StreamHandle stream,
+                                              std::size_t rounded) {
+  if (Block* block = p_.placement->FindFreeBlock(small, pool, stream, rounded)) return block;
+  if (p_.reuse_cache->empty()) return nullptr;
+  FlushReuseCache();
+  return p_.placement->FindFreeBlock(small, pool, stream, rounded);
+}
+
+absl::StatusOr<Block*> BlockLifecycle::BorrowFromOtherStream(bool small, PoolId pool,
+                                                             StreamHandle stream,
+                                                             std::size_t rounded) {
+  Block* best = p_.placement->BestFitOnOtherStream(small, pool, stream, rounded);
+  if (best == nullptr) return nullptr;
+  absl::StatusOr<bool> usable = p_.frees->OrderAfterOwner(best, stream, p_.cross_stream);
+  if (!usable.ok()) return usable.status();
+  if (!*usable) return nullptr;
+  ++p_.stats->num_cross_stream_reuse;
+  return best;
+}
+
 void BlockLifecycle::UndoAllocation(Block* block) {
   p_.ledger->CountUserFree(*block);
   p_.allocated_or_cached->erase(block->addr);

@@ -26,11 +26,13 @@
 #include "allocator/core/block.h"
 #include "allocator/core/block_heap.h"
 #include "allocator/core/clock.h"
+#include "allocator/core/config.h"
 #include "allocator/core/debug_hooks.h"
 #include "allocator/core/graph_pools.h"
 #include "allocator/core/oom_rungs.h"
 #include "allocator/core/placement.h"
 #include "allocator/core/reuse_cache.h"
+#include "allocator/core/stats.h"
 #include "allocator/core/stats_ledger.h"
 #include "allocator/core/stream_ordered_frees.h"
 #include "allocator/core/stream_uses.h"
@@ -54,6 +56,8 @@ class BlockLifecycle final : public OomRungs::Host {
     const DebugHooks* debug = nullptr;
     const AllocatorQueries* queries = nullptr;
     Clock* clock = nullptr;
+    DeviceStats* stats = nullptr;  // the counters no ledger transition owns (borrowing's)
+    CrossStreamPolicy cross_stream = CrossStreamPolicy::kWait;  // how a borrower is ordered
     std::size_t front_bytes = 0;  // canaries' front band: user pointer = block + this
     bool check_invariants = false;
   };
@@ -106,6 +110,19 @@ class BlockLifecycle final : public OomRungs::Host {
   // free again, as it was.
   absl::StatusOr<void*> FinishAllocation(Block* block, std::size_t size, std::size_t rounded,
                                          StreamHandle alloc_stream);
+
+  // ---------------------------------------------------------------- finding a free block
+
+  // Placement's free block for the request after this stream's reuse-cache lists were flushed:
+  // when nothing fits, the other streams' lists are flushed too (a block of this stream that
+  // another stream borrowed is cached under the borrower's) and the search is repeated.
+  Block* FindCoalescedFreeBlock(bool small, PoolId pool, StreamHandle stream, std::size_t rounded);
+  // The best-fitting block cached for another stream, made safe for `stream`: an event recorded
+  // now on its owner covers every use the owner made of it before freeing it; the cross-stream
+  // policy either checks that event has completed or makes `stream` wait on it. Null when none
+  // fits or the policy says it cannot be used yet.
+  absl::StatusOr<Block*> BorrowFromOtherStream(bool small, PoolId pool, StreamHandle stream,
+                                               std::size_t rounded);
 
   // ---------------------------------------------------------------- the reuse cache
 

@@ -103,6 +103,8 @@ class CachingAllocatorImpl {
         .debug = debug_,
         .queries = &*queries_,
         .clock = clock_,
+        .stats = &stats_,
+        .cross_stream = config.cross_stream,
         .front_bytes = front_bytes_,
         .check_invariants = config.check_invariants,
     });
@@ -191,7 +193,8 @@ class CachingAllocatorImpl {
       // block among uncoalesced leftovers fragments the heap (measured: 3-8 points of
       // utilization on the shared traces). Each cached block is coalesced once, so this costs
       // O(1) per free, amortized. This stream's lists first (issue #18); everything is flushed
-      // before borrowing or growing (FindCoalescedFreeBlock).
+      // before borrowing or growing
+      // (BlockLifecycle::FindCoalescedFreeBlock).
       if (fresh_addresses) {
         blocks_->FlushReuseCache();
       } else {
@@ -202,13 +205,14 @@ class CachingAllocatorImpl {
       // found now (ResourceExhausted): the growth ladder frees some and retries.
       if (fresh_addresses) {
         // straight to growth
-      } else if (Block* block = FindCoalescedFreeBlock(small, pool, stream, rounded)) {
+      } else if (Block* block = blocks_->FindCoalescedFreeBlock(small, pool, stream, rounded)) {
         absl::StatusOr<void*> result = blocks_->FinishAllocation(block, size, rounded, stream);
         if (result.ok()) ++stats_.num_cache_hits;
         if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
       } else if (config_.cross_stream != CrossStreamPolicy::kNone &&
                  !graph_pools_.KnowCapturing(capturing_known, stream)) {
-        absl::StatusOr<Block*> borrowed = TakeFromOtherStream(small, pool, stream, rounded);
+        absl::StatusOr<Block*> borrowed =
+            blocks_->BorrowFromOtherStream(small, pool, stream, rounded);
         if (!borrowed.ok()) return borrowed.status();
         if (*borrowed != nullptr) {
           absl::StatusOr<void*> result =
@@ -623,32 +627,6 @@ class CachingAllocatorImpl {
       return ShutDownError();
     }
     return rungs_->ServeFromNewSegment(*memory, segment_size, request);
-  }
-
-  // FindFreeBlock after this stream's reuse-cache lists were flushed: when nothing fits, the
-  // other streams' lists are flushed too (a block of this stream that another stream borrowed
-  // is cached under the borrower's) and the search is repeated.
-  Block* FindCoalescedFreeBlock(bool small, PoolId pool, StreamHandle stream, std::size_t rounded)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (Block* block = placement_.FindFreeBlock(small, pool, stream, rounded)) return block;
-    if (reuse_cache_.empty()) return nullptr;
-    blocks_->FlushReuseCache();
-    return placement_.FindFreeBlock(small, pool, stream, rounded);
-  }
-
-  // The best-fitting block cached for another stream, made safe for `stream`: an event
-  // recorded now on its owner covers every use the owner made of it before freeing it; the
-  // policy either checks that event has completed or makes `stream` wait on it.
-  absl::StatusOr<Block*> TakeFromOtherStream(bool small, PoolId pool, StreamHandle stream,
-                                             std::size_t rounded)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    Block* best = placement_.BestFitOnOtherStream(small, pool, stream, rounded);
-    if (best == nullptr) return nullptr;
-    absl::StatusOr<bool> usable = frees_.OrderAfterOwner(best, stream, config_.cross_stream);
-    if (!usable.ok()) return usable.status();
-    if (!*usable) return nullptr;
-    ++stats_.num_cross_stream_reuse;
-    return best;
   }
 
   // Canaries: the allocation at `addr` is marked as being freed and its bands' geometry

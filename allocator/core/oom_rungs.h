@@ -55,8 +55,9 @@ struct CacheRelease {
 
 class OomRungs {
  public:
-  // The facade's steps the rungs use, called with its lock held: they touch the reuse cache,
-  // the map of allocated and cached blocks, or the history, which are the facade's.
+  // A block's moves the rungs use, called with the allocator's lock held (BlockLifecycle,
+  // block_lifecycle.h, implements them): they touch the reuse cache, the pointer map of
+  // allocated and cached blocks, or the history.
   class Host {
    public:
     virtual ~Host() = default;

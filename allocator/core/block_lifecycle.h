@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/base/attributes.h"
@@ -56,7 +57,7 @@ class BlockLifecycle final : public OomRungs::Host {
     const DebugHooks* debug = nullptr;
     const AllocatorQueries* queries = nullptr;
     Clock* clock = nullptr;
-    DeviceStats* stats = nullptr;  // the counters no ledger transition owns (borrowing's)
+    DeviceStats* stats = nullptr;  // the counters no ledger transition owns (hits, borrowing)
     CrossStreamPolicy cross_stream = CrossStreamPolicy::kWait;  // how a borrower is ordered
     std::size_t front_bytes = 0;  // canaries' front band: user pointer = block + this
     bool check_invariants = false;
@@ -113,16 +114,15 @@ class BlockLifecycle final : public OomRungs::Host {
 
   // ---------------------------------------------------------------- finding a free block
 
-  // Placement's free block for the request after this stream's reuse-cache lists were flushed:
-  // when nothing fits, the other streams' lists are flushed too (a block of this stream that
-  // another stream borrowed is cached under the borrower's) and the search is repeated.
-  Block* FindCoalescedFreeBlock(bool small, PoolId pool, StreamHandle stream, std::size_t rounded);
-  // The best-fitting block cached for another stream, made safe for `stream`: an event recorded
-  // now on its owner covers every use the owner made of it before freeing it; the cross-stream
-  // policy either checks that event has completed or makes `stream` wait on it. Null when none
-  // fits or the policy says it cannot be used yet.
-  absl::StatusOr<Block*> BorrowFromOtherStream(bool small, PoolId pool, StreamHandle stream,
-                                               std::size_t rounded);
+  // A request the reuse cache did not serve (the allocation's slow path): best fit on its
+  // stream after that stream's reuse-cache lists were flushed, then on every stream's, then a
+  // block borrowed from another stream's cache; `fresh_addresses` (unmap_on_free,
+  // pass-through) goes straight to growth. Its result, or nullopt when growth must serve it:
+  // the reuse cache is then flushed and `capturing_known` answered (whether the request's
+  // stream captures, asked of the device at most once per allocation).
+  std::optional<absl::StatusOr<void*>> ServeFromHeap(const GrowthRequest& request,
+                                                     bool fresh_addresses,
+                                                     std::optional<bool>& capturing_known);
 
   // ---------------------------------------------------------------- the reuse cache
 
@@ -207,6 +207,16 @@ class BlockLifecycle final : public OomRungs::Host {
   }
 
  private:
+  // Placement's free block for the request after this stream's reuse-cache lists were flushed:
+  // when nothing fits, the other streams' lists are flushed too (a block of this stream that
+  // another stream borrowed is cached under the borrower's) and the search is repeated.
+  Block* FindCoalescedFreeBlock(bool small, PoolId pool, StreamHandle stream, std::size_t rounded);
+  // The best-fitting block cached for another stream, made safe for `stream`: an event recorded
+  // now on its owner covers every use the owner made of it before freeing it; the cross-stream
+  // policy either checks that event has completed or makes `stream` wait on it. Null when none
+  // fits or the policy says it cannot be used yet.
+  absl::StatusOr<Block*> BorrowFromOtherStream(bool small, PoolId pool, StreamHandle stream,
+                                               std::size_t rounded);
   // A block just marked allocated goes back as if freed at once by its own stream.
   void UndoAllocation(Block* block);
   // Cached blocks leave the cache and the pointer map, release their pages and coalesce.

@@ -185,43 +185,12 @@ class CachingAllocatorImpl {
         ++stats_.num_cache_hits;
         return blocks_->MarkAllocated(block, size, rounded, stream);
       }
-      // The slow path's calls that a global-mode capture on another thread forbids (event
-      // queries) are relaxed where they are made (RelaxedCapture in the chunk pool and the
-      // stream-ordered frees), only when they are made: most allocations make none.
-      //
-      // Best fit sees the heap fully coalesced, as if there were no reuse cache: placing a
-      // block among uncoalesced leftovers fragments the heap (measured: 3-8 points of
-      // utilization on the shared traces). Each cached block is coalesced once, so this costs
-      // O(1) per free, amortized. This stream's lists first (issue #18); everything is flushed
-      // before borrowing or growing
-      // (BlockLifecycle::FindCoalescedFreeBlock).
-      if (fresh_addresses) {
-        blocks_->FlushReuseCache();
-      } else {
-        blocks_->FlushReuseCacheOf(stream);
+      // The slow path: the heap, then another stream's cache (BlockLifecycle::ServeFromHeap).
+      GrowthRequest request{size, rounded, small, stream, pool};
+      if (auto served = blocks_->ServeFromHeap(request, fresh_addresses, capturing_known)) {
+        return *std::move(served);
       }
-      backing_->BeforeHeapSearch(capturing_known, graph_pools_.capture_under_way(), stream);
-      // In virtual-memory mode a fitting block may still lack physical pages that cannot be
-      // found now (ResourceExhausted): the growth ladder frees some and retries.
-      if (fresh_addresses) {
-        // straight to growth
-      } else if (Block* block = blocks_->FindCoalescedFreeBlock(small, pool, stream, rounded)) {
-        absl::StatusOr<void*> result = blocks_->FinishAllocation(block, size, rounded, stream);
-        if (result.ok()) ++stats_.num_cache_hits;
-        if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
-      } else if (config_.cross_stream != CrossStreamPolicy::kNone &&
-                 !graph_pools_.KnowCapturing(capturing_known, stream)) {
-        absl::StatusOr<Block*> borrowed =
-            blocks_->BorrowFromOtherStream(small, pool, stream, rounded);
-        if (!borrowed.ok()) return borrowed.status();
-        if (*borrowed != nullptr) {
-          absl::StatusOr<void*> result =
-              blocks_->FinishAllocation(*borrowed, size, rounded, stream);
-          if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
-        }
-      }
-      blocks_->FlushReuseCache();  // growth sees the true free space, as before
-      capturing = graph_pools_.KnowCapturing(capturing_known, stream);
+      capturing = *capturing_known;
     }
     return AllocateWithGrowth(size, rounded, small, stream, pool, capturing);
   }

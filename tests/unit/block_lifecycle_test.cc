@@ -2,11 +2,14 @@
 // real components in segment mode (tests/support/segment_mode_parts.h), the invariant recount
 // checked after each: a block handed out from a free block is split, counted and in the pointer
 // map; freed into the reuse cache it stays in the map and serves the same request of its own
-// stream only; a flush of one stream's lists leaves the other streams' cached; a pending free
+// stream only; a flush of one stream's lists leaves the other streams' cached; the heap serves
+// a request once its stream's cached blocks coalesced, else another stream's block is borrowed
+// behind an event, else growth is left with the cache flushed; a pending free
 // enters the cache only on the allocation path; a user's free returns at once or waits for the
 // streams that used it; shutdown's forgetting detaches every segment.
 #include "allocator/core/block_lifecycle.h"
 
+#include <optional>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -103,6 +106,45 @@ TEST_F(BlockLifecycleTest, AFlushOfOneStreamLeavesTheOtherStreamsBlocksCached) {
   parts_.lifecycle.FlushReuseCache();
   EXPECT_TRUE(parts_.reuse_cache.empty());
   EXPECT_TRUE(parts_.allocated_or_cached.empty());
+  ExpectInvariants();
+}
+
+TEST_F(BlockLifecycleTest, TheHeapServesARequestAfterItsStreamsCachedBlocksCoalesce) {
+  Block* cached = Allocated(kHome);
+  FreeIntoCache(cached);
+  std::optional<bool> capturing_known;
+  // 20 MiB: only the whole segment fits, once the cached block has coalesced with the rest.
+  auto served = parts_.lifecycle.ServeFromHeap(GrowthRequest{20 * kMiB, 20 * kMiB, false, kHome},
+                                               /*fresh_addresses=*/false, capturing_known);
+  ASSERT_TRUE(served.has_value());
+  ASSERT_TRUE(served->ok()) << served->status();
+  EXPECT_EQ(**served, reinterpret_cast<void*>(cached->segment->base));
+  EXPECT_EQ(parts_.stats.num_cache_hits, 1);
+  EXPECT_FALSE(capturing_known.has_value());  // nobody needed to ask
+  ExpectInvariants();
+}
+
+TEST_F(BlockLifecycleTest, AnotherStreamsCachedBlockIsBorrowedBehindAnEvent) {
+  Block* owned = Allocated(kOther);
+  ASSERT_TRUE(FreeNotCached(owned).ok());
+  std::optional<bool> capturing_known;
+  auto served = parts_.lifecycle.ServeFromHeap(GrowthRequest{kRequest, kRequest, false, kHome},
+                                               /*fresh_addresses=*/false, capturing_known);
+  ASSERT_TRUE(served.has_value() && served->ok());
+  EXPECT_EQ(parts_.stats.num_cross_stream_reuse, 1);
+  EXPECT_EQ(parts_.device.Calls(SimOp::kStreamWaitEvent), 1);  // kHome waits on kOther's work
+  EXPECT_EQ(capturing_known, std::optional<bool>(false));      // asked before borrowing
+  ExpectInvariants();
+}
+
+TEST_F(BlockLifecycleTest, WhatNothingCachedServesIsLeftToGrowthWithTheCacheFlushed) {
+  FreeIntoCache(Allocated(kOther));
+  std::optional<bool> capturing_known;
+  auto served = parts_.lifecycle.ServeFromHeap(GrowthRequest{64 * kMiB, 64 * kMiB, false, kHome},
+                                               /*fresh_addresses=*/false, capturing_known);
+  EXPECT_FALSE(served.has_value());
+  EXPECT_TRUE(parts_.reuse_cache.empty());  // growth sees the true free space
+  EXPECT_TRUE(capturing_known.has_value());
   ExpectInvariants();
 }
 

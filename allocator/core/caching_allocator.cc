@@ -425,7 +425,7 @@ class CachingAllocatorImpl {
 
   std::optional<OomReport> LastOom() const {
     MutexLock lock(&mu_);
-    return last_oom_;
+    return rungs_->last_oom();
   }
 
   void SetBudget(std::size_t bytes) {
@@ -478,7 +478,7 @@ class CachingAllocatorImpl {
 
   void AttachOomObserver(CachingAllocator::OomObserver observer) {
     MutexLock lock(&mu_);
-    oom_observers_.push_back(std::move(observer));
+    rungs_->AttachOomObserver(std::move(observer));
   }
 
   absl::Status CheckInvariants() const {
@@ -693,19 +693,13 @@ class CachingAllocatorImpl {
         .mem_info = device_->MemInfo(),
         .device_error = device_error,
     };
-    OomReport report;
-    std::vector<CachingAllocator::OomObserver> observers;
+    OomRungs::OutOfMemoryOutcome outcome;
     {
       MutexLock lock(&mu_);
-      rungs_->GatherOomFacts(&facts);
-      report = BuildOomReport(facts);
-      ++stats_.num_ooms;
-      history_.Record(TraceAction::kOom, 0, request.size, request.stream);
-      last_oom_ = report;
-      observers = oom_observers_;
+      outcome = rungs_->OutOfMemory(std::move(facts));
     }
-    const std::string observer_failure = NotifyOomObservers(observers, report);
-    return absl::ResourceExhaustedError(absl::StrCat(report.ToString(), observer_failure));
+    const std::string observer_failure = NotifyOomObservers(outcome.observers, outcome.report);
+    return absl::ResourceExhaustedError(absl::StrCat(outcome.report.ToString(), observer_failure));
   }
 
   static absl::Status ShutDownError() {
@@ -740,7 +734,6 @@ class CachingAllocatorImpl {
   absl::flat_hash_map<DevicePtr, Block*> allocated_or_cached_ ABSL_GUARDED_BY(mu_);
   ReuseCache reuse_cache_ ABSL_GUARDED_BY(mu_);
   GraphPools graph_pools_ ABSL_GUARDED_BY(mu_){device_};  // captures and private pools
-  std::vector<CachingAllocator::OomObserver> oom_observers_ ABSL_GUARDED_BY(mu_);
   // Where the segments' memory comes from (backing.h): device allocations or virtual memory.
   std::unique_ptr<Backing> backing_ ABSL_PT_GUARDED_BY(mu_);  // set once, at construction
   bool single_use_ranges_ =
@@ -760,7 +753,6 @@ class CachingAllocatorImpl {
   // record_stream's streams, a borrower's, a destroyed stream's (stream_uses.h).
   StreamUses stream_uses_ ABSL_GUARDED_BY(mu_){device_->Capabilities().ordinal, &frees_};
   AllocationHistory history_ ABSL_GUARDED_BY(mu_);  // empty unless record_history
-  std::optional<OomReport> last_oom_ ABSL_GUARDED_BY(mu_);
   GrowthLimits limits_ ABSL_GUARDED_BY(mu_);  // budget, fraction, soft budget, bytes in flight
   // The components made once the backing is, at construction. The debug modes' steps (null
   // unless one is on: the hot path checks this pointer), the answers read under the lock, a

@@ -240,6 +240,15 @@ void OomRungs::GatherOomFacts(OomFacts* facts) const {
   facts->budget_bytes = p_.limits->budget();
 }
 
+OomRungs::OutOfMemoryOutcome OomRungs::OutOfMemory(OomFacts facts) {
+  GatherOomFacts(&facts);
+  OutOfMemoryOutcome outcome{.report = BuildOomReport(facts), .observers = oom_observers_};
+  ++p_.stats->num_ooms;
+  p_.host->Record(TraceAction::kOom, 0, facts.requested_bytes, facts.stream);
+  last_oom_ = outcome.report;
+  return outcome;
+}
+
 StreamsNow OomRungs::Streams() const {
   return StreamsNow{.captures_active = p_.graph_pools->capture_under_way(),
                     .dead_streams = &p_.frees->destroyed_streams()};

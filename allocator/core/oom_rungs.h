@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -153,6 +154,19 @@ class OomRungs {
 
   // The out-of-memory report's facts that the allocator's state holds, into `facts`.
   void GatherOomFacts(OomFacts* facts) const;
+  // What the ladder's last rung leaves to do without the lock: notify `observers` of `report`.
+  struct OutOfMemoryOutcome {
+    OomReport report;
+    std::vector<OomObserverFn> observers;
+  };
+  // The ladder's last rung under the lock: the report from `facts` (the device's, gathered
+  // without the lock) and the state's (GatherOomFacts); counted (num_ooms), entered in the
+  // history, kept as the last report.
+  OutOfMemoryOutcome OutOfMemory(OomFacts facts);
+  // The report of the last request that failed, if any.
+  const std::optional<OomReport>& last_oom() const { return last_oom_; }
+  // `observer` is called (without the lock) at every failed request from now on.
+  void AttachOomObserver(OomObserverFn observer) { oom_observers_.push_back(std::move(observer)); }
 
  private:
   absl::StatusOr<void*> GrowAddressSpace(const GrowthRequest& request);
@@ -168,6 +182,8 @@ class OomRungs {
   StreamsNow Streams() const;
 
   const Parts p_;
+  std::optional<OomReport> last_oom_;
+  std::vector<OomObserverFn> oom_observers_;
 };
 
 }  // namespace vramcache

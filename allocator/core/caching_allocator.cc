@@ -919,7 +919,6 @@ class CachingAllocatorImpl {
     ledger_.CountActiveKeepingPages(*block, -1);  // a cached block keeps its pages
     Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
     block->state = BlockState::kCached;
-    block->last_free_time = clock_->NowNanos();
     CountSplitBlock(block, +1);
     reuse_cache_.Push(block);
   }

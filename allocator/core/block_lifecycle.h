@@ -26,7 +26,6 @@
 #include "allocator/core/backing.h"
 #include "allocator/core/block.h"
 #include "allocator/core/block_heap.h"
-#include "allocator/core/clock.h"
 #include "allocator/core/config.h"
 #include "allocator/core/debug_hooks.h"
 #include "allocator/core/graph_pools.h"
@@ -56,7 +55,6 @@ class BlockLifecycle final : public OomRungs::Host {
     AllocationHistory* history = nullptr;
     const DebugHooks* debug = nullptr;
     const AllocatorQueries* queries = nullptr;
-    Clock* clock = nullptr;
     DeviceStats* stats = nullptr;  // the counters no ledger transition owns (hits, borrowing)
     CrossStreamPolicy cross_stream = CrossStreamPolicy::kWait;  // how a borrower is ordered
     std::size_t front_bytes = 0;  // canaries' front band: user pointer = block + this
@@ -136,7 +134,6 @@ class BlockLifecycle final : public OomRungs::Host {
     p_.ledger->CountActiveKeepingPages(*block, -1);  // a cached block keeps its pages
     p_.history->Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
     block->state = BlockState::kCached;
-    block->last_free_time = p_.clock->NowNanos();
     p_.ledger->CountSplitBlock(*block, +1);
     p_.reuse_cache->Push(block);
   }

@@ -102,7 +102,6 @@ class CachingAllocatorImpl {
         .history = &history_,
         .debug = debug_,
         .queries = &*queries_,
-        .clock = clock_,
         .stats = &stats_,
         .cross_stream = config.cross_stream,
         .front_bytes = front_bytes_,

@@ -84,7 +84,6 @@ struct SegmentModeParts {
       .history = &history,
       .debug = nullptr,
       .queries = &queries,
-      .clock = &clock,
       .stats = &stats,
       .front_bytes = 0,
       .check_invariants = true,

@@ -15,56 +15,6 @@ absl::StatusOr<void*> BlockLifecycle::FinishAllocation(Block* block, std::size_t
   return MarkAllocated(block, size, rounded, alloc_stream);
 }
 
-std::optional<absl::StatusOr<void*>> BlockLifecycle::ServeFromHeap(
-    const GrowthRequest& request, bool fresh_addresses, std::optional<bool>& capturing_known) {
-  const StreamHandle stream = request.stream;
-  // The slow path's calls that a global-mode capture on another thread forbids (event queries)
-  // are relaxed where they are made (RelaxedCapture in the chunk pool and the stream-ordered
-  // frees), only when they are made: most allocations make none.
-  //
-  // Best fit sees the heap fully coalesced, as if there were no reuse cache: placing a block
-  // among uncoalesced leftovers fragments the heap (measured: 3-8 points of utilization on the
-  // shared traces). Each cached block is coalesced once, so this costs O(1) per free, amortized.
-  // This stream's lists first (issue #18); everything is flushed before borrowing or growing
-  // (FindCoalescedFreeBlock).
-  if (fresh_addresses) {
-    FlushReuseCache();
-  } else {
-    FlushReuseCacheOf(stream);
-  }
-  p_.backing->BeforeHeapSearch(capturing_known, p_.graph_pools->capture_under_way(), stream);
-  // In virtual-memory mode a fitting block may still lack physical pages that cannot be found
-  // now (ResourceExhausted): the growth ladder frees some and retries.
-  if (fresh_addresses) {
-    // straight to growth
-  } else if (Block* block =
-                 FindCoalescedFreeBlock(request.small, request.pool, stream, request.rounded)) {
-    absl::StatusOr<void*> result = FinishAllocation(block, request);
-    if (result.ok()) ++p_.stats->num_cache_hits;
-    if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
-  } else if (p_.cross_stream != CrossStreamPolicy::kNone &&
-             !p_.graph_pools->KnowCapturing(capturing_known, stream)) {
-    absl::StatusOr<Block*> borrowed =
-        BorrowFromOtherStream(request.small, request.pool, stream, request.rounded);
-    if (!borrowed.ok()) return borrowed.status();
-    if (*borrowed != nullptr) {
-      absl::StatusOr<void*> result = FinishAllocation(*borrowed, request);
-      if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
-    }
-  }
-  FlushReuseCache();  // growth sees the true free space, as before
-  p_.graph_pools->KnowCapturing(capturing_known, stream);
-  return std::nullopt;
-}
-
-Block* BlockLifecycle::FindCoalescedFreeBlock(bool small, PoolId pool, StreamHandle stream,
-                                              std::size_t rounded) {
-  if (Block* block = p_.placement->FindFreeBlock(small, pool, stream, rounded)) return block;
-  if (p_.reuse_cache->empty()) return nullptr;
-  FlushReuseCache();
-  return p_.placement->FindFreeBlock(small, pool, stream, rounded);
-}
-
 absl::StatusOr<Block*> BlockLifecycle::BorrowFromOtherStream(bool small, PoolId pool,
                                                              StreamHandle stream,
                                                              std::size_t rounded) {

@@ -1,4 +1,5 @@
-// A block's moves between its states (block_lifecycle.h); the fast path's are in the header.
+// A block's moves between its states (block_lifecycle.h): the rare ones (the hot ones are
+// inline in the header).
 #include "allocator/core/block_lifecycle.h"
 
 namespace vramcache {
@@ -33,34 +34,6 @@ void BlockLifecycle::UndoAllocation(Block* block) {
   ReturnToPool(block);
 }
 
-void BlockLifecycle::ReturnToPool(Block* block) {
-  if (p_.debug != nullptr) p_.debug->PoisonIfPending(block);
-  const bool small = block->segment->small;  // `block` may be merged away below
-  p_.ledger->CountActive(*block, -1);
-  p_.history->Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
-  ReleaseBacking(block);
-  if (block->segment->single_use) {
-    rungs_->RetireRange(block);
-  } else {
-    p_.heap->CoalesceAndInsert(block);
-  }
-  p_.ledger->SettleVmmSplitStats(small);  // only its pool's pages changed
-}
-
-absl::Status BlockLifecycle::EndUserFree(Block* block) {
-  StreamUses::AddBorrower(block);
-  if (block->used_by_destroyed_stream) {
-    p_.frees->AwaitDeviceSynchronization(block);
-  } else if (block->stream_uses.empty() && block->foreign_uses.empty()) {
-    ReturnToPool(block);
-  } else if (p_.graph_pools->AnyCapturing(block->stream_uses)) {
-    p_.frees->DeferUntilCaptureEnds(block);
-  } else {
-    return p_.frees->DeferFree(block);
-  }
-  return absl::OkStatus();
-}
-
 void BlockLifecycle::FlushCachedBlocks(const std::vector<Block*>& blocks) {
   for (Block* block : blocks) {
     p_.allocated_or_cached->erase(block->addr);
@@ -69,36 +42,6 @@ void BlockLifecycle::FlushCachedBlocks(const std::vector<Block*>& blocks) {
     p_.heap->CoalesceAndInsert(block);
   }
   p_.ledger->SettleVmmSplitStats();
-}
-
-absl::Status BlockLifecycle::ReturnCompletedFrees(std::uint64_t synced_through,
-                                                  bool into_reuse_cache) {
-  p_.backing->FlushDeferredReleases(Streams());
-  completing_into_reuse_cache_ = into_reuse_cache;
-  absl::Status status = p_.frees->ReturnCompleted(synced_through);
-  completing_into_reuse_cache_ = false;
-  return status;
-}
-
-// Nobody's work touches the block any more. A block of the default pool goes into the reuse
-// cache whole, under the stream that allocated it last (its own, or the one that borrowed it),
-// with its pages still held: no page release and no free mark is recorded now; the mark is
-// recorded on the block's stream if and when the cache is flushed, and the borrowing stream
-// takes it back without borrowing again (docs/design.md, "Why reuse is safe": one event per
-// cross-stream free). With the debug modes a borrowed block returns to the pool instead: its
-// poison fill runs on its own stream, which the borrower is not ordered after.
-void BlockLifecycle::CompletePendingFree(Block* block) {
-  if (completing_into_reuse_cache_ && block->pool_id == kDefaultPool &&
-      (block->alloc_stream == block->stream || p_.debug == nullptr) &&
-      block->foreign_uses.empty() && !block->segment->single_use &&
-      !p_.frees->IsDestroyed(block->stream) && !p_.frees->IsDestroyed(block->alloc_stream) &&
-      p_.reuse_cache->HasRoomFor(block->size)) {
-    // Cached blocks stay in the pointer map (see PushReuseCache).
-    p_.allocated_or_cached->try_emplace(block->addr, block);
-    PushReuseCache(block);
-    return;
-  }
-  ReturnToPool(block);
 }
 
 std::vector<Segment*> BlockLifecycle::ForgetAll() {

@@ -7,9 +7,9 @@
 // it updates (`allocated_or_cached`) and makes every device call that can block. It is also the
 // out-of-memory rungs' host (oom_rungs.h): growth hands its blocks out through it.
 //
-// The fast path's steps (PopReuseCache, MarkAllocated, PushReuseCache) are defined here, in the
-// header, and inlined into the facade's Allocate and Free, as they were before they moved here:
-// a call costs the fast path ~20 instructions.
+// The fast path's steps (PopReuseCache, MarkAllocated, PushReuseCache), the slow path's search
+// and the frees' steps are defined here, in the header, and inlined into the facade's Allocate
+// and Free, as they were before they moved here: a call costs the fast path ~20 instructions.
 #pragma once
 
 #include <cstddef>
@@ -280,6 +280,69 @@ inline Block* BlockLifecycle::FindCoalescedFreeBlock(bool small, PoolId pool, St
   if (p_.reuse_cache->empty()) return nullptr;
   FlushReuseCache();
   return p_.placement->FindFreeBlock(small, pool, stream, rounded);
+}
+
+// ------------------------------------------------------------------ frees, inline
+
+// Inline, as they were in the facade's Free and Allocate: a completed free comes back through
+// a std::function (the stream-ordered frees' callback) that inlines CompletePendingFree, and out
+// of line these cost cross_stream 1.8% of its instructions (callgrind).
+inline void BlockLifecycle::ReturnToPool(Block* block) {
+  if (p_.debug != nullptr) p_.debug->PoisonIfPending(block);
+  const bool small = block->segment->small;  // `block` may be merged away below
+  p_.ledger->CountActive(*block, -1);
+  p_.history->Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
+  ReleaseBacking(block);
+  if (block->segment->single_use) {
+    rungs_->RetireRange(block);
+  } else {
+    p_.heap->CoalesceAndInsert(block);
+  }
+  p_.ledger->SettleVmmSplitStats(small);  // only its pool's pages changed
+}
+
+inline absl::Status BlockLifecycle::EndUserFree(Block* block) {
+  StreamUses::AddBorrower(block);
+  if (block->used_by_destroyed_stream) {
+    p_.frees->AwaitDeviceSynchronization(block);
+  } else if (block->stream_uses.empty() && block->foreign_uses.empty()) {
+    ReturnToPool(block);
+  } else if (p_.graph_pools->AnyCapturing(block->stream_uses)) {
+    p_.frees->DeferUntilCaptureEnds(block);
+  } else {
+    return p_.frees->DeferFree(block);
+  }
+  return absl::OkStatus();
+}
+
+inline absl::Status BlockLifecycle::ReturnCompletedFrees(std::uint64_t synced_through,
+                                                         bool into_reuse_cache) {
+  p_.backing->FlushDeferredReleases(Streams());
+  completing_into_reuse_cache_ = into_reuse_cache;
+  absl::Status status = p_.frees->ReturnCompleted(synced_through);
+  completing_into_reuse_cache_ = false;
+  return status;
+}
+
+// Nobody's work touches the block any more. A block of the default pool goes into the reuse
+// cache whole, under the stream that allocated it last (its own, or the one that borrowed it),
+// with its pages still held: no page release and no free mark is recorded now; the mark is
+// recorded on the block's stream if and when the cache is flushed, and the borrowing stream
+// takes it back without borrowing again (docs/design.md, "Why reuse is safe": one event per
+// cross-stream free). With the debug modes a borrowed block returns to the pool instead: its
+// poison fill runs on its own stream, which the borrower is not ordered after.
+inline void BlockLifecycle::CompletePendingFree(Block* block) {
+  if (completing_into_reuse_cache_ && block->pool_id == kDefaultPool &&
+      (block->alloc_stream == block->stream || p_.debug == nullptr) &&
+      block->foreign_uses.empty() && !block->segment->single_use &&
+      !p_.frees->IsDestroyed(block->stream) && !p_.frees->IsDestroyed(block->alloc_stream) &&
+      p_.reuse_cache->HasRoomFor(block->size)) {
+    // Cached blocks stay in the pointer map (see PushReuseCache).
+    p_.allocated_or_cached->try_emplace(block->addr, block);
+    PushReuseCache(block);
+    return;
+  }
+  ReturnToPool(block);
 }
 
 }  // namespace vramcache

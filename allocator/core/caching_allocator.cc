@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <utility>
 #include <vector>
 
@@ -802,8 +803,9 @@ class CachingAllocatorImpl {
     block->alloc_stream = alloc_stream;
     block->stream_uses.clear();
     block->used_by_destroyed_stream = false;
-    allocated_or_cached_.try_emplace(block->addr,
-                                     block);  // present already when reused from the cache
+    // A cached block never left allocated_or_cached_ (see Free): no lookup on the fast path.
+    if (!reused) allocated_or_cached_.try_emplace(block->addr, block);
+    assert(allocated_or_cached_.contains(block->addr));
     ledger_.CountUserAllocation(*block, size);
     if (reused) {
       ledger_.CountActiveKeepingPages(*block, +1);

@@ -12,6 +12,7 @@
 // and Free, as they were before they moved here: a call costs the fast path ~20 instructions.
 #pragma once
 
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -82,8 +83,9 @@ class BlockLifecycle final : public OomRungs::Host {
     block->alloc_stream = alloc_stream;
     block->stream_uses.clear();
     block->used_by_destroyed_stream = false;
-    // Present already when reused from the cache.
-    p_.allocated_or_cached->try_emplace(block->addr, block);
+    // A cached block never left the pointer map (see PushReuseCache): no lookup on the fast path.
+    if (!reused) p_.allocated_or_cached->try_emplace(block->addr, block);
+    assert(p_.allocated_or_cached->contains(block->addr));
     p_.ledger->CountUserAllocation(*block, size);
     if (reused) {
       p_.ledger->CountActiveKeepingPages(*block, +1);

@@ -418,8 +418,15 @@ class ChunkPool {
   // oldest kCompatibleScan ready chunks that is compatible with it, or nullopt when none is.
   absl::StatusOr<std::optional<StolenChunk>> StealChunk(bool scan_waiting, bool aliasing,
                                                         const VmmArena::Page* for_page = nullptr);
-  // The oldest ready page's chunk, unmapped everywhere (holder and aliases).
-  absl::StatusOr<ChunkHandle> DetachReadyChunk();
+  // The oldest ready page whose chunk can be unmapped everywhere now, or nullopt. While no
+  // event may be queried (a capture), a chunk with an alias whose fence may still run is passed
+  // over: its unmap would have to wait for that fence. EmptyCache during another thread's
+  // capture then gives back the other chunks instead of failing.
+  std::optional<PageRef> DetachableReadyPage();
+  // Whether a mapping of the chunk has a fence not yet seen complete.
+  bool AliasFenceRunning(const ChunkRecord& record) const;
+  // The ready page `holder`'s chunk, unmapped everywhere (holder and aliases).
+  absl::StatusOr<ChunkHandle> DetachReadyChunk(PageRef holder);
   // Unmaps one mapping of a chunk that has others (an alias), once its fence has completed
   // (queried, else waited for: the one blocking call made under the allocator's lock, on a
   // rare path). ResourceExhausted when the fence is still running and queries are not allowed.

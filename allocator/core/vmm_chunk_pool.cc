@@ -284,7 +284,9 @@ absl::StatusOr<std::optional<ChunkPool::StolenChunk>> ChunkPool::StealChunk(
   }
   if (ready_.empty()) return std::nullopt;
   if (!aliasing) {
-    absl::StatusOr<ChunkHandle> chunk = DetachReadyChunk();
+    const std::optional<PageRef> detachable = DetachableReadyPage();
+    if (!detachable) return std::nullopt;
+    absl::StatusOr<ChunkHandle> chunk = DetachReadyChunk(*detachable);
     if (!chunk.ok()) return chunk.status();
     return std::optional<StolenChunk>(StolenChunk{*chunk});
   }
@@ -313,9 +315,28 @@ absl::StatusOr<std::optional<ChunkPool::StolenChunk>> ChunkPool::StealChunk(
   return std::optional<StolenChunk>(StolenChunk{PageAt(*holder).chunk, true, *holder});
 }
 
-absl::StatusOr<ChunkHandle> ChunkPool::DetachReadyChunk() {
-  const FreeGroup& group = groups_[ready_.begin()->second];
-  const PageRef holder{group.arena, group.head};
+std::optional<ChunkPool::PageRef> ChunkPool::DetachableReadyPage() {
+  for (const auto& [seq, index] : ready_) {
+    const FreeGroup& group = groups_[index];
+    const VmmArena& arena = *arenas_[group.arena];
+    for (std::uint32_t p = group.head; p != kNone; p = arena.pages_[p].next) {
+      // Asked only when it matters: the answer may cost a device call (a pending probe).
+      if (!AliasFenceRunning(chunk_records_.at(arena.pages_[p].chunk)) || QueriesAllowed()) {
+        return PageRef{group.arena, p};
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+bool ChunkPool::AliasFenceRunning(const ChunkRecord& record) const {
+  for (const PageRef& mapping : record.mappings) {
+    if (FenceRunning(PageAt(mapping))) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<ChunkHandle> ChunkPool::DetachReadyChunk(PageRef holder) {
   const ChunkHandle chunk = PageAt(holder).chunk;
   // Aliases first, the holder last: on a failure the chunk still has its holder, listed.
   if (absl::Status s = UnmapAliases(chunk_records_.at(chunk)); !s.ok()) return s;

@@ -7,9 +7,10 @@
 // it updates (`allocated_or_cached`) and makes every device call that can block. It is also the
 // out-of-memory rungs' host (oom_rungs.h): growth hands its blocks out through it.
 //
-// The fast path's steps (PopReuseCache, MarkAllocated, PushReuseCache), the slow path's search
-// and the frees' steps are defined here, in the header, and inlined into the facade's Allocate
-// and Free, as they were before they moved here: a call costs the fast path ~20 instructions.
+// The fast path's steps (PopReuseCache, MarkAllocated, PushReuseCache) and the frees' steps are
+// defined here, in the header, and inlined into the facade's Allocate and Free, as they were
+// before they moved here: a call costs the fast path ~20 instructions. The slow path's search
+// is inline too, the compiler left to choose (see ServeFromHeap).
 #pragma once
 
 #include <cassert>
@@ -120,10 +121,13 @@ class BlockLifecycle final : public OomRungs::Host {
   // pass-through) goes straight to growth. Its result, or nullopt when growth must serve it:
   // the reuse cache is then flushed and `capturing_known` answered (whether the request's
   // stream captures, asked of the device at most once per allocation).
-  // Inline (below), as it was in the facade's Allocate: out of line it cost the replays 1.5% of
-  // their instructions (callgrind, gpt2_train in segment mode).
-  ABSL_ATTRIBUTE_ALWAYS_INLINE std::optional<absl::StatusOr<void*>> ServeFromHeap(
-      const GrowthRequest& request, bool fresh_addresses, std::optional<bool>& capturing_known);
+  // Defined below, inline but not forced: forced into the facade's Allocate (where the slow path
+  // was before it moved here) it saves the replays about 1% of their instructions, but the fast
+  // path's code around it ran 8-10% slower in time (vramcache-bench fast_path, 62 -> 68 ns a
+  // pair); out of line, in the .cc, the replays cost 0.5% more instructions than this.
+  std::optional<absl::StatusOr<void*>> ServeFromHeap(const GrowthRequest& request,
+                                                     bool fresh_addresses,
+                                                     std::optional<bool>& capturing_known);
 
   // ---------------------------------------------------------------- the reuse cache
 
@@ -232,7 +236,7 @@ class BlockLifecycle final : public OomRungs::Host {
   bool completing_into_reuse_cache_ = false;
 };
 
-// ------------------------------------------------------------------ the slow path, inline
+// ------------------------------------------------------------------ the slow path
 
 inline std::optional<absl::StatusOr<void*>> BlockLifecycle::ServeFromHeap(
     const GrowthRequest& request, bool fresh_addresses, std::optional<bool>& capturing_known) {

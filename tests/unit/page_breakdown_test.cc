@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "allocator/core/config.h"
 #include "allocator/trace/trace_builder.h"
 #include "allocator/trace/trace_writer.h"
 #include "bench/replay/replay_tool.h"
@@ -17,21 +18,19 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr std::size_t kMiBytes = 1024 * 1024;
-
 // Three 3 MiB blocks one after another in a large range (first fit: 9 MiB over 5 pages, the
 // fifth half free) and a 1000-byte one in a small segment (a 1 KiB class, one page); the middle
 // block is freed last, then the rest.
 Trace HandTrace() {
   TraceBuilder builder("hand");
-  EXPECT_TRUE(builder.Allocate(0xa, 3 * kMiBytes, {}).ok());
+  EXPECT_TRUE(builder.Allocate(0xa, 3 * kMiB, {}).ok());
   EXPECT_TRUE(builder.Allocate(0xd, 1000, {}).ok());
-  EXPECT_TRUE(builder.Allocate(0xb, 3 * kMiBytes, {}).ok());
-  EXPECT_TRUE(builder.Allocate(0xc, 3 * kMiBytes, {}).ok());
-  EXPECT_TRUE(builder.Free(0xa, 3 * kMiBytes, {}).ok());
-  EXPECT_TRUE(builder.Free(0xc, 3 * kMiBytes, {}).ok());
+  EXPECT_TRUE(builder.Allocate(0xb, 3 * kMiB, {}).ok());
+  EXPECT_TRUE(builder.Allocate(0xc, 3 * kMiB, {}).ok());
+  EXPECT_TRUE(builder.Free(0xa, 3 * kMiB, {}).ok());
+  EXPECT_TRUE(builder.Free(0xc, 3 * kMiB, {}).ok());
   EXPECT_TRUE(builder.Free(0xd, 1000, {}).ok());
-  EXPECT_TRUE(builder.Free(0xb, 3 * kMiBytes, {}).ok());
+  EXPECT_TRUE(builder.Free(0xb, 3 * kMiB, {}).ok());
   return std::move(builder).Finish();
 }
 
@@ -46,27 +45,27 @@ ReplayOptions VmmOptions(int repeat) {
 TEST(PageBreakdownTest, HandTraceHasItsKnownPagesAndTheyAddUp) {
   absl::StatusOr<PageBreakdown> b = MeasurePageBreakdown(HandTrace(), VmmOptions(2));
   ASSERT_TRUE(b.ok()) << b.status();
-  EXPECT_EQ(b->granularity, 2 * kMiBytes);
+  EXPECT_EQ(b->granularity, 2 * kMiB);
   EXPECT_EQ(b->most_pages, 6u);  // 5 large, 1 small
   EXPECT_EQ(b->small_pages, 1u);
   EXPECT_EQ(b->pass, 1);  // the second pass reaches the same, not more
   EXPECT_EQ(b->event, 4u);
-  EXPECT_EQ(b->requested_live, 9 * kMiBytes + 1000);
-  EXPECT_EQ(b->peak_requested_bytes, 9 * kMiBytes + 1000);
+  EXPECT_EQ(b->requested_live, 9 * kMiB + 1000);
+  EXPECT_EQ(b->peak_requested_bytes, 9 * kMiB + 1000);
   EXPECT_EQ(b->rounding, 24u);
   EXPECT_EQ(b->small_rounding, 24u);
   EXPECT_EQ(b->held_not_allocated, 0u);
-  EXPECT_EQ(b->large_hole_bytes, kMiBytes);  // the rest of the fifth page
+  EXPECT_EQ(b->large_hole_bytes, kMiB);  // the rest of the fifth page
   EXPECT_EQ(b->large_holes, 1u);
-  EXPECT_EQ(b->small_hole_bytes, 2 * kMiBytes - 1024);
+  EXPECT_EQ(b->small_hole_bytes, 2 * kMiB - 1024);
   EXPECT_EQ(b->small_holes, 1u);
   EXPECT_EQ(b->most_pages * b->granularity, b->requested_live + b->rounding +
                                                 b->held_not_allocated + b->large_hole_bytes +
                                                 b->small_hole_bytes);
-  EXPECT_EQ(b->peak_reserved_bytes, 12 * kMiBytes);
+  EXPECT_EQ(b->peak_reserved_bytes, 12 * kMiB);
   ASSERT_EQ(b->holes.size(), 2u);
   EXPECT_TRUE(b->holes[0].small);  // most in-use bytes first
-  EXPECT_EQ(b->holes[1].left_block, 3 * kMiBytes);
+  EXPECT_EQ(b->holes[1].left_block, 3 * kMiB);
   EXPECT_EQ(b->holes[1].right_block, 0u);
 }
 

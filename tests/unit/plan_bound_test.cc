@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "allocator/core/config.h"
 #include "allocator/trace/trace_builder.h"
 #include "allocator/trace/trace_writer.h"
 #include "bench/replay/replay_tool.h"
@@ -16,8 +17,6 @@
 
 namespace vramcache {
 namespace {
-
-constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
 
 // Every pair of blocks that overlaps in time is disjoint in address (laid-out sizes).
 bool PairwiseDisjoint(const std::vector<PlanBlock>& blocks,

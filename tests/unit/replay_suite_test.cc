@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "allocator/core/config.h"
 #include "allocator/trace/trace_builder.h"
 #include "allocator/trace/trace_writer.h"
 #include "bench/replay/replay_tool.h"
@@ -23,8 +24,6 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-constexpr std::size_t kMiBytes = 1024 * 1024;
 
 // A fresh, empty folder under the test's temporary directory.
 std::string MakeFolder(const std::string& name) {
@@ -39,10 +38,10 @@ Trace StepTrace(std::size_t big_bytes) {
   TraceBuilder builder("step");
   EXPECT_TRUE(builder.Allocate(0xa, big_bytes, {}).ok());
   EXPECT_TRUE(builder.Allocate(0xb, 1000, {}).ok());
-  EXPECT_TRUE(builder.Allocate(0xc, 3 * kMiBytes, {}).ok());
+  EXPECT_TRUE(builder.Allocate(0xc, 3 * kMiB, {}).ok());
   EXPECT_TRUE(builder.Free(0xa, big_bytes, {}).ok());
   EXPECT_TRUE(builder.Free(0xb, 1000, {}).ok());
-  EXPECT_TRUE(builder.Free(0xc, 3 * kMiBytes, {}).ok());
+  EXPECT_TRUE(builder.Free(0xc, 3 * kMiB, {}).ok());
   return std::move(builder).Finish();
 }
 
@@ -50,13 +49,13 @@ Trace StepTrace(std::size_t big_bytes) {
 // file that is not a trace, and a sub-folder with a trace that must stay out of the suite.
 std::string SuiteFolder() {
   const std::string folder = MakeFolder("replay_suite");
-  EXPECT_TRUE(WriteRmmCsvFile(StepTrace(5 * kMiBytes), folder + "/b_step.csv").ok());
-  EXPECT_TRUE(WriteRmmCsvFile(StepTrace(7 * kMiBytes), folder + "/a_step.csv").ok());
+  EXPECT_TRUE(WriteRmmCsvFile(StepTrace(5 * kMiB), folder + "/b_step.csv").ok());
+  EXPECT_TRUE(WriteRmmCsvFile(StepTrace(7 * kMiB), folder + "/a_step.csv").ok());
   std::FILE* notes = std::fopen((folder + "/README.md").c_str(), "w");
   EXPECT_NE(notes, nullptr);
   if (notes != nullptr) std::fclose(notes);
   std::filesystem::create_directories(folder + "/heldout");
-  EXPECT_TRUE(WriteRmmCsvFile(StepTrace(kMiBytes), folder + "/heldout/c_step.csv").ok());
+  EXPECT_TRUE(WriteRmmCsvFile(StepTrace(kMiB), folder + "/heldout/c_step.csv").ok());
   return folder;
 }
 
@@ -126,7 +125,7 @@ TEST(ReplaySuiteTest, BadFoldersAndTracesAreClearErrorsAndTheGoodOnesStillRun) {
   ASSERT_NE(bad, nullptr);
   std::fputs("Thread,Time,Action,Pointer,Size,Stream\n1,00:00:00.000001,free,0x1,8,0\n", bad);
   std::fclose(bad);
-  ASSERT_TRUE(WriteRmmCsvFile(StepTrace(kMiBytes), bad_traces + "/fine.csv").ok());
+  ASSERT_TRUE(WriteRmmCsvFile(StepTrace(kMiB), bad_traces + "/fine.csv").ok());
 
   const ToolRun run = RunTool(
       {"--suite", "/nonexistent/suite", "--suite", empty, "--suite", good, "--suite", bad_traces});

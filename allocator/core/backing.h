@@ -4,14 +4,18 @@
 // need them. The facade asks this interface what either can answer (held bytes, the budget,
 // free memory, a block's pages), so that it branches on the mode only where the two grow or
 // give back memory in different steps (segment mode's device calls block and are made without
-// the lock; virtual memory's do not). Each also says how its segments appear in a snapshot.
-// Called with the allocator's lock held; never blocks.
+// the lock; virtual memory's do not). Each also says how its segments appear in a snapshot,
+// what the largest allocation that can succeed is, how growth sizes its segments, and what
+// shutdown gives back under the lock. Called with the allocator's lock held; never blocks.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "allocator/core/block.h"
 
@@ -50,6 +54,24 @@ class Backing {
   // Cached free memory a request could use: free blocks in segment mode; free pages and
   // cached chunks in virtual-memory mode, where free address space is not memory.
   virtual CachedFree FreeMemory() const = 0;
+  // The largest allocation that could succeed now (PyTorch's cacheInfo: device free memory or
+  // the largest cached block, whichever is larger). Segment mode: the largest cached free
+  // block, `reuse_cache_largest` among them. Virtual memory: free address space is plentiful,
+  // and any request is stitched from free pages, cached chunks and new chunks alike, so all of
+  // those; `headroom` says how much new memory the device and the budget allow (asked only
+  // there: it asks the device).
+  virtual std::size_t LargestAllocation(std::size_t reuse_cache_largest,
+                                        absl::FunctionRef<std::size_t()> headroom) const = 0;
+  // Growth: when a segment of the preferred size does not fit, one of the request's size might
+  // (segment mode); in virtual memory address space is not what runs out, so one size is
+  // enough.
+  virtual bool RetriesWithTightSegment() const = 0;
+  // An allocation is about to search the heap on `stream`. Virtual memory: whether the chunk
+  // pool may query events in it (not while a capture the allocator knows of is under way, nor
+  // when `stream` captures; `stream_captures`: the answer when the caller already asked the
+  // device, else asked at the pool's first query). Nothing in segment mode.
+  virtual void BeforeHeapSearch(std::optional<bool> stream_captures, bool captures_active,
+                                StreamHandle stream) = 0;
 
   // `block` is about to be handed out: its pages get chunks. ResourceExhausted when they cannot
   // now (the growth ladder frees some and retries). Nothing to do in segment mode.
@@ -74,6 +96,14 @@ class Backing {
   // `segment` left the heap (released, a new range discarded, or shutdown): the ledger counts
   // it released. Segment mode's device free follows, without the lock.
   virtual void Detached(const Segment& segment) = 0;
+  // `calls` device frees of detached segments, `bytes` in all, completed (segment mode; the
+  // facade makes them without the lock).
+  virtual void SegmentsFreed(std::int64_t calls, std::size_t bytes) = 0;
+  // Shutdown, once every segment in `released` left the heap. Virtual memory unmaps every page,
+  // live ones included, releases every chunk and range (none of those calls blocks), and
+  // deletes the segments, leaving `released` empty. Segment mode leaves them for the facade's
+  // device frees, made without the lock.
+  virtual absl::Status ReleaseAllAtShutdown(std::vector<Segment*>* released) = 0;
 
   // How `segment` appears in a snapshot (memory_viz), appended to `out`, so that the segments
   // listed add up to the memory held: segment mode, the segment whole with every block;

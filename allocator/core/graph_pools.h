@@ -91,7 +91,6 @@ class GraphPools {
   void RejoinSharedPool(BlockHeap& heap, absl::FunctionRef<void(Segment*)> release_pinned_range);
 
   // Read by the allocator's backing and trim paths.
-  const std::vector<CaptureToPool>& captures() const { return captures_; }
   const absl::flat_hash_set<PoolId>& released_pools() const { return released_pools_; }
   const absl::flat_hash_map<PoolId, std::uint64_t>& unsynced_pools() const {
     return unsynced_pools_;

@@ -211,6 +211,7 @@ CacheRelease OomRungs::BeginEmptyCache() {
     release.detached = DetachReleasableSegments(SIZE_MAX);
     return release;
   }
+  release.finish = true;
   p_.backing->FlushDeferredReleases(Streams());
   release.synchronize = (p_.vmm->MustWaitToTrim() || !p_.graph_pools->unsynced_pools().empty()) &&
                         !p_.graph_pools->capture_under_way();
@@ -237,6 +238,15 @@ void OomRungs::GatherOomFacts(OomFacts* facts) const {
   facts->largest_free_block_bytes = cached.largest_block;
   facts->pending_free_bytes = p_.frees->pending_bytes();
   facts->budget_bytes = p_.limits->budget();
+}
+
+OomRungs::OutOfMemoryOutcome OomRungs::OutOfMemory(OomFacts facts) {
+  GatherOomFacts(&facts);
+  OutOfMemoryOutcome outcome{.report = BuildOomReport(facts), .observers = oom_observers_};
+  ++p_.stats->num_ooms;
+  p_.host->Record(TraceAction::kOom, 0, facts.requested_bytes, facts.stream);
+  last_oom_ = outcome.report;
+  return outcome;
 }
 
 StreamsNow OomRungs::Streams() const {

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -49,13 +50,15 @@ struct GrowthRequest {
 struct CacheRelease {
   std::vector<Segment*> detached;    // segment mode: freed by the facade, without the lock
   bool synchronize = false;          // virtual memory: synchronize the device, then finish
+  bool finish = false;               // EmptyCache in virtual memory: FinishEmptyCache follows
   std::uint64_t synced_through = 0;  // the order number that synchronization covers
 };
 
 class OomRungs {
  public:
-  // The facade's steps the rungs use, called with its lock held: they touch the reuse cache,
-  // the map of allocated and cached blocks, or the history, which are the facade's.
+  // A block's moves the rungs use, called with the allocator's lock held (BlockLifecycle,
+  // block_lifecycle.h, implements them): they touch the reuse cache, the pointer map of
+  // allocated and cached blocks, or the history.
   class Host {
    public:
     virtual ~Host() = default;
@@ -151,6 +154,19 @@ class OomRungs {
 
   // The out-of-memory report's facts that the allocator's state holds, into `facts`.
   void GatherOomFacts(OomFacts* facts) const;
+  // What the ladder's last rung leaves to do without the lock: notify `observers` of `report`.
+  struct OutOfMemoryOutcome {
+    OomReport report;
+    std::vector<OomObserverFn> observers;
+  };
+  // The ladder's last rung under the lock: the report from `facts` (the device's, gathered
+  // without the lock) and the state's (GatherOomFacts); counted (num_ooms), entered in the
+  // history, kept as the last report.
+  OutOfMemoryOutcome OutOfMemory(OomFacts facts);
+  // The report of the last request that failed, if any.
+  const std::optional<OomReport>& last_oom() const { return last_oom_; }
+  // `observer` is called (without the lock) at every failed request from now on.
+  void AttachOomObserver(OomObserverFn observer) { oom_observers_.push_back(std::move(observer)); }
 
  private:
   absl::StatusOr<void*> GrowAddressSpace(const GrowthRequest& request);
@@ -166,6 +182,8 @@ class OomRungs {
   StreamsNow Streams() const;
 
   const Parts p_;
+  std::optional<OomReport> last_oom_;
+  std::vector<OomObserverFn> oom_observers_;
 };
 
 }  // namespace vramcache

@@ -1,7 +1,8 @@
 // The reuse cache's lists: freed blocks kept whole, by the pool, stream and rounded size of the
 // request they last served, so that the next such request takes one without a free-set search,
 // split or coalesce. It only keeps the lists and their byte count; the allocator decides what
-// enters (Free), updates the statistics, and coalesces what it flushes (FlushReuseCache).
+// enters (Free), and the block lifecycle (block_lifecycle.h) updates the statistics and
+// coalesces what it flushes (FlushReuseCache).
 // Not thread-safe: the allocator calls it with its lock held.
 #pragma once
 

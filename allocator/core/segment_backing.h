@@ -6,6 +6,7 @@
 // does not have; the ledger counts it adopted and released. Pages need no acquiring.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -33,6 +34,12 @@ class SegmentBacking final : public Backing {
   void SetBudget(std::size_t) override {}  // the gate reads the limits
   std::size_t AddressSpaceBytes() const override { return 0; }
   CachedFree FreeMemory() const override;
+  std::size_t LargestAllocation(std::size_t reuse_cache_largest,
+                                absl::FunctionRef<std::size_t()>) const override {
+    return std::max(FreeMemory().largest_block, reuse_cache_largest);
+  }
+  bool RetriesWithTightSegment() const override { return true; }
+  void BeforeHeapSearch(std::optional<bool>, bool, StreamHandle) override {}
   absl::Status AcquirePages(Block*) override { return absl::OkStatus(); }
   void ReleasePages(Block*, const StreamsNow&) override {}
   absl::Status EnablePeerAccess(int) override { return absl::OkStatus(); }
@@ -52,11 +59,11 @@ class SegmentBacking final : public Backing {
     limits_->BeginRelease(segment.size);
   }
   void AppendSnapshot(const Segment& segment, std::vector<SegmentInfo>* out) const override;
-  // `calls` device frees of detached segments, `bytes` in all, completed.
-  void Freed(std::int64_t calls, std::size_t bytes) {
+  void SegmentsFreed(std::int64_t calls, std::size_t bytes) override {
     ledger_->CountDeviceFrees(calls);
     limits_->EndRelease(bytes);
   }
+  absl::Status ReleaseAllAtShutdown(std::vector<Segment*>*) override { return absl::OkStatus(); }
 
  private:
   const DeviceStats* const stats_;

@@ -146,4 +146,13 @@ absl::Status VmmBacking::ReleaseRange(VmmArena* arena, DevicePtr addr, std::size
   return arena->Release(addr, bytes, /*last_use_complete=*/streams.Dead(arena->stream()));
 }
 
+absl::Status VmmBacking::ReleaseAllAtShutdown(std::vector<Segment*>* released) {
+  absl::Status status = pool_->ReleaseAll();
+  SettleStats();
+  ledger_->SettleVmmSplitStats();
+  for (Segment* segment : *released) delete segment;
+  released->clear();
+  return status;
+}
+
 }  // namespace vramcache

@@ -40,6 +40,19 @@ class VmmBacking final : public Backing {
   void SetBudget(std::size_t bytes) override { pool_->SetBudget(bytes); }
   std::size_t AddressSpaceBytes() const override { return pool_->address_bytes(); }
   CachedFree FreeMemory() const override;
+  std::size_t LargestAllocation(std::size_t,
+                                absl::FunctionRef<std::size_t()> headroom) const override {
+    return FreeMemory().bytes + headroom();
+  }
+  bool RetriesWithTightSegment() const override { return false; }
+  void BeforeHeapSearch(std::optional<bool> stream_captures, bool captures_active,
+                        StreamHandle stream) override {
+    if (stream_captures.has_value() || captures_active) {
+      pool_->SetEventQueriesAllowed(captures_active ? false : !*stream_captures);
+    } else {
+      pool_->SetEventQueriesAllowedUnlessCapturing(stream);  // asked at the first query
+    }
+  }
   absl::Status AcquirePages(Block* block) override;
   void ReleasePages(Block* block, const StreamsNow& streams) override;
   absl::Status EnablePeerAccess(int peer_ordinal) override { return pool_->AddPeer(peer_ordinal); }
@@ -49,6 +62,8 @@ class VmmBacking final : public Backing {
   }
   // A range's chunks are counted where they are released (SettleStats), not here.
   void Detached(const Segment& segment) override { ledger_->CountSegmentReleased(segment); }
+  void SegmentsFreed(std::int64_t, std::size_t) override {}  // no segment is freed on its own
+  absl::Status ReleaseAllAtShutdown(std::vector<Segment*>* released) override;
   // A snapshot segment is a run of consecutive pages of one arena that hold a chunk (in use,
   // or free and keeping it), so that the segments add up to the memory mapped, each chunk once;
   // aliases and unbacked address space hold no memory and do not appear. Its blocks are the

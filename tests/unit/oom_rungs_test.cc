@@ -4,7 +4,8 @@
 // request from the new segment; a block freed meanwhile is served without growing; the budget
 // refuses growth before any device call; virtual memory grows in one step; the releases detach
 // wholly free segments (and count them), trim chunks above a cap, and ask for a device
-// synchronization only when pages wait for their last use; the report's facts are the state's.
+// synchronization only when pages wait for their last use; the report's facts are the state's,
+// and the last rung counts the failure, keeps its report and hands the observers out.
 #include "allocator/core/oom_rungs.h"
 
 #include <cstddef>
@@ -148,7 +149,7 @@ class OomRungsTest : public ::testing::Test {
       bytes += segment->size;
       delete segment;
     }
-    segments_->Freed(static_cast<std::int64_t>(detached.size()), bytes);
+    segments_->SegmentsFreed(static_cast<std::int64_t>(detached.size()), bytes);
   }
 
   SimDevice device_;
@@ -277,6 +278,25 @@ TEST_F(OomRungsTest, TheReportsFactsAreTheState) {
   EXPECT_EQ(facts.largest_free_block_bytes, 2 * kMiB);
   EXPECT_EQ(facts.pending_free_bytes, 0u);
   EXPECT_EQ(facts.budget_bytes, 64 * kMiB);
+}
+
+TEST_F(OomRungsTest, TheLastRungCountsKeepsTheReportAndHandsOutTheObservers) {
+  Make(Budget(64 * kMiB));
+  EXPECT_FALSE(rungs_->last_oom().has_value());
+  int notified = 0;
+  rungs_->AttachOomObserver(
+      [&](int, std::size_t, std::size_t, std::size_t, std::size_t) { ++notified; });
+  OomFacts facts;
+  facts.requested_bytes = 80 * kMiB;
+  facts.stream = kStream;
+  const OomRungs::OutOfMemoryOutcome outcome = rungs_->OutOfMemory(facts);
+  EXPECT_EQ(outcome.report.budget_bytes, 64 * kMiB);  // the state's facts joined the device's
+  EXPECT_EQ(outcome.observers.size(), 1u);
+  EXPECT_EQ(notified, 0);  // called by the facade, without the lock
+  EXPECT_EQ(stats_.num_ooms, 1);
+  EXPECT_EQ(host_.recorded.back(), TraceAction::kOom);
+  ASSERT_TRUE(rungs_->last_oom().has_value());
+  EXPECT_EQ(rungs_->last_oom()->requested_bytes, 80 * kMiB);
 }
 
 TEST_F(OomRungsTest, VirtualMemoryGrowsInOneStepAndEmptyCacheWaitsForFreedPages) {

@@ -58,7 +58,7 @@ TEST_F(SegmentBackingTest, ADetachedSegmentOccupiesTheBudgetUntilItsFreeComplete
   EXPECT_EQ(backing_.HeldBytes(), 0u);  // no longer reserved...
   EXPECT_EQ(stats_.segment.all().current, 0);
   EXPECT_FALSE(backing_.BeginGrowth(4 * kMiB).ok());  // ...but not returned yet
-  backing_.Freed(/*calls=*/1, 8 * kMiB);
+  backing_.SegmentsFreed(/*calls=*/1, 8 * kMiB);
   EXPECT_EQ(stats_.num_device_free, 1);
   EXPECT_TRUE(backing_.BeginGrowth(4 * kMiB).ok());
 }

@@ -20,7 +20,7 @@ absl::Status AllocatorShutDownError() {
 
 BlockingSteps::BlockingSteps(Device* device, Mutex* mu, AllocatorComponents* components,
                              const bool* shut_down, bool caching)
-    : device_(device), mu_(mu), c_(components), shut_down_(shut_down), caching_(caching) {}
+    : device_(device), mu_(mu), components_(components), shut_down_(shut_down), caching_(caching) {}
 
 // One request's rungs of the out-of-memory ladder (oom_ladder.h orders them; oom_rungs.h takes
 // their steps under the lock).
@@ -45,7 +45,7 @@ class BlockingSteps::GrowthRungs final : public OomLadderRungs {
     // The backing is set once, at construction: read without the lock.
     const int candidates =
         tight_ < preferred_ &&
-                ABSL_TS_UNCHECKED_READ(steps_->c_)->backing->RetriesWithTightSegment()
+                ABSL_TS_UNCHECKED_READ(steps_->components_)->backing->RetriesWithTightSegment()
             ? 2
             : 1;
     for (int i = 0; i < candidates; ++i) {
@@ -60,12 +60,12 @@ class BlockingSteps::GrowthRungs final : public OomLadderRungs {
   }
   bool HasPendingFrees() override {
     MutexLock lock(steps_->mu_);
-    return steps_->c_->frees.has_pending();
+    return steps_->components_->frees.has_pending();
   }
   absl::Status SynchronizePendingFrees() override { return steps_->SynchronizePendingFrees(); }
   void CountRetry() override {
     MutexLock lock(steps_->mu_);
-    ++steps_->c_->stats.num_alloc_retries;
+    ++steps_->components_->stats.num_alloc_retries;
   }
   absl::Status OutOfMemory() override {
     return steps_->OutOfMemory(request_, preferred_, last_error_);
@@ -84,7 +84,7 @@ absl::StatusOr<void*> BlockingSteps::Grow(const GrowthRequest& request) {
   RelaxedCapture relaxed(device_);
   GrowthRungs rungs(this, request);
   // The soft budget is an atomic in the limits: read without the lock.
-  const bool soft_budget = ABSL_TS_UNCHECKED_READ(c_)->limits.soft_budget() > 0;
+  const bool soft_budget = ABSL_TS_UNCHECKED_READ(components_)->limits.soft_budget() > 0;
   return ClimbOomLadder(rungs, request.capturing, soft_budget, rungs.preferred());
 }
 
@@ -93,11 +93,12 @@ absl::StatusOr<void*> BlockingSteps::TryGrow(const GrowthRequest& request,
   {
     MutexLock lock(mu_);
     if (*shut_down_) return AllocatorShutDownError();
-    if (auto served = c_->rungs.BeginGrowth(request, segment_size)) return *std::move(served);
+    if (auto served = components_->rungs.BeginGrowth(request, segment_size))
+      return *std::move(served);
   }
   absl::StatusOr<DevicePtr> memory = device_->Malloc(segment_size);
   MutexLock lock(mu_);
-  c_->rungs.GrowthReturned(segment_size);
+  components_->rungs.GrowthReturned(segment_size);
   if (!memory.ok()) return memory.status();
   if (*shut_down_) {
     mu_->Unlock();
@@ -105,30 +106,30 @@ absl::StatusOr<void*> BlockingSteps::TryGrow(const GrowthRequest& request,
     mu_->Lock();
     return AllocatorShutDownError();
   }
-  return c_->rungs.ServeFromNewSegment(*memory, segment_size, request);
+  return components_->rungs.ServeFromNewSegment(*memory, segment_size, request);
 }
 
 absl::Status BlockingSteps::SynchronizePendingFrees() {
   std::uint64_t synced_through = 0;
   {
     MutexLock lock(mu_);
-    if (!c_->frees.has_pending()) return absl::OkStatus();
-    ++c_->stats.num_sync_all_streams;
-    synced_through = c_->frees.newest_order();
+    if (!components_->frees.has_pending()) return absl::OkStatus();
+    ++components_->stats.num_sync_all_streams;
+    synced_through = components_->frees.newest_order();
   }
   // The lock is dropped for the synchronization: what other threads free meanwhile is not
   // covered by it (their streams' work may have been queued after it began).
   if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
   MutexLock lock(mu_);
-  c_->graph_pools.MarkSynchronized(synced_through);
-  return c_->lifecycle.ReturnCompletedFrees(synced_through, /*into_reuse_cache=*/false);
+  components_->graph_pools.MarkSynchronized(synced_through);
+  return components_->lifecycle.ReturnCompletedFrees(synced_through, /*into_reuse_cache=*/false);
 }
 
 absl::Status BlockingSteps::ReleaseForSoftBudget(std::size_t growth) {
   absl::StatusOr<std::vector<Segment*>> released;
   {
     MutexLock lock(mu_);
-    released = c_->rungs.ReleaseAboveSoftBudget(growth);
+    released = components_->rungs.ReleaseAboveSoftBudget(growth);
   }
   if (!released.ok()) return released.status();
   return FreeSegmentMemory(*released);
@@ -138,13 +139,13 @@ absl::Status BlockingSteps::ReleaseCachedOrSynchronize(bool* released_any) {
   CacheRelease release;
   {
     MutexLock lock(mu_);
-    release = c_->rungs.ReleaseCached();
+    release = components_->rungs.ReleaseCached();
   }
   *released_any = release.synchronize || !release.detached.empty();
   if (!release.synchronize) return FreeSegmentMemory(release.detached);
   if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
   MutexLock lock(mu_);
-  c_->rungs.Synchronized(release.synced_through);
+  components_->rungs.Synchronized(release.synced_through);
   return absl::OkStatus();
 }
 
@@ -160,7 +161,7 @@ absl::Status BlockingSteps::FreeSegmentMemory(const std::vector<Segment*>& segme
   }
   if (freed_calls > 0) {
     MutexLock lock(mu_);
-    c_->backing->SegmentsFreed(freed_calls, freed_bytes);
+    components_->backing->SegmentsFreed(freed_calls, freed_bytes);
   }
   return status;
 }
@@ -180,7 +181,7 @@ absl::Status BlockingSteps::OutOfMemory(const GrowthRequest& request, std::size_
   OomRungs::OutOfMemoryOutcome outcome;
   {
     MutexLock lock(mu_);
-    outcome = c_->rungs.OutOfMemory(std::move(facts));
+    outcome = components_->rungs.OutOfMemory(std::move(facts));
   }
   const std::string observer_failure = NotifyOomObservers(outcome.observers, outcome.report);
   return absl::ResourceExhaustedError(absl::StrCat(outcome.report.ToString(), observer_failure));

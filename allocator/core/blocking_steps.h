@@ -64,7 +64,7 @@ class BlockingSteps {
 
   Device* const device_;
   Mutex* const mu_;
-  AllocatorComponents* const c_ ABSL_PT_GUARDED_BY(mu_);
+  AllocatorComponents* const components_ ABSL_PT_GUARDED_BY(mu_);
   const bool* const shut_down_ ABSL_PT_GUARDED_BY(mu_);
   const bool caching_;
 };

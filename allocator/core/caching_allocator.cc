@@ -32,8 +32,8 @@ class CachingAllocatorImpl {
         config_(config),
         guard_(device, config),
         front_bytes_(guard_.front_bytes()),
-        c_(device, config, clock, &guard_),
-        blocking_(device, &mu_, &c_, &shut_down_, config.caching) {
+        components_(device, config, clock, &guard_),
+        blocking_(device, &mu_, &components_, &shut_down_, config.caching) {
     rounders_.push_back(std::make_unique<const SizeRounder>(config.roundup_power2_divisions));
     rounder_.store(rounders_.back().get(), std::memory_order_release);
   }
@@ -68,35 +68,38 @@ class CachingAllocatorImpl {
     {
       MutexLock lock(&mu_);
       if (shut_down_) return AllocatorShutDownError();
-      c_.frees.StreamUsed(stream);  // the handle names a new stream
-      pool = c_.graph_pools.PoolFor(stream);
+      components_.frees.StreamUsed(stream);  // the handle names a new stream
+      pool = components_.graph_pools.PoolFor(stream);
       // unmap_on_free: every allocation gets fresh addresses (TryGrow); pass-through:
       // every allocation is a device allocation (TryGrow).
       const bool fresh_addresses =
-          (c_.single_use_ranges || !config_.caching) && pool == kDefaultPool;
+          (components_.single_use_ranges || !config_.caching) && pool == kDefaultPool;
       // Pending frees first (they may make a block free again); nothing recorded inside a
       // capture may be queried.
       // Whether the stream captures is asked of the device only when an answer is needed.
       std::optional<bool> capturing_known;
-      if (c_.frees.has_pending()) {
-        capturing_known = c_.graph_pools.Capturing(stream);
+      if (components_.frees.has_pending()) {
+        capturing_known = components_.graph_pools.Capturing(stream);
         if (!*capturing_known) {
-          if (absl::Status s = c_.lifecycle.ReturnCompletedFrees(/*synced_through=*/0,
-                                                                 /*into_reuse_cache=*/true);
+          if (absl::Status s =
+                  components_.lifecycle.ReturnCompletedFrees(/*synced_through=*/0,
+                                                             /*into_reuse_cache=*/true);
               !s.ok()) {
             return s;
           }
         }
       }
       // The fast path: a block this stream freed whole.
-      if (Block* block =
-              fresh_addresses ? nullptr : c_.lifecycle.PopReuseCache(pool, stream, rounded)) {
-        ++c_.stats.num_cache_hits;
-        return c_.lifecycle.MarkAllocated(block, size, rounded, stream);
+      if (Block* block = fresh_addresses
+                             ? nullptr
+                             : components_.lifecycle.PopReuseCache(pool, stream, rounded)) {
+        ++components_.stats.num_cache_hits;
+        return components_.lifecycle.MarkAllocated(block, size, rounded, stream);
       }
       // The slow path: the heap, then another stream's cache (BlockLifecycle::ServeFromHeap).
       GrowthRequest request{size, rounded, small, stream, pool};
-      if (auto served = c_.lifecycle.ServeFromHeap(request, fresh_addresses, capturing_known)) {
+      if (auto served =
+              components_.lifecycle.ServeFromHeap(request, fresh_addresses, capturing_known)) {
         return *std::move(served);
       }
       capturing = *capturing_known;
@@ -119,33 +122,36 @@ class CachingAllocatorImpl {
       band_status = guard_.VerifyBands(*guarded);
     }
     MutexLock lock(&mu_);
-    auto it = c_.allocated_or_cached.find(addr - front_bytes_);
+    auto it = components_.allocated_or_cached.find(addr - front_bytes_);
     if (guard_.canaries()) {
       if (shut_down_) return AllocatorShutDownError();
       // Marked freeing, nobody else could free or reuse it meanwhile.
       it->second->freeing = false;
-    } else if (it == c_.allocated_or_cached.end() || it->second->state != BlockState::kAllocated ||
-               it->second->freeing) {
-      return c_.queries.UnknownPointerError("free", addr);
+    } else if (it == components_.allocated_or_cached.end() ||
+               it->second->state != BlockState::kAllocated || it->second->freeing) {
+      return components_.queries.UnknownPointerError("free", addr);
     }
     Block* block = it->second;
     absl::Status guard_status = absl::OkStatus();
-    if (c_.debug != nullptr) guard_status = c_.debug->OnUserFree(block, band_status);
-    c_.ledger.CountUserFree(*block);
-    c_.history.Record(TraceAction::kFreeRequested, block->addr, block->size, block->alloc_stream);
+    if (components_.debug != nullptr)
+      guard_status = components_.debug->OnUserFree(block, band_status);
+    components_.ledger.CountUserFree(*block);
+    components_.history.Record(TraceAction::kFreeRequested, block->addr, block->size,
+                               block->alloc_stream);
     if (block->stream_uses.empty() && block->foreign_uses.empty() &&
         block->alloc_stream == block->stream && !block->used_by_destroyed_stream &&
-        !block->segment->single_use && c_.reuse_cache.HasRoomFor(block->size)) {
-      c_.lifecycle.PushReuseCache(block);  // stays in the pointer map: a reuse needs no insert
+        !block->segment->single_use && components_.reuse_cache.HasRoomFor(block->size)) {
+      components_.lifecycle.PushReuseCache(
+          block);  // stays in the pointer map: a reuse needs no insert
       if (!guard_status.ok()) return guard_status;
       return MaybeCheckInvariants();
     }
-    c_.allocated_or_cached.erase(it);
+    components_.allocated_or_cached.erase(it);
     // A plain free's only call that a global-mode capture on another thread forbids is made
     // (relaxed) by the page release; the debug modes and single-use ranges may make more.
     std::optional<RelaxedCapture> relaxed;
-    if (c_.debug != nullptr || block->segment->single_use) relaxed.emplace(device_);
-    if (absl::Status s = c_.lifecycle.EndUserFree(block); !s.ok()) return s;
+    if (components_.debug != nullptr || block->segment->single_use) relaxed.emplace(device_);
+    if (absl::Status s = components_.lifecycle.EndUserFree(block); !s.ok()) return s;
     if (!guard_status.ok()) return guard_status;
     return MaybeCheckInvariants();
   }
@@ -157,23 +163,25 @@ class CachingAllocatorImpl {
           absl::StrFormat("vramcache: enable_peer_access(%d) on device %d: not a peer",
                           peer_ordinal, device_->Capabilities().ordinal));
     }
-    return c_.backing->EnablePeerAccess(peer_ordinal);
+    return components_.backing->EnablePeerAccess(peer_ordinal);
   }
 
   absl::Status CheckCanaries() {
     MutexLock lock(&mu_);
-    if (c_.debug == nullptr) return absl::OkStatus();
-    return c_.debug->CheckLiveBlocks(c_.allocated_or_cached, c_.graph_pools.capture_under_way());
+    if (components_.debug == nullptr) return absl::OkStatus();
+    return components_.debug->CheckLiveBlocks(components_.allocated_or_cached,
+                                              components_.graph_pools.capture_under_way());
   }
 
   absl::Status RecordStream(void* ptr, StreamHandle stream) {
     const auto addr = reinterpret_cast<DevicePtr>(ptr);
     MutexLock lock(&mu_);
-    auto it = c_.allocated_or_cached.find(addr - front_bytes_);
-    if (it == c_.allocated_or_cached.end() || it->second->state != BlockState::kAllocated) {
-      return c_.queries.UnknownPointerError("record_stream", addr);
+    auto it = components_.allocated_or_cached.find(addr - front_bytes_);
+    if (it == components_.allocated_or_cached.end() ||
+        it->second->state != BlockState::kAllocated) {
+      return components_.queries.UnknownPointerError("record_stream", addr);
     }
-    return c_.stream_uses.Record(it->second, stream, addr);
+    return components_.stream_uses.Record(it->second, stream, addr);
   }
 
   absl::Status StreamDestroyed(StreamHandle stream) {
@@ -185,30 +193,30 @@ class CachingAllocatorImpl {
     }
     MutexLock lock(&mu_);
     if (shut_down_) return absl::OkStatus();
-    c_.lifecycle.FlushReuseCache();
+    components_.lifecycle.FlushReuseCache();
     // From now on no event may be recorded on the handle (until a new stream gets it): what is
     // cached for it is parked below behind an event recorded now, and afterwards needs none.
-    c_.frees.MarkDestroyed(stream);
-    c_.backing->StreamDestroyed(stream);
-    StreamUses::MarkUsedByDestroyed(c_.allocated_or_cached, stream);
+    components_.frees.MarkDestroyed(stream);
+    components_.backing->StreamDestroyed(stream);
+    StreamUses::MarkUsedByDestroyed(components_.allocated_or_cached, stream);
     // Pending frees returning to this stream's list, frees waiting for a capture to end, and the
     // free blocks cached for it wait for its last work (or a synchronization) from now on.
-    if (absl::Status s = c_.frees.ParkFor(stream); !s.ok()) return s;
+    if (absl::Status s = components_.frees.ParkFor(stream); !s.ok()) return s;
     return MaybeCheckInvariants();
   }
 
   void BeginAllocateToPool(PoolId pool, std::function<bool(StreamHandle)> filter) {
     MutexLock lock(&mu_);
-    c_.graph_pools.BeginCapture(pool, std::move(filter));
+    components_.graph_pools.BeginCapture(pool, std::move(filter));
   }
 
   absl::Status EndAllocateToPool(PoolId pool) {
     MutexLock lock(&mu_);
-    if (absl::Status s = c_.graph_pools.EndCapture(pool); !s.ok()) return s;
-    if (c_.graph_pools.capture_under_way()) return absl::OkStatus();
+    if (absl::Status s = components_.graph_pools.EndCapture(pool); !s.ok()) return s;
+    if (components_.graph_pools.capture_under_way()) return absl::OkStatus();
     // The capture is over: frees that needed events can record them now.
-    c_.backing->CaptureEnded(c_.lifecycle.Streams());
-    return c_.frees.CaptureEnded();
+    components_.backing->CaptureEnded(components_.lifecycle.Streams());
+    return components_.frees.CaptureEnded();
   }
 
   absl::Status ReleasePool(PoolId pool) {
@@ -216,17 +224,17 @@ class CachingAllocatorImpl {
     CacheRelease release;
     {
       MutexLock lock(&mu_);
-      absl::StatusOr<bool> released_now = c_.graph_pools.DropUse(pool);
+      absl::StatusOr<bool> released_now = components_.graph_pools.DropUse(pool);
       if (!released_now.ok()) return released_now.status();
       if (!*released_now) return absl::OkStatus();
-      release = c_.rungs.BeginPoolRelease(pool);
+      release = components_.rungs.BeginPoolRelease(pool);
     }
     // Segment mode frees the detached segments. Virtual memory: during a capture no
     // synchronization is allowed, and the next one (EmptyCache, the ladder) reclaims the ranges.
     if (!release.synchronize) return blocking_.FreeSegmentMemory(release.detached);
     if (!device_->SynchronizeDevice().ok()) return absl::OkStatus();
     MutexLock lock(&mu_);
-    c_.rungs.Synchronized(release.synced_through);
+    components_.rungs.Synchronized(release.synced_through);
     return MaybeCheckInvariants();
   }
 
@@ -240,8 +248,8 @@ class CachingAllocatorImpl {
     std::vector<Segment*> released;
     {
       MutexLock lock(&mu_);
-      if (shut_down_ || c_.graph_pools.capture_under_way()) return absl::OkStatus();
-      released = c_.rungs.DetachReleasableSegments(/*bytes_wanted=*/SIZE_MAX);
+      if (shut_down_ || components_.graph_pools.capture_under_way()) return absl::OkStatus();
+      released = components_.rungs.DetachReleasableSegments(/*bytes_wanted=*/SIZE_MAX);
     }
     if (released.empty()) return absl::OkStatus();
     RelaxedCapture relaxed(device_);
@@ -255,7 +263,7 @@ class CachingAllocatorImpl {
     {
       MutexLock lock(&mu_);
       if (shut_down_) return absl::OkStatus();
-      release = c_.rungs.BeginEmptyCache();
+      release = components_.rungs.BeginEmptyCache();
     }
     // Segment mode frees the wholly free segments; virtual memory gives back every chunk that
     // free pages can give (after a device synchronization when pages wait for their last use).
@@ -264,7 +272,7 @@ class CachingAllocatorImpl {
       if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
     }
     MutexLock lock(&mu_);
-    if (absl::Status s = c_.rungs.FinishEmptyCache(release); !s.ok()) return s;
+    if (absl::Status s = components_.rungs.FinishEmptyCache(release); !s.ok()) return s;
     return MaybeCheckInvariants();
   }
 
@@ -275,9 +283,10 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       if (shut_down_) return absl::OkStatus();
       shut_down_ = true;
-      events = c_.frees.ForgetAll();
-      c_.graph_pools.EndAllCaptures();
-      released = c_.lifecycle.ForgetAll();  // live allocations' memory goes back with the segments
+      events = components_.frees.ForgetAll();
+      components_.graph_pools.EndAllCaptures();
+      released = components_.lifecycle
+                     .ForgetAll();  // live allocations' memory goes back with the segments
     }
     absl::Status status = absl::OkStatus();
     for (EventHandle event : events) status.Update(device_->DestroyEvent(event));
@@ -286,7 +295,8 @@ class CachingAllocatorImpl {
     if (!released.empty()) relaxed.emplace(device_);
     {
       MutexLock lock(&mu_);
-      status.Update(c_.backing->ReleaseAllAtShutdown(&released));  // virtual memory's, whole
+      status.Update(
+          components_.backing->ReleaseAllAtShutdown(&released));  // virtual memory's, whole
     }
     status.Update(blocking_.FreeSegmentMemory(released));  // segment mode's
     return status;
@@ -294,53 +304,53 @@ class CachingAllocatorImpl {
 
   DeviceStats GetStats() const {
     MutexLock lock(&mu_);
-    return c_.queries.Stats();
+    return components_.queries.Stats();
   }
 
   void ResetPeakStats() {
     MutexLock lock(&mu_);
-    c_.stats.ResetPeak();
+    components_.stats.ResetPeak();
   }
 
   void ResetAccumulatedStats() {
     MutexLock lock(&mu_);
-    c_.stats.ResetAccumulated();
+    components_.stats.ResetAccumulated();
   }
 
   absl::StatusOr<std::size_t> AllocationSize(const void* ptr) const {
     MutexLock lock(&mu_);
-    return c_.queries.AllocationSize(reinterpret_cast<DevicePtr>(ptr));
+    return components_.queries.AllocationSize(reinterpret_cast<DevicePtr>(ptr));
   }
 
   absl::StatusOr<std::pair<DevicePtr, std::size_t>> BaseAllocation(const void* ptr) const {
     MutexLock lock(&mu_);
-    return c_.queries.BaseAllocation(reinterpret_cast<DevicePtr>(ptr));
+    return components_.queries.BaseAllocation(reinterpret_cast<DevicePtr>(ptr));
   }
 
   std::size_t LargestFreeBlock() const {
     MutexLock lock(&mu_);
-    return c_.queries.LargestFreeBlock();
+    return components_.queries.LargestFreeBlock();
   }
 
   std::vector<SegmentInfo> Snapshot() const {
     MutexLock lock(&mu_);
-    return c_.queries.Snapshot();
+    return components_.queries.Snapshot();
   }
 
   std::vector<TraceEntry> History() const {
     MutexLock lock(&mu_);
-    return c_.history.OldestFirst();
+    return components_.history.OldestFirst();
   }
 
   std::optional<OomReport> LastOom() const {
     MutexLock lock(&mu_);
-    return c_.rungs.last_oom();
+    return components_.rungs.last_oom();
   }
 
   void SetBudget(std::size_t bytes) {
     MutexLock lock(&mu_);
-    c_.limits.SetBudget(bytes);
-    c_.backing->SetBudget(bytes);
+    components_.limits.SetBudget(bytes);
+    components_.backing->SetBudget(bytes);
   }
 
   absl::StatusOr<std::size_t> SetMemoryFraction(double fraction) {
@@ -354,19 +364,19 @@ class CachingAllocatorImpl {
     {
       MutexLock lock(&mu_);
       if (shut_down_) return AllocatorShutDownError();
-      cap = c_.limits.CapForFraction(fraction);
+      cap = components_.limits.CapForFraction(fraction);
       // garbage_collection_threshold is a fraction of what may be reserved, as in PyTorch: the
       // soft budget follows the cap.
-      c_.limits.SetFractionCap(cap);
-      c_.backing->SetBudget(cap);
+      components_.limits.SetFractionCap(cap);
+      components_.backing->SetBudget(cap);
     }
     // What is cached above the new cap goes back now, as far as live blocks allow.
     std::vector<Segment*> released;
     std::size_t held = 0;
     {
       MutexLock lock(&mu_);
-      released = c_.rungs.ReleaseCachedAbove(cap);  // freed below, without the lock
-      held = c_.backing->HeldBytes();
+      released = components_.rungs.ReleaseCachedAbove(cap);  // freed below, without the lock
+      held = components_.backing->HeldBytes();
     }
     if (absl::Status s = blocking_.FreeSegmentMemory(released); !s.ok()) return s;
     return held > cap ? held - cap : 0;
@@ -374,45 +384,48 @@ class CachingAllocatorImpl {
 
   void SetPeerDevices(std::function<Device*(int)> resolver) {
     MutexLock lock(&mu_);
-    c_.stream_uses.SetPeerDevices(std::move(resolver));
+    components_.stream_uses.SetPeerDevices(std::move(resolver));
   }
 
   std::size_t Budget() const {
     MutexLock lock(&mu_);
-    return c_.limits.budget();
+    return components_.limits.budget();
   }
 
   // An atomic in the limits: read without the lock (the growth path asks before taking it).
-  std::size_t SoftBudget() const { return ABSL_TS_UNCHECKED_READ(c_.limits).soft_budget(); }
+  std::size_t SoftBudget() const {
+    return ABSL_TS_UNCHECKED_READ(components_.limits).soft_budget();
+  }
 
   void AttachOomObserver(CachingAllocator::OomObserver observer) {
     MutexLock lock(&mu_);
-    c_.rungs.AttachOomObserver(std::move(observer));
+    components_.rungs.AttachOomObserver(std::move(observer));
   }
 
   absl::Status CheckInvariants() const {
     MutexLock lock(&mu_);
-    return c_.queries.CheckInvariants();
+    return components_.queries.CheckInvariants();
   }
 
   AllocatorConfig config() const {
     AllocatorConfig config = config_;
     MutexLock lock(&mu_);
-    c_.settings.ApplyTo(config);
+    components_.settings.ApplyTo(config);
     return config;
   }
 
   absl::Status ApplyRuntimeSettings(const RuntimeSettings& settings) {
     MutexLock lock(&mu_);
     if (shut_down_) return AllocatorShutDownError();
-    if (settings.roundup_power2_divisions != c_.settings.roundup_power2_divisions) {
+    if (settings.roundup_power2_divisions != components_.settings.roundup_power2_divisions) {
       rounders_.push_back(std::make_unique<const SizeRounder>(settings.roundup_power2_divisions));
       rounder_.store(rounders_.back().get(), std::memory_order_release);
     }
     // Blocks and segments already counted oversize stay counted until they go (their flags).
-    c_.ledger.SetMaxSplitSize(settings.max_split_size);
-    c_.settings = settings;
-    c_.limits.SetGarbageCollectionThreshold(c_.settings.garbage_collection_threshold);
+    components_.ledger.SetMaxSplitSize(settings.max_split_size);
+    components_.settings = settings;
+    components_.limits.SetGarbageCollectionThreshold(
+        components_.settings.garbage_collection_threshold);
     return absl::OkStatus();
   }
   Device* device() const { return device_; }
@@ -423,17 +436,17 @@ class CachingAllocatorImpl {
   absl::StatusOr<GuardedBlock> BeginCheckedFree(DevicePtr addr) {
     MutexLock lock(&mu_);
     if (shut_down_) return AllocatorShutDownError();
-    auto it = c_.allocated_or_cached.find(addr - front_bytes_);
-    if (it == c_.allocated_or_cached.end() || it->second->state != BlockState::kAllocated ||
-        it->second->freeing) {
-      return c_.queries.UnknownPointerError("free", addr);
+    auto it = components_.allocated_or_cached.find(addr - front_bytes_);
+    if (it == components_.allocated_or_cached.end() ||
+        it->second->state != BlockState::kAllocated || it->second->freeing) {
+      return components_.queries.UnknownPointerError("free", addr);
     }
-    return c_.debug->BeginCheckedFree(it->second);
+    return components_.debug->BeginCheckedFree(it->second);
   }
 
   absl::Status MaybeCheckInvariants() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!config_.check_invariants) return absl::OkStatus();
-    return c_.queries.CheckInvariants();
+    return components_.queries.CheckInvariants();
   }
 
   Device* const device_;
@@ -450,7 +463,7 @@ class CachingAllocatorImpl {
 
   mutable Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  AllocatorComponents c_ ABSL_GUARDED_BY(mu_);
+  AllocatorComponents components_ ABSL_GUARDED_BY(mu_);
   BlockingSteps blocking_;
 };
 

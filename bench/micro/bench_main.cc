@@ -1,7 +1,8 @@
 // The shared main of the benchmark binaries: Google Benchmark's flags, then ours
 // (--trace_dir=DIR, where the shared traces are; by default the source tree's bench/traces,
-// else ./bench/traces). Exits non-zero when no benchmark matched or one failed, so the ctest
-// smoke runs catch a scenario that stopped working.
+// else ./bench/traces; --vramcache_reuse_cache and --vramcache_cross_stream, which change
+// vramcache's settings, vramcache_bench_settings.h). Exits non-zero when no benchmark matched or
+// one failed, so the ctest smoke runs catch a scenario that stopped working.
 #include "bench/micro/bench_main.h"
 
 #include <cstdio>
@@ -10,9 +11,11 @@
 #include <string_view>
 #include <system_error>
 
+#include "absl/status/status.h"
 #include "allocator/base/mutex.h"
 #include "bench/micro/bench_support.h"
 #include "bench/micro/trace_library.h"
+#include "bench/micro/vramcache_bench_settings.h"
 #include "benchmark/benchmark.h"
 
 namespace {
@@ -46,6 +49,11 @@ int main(int argc, char** argv) {
                      trace_dir.c_str());
         return 2;
       }
+    } else if (absl::Status status; vramcache::bench::ParseVramcacheBenchFlag(argv[i], &status)) {
+      if (!status.ok()) {
+        std::fprintf(stderr, "%s: %s\n", argv[0], std::string(status.message()).c_str());
+        return 2;
+      }
     } else {
       std::fprintf(stderr, "%s: unknown argument \"%s\" (see --help)\n", argv[0], argv[i]);
       return 2;
@@ -53,6 +61,10 @@ int main(int argc, char** argv) {
   }
   vramcache::bench::SetTraceDirectory(trace_dir);
   benchmark::AddCustomContext("trace_dir", trace_dir);
+  if (const std::string settings = vramcache::bench::DescribeVramcacheBenchSettings();
+      !settings.empty()) {
+    benchmark::AddCustomContext("vramcache_settings", settings);
+  }
   vramcache::bench::RegisterPeerBenchmarks();
 
   const std::size_t ran = benchmark::RunSpecifiedBenchmarks();

@@ -1,5 +1,6 @@
-// vramcache as a benchmark peer: a CachingAllocator with the default configuration on its own
-// simulated device, with the real steady clock the API layer gives it in production.
+// vramcache as a benchmark peer: a CachingAllocator with the default configuration (changed
+// only by the --vramcache_* flags, vramcache_bench_settings.h) on its own simulated device, with
+// the real steady clock the API layer gives it in production.
 #pragma once
 
 #include <cstddef>
@@ -12,6 +13,7 @@
 #include "allocator/core/config.h"
 #include "allocator/device/sim_device.h"
 #include "bench/micro/bench_device.h"
+#include "bench/micro/vramcache_bench_settings.h"
 
 namespace vramcache::bench {
 
@@ -45,6 +47,7 @@ class VramcacheSimAdapter {
     // Debug builds turn the O(blocks) structural check on after every call; a benchmark
     // measures the allocator, and the tests check its structure.
     config.check_invariants = false;
+    ApplyVramcacheBenchSettings(config);
     return config;
   }
 

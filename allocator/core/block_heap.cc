@@ -4,6 +4,7 @@
 #include "allocator/core/block_heap.h"
 
 #include <algorithm>
+#include <cassert>
 
 namespace vramcache {
 
@@ -54,6 +55,7 @@ std::vector<Segment*> BlockHeap::OldestWhollyFreeSegments(
 }
 
 void BlockHeap::ForgetSegmentBlocks(Segment* segment) {
+  found_ = nullptr;  // the erases below move the free sets' elements
   for (Block* b = segment->head; b != nullptr;) {
     Block* next = b->next;
     if (b->state == BlockState::kFree) {
@@ -69,6 +71,7 @@ void BlockHeap::ForgetSegmentBlocks(Segment* segment) {
 }
 
 void BlockHeap::Clear() {
+  found_ = nullptr;
   segments_.clear();
   small_free_.clear();
   large_free_.clear();
@@ -80,6 +83,7 @@ void BlockHeap::AddFreeBlock(Block* block) {
   // Only a block that covers its segment has its time read (the oldest wholly free segments
   // go first). The others are not stamped: a clock read cost the fast path ~19 ns a pair.
   if (!block->is_split()) block->last_free_time = clock_->NowNanos();
+  found_ = nullptr;  // an insert moves the free sets' elements
   FreeSetOf(block).insert(block);
   if (UsesFirstFit(block->segment)) {
     block->segment->free_by_addr.insert(block);
@@ -89,7 +93,13 @@ void BlockHeap::AddFreeBlock(Block* block) {
 }
 
 void BlockHeap::RemoveFreeBlock(Block* block) {
-  FreeSetOf(block).erase(block);
+  if (block == found_) {
+    assert(*found_at_ == block);
+    FreeSetOf(block).erase(found_at_);
+  } else {
+    FreeSetOf(block).erase(block);
+  }
+  found_ = nullptr;  // an erase moves the free sets' elements
   ForgetFirstFit(block);
   ledger_->CountSplitBlock(*block, -1);
 }

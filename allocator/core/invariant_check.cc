@@ -169,8 +169,8 @@ absl::Status CheckAllocatorInvariants(const AllocatorStateView& state) {
                                                state.small_free.size() + state.large_free.size()));
   }
   std::size_t listed_blocks = 0;
-  for (const auto& [key, head] : state.reuse_cache.lists()) {
-    for (const Block* b = head; b != nullptr; b = b->cache_next) {
+  for (const auto& [key, list] : state.reuse_cache.lists()) {
+    for (const Block* b = list.head; b != nullptr; b = b->cache_next) {
       if (b->state != BlockState::kCached || b->rounded != key.rounded ||
           b->alloc_stream != key.stream || b->pool_id != key.pool) {
         return absl::InternalError(

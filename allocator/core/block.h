@@ -108,6 +108,8 @@ struct BlockAddressOrder {
   bool operator()(const Block* a, const Block* b) const { return a->addr < b->addr; }
 };
 
+using BlocksByAddress = absl::btree_set<Block*, BlockAddressOrder>;
+
 struct Segment {
   DevicePtr base = 0;
   std::size_t size = 0;
@@ -129,7 +131,7 @@ struct Segment {
   // blocks by address, and a bound on their largest size (exact unless `free_max_stale`, set
   // when the largest left; recomputed when a search needs it).
   std::uint64_t rank = 0;
-  absl::btree_set<Block*, BlockAddressOrder> free_by_addr;
+  BlocksByAddress free_by_addr;
   std::size_t free_max = 0;
   bool free_max_stale = false;
 

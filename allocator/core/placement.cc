@@ -49,8 +49,12 @@ Block* Placement::FirstFitBlock(PoolId pool, StreamHandle stream, std::size_t ro
       segment->free_max_stale = false;
       if (segment->free_max < rounded) continue;
     }
-    for (Block* block : segment->free_by_addr) {
-      if (block->size >= rounded && FitsSplitRules(block, rounded)) return block;
+    for (auto it = segment->free_by_addr.begin(); it != segment->free_by_addr.end(); ++it) {
+      Block* block = *it;
+      if (block->size >= rounded && FitsSplitRules(block, rounded)) {
+        heap_->NoteFoundByAddress(block, it);
+        return block;
+      }
     }
   }
   return nullptr;

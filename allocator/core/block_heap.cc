@@ -7,6 +7,8 @@
 #include <cassert>
 #include <iterator>
 
+#include "absl/base/attributes.h"
+
 namespace vramcache {
 
 BlockHeap::~BlockHeap() {
@@ -158,11 +160,14 @@ FreeBlockSet::iterator BlockHeap::FreeSetAt(Block* block) {
   return FreeSetOf(block).find(block);
 }
 
-bool BlockHeap::KeepsPlace(const FreeBlockSet& set, FreeBlockSet::iterator at, std::size_t size,
-                           DevicePtr addr) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool BlockHeap::KeepsPlace(const FreeBlockSet& set,
+                                                               FreeBlockSet::iterator at,
+                                                               std::size_t size, DevicePtr addr,
+                                                               bool smaller) {
   const FreeBlockKey key{(*at)->pool_id, (*at)->stream, size, addr};
   const FreeBlockOrder less;
-  if (at != set.begin() && !less(*std::prev(at), key)) return false;
+  assert(smaller ? less(key, *at) : less(*at, key));
+  if (smaller) return at == set.begin() || less(*std::prev(at), key);
   const auto after = std::next(at);
   return after == set.end() || less(key, *after);
 }
@@ -179,8 +184,8 @@ void BlockHeap::TakeFreeBlock(Block* block, bool split, std::size_t rounded) {
   }
   FreeBlockSet& set = FreeSetOf(block);
   const auto at = FreeSetAt(block);
-  const bool in_place =
-      at != set.end() && KeepsPlace(set, at, block->size - rounded, block->addr + rounded);
+  const bool in_place = at != set.end() && KeepsPlace(set, at, block->size - rounded,
+                                                      block->addr + rounded, /*smaller=*/true);
   Segment* segment = block->segment;
   BlocksByAddress::iterator indexed_at;
   bool indexed = false;
@@ -204,8 +209,8 @@ void BlockHeap::MergeWithOneNeighbour(Block* block, Block* neighbour) {
   Block* merged = lower ? neighbour : block;  // the Block object that remains
   FreeBlockSet& set = FreeSetOf(neighbour);
   const auto at = FreeSetAt(neighbour);
-  const bool in_place =
-      at != set.end() && KeepsPlace(set, at, neighbour->size + block->size, merged->addr);
+  const bool in_place = at != set.end() && KeepsPlace(set, at, neighbour->size + block->size,
+                                                      merged->addr, /*smaller=*/false);
   Segment* segment = neighbour->segment;
   bool indexed = false;
   if (UsesFirstFit(segment)) {

@@ -106,9 +106,11 @@ class BlockHeap {
   // lower, replaces it) with no erase and insert; likewise in the address index.
   void MergeWithOneNeighbour(Block* block, Block* neighbour);
   // Whether a block of the same pool and stream as the element at `at`, of `size` bytes at
-  // `addr`, sorts between that element's neighbours in `set`.
+  // `addr`, sorts between that element's neighbours in `set`: `smaller`, it sorts before that
+  // element, so only the lower neighbour can be in the way; else after it, and only the upper
+  // neighbour can.
   static bool KeepsPlace(const FreeBlockSet& set, FreeBlockSet::iterator at, std::size_t size,
-                         DevicePtr addr);
+                         DevicePtr addr, bool smaller);
   // Where `block` is in its free set (noted, or searched).
   FreeBlockSet::iterator FreeSetAt(Block* block);
   // Puts `block` in the place of the element at `at` in a free set (KeepsPlace said it sorts

@@ -42,6 +42,19 @@ void ReuseCache::TrimKeptLists() {
 
 const std::vector<Block*>& ReuseCache::TakeAllByAddress() {
   taken_.clear();
+  // A slow-path allocation's flush usually takes the one block its free just pushed: no loops,
+  // no sort (they cost mixed_sizes 2% of its instructions, callgrind, issue #18).
+  if (listed_.size() == 1 && last_list_ != nullptr && listed_.front() == last_key_ &&
+      last_list_->head != nullptr && last_list_->head->cache_next == nullptr) {
+    Block* block = last_list_->head;
+    last_list_->head = nullptr;
+    last_list_->listed = false;
+    listed_.clear();
+    bytes_ -= block->size;
+    taken_.push_back(block);
+    TrimKeptLists();
+    return taken_;
+  }
   for (const ReuseKey& key : listed_) {
     // The list a slow-path allocation's flush takes is usually the one its free just pushed to.
     if (last_list_ != nullptr && key == last_key_) {

@@ -1,8 +1,8 @@
-// The caching allocator's facade: the lock, the pointer map (allocated blocks and those in the
-// reuse cache), the allocation and free paths that order the components' steps, shutdown, and
-// every device call that can block (a segment's Malloc and Free, device synchronizations, the
-// canary check at a free), made with the lock dropped. The components it calls with the lock
-// held each keep one concern: the block heap, placement, the reuse cache, a block's moves
+// The caching allocator's facade: the lock, the allocation and free paths that order the
+// components' steps, shutdown, and the entry points that drop the lock for a device call that
+// can block (the canary check at a free, synchronizations; growth and segment frees are the
+// blocking steps', blocking_steps.h). The components (allocator_components.h), called with the
+// lock held, each keep one concern: the block heap, placement, the reuse cache, a block's moves
 // between its states (block_lifecycle.h), stream-ordered frees, stream uses, graph pools, the
 // backing, the growth limits, the out-of-memory rungs, the statistics ledger, the history, the
 // debug modes' steps and the queries. Non-blocking device calls (event record/query) run under
@@ -15,116 +15,25 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "allocator/base/mutex.h"
-#include "allocator/core/allocation_history.h"
-#include "allocator/core/allocator_queries.h"
-#include "allocator/core/block_heap.h"
-#include "allocator/core/block_lifecycle.h"
+#include "allocator/core/allocator_components.h"
+#include "allocator/core/blocking_steps.h"
 #include "allocator/core/debug_guard.h"
-#include "allocator/core/debug_hooks.h"
-#include "allocator/core/graph_pools.h"
-#include "allocator/core/growth_limits.h"
-#include "allocator/core/oom_ladder.h"
-#include "allocator/core/oom_rungs.h"
-#include "allocator/core/placement.h"
 #include "allocator/core/relaxed_capture.h"
-#include "allocator/core/reuse_cache.h"
-#include "allocator/core/runtime_settings.h"
-#include "allocator/core/segment_backing.h"
 #include "allocator/core/size_classes.h"
-#include "allocator/core/stats_ledger.h"
-#include "allocator/core/stream_ordered_frees.h"
-#include "allocator/core/stream_uses.h"
-#include "allocator/core/vmm_backing.h"
 
 namespace vramcache {
-
-namespace {
-
-bool UsesVirtualMemory(const AllocatorConfig& config, const DeviceCapabilities& caps) {
-  if (!caps.vmm_supported || !config.caching) return false;
-  return config.vmm != VmmMode::kOff;
-}
-
-}  // namespace
 
 class CachingAllocatorImpl {
  public:
   CachingAllocatorImpl(Device* device, const AllocatorConfig& config, Clock* clock)
       : device_(device),
         config_(config),
-        clock_(clock),
         guard_(device, config),
         front_bytes_(guard_.front_bytes()),
-        reuse_cache_(
-            EffectiveReuseCacheBytes(config, UsesVirtualMemory(config, device->Capabilities()))),
-        history_(config, clock),
-        limits_(config, device->Capabilities().total_bytes) {
-    MutexLock lock(&mu_);  // (nothing else can see the allocator yet; the analysis wants it)
-    VmmBacking* vmm = nullptr;
-    SegmentBacking* segments = nullptr;
-    if (UsesVirtualMemory(config, device->Capabilities())) {
-      auto backing = std::make_unique<VmmBacking>(device, config, &ledger_, limits_.budget());
-      vmm = backing.get();
-      backing_ = std::move(backing);
-      single_use_ranges_ = config.unmap_on_free;
-    } else {
-      auto backing = std::make_unique<SegmentBacking>(&stats_, &ledger_, &limits_,
-                                                      &heap_.small_free(), &heap_.large_free());
-      segments = backing.get();
-      backing_ = std::move(backing);
-    }
-    if (guard_.active()) debug_ = &debug_hooks_.emplace(&guard_, &frees_, &history_);
-    queries_.emplace(AllocatorQueries::Parts{
-        .allocated_or_cached = &allocated_or_cached_,
-        .heap = &heap_,
-        .reuse_cache = &reuse_cache_,
-        .backing = backing_.get(),
-        .chunks = vmm != nullptr ? &vmm->chunks() : nullptr,
-        .limits = &limits_,
-        .settings = &settings_,
-        .stats = &stats_,
-        .device = device_,
-        .front_bytes = front_bytes_,
-    });
-    blocks_.emplace(BlockLifecycle::Parts{
-        .allocated_or_cached = &allocated_or_cached_,
-        .heap = &heap_,
-        .placement = &placement_,
-        .ledger = &ledger_,
-        .reuse_cache = &reuse_cache_,
-        .backing = backing_.get(),
-        .graph_pools = &graph_pools_,
-        .frees = &frees_,
-        .history = &history_,
-        .debug = debug_,
-        .queries = &*queries_,
-        .stats = &stats_,
-        .cross_stream = config.cross_stream,
-        .front_bytes = front_bytes_,
-        .check_invariants = config.check_invariants,
-    });
-    rungs_.emplace(OomRungs::Parts{
-        .host = &*blocks_,
-        .heap = &heap_,
-        .placement = &placement_,
-        .ledger = &ledger_,
-        .stats = &stats_,
-        .limits = &limits_,
-        .backing = backing_.get(),
-        .vmm = vmm,
-        .segments = segments,
-        .graph_pools = &graph_pools_,
-        .frees = &frees_,
-        .settings = &settings_,
-        .caching = config.caching,
-        .single_use_ranges = single_use_ranges_,
-    });
-    blocks_->AttachRungs(&*rungs_);
-    settings_ = RuntimeSettings::Of(config);
+        components_(device, config, clock, &guard_),
+        blocking_(device, &mu_, &components_, &shut_down_, config.caching) {
     rounders_.push_back(std::make_unique<const SizeRounder>(config.roundup_power2_divisions));
     rounder_.store(rounders_.back().get(), std::memory_order_release);
   }
@@ -158,20 +67,22 @@ class CachingAllocatorImpl {
     bool capturing = false;
     {
       MutexLock lock(&mu_);
-      if (shut_down_) return ShutDownError();
-      frees_.StreamUsed(stream);  // the handle names a new stream
-      pool = graph_pools_.PoolFor(stream);
+      if (shut_down_) return AllocatorShutDownError();
+      components_.frees.StreamUsed(stream);  // the handle names a new stream
+      pool = components_.graph_pools.PoolFor(stream);
       // unmap_on_free: every allocation gets fresh addresses (TryGrow); pass-through:
       // every allocation is a device allocation (TryGrow).
-      const bool fresh_addresses = (single_use_ranges_ || !config_.caching) && pool == kDefaultPool;
+      const bool fresh_addresses =
+          (components_.single_use_ranges || !config_.caching) && pool == kDefaultPool;
       // Pending frees first (they may make a block free again); nothing recorded inside a
       // capture may be queried.
       // Whether the stream captures is asked of the device only when an answer is needed.
       std::optional<bool> capturing_known;
-      if (frees_.has_pending()) {
-        capturing_known = graph_pools_.Capturing(stream);
+      if (components_.frees.has_pending()) {
+        capturing_known = components_.graph_pools.Capturing(stream);
         if (!*capturing_known) {
-          if (absl::Status s = blocks_->ReturnCompletedFrees(/*synced_through=*/0,
+          if (absl::Status s =
+                  components_.lifecycle.ReturnCompletedFrees(/*synced_through=*/0,
                                                              /*into_reuse_cache=*/true);
               !s.ok()) {
             return s;
@@ -179,19 +90,21 @@ class CachingAllocatorImpl {
         }
       }
       // The fast path: a block this stream freed whole.
-      if (Block* block =
-              fresh_addresses ? nullptr : blocks_->PopReuseCache(pool, stream, rounded)) {
-        ++stats_.num_cache_hits;
-        return blocks_->MarkAllocated(block, size, rounded, stream);
+      if (Block* block = fresh_addresses
+                             ? nullptr
+                             : components_.lifecycle.PopReuseCache(pool, stream, rounded)) {
+        ++components_.stats.num_cache_hits;
+        return components_.lifecycle.MarkAllocated(block, size, rounded, stream);
       }
       // The slow path: the heap, then another stream's cache (BlockLifecycle::ServeFromHeap).
       GrowthRequest request{size, rounded, small, stream, pool};
-      if (auto served = blocks_->ServeFromHeap(request, fresh_addresses, capturing_known)) {
+      if (auto served =
+              components_.lifecycle.ServeFromHeap(request, fresh_addresses, capturing_known)) {
         return *std::move(served);
       }
       capturing = *capturing_known;
     }
-    return AllocateWithGrowth(size, rounded, small, stream, pool, capturing);
+    return blocking_.Grow(GrowthRequest{size, rounded, small, stream, pool, capturing});
   }
 
   ABSL_ATTRIBUTE_ALWAYS_INLINE absl::Status Free(void* ptr) {
@@ -209,33 +122,36 @@ class CachingAllocatorImpl {
       band_status = guard_.VerifyBands(*guarded);
     }
     MutexLock lock(&mu_);
-    auto it = allocated_or_cached_.find(addr - front_bytes_);
+    auto it = components_.allocated_or_cached.find(addr - front_bytes_);
     if (guard_.canaries()) {
-      if (shut_down_) return ShutDownError();
+      if (shut_down_) return AllocatorShutDownError();
       // Marked freeing, nobody else could free or reuse it meanwhile.
       it->second->freeing = false;
-    } else if (it == allocated_or_cached_.end() || it->second->state != BlockState::kAllocated ||
-               it->second->freeing) {
-      return queries_->UnknownPointerError("free", addr);
+    } else if (it == components_.allocated_or_cached.end() ||
+               it->second->state != BlockState::kAllocated || it->second->freeing) {
+      return components_.queries.UnknownPointerError("free", addr);
     }
     Block* block = it->second;
     absl::Status guard_status = absl::OkStatus();
-    if (debug_ != nullptr) guard_status = debug_->OnUserFree(block, band_status);
-    ledger_.CountUserFree(*block);
-    history_.Record(TraceAction::kFreeRequested, block->addr, block->size, block->alloc_stream);
+    if (components_.debug != nullptr)
+      guard_status = components_.debug->OnUserFree(block, band_status);
+    components_.ledger.CountUserFree(*block);
+    components_.history.Record(TraceAction::kFreeRequested, block->addr, block->size,
+                               block->alloc_stream);
     if (block->stream_uses.empty() && block->foreign_uses.empty() &&
         block->alloc_stream == block->stream && !block->used_by_destroyed_stream &&
-        !block->segment->single_use && reuse_cache_.HasRoomFor(block->size)) {
-      blocks_->PushReuseCache(block);  // stays in the pointer map: a reuse needs no insert
+        !block->segment->single_use && components_.reuse_cache.HasRoomFor(block->size)) {
+      components_.lifecycle.PushReuseCache(
+          block);  // stays in the pointer map: a reuse needs no insert
       if (!guard_status.ok()) return guard_status;
       return MaybeCheckInvariants();
     }
-    allocated_or_cached_.erase(it);
+    components_.allocated_or_cached.erase(it);
     // A plain free's only call that a global-mode capture on another thread forbids is made
     // (relaxed) by the page release; the debug modes and single-use ranges may make more.
     std::optional<RelaxedCapture> relaxed;
-    if (debug_ != nullptr || block->segment->single_use) relaxed.emplace(device_);
-    if (absl::Status s = blocks_->EndUserFree(block); !s.ok()) return s;
+    if (components_.debug != nullptr || block->segment->single_use) relaxed.emplace(device_);
+    if (absl::Status s = components_.lifecycle.EndUserFree(block); !s.ok()) return s;
     if (!guard_status.ok()) return guard_status;
     return MaybeCheckInvariants();
   }
@@ -247,23 +163,25 @@ class CachingAllocatorImpl {
           absl::StrFormat("vramcache: enable_peer_access(%d) on device %d: not a peer",
                           peer_ordinal, device_->Capabilities().ordinal));
     }
-    return backing_->EnablePeerAccess(peer_ordinal);
+    return components_.backing->EnablePeerAccess(peer_ordinal);
   }
 
   absl::Status CheckCanaries() {
     MutexLock lock(&mu_);
-    if (debug_ == nullptr) return absl::OkStatus();
-    return debug_->CheckLiveBlocks(allocated_or_cached_, graph_pools_.capture_under_way());
+    if (components_.debug == nullptr) return absl::OkStatus();
+    return components_.debug->CheckLiveBlocks(components_.allocated_or_cached,
+                                              components_.graph_pools.capture_under_way());
   }
 
   absl::Status RecordStream(void* ptr, StreamHandle stream) {
     const auto addr = reinterpret_cast<DevicePtr>(ptr);
     MutexLock lock(&mu_);
-    auto it = allocated_or_cached_.find(addr - front_bytes_);
-    if (it == allocated_or_cached_.end() || it->second->state != BlockState::kAllocated) {
-      return queries_->UnknownPointerError("record_stream", addr);
+    auto it = components_.allocated_or_cached.find(addr - front_bytes_);
+    if (it == components_.allocated_or_cached.end() ||
+        it->second->state != BlockState::kAllocated) {
+      return components_.queries.UnknownPointerError("record_stream", addr);
     }
-    return stream_uses_.Record(it->second, stream, addr);
+    return components_.stream_uses.Record(it->second, stream, addr);
   }
 
   absl::Status StreamDestroyed(StreamHandle stream) {
@@ -275,30 +193,30 @@ class CachingAllocatorImpl {
     }
     MutexLock lock(&mu_);
     if (shut_down_) return absl::OkStatus();
-    blocks_->FlushReuseCache();
+    components_.lifecycle.FlushReuseCache();
     // From now on no event may be recorded on the handle (until a new stream gets it): what is
     // cached for it is parked below behind an event recorded now, and afterwards needs none.
-    frees_.MarkDestroyed(stream);
-    backing_->StreamDestroyed(stream);
-    StreamUses::MarkUsedByDestroyed(allocated_or_cached_, stream);
+    components_.frees.MarkDestroyed(stream);
+    components_.backing->StreamDestroyed(stream);
+    StreamUses::MarkUsedByDestroyed(components_.allocated_or_cached, stream);
     // Pending frees returning to this stream's list, frees waiting for a capture to end, and the
     // free blocks cached for it wait for its last work (or a synchronization) from now on.
-    if (absl::Status s = frees_.ParkFor(stream); !s.ok()) return s;
+    if (absl::Status s = components_.frees.ParkFor(stream); !s.ok()) return s;
     return MaybeCheckInvariants();
   }
 
   void BeginAllocateToPool(PoolId pool, std::function<bool(StreamHandle)> filter) {
     MutexLock lock(&mu_);
-    graph_pools_.BeginCapture(pool, std::move(filter));
+    components_.graph_pools.BeginCapture(pool, std::move(filter));
   }
 
   absl::Status EndAllocateToPool(PoolId pool) {
     MutexLock lock(&mu_);
-    if (absl::Status s = graph_pools_.EndCapture(pool); !s.ok()) return s;
-    if (graph_pools_.capture_under_way()) return absl::OkStatus();
+    if (absl::Status s = components_.graph_pools.EndCapture(pool); !s.ok()) return s;
+    if (components_.graph_pools.capture_under_way()) return absl::OkStatus();
     // The capture is over: frees that needed events can record them now.
-    backing_->CaptureEnded(blocks_->Streams());
-    return frees_.CaptureEnded();
+    components_.backing->CaptureEnded(components_.lifecycle.Streams());
+    return components_.frees.CaptureEnded();
   }
 
   absl::Status ReleasePool(PoolId pool) {
@@ -306,17 +224,17 @@ class CachingAllocatorImpl {
     CacheRelease release;
     {
       MutexLock lock(&mu_);
-      absl::StatusOr<bool> released_now = graph_pools_.DropUse(pool);
+      absl::StatusOr<bool> released_now = components_.graph_pools.DropUse(pool);
       if (!released_now.ok()) return released_now.status();
       if (!*released_now) return absl::OkStatus();
-      release = rungs_->BeginPoolRelease(pool);
+      release = components_.rungs.BeginPoolRelease(pool);
     }
     // Segment mode frees the detached segments. Virtual memory: during a capture no
     // synchronization is allowed, and the next one (EmptyCache, the ladder) reclaims the ranges.
-    if (!release.synchronize) return FreeSegmentMemory(release.detached);
+    if (!release.synchronize) return blocking_.FreeSegmentMemory(release.detached);
     if (!device_->SynchronizeDevice().ok()) return absl::OkStatus();
     MutexLock lock(&mu_);
-    rungs_->Synchronized(release.synced_through);
+    components_.rungs.Synchronized(release.synced_through);
     return MaybeCheckInvariants();
   }
 
@@ -330,31 +248,31 @@ class CachingAllocatorImpl {
     std::vector<Segment*> released;
     {
       MutexLock lock(&mu_);
-      if (shut_down_ || graph_pools_.capture_under_way()) return absl::OkStatus();
-      released = rungs_->DetachReleasableSegments(/*bytes_wanted=*/SIZE_MAX);
+      if (shut_down_ || components_.graph_pools.capture_under_way()) return absl::OkStatus();
+      released = components_.rungs.DetachReleasableSegments(/*bytes_wanted=*/SIZE_MAX);
     }
     if (released.empty()) return absl::OkStatus();
     RelaxedCapture relaxed(device_);
-    return FreeSegmentMemory(released);
+    return blocking_.FreeSegmentMemory(released);
   }
 
   absl::Status EmptyCache() {
     RelaxedCapture relaxed(device_);
-    if (absl::Status s = SynchronizePendingFrees(); !s.ok()) return s;
+    if (absl::Status s = blocking_.SynchronizePendingFrees(); !s.ok()) return s;
     CacheRelease release;
     {
       MutexLock lock(&mu_);
       if (shut_down_) return absl::OkStatus();
-      release = rungs_->BeginEmptyCache();
+      release = components_.rungs.BeginEmptyCache();
     }
     // Segment mode frees the wholly free segments; virtual memory gives back every chunk that
     // free pages can give (after a device synchronization when pages wait for their last use).
-    if (!release.finish) return FreeSegmentMemory(release.detached);
+    if (!release.finish) return blocking_.FreeSegmentMemory(release.detached);
     if (release.synchronize) {
       if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
     }
     MutexLock lock(&mu_);
-    if (absl::Status s = rungs_->FinishEmptyCache(release); !s.ok()) return s;
+    if (absl::Status s = components_.rungs.FinishEmptyCache(release); !s.ok()) return s;
     return MaybeCheckInvariants();
   }
 
@@ -365,9 +283,10 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       if (shut_down_) return absl::OkStatus();
       shut_down_ = true;
-      events = frees_.ForgetAll();
-      graph_pools_.EndAllCaptures();
-      released = blocks_->ForgetAll();  // live allocations' memory goes back with the segments
+      events = components_.frees.ForgetAll();
+      components_.graph_pools.EndAllCaptures();
+      released = components_.lifecycle
+                     .ForgetAll();  // live allocations' memory goes back with the segments
     }
     absl::Status status = absl::OkStatus();
     for (EventHandle event : events) status.Update(device_->DestroyEvent(event));
@@ -376,61 +295,62 @@ class CachingAllocatorImpl {
     if (!released.empty()) relaxed.emplace(device_);
     {
       MutexLock lock(&mu_);
-      status.Update(backing_->ReleaseAllAtShutdown(&released));  // virtual memory's, whole
+      status.Update(
+          components_.backing->ReleaseAllAtShutdown(&released));  // virtual memory's, whole
     }
-    status.Update(FreeSegmentMemory(released));  // segment mode's
+    status.Update(blocking_.FreeSegmentMemory(released));  // segment mode's
     return status;
   }
 
   DeviceStats GetStats() const {
     MutexLock lock(&mu_);
-    return queries_->Stats();
+    return components_.queries.Stats();
   }
 
   void ResetPeakStats() {
     MutexLock lock(&mu_);
-    stats_.ResetPeak();
+    components_.stats.ResetPeak();
   }
 
   void ResetAccumulatedStats() {
     MutexLock lock(&mu_);
-    stats_.ResetAccumulated();
+    components_.stats.ResetAccumulated();
   }
 
   absl::StatusOr<std::size_t> AllocationSize(const void* ptr) const {
     MutexLock lock(&mu_);
-    return queries_->AllocationSize(reinterpret_cast<DevicePtr>(ptr));
+    return components_.queries.AllocationSize(reinterpret_cast<DevicePtr>(ptr));
   }
 
   absl::StatusOr<std::pair<DevicePtr, std::size_t>> BaseAllocation(const void* ptr) const {
     MutexLock lock(&mu_);
-    return queries_->BaseAllocation(reinterpret_cast<DevicePtr>(ptr));
+    return components_.queries.BaseAllocation(reinterpret_cast<DevicePtr>(ptr));
   }
 
   std::size_t LargestFreeBlock() const {
     MutexLock lock(&mu_);
-    return queries_->LargestFreeBlock();
+    return components_.queries.LargestFreeBlock();
   }
 
   std::vector<SegmentInfo> Snapshot() const {
     MutexLock lock(&mu_);
-    return queries_->Snapshot();
+    return components_.queries.Snapshot();
   }
 
   std::vector<TraceEntry> History() const {
     MutexLock lock(&mu_);
-    return history_.OldestFirst();
+    return components_.history.OldestFirst();
   }
 
   std::optional<OomReport> LastOom() const {
     MutexLock lock(&mu_);
-    return rungs_->last_oom();
+    return components_.rungs.last_oom();
   }
 
   void SetBudget(std::size_t bytes) {
     MutexLock lock(&mu_);
-    limits_.SetBudget(bytes);
-    backing_->SetBudget(bytes);
+    components_.limits.SetBudget(bytes);
+    components_.backing->SetBudget(bytes);
   }
 
   absl::StatusOr<std::size_t> SetMemoryFraction(double fraction) {
@@ -443,284 +363,99 @@ class CachingAllocatorImpl {
     std::size_t cap = 0;
     {
       MutexLock lock(&mu_);
-      if (shut_down_) return ShutDownError();
-      cap = limits_.CapForFraction(fraction);
+      if (shut_down_) return AllocatorShutDownError();
+      cap = components_.limits.CapForFraction(fraction);
       // garbage_collection_threshold is a fraction of what may be reserved, as in PyTorch: the
       // soft budget follows the cap.
-      limits_.SetFractionCap(cap);
-      backing_->SetBudget(cap);
+      components_.limits.SetFractionCap(cap);
+      components_.backing->SetBudget(cap);
     }
     // What is cached above the new cap goes back now, as far as live blocks allow.
     std::vector<Segment*> released;
     std::size_t held = 0;
     {
       MutexLock lock(&mu_);
-      released = rungs_->ReleaseCachedAbove(cap);  // freed below, without the lock
-      held = backing_->HeldBytes();
+      released = components_.rungs.ReleaseCachedAbove(cap);  // freed below, without the lock
+      held = components_.backing->HeldBytes();
     }
-    if (absl::Status s = FreeSegmentMemory(released); !s.ok()) return s;
+    if (absl::Status s = blocking_.FreeSegmentMemory(released); !s.ok()) return s;
     return held > cap ? held - cap : 0;
   }
 
   void SetPeerDevices(std::function<Device*(int)> resolver) {
     MutexLock lock(&mu_);
-    stream_uses_.SetPeerDevices(std::move(resolver));
+    components_.stream_uses.SetPeerDevices(std::move(resolver));
   }
 
   std::size_t Budget() const {
     MutexLock lock(&mu_);
-    return limits_.budget();
+    return components_.limits.budget();
   }
 
   // An atomic in the limits: read without the lock (the growth path asks before taking it).
-  std::size_t SoftBudget() const { return ABSL_TS_UNCHECKED_READ(limits_).soft_budget(); }
+  std::size_t SoftBudget() const {
+    return ABSL_TS_UNCHECKED_READ(components_.limits).soft_budget();
+  }
 
   void AttachOomObserver(CachingAllocator::OomObserver observer) {
     MutexLock lock(&mu_);
-    rungs_->AttachOomObserver(std::move(observer));
+    components_.rungs.AttachOomObserver(std::move(observer));
   }
 
   absl::Status CheckInvariants() const {
     MutexLock lock(&mu_);
-    return queries_->CheckInvariants();
+    return components_.queries.CheckInvariants();
   }
 
   AllocatorConfig config() const {
     AllocatorConfig config = config_;
     MutexLock lock(&mu_);
-    settings_.ApplyTo(config);
+    components_.settings.ApplyTo(config);
     return config;
   }
 
   absl::Status ApplyRuntimeSettings(const RuntimeSettings& settings) {
     MutexLock lock(&mu_);
-    if (shut_down_) return ShutDownError();
-    if (settings.roundup_power2_divisions != settings_.roundup_power2_divisions) {
+    if (shut_down_) return AllocatorShutDownError();
+    if (settings.roundup_power2_divisions != components_.settings.roundup_power2_divisions) {
       rounders_.push_back(std::make_unique<const SizeRounder>(settings.roundup_power2_divisions));
       rounder_.store(rounders_.back().get(), std::memory_order_release);
     }
     // Blocks and segments already counted oversize stay counted until they go (their flags).
-    ledger_.SetMaxSplitSize(settings.max_split_size);
-    settings_ = settings;
-    limits_.SetGarbageCollectionThreshold(settings_.garbage_collection_threshold);
+    components_.ledger.SetMaxSplitSize(settings.max_split_size);
+    components_.settings = settings;
+    components_.limits.SetGarbageCollectionThreshold(
+        components_.settings.garbage_collection_threshold);
     return absl::OkStatus();
   }
   Device* device() const { return device_; }
 
  private:
-  // ---------------------------------------------------------------- allocation
-
-  // One request's rungs of the out-of-memory ladder (oom_ladder.h orders them; oom_rungs.h takes
-  // their steps under the lock): each takes the lock around those steps and makes the device
-  // calls that can block without it.
-  class GrowthRungs final : public OomLadderRungs {
-   public:
-    GrowthRungs(CachingAllocatorImpl* impl, const GrowthRequest& request)
-        : impl_(impl),
-          request_(request),
-          // Pass-through: a device allocation of the rounded size, nothing beside it.
-          preferred_(impl->config_.caching ? SizeRounder::SegmentSizeFor(request.rounded)
-                                           : request.rounded),
-          // When the preferred segment does not fit, a segment of exactly the rounded size
-          // might.
-          tight_((request.rounded + kLargeSegmentRounding - 1) / kLargeSegmentRounding *
-                 kLargeSegmentRounding) {}
-
-    std::size_t preferred() const { return preferred_; }
-
-    absl::Status ReleaseAboveSoftBudget(std::size_t growth) override {
-      return impl_->ReleaseForSoftBudget(growth);
-    }
-    std::optional<absl::StatusOr<void*>> TryGrow() override {
-      // The backing is set once, at construction: read without the lock.
-      const int candidates =
-          tight_ < preferred_ && ABSL_TS_UNCHECKED_READ(impl_->backing_)->RetriesWithTightSegment()
-              ? 2
-              : 1;
-      for (int i = 0; i < candidates; ++i) {
-        absl::StatusOr<void*> result = impl_->TryGrow(request_, i == 0 ? preferred_ : tight_);
-        if (result.ok() || !absl::IsResourceExhausted(result.status())) return result;
-        last_error_ = result.status();
-      }
-      return std::nullopt;
-    }
-    absl::Status ReleaseCachedMemory(bool* released_any) override {
-      return impl_->ReleaseCachedOrSynchronize(released_any);
-    }
-    bool HasPendingFrees() override {
-      MutexLock lock(&impl_->mu_);
-      return impl_->frees_.has_pending();
-    }
-    absl::Status SynchronizePendingFrees() override { return impl_->SynchronizePendingFrees(); }
-    void CountRetry() override {
-      MutexLock lock(&impl_->mu_);
-      ++impl_->stats_.num_alloc_retries;
-    }
-    absl::Status OutOfMemory() override {
-      return impl_->OutOfMemory(request_, preferred_, last_error_);
-    }
-
-   private:
-    CachingAllocatorImpl* const impl_;
-    const GrowthRequest request_;
-    const std::size_t preferred_;
-    const std::size_t tight_;
-    absl::Status last_error_;  // the last growth's, for the report
-  };
-
-  absl::StatusOr<void*> AllocateWithGrowth(std::size_t size, std::size_t rounded, bool small,
-                                           StreamHandle stream, PoolId pool, bool capturing) {
-    // Growth and the out-of-memory ladder allocate, free and synchronize on the device.
-    RelaxedCapture relaxed(device_);
-    GrowthRungs rungs(this, GrowthRequest{size, rounded, small, stream, pool, capturing});
-    return ClimbOomLadder(rungs, capturing, SoftBudget() > 0, rungs.preferred());
-  }
-
-  // One attempt to grow by `segment_size` bytes and serve the request from the new segment
-  // (virtual memory: from address space, all under the lock).
-  absl::StatusOr<void*> TryGrow(const GrowthRequest& request, std::size_t segment_size) {
-    {
-      MutexLock lock(&mu_);
-      if (shut_down_) return ShutDownError();
-      if (auto served = rungs_->BeginGrowth(request, segment_size)) return *std::move(served);
-    }
-    absl::StatusOr<DevicePtr> memory = device_->Malloc(segment_size);
-    MutexLock lock(&mu_);
-    rungs_->GrowthReturned(segment_size);
-    if (!memory.ok()) return memory.status();
-    if (shut_down_) {
-      mu_.Unlock();
-      device_->Free(*memory).IgnoreError();
-      mu_.Lock();
-      return ShutDownError();
-    }
-    return rungs_->ServeFromNewSegment(*memory, segment_size, request);
-  }
-
   // Canaries: the allocation at `addr` is marked as being freed and its bands' geometry
   // returned, for a check made without the lock.
   absl::StatusOr<GuardedBlock> BeginCheckedFree(DevicePtr addr) {
     MutexLock lock(&mu_);
-    if (shut_down_) return ShutDownError();
-    auto it = allocated_or_cached_.find(addr - front_bytes_);
-    if (it == allocated_or_cached_.end() || it->second->state != BlockState::kAllocated ||
-        it->second->freeing) {
-      return queries_->UnknownPointerError("free", addr);
+    if (shut_down_) return AllocatorShutDownError();
+    auto it = components_.allocated_or_cached.find(addr - front_bytes_);
+    if (it == components_.allocated_or_cached.end() ||
+        it->second->state != BlockState::kAllocated || it->second->freeing) {
+      return components_.queries.UnknownPointerError("free", addr);
     }
-    return debug_->BeginCheckedFree(it->second);
-  }
-
-  // ---------------------------------------------------------------- blocking steps
-
-  // Waits for every pending free (a device-wide synchronization; empty-cache and OOM paths).
-  absl::Status SynchronizePendingFrees() {
-    std::uint64_t synced_through = 0;
-    {
-      MutexLock lock(&mu_);
-      if (!frees_.has_pending()) return absl::OkStatus();
-      ++stats_.num_sync_all_streams;
-      synced_through = frees_.newest_order();
-    }
-    // The lock is dropped for the synchronization: what other threads free meanwhile is not
-    // covered by it (their streams' work may have been queued after it began).
-    if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
-    MutexLock lock(&mu_);
-    graph_pools_.MarkSynchronized(synced_through);
-    return blocks_->ReturnCompletedFrees(synced_through, /*into_reuse_cache=*/false);
-  }
-
-  // The ladder's first rung: cached memory above the soft budget goes back before growing by
-  // `growth` (oom_rungs.h).
-  absl::Status ReleaseForSoftBudget(std::size_t growth) {
-    absl::StatusOr<std::vector<Segment*>> released;
-    {
-      MutexLock lock(&mu_);
-      released = rungs_->ReleaseAboveSoftBudget(growth);
-    }
-    if (!released.ok()) return released.status();
-    return FreeSegmentMemory(*released);
-  }
-
-  // The ladder's second rung: segment mode gives back every wholly free segment; virtual memory
-  // synchronizes the device, so that pages whose last use may still run can give their chunks.
-  absl::Status ReleaseCachedOrSynchronize(bool* released_any) {
-    CacheRelease release;
-    {
-      MutexLock lock(&mu_);
-      release = rungs_->ReleaseCached();
-    }
-    *released_any = release.synchronize || !release.detached.empty();
-    if (!release.synchronize) return FreeSegmentMemory(release.detached);
-    if (absl::Status s = device_->SynchronizeDevice(); !s.ok()) return s;
-    MutexLock lock(&mu_);
-    rungs_->Synchronized(release.synced_through);
-    return absl::OkStatus();
-  }
-
-  // Frees detached segments outside the lock. Their bytes were moved from reserved_bytes to
-  // the limits' releasing bytes when they were detached, and leave it only now, so concurrent
-  // growth never sees room the device does not have yet (the budget holds at every instant).
-  absl::Status FreeSegmentMemory(const std::vector<Segment*>& segments) {
-    absl::Status status = absl::OkStatus();
-    std::int64_t freed_calls = 0;
-    std::size_t freed_bytes = 0;
-    for (Segment* segment : segments) {
-      status.Update(device_->Free(segment->base));
-      ++freed_calls;
-      freed_bytes += segment->size;
-      delete segment;
-    }
-    if (freed_calls > 0) {
-      MutexLock lock(&mu_);
-      backing_->SegmentsFreed(freed_calls, freed_bytes);
-    }
-    return status;
-  }
-
-  // The ladder's last rung: the report (oom_ladder.h) from what the allocator holds now, the
-  // observers called with no lock held (they may call back into the allocator: stats,
-  // empty_cache), the error.
-  absl::Status OutOfMemory(const GrowthRequest& request, std::size_t segment_size,
-                           const absl::Status& device_error) {
-    OomFacts facts{
-        .device = device_->Capabilities().ordinal,
-        .stream = request.stream,
-        .requested_bytes = request.size,
-        .rounded_bytes = request.rounded,
-        .segment_bytes = segment_size,
-        .device_total_bytes = device_->Capabilities().total_bytes,
-        .mem_info = device_->MemInfo(),
-        .device_error = device_error,
-    };
-    OomRungs::OutOfMemoryOutcome outcome;
-    {
-      MutexLock lock(&mu_);
-      outcome = rungs_->OutOfMemory(std::move(facts));
-    }
-    const std::string observer_failure = NotifyOomObservers(outcome.observers, outcome.report);
-    return absl::ResourceExhaustedError(absl::StrCat(outcome.report.ToString(), observer_failure));
-  }
-
-  static absl::Status ShutDownError() {
-    return absl::FailedPreconditionError("vramcache: the allocator was shut down");
+    return components_.debug->BeginCheckedFree(it->second);
   }
 
   absl::Status MaybeCheckInvariants() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!config_.check_invariants) return absl::OkStatus();
-    return queries_->CheckInvariants();
+    return components_.queries.CheckInvariants();
   }
 
   Device* const device_;
   const AllocatorConfig config_;
-  Clock* const clock_;
   // The rounder of roundup_power2_divisions now, read by Allocate before it takes the lock;
   // every rounder ever installed stays in rounders_ until the allocator goes, so a reader never
   // sees one freed (a settings change is rare; each costs a few hundred bytes).
   std::atomic<const SizeRounder*> rounder_{nullptr};
   std::vector<std::unique_ptr<const SizeRounder>> rounders_ ABSL_GUARDED_BY(mu_);
-  // What _set_allocator_settings may change (runtime_settings.h); config_ keeps the values
-  // from construction.
-  RuntimeSettings settings_ ABSL_GUARDED_BY(mu_);
   // The debug modes' device policy (stateless): the padding and the band check at a free, made
   // without the lock.
   DebugGuard guard_;
@@ -728,39 +463,8 @@ class CachingAllocatorImpl {
 
   mutable Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  // Allocated blocks, and blocks waiting in the reuse cache (so that reusing one needs no
-  // insert), by address.
-  absl::flat_hash_map<DevicePtr, Block*> allocated_or_cached_ ABSL_GUARDED_BY(mu_);
-  ReuseCache reuse_cache_ ABSL_GUARDED_BY(mu_);
-  GraphPools graph_pools_ ABSL_GUARDED_BY(mu_){device_};  // captures and private pools
-  // Where the segments' memory comes from (backing.h): device allocations or virtual memory.
-  std::unique_ptr<Backing> backing_ ABSL_PT_GUARDED_BY(mu_);  // set once, at construction
-  bool single_use_ranges_ =
-      false;  // unmap_on_free in virtual-memory mode; set once, at construction
-  DeviceStats stats_ ABSL_GUARDED_BY(mu_);
-  StatsLedger ledger_ ABSL_GUARDED_BY(mu_){&stats_, config_.max_split_size};  // writes stats_
-  BlockHeap heap_ ABSL_GUARDED_BY(mu_){&ledger_, clock_,
-                                       UsesVirtualMemory(config_, device_->Capabilities())};
-  Placement placement_ ABSL_GUARDED_BY(mu_){
-      &heap_, &settings_,
-      UsesVirtualMemory(config_, device_->Capabilities())};  // which free block serves a request
-  // Pending frees, destroyed streams, borrowing's events (stream_ordered_frees.h); a completed
-  // free comes back through the block lifecycle.
-  StreamOrderedFrees frees_ ABSL_GUARDED_BY(mu_){
-      device_, &heap_, &ledger_,
-      [this](Block* block) ABSL_NO_THREAD_SAFETY_ANALYSIS { blocks_->CompletePendingFree(block); }};
-  // record_stream's streams, a borrower's, a destroyed stream's (stream_uses.h).
-  StreamUses stream_uses_ ABSL_GUARDED_BY(mu_){device_->Capabilities().ordinal, &frees_};
-  AllocationHistory history_ ABSL_GUARDED_BY(mu_);  // empty unless record_history
-  GrowthLimits limits_ ABSL_GUARDED_BY(mu_);  // budget, fraction, soft budget, bytes in flight
-  // The components made once the backing is, at construction. The debug modes' steps (null
-  // unless one is on: the hot path checks this pointer), the answers read under the lock, a
-  // block's moves between its states (also the rungs' host), and growth and releases.
-  std::optional<DebugHooks> debug_hooks_ ABSL_GUARDED_BY(mu_);
-  const DebugHooks* debug_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::optional<AllocatorQueries> queries_ ABSL_GUARDED_BY(mu_);
-  std::optional<BlockLifecycle> blocks_ ABSL_GUARDED_BY(mu_);
-  std::optional<OomRungs> rungs_ ABSL_GUARDED_BY(mu_);
+  AllocatorComponents components_ ABSL_GUARDED_BY(mu_);
+  BlockingSteps blocking_;
 };
 
 // ------------------------------------------------------------------ facade

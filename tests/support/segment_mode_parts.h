@@ -1,32 +1,40 @@
-// The allocator's components in segment mode, wired as the facade wires them but without it:
-// for the suites of the components that work on all the others (the block lifecycle, the
-// queries), which build their state through the components' own steps. A segment is adopted
-// as growth adopts it (counted, its block free); the teardown forgets every block and gives the
-// segments' memory back to the simulated device.
+// The allocator's components in segment mode, wired as the facade wires them
+// (allocator_components.h) but without it: for the suites of the components that work on all
+// the others (the block lifecycle, the queries), which build their state through the
+// components' own steps. Invariants are checked after every step; the reuse cache holds 256
+// MiB. A segment is adopted as growth adopts it (counted, its block free); the teardown forgets
+// every block and gives the segments' memory back to the simulated device.
 #pragma once
 
 #include <cstddef>
 
-#include "absl/container/flat_hash_map.h"
-#include "allocator/core/allocation_history.h"
-#include "allocator/core/allocator_queries.h"
-#include "allocator/core/block_heap.h"
-#include "allocator/core/block_lifecycle.h"
+#include "allocator/core/allocator_components.h"
 #include "allocator/core/config.h"
-#include "allocator/core/graph_pools.h"
-#include "allocator/core/growth_limits.h"
-#include "allocator/core/placement.h"
-#include "allocator/core/reuse_cache.h"
-#include "allocator/core/runtime_settings.h"
-#include "allocator/core/segment_backing.h"
-#include "allocator/core/stats_ledger.h"
-#include "allocator/core/stream_ordered_frees.h"
+#include "allocator/core/debug_guard.h"
 #include "allocator/device/sim_device.h"
 
 namespace vramcache {
 
-struct SegmentModeParts {
-  explicit SegmentModeParts(const SimDeviceOptions& options = {}) : device(options) {}
+// What the components are built over, made before them (a base class of SegmentModeParts).
+struct SegmentModeSetting {
+  static AllocatorConfig SegmentModeConfig() {
+    AllocatorConfig config;
+    config.vmm = VmmMode::kOff;
+    config.check_invariants = true;
+    config.reuse_cache_bytes = 256 * kMiB;
+    return config;
+  }
+  explicit SegmentModeSetting(const SimDeviceOptions& options) : device(options) {}
+
+  SimDevice device;
+  AllocatorConfig config = SegmentModeConfig();
+  TickClock clock;
+  DebugGuard guard{&device, config};
+};
+
+struct SegmentModeParts : SegmentModeSetting, AllocatorComponents {
+  explicit SegmentModeParts(const SimDeviceOptions& options = {})
+      : SegmentModeSetting(options), AllocatorComponents(&device, config, &clock, &guard) {}
   ~SegmentModeParts() {
     for (EventHandle event : frees.ForgetAll()) device.DestroyEvent(event).IgnoreError();
     for (Segment* segment : lifecycle.ForgetAll()) {
@@ -43,51 +51,22 @@ struct SegmentModeParts {
     heap.AddFreeBlock(segment->head);
     return segment;
   }
-
-  SimDevice device;
-  AllocatorConfig config;
-  DeviceStats stats;
-  StatsLedger ledger{&stats, /*max_split_size=*/SIZE_MAX};
-  TickClock clock;
-  BlockHeap heap{&ledger, &clock, /*first_fit_large=*/false};
-  RuntimeSettings settings = RuntimeSettings::Of(config);
-  Placement placement{&heap, &settings, /*virtual_memory=*/false};
-  GrowthLimits limits{config, device.Capabilities().total_bytes};
-  SegmentBacking backing{&stats, &ledger, &limits, &heap.small_free(), &heap.large_free()};
-  ReuseCache reuse_cache{256 * kMiB};
-  GraphPools graph_pools{&device};
-  absl::flat_hash_map<DevicePtr, Block*> allocated_or_cached;
-  AllocationHistory history{config, &clock};
-  StreamOrderedFrees frees{&device, &heap, &ledger,
-                           [this](Block* block) { lifecycle.CompletePendingFree(block); }};
-  AllocatorQueries queries{AllocatorQueries::Parts{
-      .allocated_or_cached = &allocated_or_cached,
-      .heap = &heap,
-      .reuse_cache = &reuse_cache,
-      .backing = &backing,
-      .chunks = nullptr,
-      .limits = &limits,
-      .settings = &settings,
-      .stats = &stats,
-      .device = &device,
-      .front_bytes = 0,
-  }};
-  BlockLifecycle lifecycle{BlockLifecycle::Parts{
-      .allocated_or_cached = &allocated_or_cached,
-      .heap = &heap,
-      .placement = &placement,
-      .ledger = &ledger,
-      .reuse_cache = &reuse_cache,
-      .backing = &backing,
-      .graph_pools = &graph_pools,
-      .frees = &frees,
-      .history = &history,
-      .debug = nullptr,
-      .queries = &queries,
-      .stats = &stats,
-      .front_bytes = 0,
-      .check_invariants = true,
-  }};
+  // A block of `request` bytes handed out on `stream` from a new segment of `segment_size`
+  // bytes of its own, as the slow path hands one out; null when that fails.
+  Block* AllocateFromNewSegment(std::size_t request, StreamHandle stream,
+                                std::size_t segment_size = 20 * kMiB) {
+    AdoptSegment(segment_size, stream);
+    Block* block = placement.FindFreeBlock(false, kDefaultPool, stream, request);
+    if (block == nullptr) return nullptr;
+    if (!lifecycle.FinishAllocation(block, request, request, stream).ok()) return nullptr;
+    return block;
+  }
+  // The user's free, as the facade makes it, of a block that does not enter the reuse cache.
+  absl::Status FreeNotCached(Block* block) {
+    ledger.CountUserFree(*block);
+    allocated_or_cached.erase(block->addr);
+    return lifecycle.EndUserFree(block);
+  }
 };
 
 }  // namespace vramcache

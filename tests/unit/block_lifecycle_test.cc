@@ -34,12 +34,8 @@ class BlockLifecycleTest : public ::testing::Test {
 
   // A block of kRequest bytes handed out on `stream` from a new 20 MiB segment of its own.
   Block* Allocated(StreamHandle stream) {
-    parts_.AdoptSegment(20 * kMiB, stream);
-    Block* block = parts_.placement.FindFreeBlock(false, kDefaultPool, stream, kRequest);
+    Block* block = parts_.AllocateFromNewSegment(kRequest, stream);
     EXPECT_NE(block, nullptr);
-    absl::StatusOr<void*> ptr =
-        parts_.lifecycle.FinishAllocation(block, kRequest, kRequest, stream);
-    EXPECT_TRUE(ptr.ok()) << ptr.status();
     return block;
   }
   // The user's free, as the facade makes it, into the reuse cache.
@@ -47,12 +43,7 @@ class BlockLifecycleTest : public ::testing::Test {
     parts_.ledger.CountUserFree(*block);
     parts_.lifecycle.PushReuseCache(block);
   }
-  // The user's free, as the facade makes it, of a block that does not enter the cache.
-  absl::Status FreeNotCached(Block* block) {
-    parts_.ledger.CountUserFree(*block);
-    parts_.allocated_or_cached.erase(block->addr);
-    return parts_.lifecycle.EndUserFree(block);
-  }
+  absl::Status FreeNotCached(Block* block) { return parts_.FreeNotCached(block); }
   void ExpectInvariants() {
     absl::Status s = parts_.queries.CheckInvariants();
     EXPECT_TRUE(s.ok()) << s;

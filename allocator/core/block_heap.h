@@ -49,6 +49,10 @@ class BlockHeap {
   // Cuts `block` (just taken out of its free set) to `rounded` bytes; the rest becomes a free
   // block after it.
   void Split(Block* block, std::size_t rounded);
+  // RemoveFreeBlock(block), then Split(block, rounded) when `split`: the same changes. In a
+  // first-fit segment the rest takes the block's place in the address index, with no erase
+  // and insert there.
+  void TakeFreeBlock(Block* block, bool split, std::size_t rounded);
   // The block is free again: merged with free neighbours and put into its free set.
   void CoalesceAndInsert(Block* block);
 
@@ -56,6 +60,21 @@ class BlockHeap {
   // change, so that the split statistics subtract exactly what AddFreeBlock added.
   void AddFreeBlock(Block* block);
   void RemoveFreeBlock(Block* block);
+  // A search (placement's best fit) found `block` at `at` in its free set: if the next change of
+  // the free sets is that block's removal, it erases there instead of searching again (the slow
+  // path finds a block and takes it out at once: a second search was 5% of mixed_sizes'
+  // instructions, callgrind, issue #18). Any other change of the free sets forgets it.
+  void NoteFound(Block* block, FreeBlockSet::iterator at) {
+    found_ = block;
+    found_at_ = at;
+    found_by_addr_ = nullptr;
+  }
+  // The same for first fit's search, in the segment's address index (free_by_addr).
+  void NoteFoundByAddress(Block* block, BlocksByAddress::iterator at) {
+    found_ = nullptr;
+    found_by_addr_ = block;
+    found_by_addr_at_ = at;
+  }
   void ForgetFirstFit(Block* block);
   bool UsesFirstFit(const Segment* segment) const { return first_fit_large_ && !segment->small; }
 
@@ -78,6 +97,47 @@ class BlockHeap {
   FreeBlockSet& FreeSetOf(const Block* block) {
     return block->segment->small ? small_free_ : large_free_;
   }
+  // AddFreeBlock; `indexed`: the block is in its segment's address index already; `in_set`: in
+  // its free set already (given a place by MergeWithOneNeighbour or TakeFreeBlock).
+  void AddFree(Block* block, bool indexed, bool in_set = false);
+  // CoalesceAndInsert's merge of the freed `block` with `neighbour`, its only free neighbour
+  // (prev or next): when the merged block's key keeps the neighbour's place in the free set,
+  // the merged block takes that place (the neighbour's size grows there, or the freed block,
+  // lower, replaces it) with no erase and insert; likewise in the address index.
+  void MergeWithOneNeighbour(Block* block, Block* neighbour);
+  // Whether a block of the same pool and stream as the element at `at`, of `size` bytes at
+  // `addr`, sorts between that element's neighbours in `set`: `smaller`, it sorts before that
+  // element, so only the lower neighbour can be in the way; else after it, and only the upper
+  // neighbour can.
+  static bool KeepsPlace(const FreeBlockSet& set, FreeBlockSet::iterator at, std::size_t size,
+                         DevicePtr addr, bool smaller);
+  // Where `block` is in its free set (noted, or searched).
+  FreeBlockSet::iterator FreeSetAt(Block* block);
+  // Puts `block` in the place of the element at `at` in a free set (KeepsPlace said it sorts
+  // there); see ReplaceInPlace.
+  static void ReplaceInFreeSet(FreeBlockSet::iterator at, Block* block) {
+    const_cast<Block*&>(*at) = block;
+  }
+  // RemoveFreeBlock, for a first-fit segment's block at `at` in its address index, whose entry
+  // there is left as it is (`successor` null: a merge keeps the block's address, or the caller
+  // hands the place on itself) or given to `successor` (a block whose address lies between the
+  // block's neighbours in the index). Whether the entry was there to keep or hand over (else the
+  // block was in no index: removed as RemoveFreeBlock does).
+  bool RemoveFreeBlockOfFirstFit(Block* block, BlocksByAddress::iterator at, Block* successor);
+  // Erases `block` from its free set (where NoteFound found it, when it did).
+  void EraseFromFreeSet(Block* block);
+  // Where `block` is in its segment's address index (noted, or searched).
+  BlocksByAddress::iterator IndexedAt(Block* block);
+  // Puts `block` in the place of the element at `at`: the set's order stays as it is, since the
+  // callers hand a place only to a block whose address lies between that element's neighbours.
+  // absl's btree_set hands out const references, but its elements are not const objects.
+  static void ReplaceInPlace(BlocksByAddress& set, BlocksByAddress::iterator at, Block* block);
+  // The rest of a split block: `rounded` bytes stay with `block`; not yet in any free set.
+  Block* CarveRest(Block* block, std::size_t rounded);
+  void ForgetNotes() {
+    found_ = nullptr;
+    found_by_addr_ = nullptr;
+  }
 
   StatsLedger* const ledger_;
   Clock* const clock_;
@@ -89,13 +149,20 @@ class BlockHeap {
   absl::btree_map<std::uint64_t, Segment*> first_fit_segments_;
   std::uint64_t next_segment_rank_ = 1;
   std::vector<Block*> spare_blocks_;
+  // NoteFound's block and its place in its free set, NoteFoundByAddress's and its place in its
+  // segment's address index; null when none is noted. Every change of a free set or an address
+  // index forgets both.
+  Block* found_ = nullptr;
+  FreeBlockSet::iterator found_at_;
+  Block* found_by_addr_ = nullptr;
+  BlocksByAddress::iterator found_by_addr_at_;
 };
 
 // Split, CoalesceAndInsert and NewBlock are inline: every allocation that splits and every
 // free that coalesces makes them, and as calls into block_heap.cc they cost the replays 30-36
 // instructions each (callgrind, docs/benchmarks.md "#14 host cost"), as much as before the
 // heap was its own component.
-inline void BlockHeap::Split(Block* block, std::size_t rounded) {
+inline Block* BlockHeap::CarveRest(Block* block, std::size_t rounded) {
   Block* rest = NewBlock();
   rest->addr = block->addr + rounded;
   rest->size = block->size - rounded;
@@ -107,14 +174,35 @@ inline void BlockHeap::Split(Block* block, std::size_t rounded) {
   if (block->next != nullptr) block->next->prev = rest;
   block->next = rest;
   block->size = rounded;
-  AddFreeBlock(rest);
+  return rest;
 }
 
+inline void BlockHeap::Split(Block* block, std::size_t rounded) {
+  AddFreeBlock(CarveRest(block, rounded));
+}
+
+// In a first-fit segment a merge changes no address the index holds but its neighbours': the
+// lower free neighbour keeps its entry (its address stays), or the freed block takes its upper
+// neighbour's; only a block with no free neighbour is inserted. Erasing and inserting there
+// instead cost mixed_sizes 4% of its instructions (callgrind, issue #18).
 inline void BlockHeap::CoalesceAndInsert(Block* block) {
   block->state = BlockState::kFree;
   block->stream_uses.clear();
+  // One free neighbour, the common case: the merged block may keep the neighbour's places.
+  const bool prev_free = block->prev != nullptr && block->prev->state == BlockState::kFree;
+  const bool next_free = block->next != nullptr && block->next->state == BlockState::kFree;
+  if (prev_free != next_free) {
+    MergeWithOneNeighbour(block, prev_free ? block->prev : block->next);
+    return;
+  }
+  const bool first_fit = UsesFirstFit(block->segment);
+  bool indexed = false;  // `block` (the merged block after a merge) is in the address index
   if (Block* prev = block->prev; prev != nullptr && prev->state == BlockState::kFree) {
-    RemoveFreeBlock(prev);
+    if (first_fit) {
+      indexed = RemoveFreeBlockOfFirstFit(prev, IndexedAt(prev), /*successor=*/nullptr);
+    } else {
+      RemoveFreeBlock(prev);
+    }
     prev->size += block->size;
     prev->next = block->next;
     if (block->next != nullptr) block->next->prev = prev;
@@ -122,13 +210,17 @@ inline void BlockHeap::CoalesceAndInsert(Block* block) {
     block = prev;
   }
   if (Block* next = block->next; next != nullptr && next->state == BlockState::kFree) {
-    RemoveFreeBlock(next);
+    if (first_fit && !indexed) {
+      indexed = RemoveFreeBlockOfFirstFit(next, IndexedAt(next), /*successor=*/block);
+    } else {
+      RemoveFreeBlock(next);
+    }
     block->size += next->size;
     block->next = next->next;
     if (next->next != nullptr) next->next->prev = block;
     DeleteBlock(next);
   }
-  AddFreeBlock(block);
+  AddFree(block, indexed);
 }
 
 inline Block* BlockHeap::NewBlock() {

@@ -7,8 +7,7 @@ namespace vramcache {
 absl::StatusOr<void*> BlockLifecycle::FinishAllocation(Block* block, std::size_t size,
                                                        std::size_t rounded,
                                                        StreamHandle alloc_stream) {
-  p_.heap->RemoveFreeBlock(block);
-  if (p_.placement->ShouldSplit(block, rounded)) p_.heap->Split(block, rounded);
+  p_.heap->TakeFreeBlock(block, p_.placement->ShouldSplit(block, rounded), rounded);
   if (absl::Status s = p_.backing->AcquirePages(block); !s.ok()) {
     p_.heap->CoalesceAndInsert(block);
     return s;

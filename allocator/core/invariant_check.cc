@@ -60,6 +60,17 @@ absl::Status CheckFirstFitIndex(const AllocatorStateView& state, const Segment& 
           absl::StrFormat("free block %#x is missing from the first-fit index", b->addr));
     }
   }
+  // The heap puts a block in its neighbour's place in the index (BlockHeap::ReplaceInPlace),
+  // which only the order of the addresses shows wrong.
+  const Block* last = nullptr;
+  for (const Block* b : segment.free_by_addr) {
+    if (last != nullptr && last->addr >= b->addr) {
+      return absl::InternalError(
+          absl::StrFormat("segment %#x: the first-fit index lists %#x after %#x", segment.base,
+                          b->addr, last->addr));
+    }
+    last = b;
+  }
   if (free_blocks != segment.free_by_addr.size() || segment.free_max < largest ||
       (!segment.free_max_stale && segment.free_max != largest)) {
     return absl::InternalError(absl::StrFormat(
@@ -169,8 +180,8 @@ absl::Status CheckAllocatorInvariants(const AllocatorStateView& state) {
                                                state.small_free.size() + state.large_free.size()));
   }
   std::size_t listed_blocks = 0;
-  for (const auto& [key, head] : state.reuse_cache.lists()) {
-    for (const Block* b = head; b != nullptr; b = b->cache_next) {
+  for (const auto& [key, list] : state.reuse_cache.lists()) {
+    for (const Block* b = list.head; b != nullptr; b = b->cache_next) {
       if (b->state != BlockState::kCached || b->rounded != key.rounded ||
           b->alloc_stream != key.stream || b->pool_id != key.pool) {
         return absl::InternalError(

@@ -49,8 +49,12 @@ Block* Placement::FirstFitBlock(PoolId pool, StreamHandle stream, std::size_t ro
       segment->free_max_stale = false;
       if (segment->free_max < rounded) continue;
     }
-    for (Block* block : segment->free_by_addr) {
-      if (block->size >= rounded && FitsSplitRules(block, rounded)) return block;
+    for (auto it = segment->free_by_addr.begin(); it != segment->free_by_addr.end(); ++it) {
+      Block* block = *it;
+      if (block->size >= rounded && FitsSplitRules(block, rounded)) {
+        heap_->NoteFoundByAddress(block, it);
+        return block;
+      }
     }
   }
   return nullptr;
@@ -62,10 +66,14 @@ Block* Placement::FindFreeBlock(bool small, PoolId pool, StreamHandle stream, st
   auto it = set.lower_bound(SearchKey(pool, stream, rounded));
   if (it == set.end() || (*it)->pool_id != pool || (*it)->stream != stream) return nullptr;
   if (!FitsSplitRules(*it, rounded)) return nullptr;  // nor does any larger block
-  if (!virtual_memory_) return *it;
+  if (!virtual_memory_) {
+    heap_->NoteFound(*it, it);
+    return *it;
+  }
   // Virtual memory: among the best fits, the one needing the fewest new pages (the first that
   // needs none ends the search).
   Block* best = *it;
+  FreeBlockSet::iterator best_at = it;
   std::size_t best_unbacked = SIZE_MAX;
   for (int examined = 0; it != set.end() && examined < kVmmPlacementCandidates; ++it, ++examined) {
     Block* candidate = *it;
@@ -73,17 +81,25 @@ Block* Placement::FindFreeBlock(bool small, PoolId pool, StreamHandle stream, st
         !FitsSplitRules(candidate, rounded)) {
       break;
     }
-    if (candidate->segment->pinned) return candidate;
+    if (candidate->segment->pinned) {
+      heap_->NoteFound(candidate, it);
+      return candidate;
+    }
     const std::size_t used = ShouldSplit(candidate, rounded) ? rounded : candidate->size;
     absl::StatusOr<std::size_t> unbacked =
         candidate->segment->arena->UnbackedPages(candidate->addr, used);
     if (!unbacked.ok()) continue;
-    if (*unbacked == 0) return candidate;
+    if (*unbacked == 0) {
+      heap_->NoteFound(candidate, it);
+      return candidate;
+    }
     if (*unbacked < best_unbacked) {
       best = candidate;
+      best_at = it;
       best_unbacked = *unbacked;
     }
   }
+  heap_->NoteFound(best, best_at);
   return best;
 }
 

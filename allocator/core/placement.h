@@ -5,7 +5,8 @@
 // same addresses every step) and, in the small pool, of the best fits the one whose pages need
 // the fewest new chunks; PyTorch's max_split_size rules throughout. Functions of the heap and
 // the request: it takes nothing out of the heap (the allocator does), makes no device call, and
-// changes only the first-fit index's cached bound on a segment's largest free block.
+// changes only the first-fit index's cached bound on a segment's largest free block and the
+// heap's note of where a best fit was found (BlockHeap::NoteFound).
 // Not thread-safe: called with the allocator's lock held.
 #pragma once
 

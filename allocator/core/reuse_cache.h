@@ -29,6 +29,12 @@ struct ReuseKey {
   }
 };
 
+// One reuse-cache list: its newest block, and whether its key is in ReuseCache::listed_.
+struct ReuseList {
+  Block* head = nullptr;
+  bool listed = false;
+};
+
 class ReuseCache {
  public:
   // The lists hold at most `limit_bytes` (EffectiveReuseCacheBytes).
@@ -45,9 +51,14 @@ class ReuseCache {
   // inline since a completed cross-stream free became a second caller and GCC 12 stopped
   // inlining it into Free (19 instructions a pair).
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Push(Block* block) {
-    Block*& head = ListOf(ReuseKey{block->pool_id, block->alloc_stream, block->rounded});
-    block->cache_next = head;
-    head = block;
+    const ReuseKey key{block->pool_id, block->alloc_stream, block->rounded};
+    ReuseList& list = ListOf(key);
+    block->cache_next = list.head;
+    list.head = block;
+    if (!list.listed) {
+      list.listed = true;
+      listed_.push_back(key);
+    }
     if (bytes_ == 0) {
       only_stream_ = block->alloc_stream;
       one_stream_ = true;
@@ -62,12 +73,13 @@ class ReuseCache {
     if (bytes_ == 0) return nullptr;
     const ReuseKey key{pool, stream, rounded};
     auto it = lists_.find(key);
-    if (it == lists_.end()) return nullptr;
-    last_key_ = key;  // the free that usually follows pushes to the same list
+    if (it == lists_.end() || it->second.head == nullptr) return nullptr;
+    // The free that usually follows pushes to the same list. Not remembered when empty: the
+    // list pushed to last stays remembered, the one a slow-path allocation's flush takes.
+    last_key_ = key;
     last_list_ = &it->second;
-    if (it->second == nullptr) return nullptr;
-    Block* block = it->second;
-    it->second = block->cache_next;
+    Block* block = it->second.head;
+    it->second.head = block->cache_next;
     block->cache_next = nullptr;
     bytes_ -= block->size;
     return block;
@@ -75,7 +87,10 @@ class ReuseCache {
 
   // Empties every list and returns the blocks it held in address order, so that coalescing them
   // gives the same statistics and layouts from run to run (the hash seed changes per process).
-  // The vector is reused by the next call.
+  // The vector is reused by the next call. The emptied lists stay in the map (up to
+  // kMaxKeptLists of them): a program's next frees push to the same few keys, and finding a key
+  // costs less than inserting it again into a map just cleared; only the listed keys are
+  // visited, not the whole map.
   const std::vector<Block*>& TakeAllByAddress();
   // The same for the lists of one stream (the others stay).
   const std::vector<Block*>& TakeStreamByAddress(StreamHandle stream);
@@ -86,7 +101,12 @@ class ReuseCache {
   bool empty() const { return bytes_ == 0; }
   std::size_t bytes() const { return bytes_; }
   // For the invariant recount.
-  const absl::flat_hash_map<ReuseKey, Block*>& lists() const { return lists_; }
+  // Empty lists may be kept.
+  const absl::flat_hash_map<ReuseKey, ReuseList>& lists() const { return lists_; }
+
+  // How many lists, empty ones included, the map keeps after a take empties them; above it the
+  // empty ones are erased (keys of streams and graph pools long gone would pile up).
+  static constexpr std::size_t kMaxKeptLists = 1024;
 
  private:
   // The head of `key`'s list, created empty if missing. The list found last (by Pop or here) is
@@ -94,16 +114,26 @@ class ReuseCache {
   // stays out of line in GCC 12 however Push is inlined (74 instructions a pair,
   // docs/benchmarks.md "#14 host cost"). A slot of the map stays where it is until the map
   // inserts or erases (rehash, erase): both forget it.
-  ABSL_ATTRIBUTE_ALWAYS_INLINE Block*& ListOf(const ReuseKey& key) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE ReuseList& ListOf(const ReuseKey& key) {
     if (last_list_ != nullptr && key == last_key_) return *last_list_;
     return ListOfSlow(key);
   }
-  Block*& ListOfSlow(const ReuseKey& key);
+  ReuseList& ListOfSlow(const ReuseKey& key);
   void ForgetLastList() { last_list_ = nullptr; }
+  // The blocks of `list` (whose key is listed) are appended to taken_ and the list emptied and
+  // unlisted; the caller removes the key from listed_.
+  void TakeList(ReuseList& list);
+  // Sorts taken_ by address and unlinks its blocks.
+  const std::vector<Block*>& FinishTake();
+  // Above kMaxKeptLists, the lists that are empty and unlisted are erased.
+  void TrimKeptLists();
 
   const std::size_t limit_bytes_;
-  absl::flat_hash_map<ReuseKey, Block*> lists_;  // each list's newest block
-  std::size_t bytes_ = 0;                        // the sizes of every listed block
+  absl::flat_hash_map<ReuseKey, ReuseList> lists_;  // every kept list, empty ones included
+  // The keys of the lists pushed to since they were last taken (popped empty since, some): what
+  // a take visits.
+  std::vector<ReuseKey> listed_;
+  std::size_t bytes_ = 0;  // the sizes of every listed block
   // While one_stream_, every listed block's alloc_stream is only_stream_ (set by the Push that
   // found the lists empty): TakeStreamByAddress then takes all or nothing without walking and
   // erasing key by key (a single-stream program's every slow-path allocation flushes its own
@@ -111,8 +141,8 @@ class ReuseCache {
   StreamHandle only_stream_ = 0;
   bool one_stream_ = true;
   ReuseKey last_key_{};
-  Block** last_list_ = nullptr;  // last_key_'s head in lists_; null when forgotten
-  std::vector<Block*> taken_;    // TakeAllByAddress's result
+  ReuseList* last_list_ = nullptr;  // last_key_'s list in lists_; null when forgotten
+  std::vector<Block*> taken_;       // TakeAllByAddress's result
 };
 
 }  // namespace vramcache

@@ -4,8 +4,11 @@
 // release takes the wholly free segments it may, least recently freed first, and unlinks them.
 #include "allocator/core/block_heap.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
+#include <random>
 #include <vector>
 
 #include "allocator/core/config.h"
@@ -148,6 +151,57 @@ TEST_F(FirstFitBlockHeapTest, LargeSegmentsIndexTheirFreeBlocksByAddress) {
   heap_.CoalesceAndInsert(block);
   EXPECT_EQ(segment->free_by_addr.size(), 1u);
   EXPECT_EQ(segment->free_max, 8 * kMiB);
+}
+
+// A split's rest and a merged block take their predecessor's place in the free set when they
+// sort there, and always in the address index (BlockHeap::TakeFreeBlock, CoalesceAndInsert):
+// after every step of a random sequence of splits and frees, both hold exactly the free blocks,
+// in their orders, whether or not the search that found the block was noted.
+TEST_F(FirstFitBlockHeapTest, InPlaceSplitsAndMergesKeepTheSetsExact) {
+  Segment* segment = AdoptLarge(64 * kMiB);
+  std::mt19937 random(18);
+  std::vector<Block*> allocated;
+  auto expect_exact = [&](int step) {
+    std::vector<Block*> by_addr;
+    for (Block* b = segment->head; b != nullptr; b = b->next) {
+      if (b->state == BlockState::kFree) by_addr.push_back(b);
+    }
+    std::vector<Block*> by_key = by_addr;
+    std::sort(by_key.begin(), by_key.end(), FreeBlockOrder());
+    EXPECT_EQ(std::vector<Block*>(segment->free_by_addr.begin(), segment->free_by_addr.end()),
+              by_addr)
+        << "step " << step;
+    EXPECT_EQ(std::vector<Block*>(heap_.large_free().begin(), heap_.large_free().end()), by_key)
+        << "step " << step;
+    std::size_t largest = 0;
+    for (const Block* b : by_addr) largest = std::max(largest, b->size);
+    EXPECT_GE(segment->free_max, largest) << "step " << step;
+    if (!segment->free_max_stale) {
+      EXPECT_EQ(segment->free_max, largest) << "step " << step;
+    }
+  };
+  for (int step = 0; step < 400; ++step) {
+    const bool allocate = allocated.empty() || (random() % 3 != 0 && !heap_.large_free().empty());
+    if (allocate && !heap_.large_free().empty()) {
+      // A random free block, taken whole or split at a random size.
+      auto at = heap_.large_free().begin();
+      std::advance(at, random() % heap_.large_free().size());
+      Block* block = *at;
+      const std::size_t size = kMiB * (1 + random() % 4);
+      if (random() % 2 == 0) heap_.NoteFound(block, at);
+      if (random() % 3 == 0) heap_.NoteFoundByAddress(block, segment->free_by_addr.find(block));
+      const bool split = block->size > size;
+      heap_.TakeFreeBlock(block, split, size);
+      block->state = BlockState::kAllocated;
+      allocated.push_back(block);
+    } else {
+      const std::size_t i = random() % allocated.size();
+      Block* block = allocated[i];
+      allocated.erase(allocated.begin() + static_cast<std::ptrdiff_t>(i));
+      heap_.CoalesceAndInsert(block);
+    }
+    expect_exact(step);
+  }
 }
 
 }  // namespace

@@ -67,7 +67,7 @@ TEST(ReuseCacheTest, TakeAllByAddressEmptiesEveryListInAddressOrder) {
   EXPECT_EQ(taken, (std::vector<Block*>{&low, &middle, &high}));
   for (const Block* block : taken) EXPECT_EQ(block->cache_next, nullptr);
   EXPECT_TRUE(cache.empty());
-  EXPECT_TRUE(cache.lists().empty());
+  for (const auto& [key, list] : cache.lists()) EXPECT_EQ(list.head, nullptr);  // kept, empty
   EXPECT_EQ(cache.LargestBlock(), 0u);
   EXPECT_EQ(cache.Pop(kDefaultPool, 1, 512), nullptr);
   EXPECT_TRUE(cache.TakeAllByAddress().empty());
@@ -124,6 +124,37 @@ TEST(ReuseCacheTest, PushFindsItsListAfterTheMapChanged) {
   cache.Push(&first);
   EXPECT_EQ(cache.Pop(kDefaultPool, 1, 512), &first);
   EXPECT_TRUE(cache.empty());
+}
+
+// A take empties its lists but keeps them (the next push finds its key), up to kMaxKeptLists:
+// past that, the empty lists are erased. Lists pushed, popped empty and pushed again are taken
+// once.
+TEST(ReuseCacheTest, TakesKeepEmptiedListsUpToABound) {
+  ReuseCache cache(/*limit_bytes=*/std::size_t{1} << 40);
+  Block a = MakeBlock(0x1000, 512, 512, 1);
+  Block b = MakeBlock(0x2000, 512, 512, 1);
+  cache.Push(&a);
+  EXPECT_EQ(cache.Pop(kDefaultPool, 1, 512), &a);
+  cache.Push(&a);
+  cache.Push(&b);
+  EXPECT_EQ(cache.TakeAllByAddress(), (std::vector<Block*>{&a, &b}));
+  EXPECT_EQ(cache.lists().size(), 1u);  // kept, empty
+  EXPECT_TRUE(cache.TakeAllByAddress().empty());
+  cache.Push(&b);
+  EXPECT_EQ(cache.Pop(kDefaultPool, 1, 512), &b);
+  EXPECT_TRUE(cache.empty());
+
+  std::vector<Block> many;
+  many.reserve(ReuseCache::kMaxKeptLists + 1);
+  for (std::size_t i = 0; i <= ReuseCache::kMaxKeptLists; ++i) {
+    const std::size_t size = 512 * (i + 1);
+    many.push_back(MakeBlock(0x100000 * static_cast<DevicePtr>(i + 1), size, size, 1));
+  }
+  for (Block& block : many) cache.Push(&block);
+  EXPECT_EQ(cache.TakeAllByAddress().size(), many.size());
+  EXPECT_TRUE(cache.lists().empty());  // more than kMaxKeptLists: the empty ones went
+  cache.Push(&a);
+  EXPECT_EQ(cache.Pop(kDefaultPool, 1, 512), &a);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // The shared main of the benchmark binaries: Google Benchmark's flags, then ours
 // (--trace_dir=DIR, where the shared traces are; by default the source tree's bench/traces,
-// else ./bench/traces; --vramcache_reuse_cache and --vramcache_cross_stream, which change
-// vramcache's settings, vramcache_bench_settings.h). Exits non-zero when no benchmark matched or
+// else ./bench/traces; --vramcache_conf=STRING, vramcache's settings in VRAMCACHE_CONF's
+// syntax, vramcache_bench_settings.h). Exits non-zero when no benchmark matched or
 // one failed, so the ctest smoke runs catch a scenario that stopped working.
 #include "bench/micro/bench_main.h"
 
@@ -61,9 +61,8 @@ int main(int argc, char** argv) {
   }
   vramcache::bench::SetTraceDirectory(trace_dir);
   benchmark::AddCustomContext("trace_dir", trace_dir);
-  if (const std::string settings = vramcache::bench::DescribeVramcacheBenchSettings();
-      !settings.empty()) {
-    benchmark::AddCustomContext("vramcache_settings", settings);
+  if (!vramcache::bench::VramcacheBenchConf().empty()) {
+    benchmark::AddCustomContext("vramcache_conf", vramcache::bench::VramcacheBenchConf());
   }
   vramcache::bench::RegisterPeerBenchmarks();
 

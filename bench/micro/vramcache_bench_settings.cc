@@ -1,21 +1,34 @@
-// The benchmark flags that change vramcache's settings (vramcache_bench_settings.h).
+// vramcache's configuration in the benchmarks (vramcache_bench_settings.h).
 #include "bench/micro/vramcache_bench_settings.h"
 
-#include <cstdint>
-#include <string>
+#include <string_view>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "allocator/api/config_parser.h"
 
 namespace vramcache::bench {
 namespace {
 
-constexpr absl::string_view kReuseCacheFlag = "--vramcache_reuse_cache=";
-constexpr absl::string_view kCrossStreamFlag = "--vramcache_cross_stream=";
+constexpr absl::string_view kConfFlag = "--vramcache_conf=";
 
-VramcacheBenchSettings& MutableSettings() {
-  static VramcacheBenchSettings settings;
+AllocatorConfig DefaultBenchConfig() {
+  AllocatorConfig config;
+  config.device = DeviceKind::kSim;
+  // Debug builds turn the O(blocks) structural check on after every call; a benchmark measures
+  // the allocator, and the tests check its structure.
+  config.check_invariants = false;
+  return config;
+}
+
+struct BenchSettings {
+  AllocatorConfig config = DefaultBenchConfig();
+  std::string conf;
+};
+
+BenchSettings& Settings() {
+  static BenchSettings settings;
   return settings;
 }
 
@@ -23,56 +36,32 @@ VramcacheBenchSettings& MutableSettings() {
 
 bool ParseVramcacheBenchFlag(absl::string_view arg, absl::Status* status) {
   *status = absl::OkStatus();
-  if (absl::StartsWith(arg, kReuseCacheFlag)) {
-    const absl::string_view value = arg.substr(kReuseCacheFlag.size());
-    std::uint64_t bytes = 0;
-    if (!absl::SimpleAtoi(value, &bytes)) {
-      *status = absl::InvalidArgumentError(absl::StrCat("--vramcache_reuse_cache: \"", value,
-                                                        "\" is not a byte count (e.g. 8388608)"));
-      return true;
-    }
-    MutableSettings().reuse_cache_bytes = static_cast<std::size_t>(bytes);
+  if (!absl::StartsWith(arg, kConfFlag)) return false;
+  const absl::string_view conf = arg.substr(kConfFlag.size());
+  const AllocatorConfig base = DefaultBenchConfig();
+  absl::StatusOr<AllocatorConfig> parsed =
+      ParseConfigOnto(std::string_view(conf.data(), conf.size()), base, "--vramcache_conf");
+  if (!parsed.ok()) {
+    *status = parsed.status();
     return true;
   }
-  if (absl::StartsWith(arg, kCrossStreamFlag)) {
-    const absl::string_view value = arg.substr(kCrossStreamFlag.size());
-    if (value == "none") {
-      MutableSettings().cross_stream = CrossStreamPolicy::kNone;
-    } else if (value == "query") {
-      MutableSettings().cross_stream = CrossStreamPolicy::kQuery;
-    } else if (value == "wait") {
-      MutableSettings().cross_stream = CrossStreamPolicy::kWait;
-    } else {
-      *status = absl::InvalidArgumentError(absl::StrCat("--vramcache_cross_stream: \"", value,
-                                                        "\" is not one of none, query, wait"));
-    }
+  if (parsed->device != base.device || parsed->sim_capacity != base.sim_capacity ||
+      parsed->sim_granularity != base.sim_granularity ||
+      parsed->sim_accounting_only != base.sim_accounting_only ||
+      parsed->sim_devices != base.sim_devices) {
+    *status = absl::InvalidArgumentError(absl::StrCat(
+        "--vramcache_conf: \"", conf,
+        "\": the device and sim_* keys do not apply to a benchmark, which runs every allocator "
+        "on a simulated device of its own; leave them out"));
     return true;
   }
-  return false;
+  Settings().config = *std::move(parsed);
+  Settings().conf = std::string(conf);
+  return true;
 }
 
-const VramcacheBenchSettings& GetVramcacheBenchSettings() { return MutableSettings(); }
+AllocatorConfig VramcacheBenchConfig() { return Settings().config; }
 
-std::string DescribeVramcacheBenchSettings() {
-  const VramcacheBenchSettings& settings = GetVramcacheBenchSettings();
-  std::string out;
-  if (settings.reuse_cache_bytes.has_value()) {
-    absl::StrAppend(&out, "reuse_cache=", *settings.reuse_cache_bytes);
-  }
-  if (settings.cross_stream.has_value()) {
-    const CrossStreamPolicy policy = *settings.cross_stream;
-    absl::StrAppend(&out, out.empty() ? "" : " ", "cross_stream=",
-                    policy == CrossStreamPolicy::kNone    ? "none"
-                    : policy == CrossStreamPolicy::kQuery ? "query"
-                                                          : "wait");
-  }
-  return out;
-}
-
-void ApplyVramcacheBenchSettings(AllocatorConfig& config) {
-  const VramcacheBenchSettings& settings = GetVramcacheBenchSettings();
-  if (settings.reuse_cache_bytes.has_value()) config.reuse_cache_bytes = settings.reuse_cache_bytes;
-  if (settings.cross_stream.has_value()) config.cross_stream = *settings.cross_stream;
-}
+const std::string& VramcacheBenchConf() { return Settings().conf; }
 
 }  // namespace vramcache::bench

@@ -1,11 +1,10 @@
-// The vramcache settings a benchmark run may change from the default configuration, for the
-// tuning measurements of docs/tuning.md and docs/benchmarks.md: vramcache-bench's
-// --vramcache_reuse_cache=BYTES and --vramcache_cross_stream=none|query|wait. The adapter
-// (vramcache_sim_adapter.h) applies them to every allocator it makes; the peers ignore them.
+// The configuration vramcache runs with in a benchmark: the default one (on the benchmark's own
+// simulated device, without the structural check after every call), with what
+// vramcache-bench's --vramcache_conf=STRING sets on top, in VRAMCACHE_CONF's syntax and read by
+// the allocator's own parser (allocator/api/config_parser.h), for tuning measurements
+// (docs/tuning.md, docs/benchmarks.md). The peers ignore it.
 #pragma once
 
-#include <cstddef>
-#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -14,20 +13,16 @@
 
 namespace vramcache::bench {
 
-struct VramcacheBenchSettings {
-  std::optional<std::size_t> reuse_cache_bytes;
-  std::optional<CrossStreamPolicy> cross_stream;
-};
-
-// Reads one command-line argument. Returns true when `arg` was one of the flags above (with
-// `*status` its error, InvalidArgument for a bad value), false when it is none of them.
+// Reads one command-line argument. Returns true when `arg` is --vramcache_conf=..., with
+// `*status` its error: the parser's InvalidArgument for a bad key or value, and
+// InvalidArgument for the device and sim_* keys, which a benchmark cannot honour (each peer
+// runs on the simulated device the benchmark makes for it). False for any other argument.
 bool ParseVramcacheBenchFlag(absl::string_view arg, absl::Status* status);
 
-// What the flags read so far set; applied by the adapter to its configuration.
-const VramcacheBenchSettings& GetVramcacheBenchSettings();
-void ApplyVramcacheBenchSettings(AllocatorConfig& config);
-// "reuse_cache=8388608 cross_stream=none": what the flags changed, for the run's context (empty
-// when nothing changed), so every result says the settings it was measured with.
-std::string DescribeVramcacheBenchSettings();
+// The configuration every vramcache allocator of the run is made with.
+AllocatorConfig VramcacheBenchConfig();
+// The --vramcache_conf string as given (empty without the flag), for the run's context, so
+// every result says what it was measured with.
+const std::string& VramcacheBenchConf();
 
 }  // namespace vramcache::bench

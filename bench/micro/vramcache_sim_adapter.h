@@ -1,6 +1,6 @@
 // vramcache as a benchmark peer: a CachingAllocator with the default configuration (changed
-// only by the --vramcache_* flags, vramcache_bench_settings.h) on its own simulated device, with
-// the real steady clock the API layer gives it in production.
+// only by --vramcache_conf, vramcache_bench_settings.h) on its own simulated device, with the
+// real steady clock the API layer gives it in production.
 #pragma once
 
 #include <cstddef>
@@ -22,7 +22,7 @@ class VramcacheSimAdapter {
   static constexpr absl::string_view kName = "vramcache";
 
   VramcacheSimAdapter()
-      : device_(BenchSimDeviceOptions()), allocator_(&device_, BenchConfig(), &clock_) {}
+      : device_(BenchSimDeviceOptions()), allocator_(&device_, VramcacheBenchConfig(), &clock_) {}
 
   absl::StatusOr<void*> Allocate(std::size_t size, StreamHandle stream) {
     return allocator_.Allocate(size, stream);
@@ -41,16 +41,6 @@ class VramcacheSimAdapter {
   std::size_t DeviceHeldBytes() const { return device_.HeldBytes(); }
 
  private:
-  static AllocatorConfig BenchConfig() {
-    AllocatorConfig config;
-    config.device = DeviceKind::kSim;
-    // Debug builds turn the O(blocks) structural check on after every call; a benchmark
-    // measures the allocator, and the tests check its structure.
-    config.check_invariants = false;
-    ApplyVramcacheBenchSettings(config);
-    return config;
-  }
-
   SimDevice device_;
   SteadyClock clock_;
   CachingAllocator allocator_;

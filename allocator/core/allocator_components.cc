@@ -70,6 +70,7 @@ AllocatorComponents::AllocatorComponents(Device* device, const AllocatorConfig& 
           .queries = &queries,
           .stats = &stats,
           .cross_stream = config.cross_stream,
+          .grow_before_reborrowing = virtual_memory,
           .front_bytes = guard->front_bytes(),
           .check_invariants = config.check_invariants,
       }),

@@ -20,6 +20,18 @@ absl::StatusOr<Block*> BlockLifecycle::BorrowFromOtherStream(bool small, PoolId 
                                                              std::size_t rounded) {
   Block* best = p_.placement->BestFitOnOtherStream(small, pool, stream, rounded);
   if (best == nullptr) return nullptr;
+  // Virtual-memory mode: the best fit is the block this stream borrowed last, for the same size,
+  // and gave back (its free went home to the owner's range; nobody used it since), so the two
+  // streams keep trading it, paying an event at every borrow and at every free. A range of its own
+  // costs only address space (the pages come from the same chunk pool either way), and from then on
+  // its requests are served from it with no event: the growth path reserves one (docs/design.md,
+  // "Borrowing").
+  if (p_.grow_before_reborrowing) {
+    const LastBorrow trade{best->addr, rounded};
+    auto [last, first] = last_borrow_.try_emplace(stream, trade);
+    if (!first && best->alloc_stream == stream && last->second == trade) return nullptr;
+    last->second = trade;
+  }
   absl::StatusOr<bool> usable = p_.frees->OrderAfterOwner(best, stream, p_.cross_stream);
   if (!usable.ok()) return usable.status();
   if (!*usable) return nullptr;

@@ -59,6 +59,9 @@ class BlockLifecycle final : public OomRungs::Host {
     const AllocatorQueries* queries = nullptr;
     DeviceStats* stats = nullptr;  // the counters no ledger transition owns (hits, borrowing)
     CrossStreamPolicy cross_stream = CrossStreamPolicy::kWait;  // how a borrower is ordered
+    // Virtual-memory mode: a stream does not borrow back the block it borrowed last and gave
+    // back; it grows a range of its own instead (BorrowFromOtherStream).
+    bool grow_before_reborrowing = false;
     std::size_t front_bytes = 0;  // canaries' front band: user pointer = block + this
     bool check_invariants = false;
   };
@@ -218,7 +221,9 @@ class BlockLifecycle final : public OomRungs::Host {
   // The best-fitting block cached for another stream, made safe for `stream`: an event recorded
   // now on its owner covers every use the owner made of it before freeing it; the cross-stream
   // policy either checks that event has completed or makes `stream` wait on it. Null when none
-  // fits or the policy says it cannot be used yet.
+  // fits or the policy says it cannot be used yet. With grow_before_reborrowing, also null
+  // when the best fit is the block `stream` borrowed last, for the same size, used by nobody
+  // since.
   absl::StatusOr<Block*> BorrowFromOtherStream(bool small, PoolId pool, StreamHandle stream,
                                                std::size_t rounded);
   // A block just marked allocated goes back as if freed at once by its own stream.
@@ -232,6 +237,14 @@ class BlockLifecycle final : public OomRungs::Host {
 
   const Parts p_;
   OomRungs* rungs_ = nullptr;
+  // grow_before_reborrowing: each borrowing stream's last borrow (where, for what size), to
+  // tell a block traded back and forth from another block that happens to fit.
+  struct LastBorrow {
+    DevicePtr addr;
+    std::size_t rounded;
+    bool operator==(const LastBorrow&) const = default;
+  };
+  absl::flat_hash_map<StreamHandle, LastBorrow> last_borrow_;
   // Set while the allocation path returns completed frees (ReturnCompletedFrees).
   bool completing_into_reuse_cache_ = false;
 };

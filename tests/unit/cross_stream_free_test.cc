@@ -4,7 +4,8 @@
 // cache is flushed. Each scene drives the allocator with kernels that touch their allocations
 // (SimDevice::LaunchWork, manual completion) and asserts that the device saw no hazard; the
 // ordering test fails when a completed-looking free enters the cache before its event
-// completes (docs/design.md, "Why reuse is safe").
+// completes (docs/design.md, "Why reuse is safe"). In virtual-memory mode a stream does not
+// borrow back a block it gave back; it grows a range of its own.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -123,6 +124,55 @@ TEST(CrossStreamFreeTest, ABorrowingStreamTakesItsCompletedFreeBackWithoutBorrow
     void* mine = scene.Alloc(8 * kKiB, kA);
     scene.Kernel(kA, mine, 8 * kKiB, 11);
     for (void* p : {owned, big, mine}) ASSERT_TRUE(scene.allocator->Free(p).ok());
+  }
+}
+
+// Two streams trading one block (docs/design.md, "Borrowing"): B borrows A's free 4 MiB block
+// (too large for the reuse cache, so its free goes home to A's range), frees it, and asks again.
+// Virtual-memory mode: B does not borrow back the block it used last; it reserves a range of its
+// own (address space: the pages come from the same chunk pool) and is served from it from then
+// on, with no event. Segment mode grows nothing: a segment of its own would be new device
+// memory, and its larger reuse cache keeps the completed free for B anyway. Every use is checked
+// against the device's incomplete work.
+TEST(CrossStreamFreeTest, AStreamThatGaveABlockBackGrowsItsOwnRangeOnlyInVirtualMemoryMode) {
+  constexpr std::size_t kBlock = 4 * kMiB;
+  for (VmmMode mode : {VmmMode::kOff, VmmMode::kOn}) {
+    SCOPED_TRACE(ModeName(mode));
+    Scene scene(mode);
+    void* owned = scene.Alloc(kBlock, kA);
+    scene.Kernel(kA, owned, kBlock, 1);
+    ASSERT_TRUE(scene.allocator->Free(owned).ok());
+    const std::int64_t ranges_before =
+        scene.device->Calls(SimOp::kReserveAddress) + scene.device->Calls(SimOp::kMalloc);
+    void* borrowed = scene.Alloc(kBlock, kB);
+    ASSERT_EQ(borrowed, owned);  // A's free block, behind A's work
+    EXPECT_EQ(scene.allocator->GetStats().num_cross_stream_reuse, 1);
+    for (int i = 0; i < 4; ++i) {
+      scene.Kernel(kB, borrowed, kBlock, 2 + i);
+      ASSERT_TRUE(scene.allocator->Free(borrowed).ok());
+      scene.device->CompleteAll();
+      borrowed = scene.Alloc(kBlock, kB);
+      ASSERT_NE(borrowed, nullptr);
+    }
+    const DeviceStats stats = scene.allocator->GetStats();
+    const std::int64_t new_ranges = scene.device->Calls(SimOp::kReserveAddress) +
+                                    scene.device->Calls(SimOp::kMalloc) - ranges_before;
+    if (mode == VmmMode::kOn) {
+      EXPECT_EQ(stats.num_cross_stream_reuse, 1) << "borrowed back the block it gave back";
+      EXPECT_EQ(new_ranges, 1);
+      EXPECT_NE(borrowed, owned);
+    } else {
+      // Segment mode's reuse cache (256 MiB) keeps the completed free for B: no second borrow.
+      EXPECT_EQ(stats.num_cross_stream_reuse, 1);
+      EXPECT_EQ(new_ranges, 0);
+      EXPECT_EQ(borrowed, owned);
+    }
+    // A gets its block back, ordered after B's work on it (the device reports a hazard if not).
+    void* mine = scene.Alloc(kBlock, kA);
+    scene.Kernel(kA, mine, kBlock, 10);
+    scene.Kernel(kB, borrowed, kBlock, 11);
+    for (void* p : {mine, borrowed}) ASSERT_TRUE(scene.allocator->Free(p).ok());
+    scene.device->CompleteAll();
   }
 }
 

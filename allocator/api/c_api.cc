@@ -69,7 +69,7 @@ std::optional<AllocatorRef> OwnerOf(void* ptr) {
 }
 
 void CopyStat(const Stat& from, vramcache_stat& to) {
-  to = {from.current, from.peak, from.allocated, from.freed};
+  to = {from.current, from.peak, from.allocated, from.freed()};
 }
 
 void FillStats(const DeviceStats& s, vramcache_stats& out) {

@@ -37,7 +37,7 @@ void AppendStat(std::vector<std::pair<std::string, std::int64_t>>& out, const st
   out.emplace_back(absl::StrCat(prefix, ".current"), s.current);
   out.emplace_back(absl::StrCat(prefix, ".peak"), s.peak);
   out.emplace_back(absl::StrCat(prefix, ".allocated"), s.allocated);
-  out.emplace_back(absl::StrCat(prefix, ".freed"), s.freed);
+  out.emplace_back(absl::StrCat(prefix, ".freed"), s.freed());
 }
 }  // namespace
 

@@ -189,7 +189,7 @@ TEST_F(CachingAllocatorTest, StatisticsFollowPyTorchMeanings) {
   EXPECT_EQ(s.allocated_bytes.all().current, 1024);
   EXPECT_EQ(s.allocated_bytes.all().peak, 1024 + (3 << 20));
   EXPECT_EQ(s.allocated_bytes.all().allocated, 1024 + (3 << 20));
-  EXPECT_EQ(s.allocated_bytes.all().freed, 3 << 20);
+  EXPECT_EQ(s.allocated_bytes.all().freed(), 3 << 20);
   EXPECT_EQ(s.inactive_split.by_pool[2].current, 0);  // coalesced back to a whole segment
 
   allocator->ResetPeakStats();
@@ -197,7 +197,7 @@ TEST_F(CachingAllocatorTest, StatisticsFollowPyTorchMeanings) {
   allocator->ResetAccumulatedStats();
   s = allocator->GetStats();
   EXPECT_EQ(s.allocated_bytes.all().allocated, 0);
-  EXPECT_EQ(s.allocated_bytes.all().freed, 0);
+  EXPECT_EQ(s.allocated_bytes.all().freed(), 0);
   EXPECT_EQ(s.num_device_alloc, 0);
   EXPECT_EQ(s.allocated_bytes.all().current, 1024);
   ASSERT_TRUE(allocator->Free(a).ok());

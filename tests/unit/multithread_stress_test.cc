@@ -80,7 +80,7 @@ TEST(MultithreadStressTest, EightThreadsFreeEachOthersBlocks) {
   EXPECT_EQ(s.allocation.all().current, 0);
   EXPECT_EQ(s.allocated_bytes.all().current, 0);
   EXPECT_EQ(s.allocation.all().allocated, total_allocations.load());
-  EXPECT_EQ(s.allocation.all().freed, total_allocations.load());
+  EXPECT_EQ(s.allocation.all().freed(), total_allocations.load());
 }
 
 }  // namespace

@@ -57,9 +57,9 @@ TEST_F(RuntimeSettingsTest, OversizeCountsStayWhenTheThresholdFallsUnderALiveBlo
   ASSERT_TRUE(allocator->EmptyCache().ok());
   const DeviceStats stats = allocator->GetStats();
   EXPECT_EQ(stats.oversize_allocations.current, 0);
-  EXPECT_EQ(stats.oversize_allocations.freed, 0);
+  EXPECT_EQ(stats.oversize_allocations.freed(), 0);
   EXPECT_EQ(stats.oversize_segments.current, 0);
-  EXPECT_EQ(stats.oversize_segments.freed, 0);
+  EXPECT_EQ(stats.oversize_segments.freed(), 0);
 
   // What is allocated from now on is counted by the new threshold.
   void* again = Alloc(64 * kMiB);

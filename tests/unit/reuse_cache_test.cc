@@ -3,6 +3,11 @@
 // empties the lists and returns the blocks in address order.
 #include "allocator/core/reuse_cache.h"
 
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <random>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -155,6 +160,64 @@ TEST(ReuseCacheTest, TakesKeepEmptiedListsUpToABound) {
   EXPECT_TRUE(cache.lists().empty());  // more than kMaxKeptLists: the empty ones went
   cache.Push(&a);
   EXPECT_EQ(cache.Pop(kDefaultPool, 1, 512), &a);
+}
+
+// Push, pop and both takes at random against a plain model: every pop returns the model's newest
+// block of its key (the remembered list or a lookup; under ASan a stale remembered slot would be
+// a use after free), every take the model's blocks of those keys in address order. Enough keys
+// that the map rehashes and the kept empty lists are trimmed.
+TEST(ReuseCacheTest, RandomOperationsMatchAModel) {
+  using Key = std::tuple<StreamHandle, std::size_t>;
+  ReuseCache cache(/*limit_bytes=*/std::size_t{1} << 40);
+  std::vector<Block> blocks;
+  blocks.reserve(4000);
+  for (int i = 0; i < 4000; ++i) {
+    const std::size_t rounded = 512 * static_cast<std::size_t>(1 + i % 1500);
+    const StreamHandle stream = 1 + static_cast<StreamHandle>(i % 3);
+    blocks.push_back(MakeBlock(0x10000 * static_cast<DevicePtr>(i + 1), rounded, rounded, stream));
+  }
+  std::map<Key, std::vector<Block*>> model;
+  std::vector<bool> listed(blocks.size(), false);
+  std::mt19937 rng(7);
+  const auto take_from_model = [&](std::optional<StreamHandle> stream) {
+    std::vector<Block*> taken;
+    for (auto& [key, stack] : model) {
+      if (stream.has_value() && std::get<0>(key) != *stream) continue;
+      taken.insert(taken.end(), stack.begin(), stack.end());
+      stack.clear();
+    }
+    std::sort(taken.begin(), taken.end(),
+              [](const Block* a, const Block* b) { return a->addr < b->addr; });
+    for (Block* b : taken) listed[static_cast<std::size_t>(b - blocks.data())] = false;
+    return taken;
+  };
+  for (int step = 0; step < 60000; ++step) {
+    const int op = static_cast<int>(rng() % 100);
+    const std::size_t i = rng() % blocks.size();
+    Block& block = blocks[i];
+    const Key key{block.alloc_stream, block.rounded};
+    if (op < 55) {
+      if (listed[i]) continue;
+      cache.Push(&block);
+      model[key].push_back(&block);
+      listed[i] = true;
+    } else if (op < 98) {
+      Block* expected = nullptr;
+      if (auto it = model.find(key); it != model.end() && !it->second.empty()) {
+        expected = it->second.back();
+        it->second.pop_back();
+        listed[static_cast<std::size_t>(expected - blocks.data())] = false;
+      }
+      ASSERT_EQ(cache.Pop(kDefaultPool, block.alloc_stream, block.rounded), expected)
+          << "step " << step;
+    } else if (op < 99) {
+      const std::vector<Block*> expected = take_from_model(block.alloc_stream);
+      ASSERT_EQ(cache.TakeStreamByAddress(block.alloc_stream), expected) << "step " << step;
+    } else {
+      const std::vector<Block*> expected = take_from_model(std::nullopt);
+      ASSERT_EQ(cache.TakeAllByAddress(), expected) << "step " << step;
+    }
+  }
 }
 
 }  // namespace

@@ -29,7 +29,7 @@ AllocatorComponents::AllocatorComponents(Device* device, const AllocatorConfig& 
     : virtual_memory(UsesVirtualMemory(config, device->Capabilities())),
       settings(RuntimeSettings::Of(config)),
       ledger(&stats, config.max_split_size),
-      heap(&ledger, clock, virtual_memory),
+      heap(&ledger, virtual_memory),
       placement(&heap, &settings, virtual_memory),
       limits(config, device->Capabilities().total_bytes),
       reuse_cache(EffectiveReuseCacheBytes(config, virtual_memory)),

@@ -57,8 +57,8 @@ struct Block {
   absl::InlinedVector<StreamHandle, 2> stream_uses;
   // Streams of other devices that used it (record_stream), with their device.
   std::vector<std::pair<Device*, StreamHandle>> foreign_uses;
-  // When it last entered its segment's free set while covering the whole segment (the clock
-  // is read for no other block: only wholly free segments are ordered by it, oldest first).
+  // When it last entered its segment's free set while covering the whole segment, as the heap's
+  // count of such frees (only wholly free segments are ordered by it, oldest first).
   std::int64_t last_free_time = 0;
   // A stream that used it was destroyed while it was live: it waits for a device
   // synchronization after its free, since no event can be recorded on that stream any more.

@@ -22,7 +22,7 @@ constexpr DevicePtr kBase = 0x40000000;
 class BlockHeapTest : public ::testing::Test {
  protected:
   explicit BlockHeapTest(bool first_fit_large = false)
-      : ledger_(&stats_, /*max_split_size=*/SIZE_MAX), heap_(&ledger_, &clock_, first_fit_large) {}
+      : ledger_(&stats_, /*max_split_size=*/SIZE_MAX), heap_(&ledger_, first_fit_large) {}
   ~BlockHeapTest() override {
     for (auto& [base, segment] : heap_.segments()) {
       heap_.ForgetSegmentBlocks(segment);
@@ -38,7 +38,6 @@ class BlockHeapTest : public ::testing::Test {
   }
 
   DeviceStats stats_;
-  TickClock clock_;
   StatsLedger ledger_;
   BlockHeap heap_;
 };

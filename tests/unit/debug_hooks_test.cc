@@ -48,7 +48,7 @@ class DebugHooksTest : public ::testing::Test {
   DeviceStats stats_;
   StatsLedger ledger_{&stats_, /*max_split_size=*/SIZE_MAX};
   TickClock clock_;
-  BlockHeap heap_{&ledger_, &clock_, /*first_fit_large=*/false};
+  BlockHeap heap_{&ledger_, /*first_fit_large=*/false};
   StreamOrderedFrees frees_{&device_, &heap_, &ledger_, [](Block*) {}};
   AllocationHistory history_{config_, &clock_};
   DebugHooks hooks_{&guard_, &frees_, &history_};

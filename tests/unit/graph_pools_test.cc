@@ -103,8 +103,7 @@ TEST_F(GraphPoolsTest, AnUnannouncedCaptureIsAskedOfTheDeviceOncePerAllocation) 
 TEST_F(GraphPoolsTest, AReleasedPoolsFreeSegmentsRejoinTheSharedPool) {
   DeviceStats stats;
   StatsLedger ledger(&stats, /*max_split_size=*/SIZE_MAX);
-  TickClock clock;
-  BlockHeap heap(&ledger, &clock, /*first_fit_large=*/false);
+  BlockHeap heap(&ledger, /*first_fit_large=*/false);
   Segment* segment = heap.Adopt(0x40000000, 20 * kMiB, /*small=*/false, kCaptured, kGraphPool);
   segment->pinned = true;
   heap.AddFreeBlock(segment->head);

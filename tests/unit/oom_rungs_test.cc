@@ -82,7 +82,7 @@ class OomRungsTest : public ::testing::Test {
     const bool virtual_memory = config.vmm == VmmMode::kOn;
     settings_ = RuntimeSettings::Of(config);
     limits_ = std::make_unique<GrowthLimits>(config, device_.Capabilities().total_bytes);
-    heap_ = std::make_unique<BlockHeap>(&ledger_, &clock_, virtual_memory);
+    heap_ = std::make_unique<BlockHeap>(&ledger_, virtual_memory);
     placement_ = std::make_unique<Placement>(heap_.get(), &settings_, virtual_memory);
     frees_ = std::make_unique<StreamOrderedFrees>(&device_, heap_.get(), &ledger_, [](Block*) {});
     Backing* backing = nullptr;
@@ -155,7 +155,6 @@ class OomRungsTest : public ::testing::Test {
   SimDevice device_;
   DeviceStats stats_;
   StatsLedger ledger_{&stats_, /*max_split_size=*/SIZE_MAX};
-  TickClock clock_;
   RuntimeSettings settings_;
   GraphPools graph_pools_{&device_};
   PlainHost host_;

@@ -22,7 +22,7 @@ constexpr StreamHandle kThird = 13;
 class PlacementTest : public ::testing::Test {
  protected:
   explicit PlacementTest(bool virtual_memory = false)
-      : heap_(&ledger_, &clock_, /*first_fit_large=*/virtual_memory),
+      : heap_(&ledger_, /*first_fit_large=*/virtual_memory),
         placement_(&heap_, &settings_, virtual_memory) {}
   ~PlacementTest() override {
     for (auto& [base, segment] : heap_.segments()) {
@@ -47,7 +47,6 @@ class PlacementTest : public ::testing::Test {
   RuntimeSettings settings_{.max_split_size = SIZE_MAX};
   DeviceStats stats_;
   StatsLedger ledger_{&stats_, /*max_split_size=*/SIZE_MAX};
-  TickClock clock_;
   BlockHeap heap_;
   Placement placement_;
   DevicePtr next_base_ = 0x40000000;

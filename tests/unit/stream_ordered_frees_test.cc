@@ -56,8 +56,7 @@ class StreamOrderedFreesTest : public ::testing::Test {
   SimDevice device_{ManualCompletion()};
   DeviceStats stats_;
   StatsLedger ledger_{&stats_, /*max_split_size=*/SIZE_MAX};
-  TickClock clock_;
-  BlockHeap heap_{&ledger_, &clock_, /*first_fit_large=*/false};
+  BlockHeap heap_{&ledger_, /*first_fit_large=*/false};
   std::vector<Block*> returned_;  // what return_to_pool got, in order
   StreamOrderedFrees frees_{&device_, &heap_, &ledger_,
                             [this](Block* block) { returned_.push_back(block); }};

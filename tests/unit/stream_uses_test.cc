@@ -32,8 +32,7 @@ class StreamUsesTest : public ::testing::Test {
   SimDevice device_;
   DeviceStats stats_;
   StatsLedger ledger_{&stats_, /*max_split_size=*/SIZE_MAX};
-  TickClock clock_;
-  BlockHeap heap_{&ledger_, &clock_, /*first_fit_large=*/false};
+  BlockHeap heap_{&ledger_, /*first_fit_large=*/false};
   StreamOrderedFrees frees_{&device_, &heap_, &ledger_, [](Block*) {}};
   StreamUses uses_{/*ordinal=*/0, &frees_};
   Block block_;

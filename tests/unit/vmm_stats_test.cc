@@ -124,6 +124,9 @@ TEST_P(VmmStatsTest, ReadersNeverSeeActiveAboveReserved) {
       reads.fetch_add(1);
     }
   });
+  // The workers start after the reader's first copy: on a loaded 2-core machine they could
+  // otherwise finish before the reader ran at all (reads == 0, a flaky failure).
+  while (reads.load() == 0) std::this_thread::yield();
   std::vector<std::thread> workers;
   for (int t = 0; t < 3; ++t) {
     workers.emplace_back([&, t] {

@@ -12,6 +12,7 @@
 #include "bench/micro/scenarios/mixed_sizes.h"
 #include "bench/micro/scenarios/multi_thread.h"
 #include "bench/micro/scenarios/replay.h"
+#include "bench/micro/scenarios/shared_stats.h"
 #include "bench/micro/trace_library.h"
 
 namespace vramcache::bench {
@@ -25,6 +26,7 @@ void RegisterAllScenarios() {
   (RegisterColdStart<Peers>(), ...);
   (RegisterFragmentation<Peers>(), ...);
   for (const std::string& trace : ListTraceNames()) (RegisterReplay<Peers>(trace), ...);
+  RegisterSharedStats();  // no allocator: the statistics' sharing schemes alone
 }
 
 }  // namespace vramcache::bench

@@ -101,6 +101,19 @@ void VmmBacking::FlushDeferredReleases(const StreamsNow& streams) {
   ledger_->SettleVmmSplitStats();
 }
 
+void VmmBacking::ReleaseDeferredOf(StreamHandle stream) {
+  if (deferred_.empty()) return;
+  std::vector<DeferredRelease> kept;
+  for (const DeferredRelease& r : deferred_) {
+    if (r.arena->stream() != stream ||
+        !r.arena->Release(r.addr, r.bytes, /*last_use_complete=*/false).ok()) {
+      kept.push_back(r);
+    }
+  }
+  deferred_.swap(kept);
+  ledger_->SettleVmmSplitStats();
+}
+
 absl::StatusOr<std::size_t> VmmBacking::Trim(std::size_t bytes) {
   absl::StatusOr<std::size_t> trimmed = pool_->Trim(bytes);
   SettleStats();

@@ -57,6 +57,7 @@ class VmmBacking final : public Backing {
   void ReleasePages(Block* block, const StreamsNow& streams) override;
   absl::Status EnablePeerAccess(int peer_ordinal) override { return pool_->AddPeer(peer_ordinal); }
   void StreamDestroyed(StreamHandle stream) override {
+    ReleaseDeferredOf(stream);
     pool_->StreamDestroyed(stream);
     pool_->ForgetProbe(stream);
   }
@@ -103,6 +104,14 @@ class VmmBacking final : public Backing {
 
  private:
   // A block range whose pages could not be released when it was freed.
+  // The deferred releases of `stream`'s ranges (a capture on it kept their marks from being
+  // recorded), released now with their marks recorded on it: StreamDestroyed calls it while the
+  // stream still exists. A release after that would take the stream's last use as complete
+  // (ReleaseRange: no mark can be recorded on a dead handle) while its work may still run
+  // (oracle seed 97441; HazardRegressionTest.APageReleaseDeferredAcrossAStreamsDestruction...).
+  // One that fails stays deferred.
+  void ReleaseDeferredOf(StreamHandle stream);
+
   struct DeferredRelease {
     VmmArena* arena;
     DevicePtr addr;

@@ -298,9 +298,6 @@ TEST(HazardRegressionTest, CanaryChecksAtFreeRunWithoutTheAllocatorLock) {
   EXPECT_TRUE(lock_was_free);
 }
 
-}  // namespace
-}  // namespace vramcache
-
 namespace vramcache {
 namespace {
 
@@ -318,6 +315,38 @@ TEST(HazardRegressionTest, ADefaultStreamIsNeverTakenForDestroyed) {
     EXPECT_EQ(scene.allocator->GetStats().active_bytes.all().current, active);
     EXPECT_EQ(active, 0);
   }
+}
+
+}  // namespace
+}  // namespace vramcache
+
+// Oracle seed 97441 (virtual-memory mode, 2026-12-05), as steps: a block freed inside an
+// unannounced capture on s cannot release its pages then (no mark may be recorded on a
+// capturing stream); s is destroyed with the block's kernel still queued; another stream's
+// growth then takes the block's chunk. The kernel must finish first.
+TEST(HazardRegressionTest, APageReleaseDeferredAcrossAStreamsDestructionWaitsForItsWork) {
+  AllocatorConfig config;
+  config.cross_stream = CrossStreamPolicy::kNone;  // stream 2 gets its own pages: a stitch
+  Scene scene(VmmMode::kOn, config);
+  const StreamHandle s = scene.device->CreateStream();
+  void* a = scene.Alloc(2 * kMiB, s);
+  scene.device->SetCapturing(s, true);  // never announced
+  const std::uint64_t k = scene.Kernel(s, a, 2 * kMiB, 1);
+  ASSERT_TRUE(scene.allocator->Free(a).ok());  // its pages' release waits for the capture
+  scene.device->SetCapturing(s, false);
+  ASSERT_TRUE(scene.allocator->StreamDestroyed(s).ok());
+  ASSERT_TRUE(scene.device->DestroyStream(s).ok());
+  // Every chunk the device has goes to stream 2: the block's chunk among them.
+  std::vector<void*> taken;
+  for (int i = 0; i < 127; ++i) {
+    absl::StatusOr<void*> p = scene.allocator->Allocate(2 * kMiB, 2);
+    if (!p.ok()) break;
+    scene.Kernel(2, *p, 2 * kMiB, 10 + static_cast<std::uint64_t>(i));
+    taken.push_back(*p);
+  }
+  EXPECT_GT(taken.size(), 100u);
+  (void)k;
+  for (void* p : taken) ASSERT_TRUE(scene.allocator->Free(p).ok());
 }
 
 }  // namespace

@@ -103,7 +103,6 @@ class VmmBacking final : public Backing {
   void SettleStats() { ledger_->SettleVmmReserved(); }
 
  private:
-  // A block range whose pages could not be released when it was freed.
   // The deferred releases of `stream`'s ranges (a capture on it kept their marks from being
   // recorded), released now with their marks recorded on it: StreamDestroyed calls it while the
   // stream still exists. A release after that would take the stream's last use as complete
@@ -112,6 +111,7 @@ class VmmBacking final : public Backing {
   // One that fails stays deferred.
   void ReleaseDeferredOf(StreamHandle stream);
 
+  // A block range whose pages could not be released when it was freed.
   struct DeferredRelease {
     VmmArena* arena;
     DevicePtr addr;

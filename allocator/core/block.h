@@ -25,6 +25,7 @@
 namespace vramcache {
 
 struct Segment;
+struct ThreadFront;
 class VmmArena;
 
 // 0 is the shared pool; others are private pools (CUDA graphs), whose blocks serve only
@@ -40,7 +41,7 @@ inline constexpr PoolId kRetiredRangesPool = ~PoolId{0};
 // every free list, inactive, and counted where free blocks are.
 enum class BlockState : std::uint8_t { kFree, kAllocated, kPendingFree, kCached, kParked };
 
-struct Block {
+struct alignas(64) Block {
   DevicePtr addr = 0;
   std::size_t size = 0;
   std::size_t requested = 0;      // the user's size while allocated
@@ -75,6 +76,13 @@ struct Block {
   // Counted in oversize_allocations while allocated: the threshold (max_split_size) may change
   // at run time, so the free undoes what the allocation counted, not what it would count now.
   bool counted_oversize = false;
+  // Per-thread fronts (thread_fronts.h): the front that holds it, null when none. A front's
+  // block is allocated for the rest of the allocator, whether its thread has it out or cached
+  // (`front_cached`); it may serve requests of at most `front_requested_cap` bytes (what the
+  // statistics counted when it entered the front, so that no reuse can pass a peak unseen).
+  ThreadFront* front = nullptr;
+  bool front_cached = false;
+  std::size_t front_requested_cap = 0;
 
   bool is_split() const { return prev != nullptr || next != nullptr; }
 
@@ -100,6 +108,9 @@ struct Block {
     poison_pending = false;
     freeing = false;
     counted_oversize = false;
+    front = nullptr;
+    front_cached = false;
+    front_requested_cap = 0;
   }
 };
 

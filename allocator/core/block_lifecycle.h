@@ -38,6 +38,7 @@
 #include "allocator/core/stats_ledger.h"
 #include "allocator/core/stream_ordered_frees.h"
 #include "allocator/core/stream_uses.h"
+#include "allocator/core/thread_fronts.h"
 
 namespace vramcache {
 
@@ -72,6 +73,8 @@ class BlockLifecycle final : public OomRungs::Host {
 
   // The rungs retire unmap_on_free's ranges (ReturnToPool); set once, after both are made.
   void AttachRungs(OomRungs* rungs) { rungs_ = rungs; }
+  // The per-thread fronts (thread_fronts.h), flushed with the reuse cache; set once.
+  void AttachFronts(ThreadFronts* fronts) { fronts_ = fronts; }
 
   // ---------------------------------------------------------------- handing out
 
@@ -156,8 +159,10 @@ class BlockLifecycle final : public OomRungs::Host {
   }
 
   // Coalesces every cached block into the heap (in address order), so that placement sees all
-  // free space.
+  // free space. The per-thread fronts' blocks first join the cache: whatever needs the true free
+  // space (growth, the out-of-memory rungs, releases) needs theirs too.
   void FlushReuseCache() override {
+    if (fronts_ != nullptr && fronts_->holds_blocks()) fronts_->FlushAll();
     if (p_.reuse_cache->empty()) return;
     FlushCachedBlocks(p_.reuse_cache->TakeAllByAddress());
   }
@@ -237,6 +242,7 @@ class BlockLifecycle final : public OomRungs::Host {
 
   const Parts p_;
   OomRungs* rungs_ = nullptr;
+  ThreadFronts* fronts_ = nullptr;
   // grow_before_reborrowing: each borrowing stream's last borrow (where, for what size), to
   // tell a block traded back and forth from another block that happens to fit.
   struct LastBorrow {

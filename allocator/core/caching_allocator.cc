@@ -33,9 +33,12 @@ class CachingAllocatorImpl {
         guard_(device, config),
         front_bytes_(guard_.front_bytes()),
         components_(device, config, clock, &guard_),
-        blocking_(device, &mu_, &components_, &shut_down_, config.caching) {
+        blocking_(device, &mu_, &components_, &shut_down_, config.caching),
+        fronts_(FrontsParts(config, components_)) {
     rounders_.push_back(std::make_unique<const SizeRounder>(config.roundup_power2_divisions));
     rounder_.store(rounders_.back().get(), std::memory_order_release);
+    MutexLock lock(&mu_);
+    components_.lifecycle.AttachFronts(&fronts_);
   }
 
   ~CachingAllocatorImpl() {
@@ -62,12 +65,22 @@ class CachingAllocatorImpl {
     // (ApplyRuntimeSettings installs a new one), and any rounder's answer is a valid size.
     const std::size_t rounded = rounder_.load(std::memory_order_acquire)->RoundRequest(padded);
     const bool small = SizeRounder::IsSmall(padded);
+    // Several threads: the calling thread's front first, without the allocator's lock.
+    if (fronts_.active() && !fronts_.capturing()) [[unlikely]] {
+      if (ThreadFront* front = fronts_.Mine()) {
+        if (Block* block = ThreadFronts::TryReuse(*front, stream, size, rounded)) {
+          return reinterpret_cast<void*>(block->addr);  // no canaries with fronts: no band
+        }
+      }
+    }
 
     PoolId pool = kDefaultPool;
     bool capturing = false;
     {
       MutexLock lock(&mu_);
       if (shut_down_) return AllocatorShutDownError();
+      fronts_.NoteThread();
+      fronts_.FlushIfFrozen();
       components_.frees.StreamUsed(stream);  // the handle names a new stream
       pool = components_.graph_pools.PoolFor(stream);
       // unmap_on_free: every allocation gets fresh addresses (TryGrow); pass-through:
@@ -98,9 +111,18 @@ class CachingAllocatorImpl {
       }
       // The slow path: the heap, then another stream's cache (BlockLifecycle::ServeFromHeap).
       GrowthRequest request{size, rounded, small, stream, pool};
+      const bool fronts_held = fronts_.holds_blocks();
       if (auto served =
               components_.lifecycle.ServeFromHeap(request, fresh_addresses, capturing_known)) {
         return *std::move(served);
+      }
+      // Growth flushed the per-thread fronts first (the reuse cache's flush): their blocks may
+      // serve the request now.
+      if (fronts_held) {
+        if (auto served =
+                components_.lifecycle.ServeFromHeap(request, fresh_addresses, capturing_known)) {
+          return *std::move(served);
+        }
       }
       capturing = *capturing_known;
     }
@@ -110,6 +132,12 @@ class CachingAllocatorImpl {
   ABSL_ATTRIBUTE_ALWAYS_INLINE absl::Status Free(void* ptr) {
     const auto addr = reinterpret_cast<DevicePtr>(ptr);
     if (ptr == nullptr) return absl::OkStatus();  // as cudaFree(nullptr) and PyTorch
+    // Several threads: a block the calling thread's front has out goes back to it.
+    if (fronts_.active()) [[unlikely]] {
+      if (ThreadFront* front = fronts_.Mine(); front != nullptr && fronts_.TryCache(*front, addr)) {
+        return absl::OkStatus();
+      }
+    }
     // Canaries: the bands are checked first, on the allocating stream, with the lock dropped
     // (the check synchronizes that stream and may allocate on the device); the block is marked
     // as being freed meanwhile, so a second free or a record_stream of it is refused. The free
@@ -122,6 +150,8 @@ class CachingAllocatorImpl {
       band_status = guard_.VerifyBands(*guarded);
     }
     MutexLock lock(&mu_);
+    fronts_.NoteThread();
+    fronts_.FlushIfFrozen();
     auto it = components_.allocated_or_cached.find(addr - front_bytes_);
     if (guard_.canaries()) {
       if (shut_down_) return AllocatorShutDownError();
@@ -132,6 +162,12 @@ class CachingAllocatorImpl {
       return components_.queries.UnknownPointerError("free", addr);
     }
     Block* block = it->second;
+    // A front's block: cached there is freed already; out, it leaves the front for this free.
+    if (block->front != nullptr && !fronts_.Release(block)) {
+      return components_.queries.UnknownPointerError("free", addr);
+    }
+    // Several threads: the block enters the calling thread's front (no debug mode then).
+    if (fronts_.Adopt(block)) return absl::OkStatus();
     absl::Status guard_status = absl::OkStatus();
     if (components_.debug != nullptr)
       guard_status = components_.debug->OnUserFree(block, band_status);
@@ -178,9 +214,11 @@ class CachingAllocatorImpl {
     MutexLock lock(&mu_);
     auto it = components_.allocated_or_cached.find(addr - front_bytes_);
     if (it == components_.allocated_or_cached.end() ||
-        it->second->state != BlockState::kAllocated) {
+        it->second->state != BlockState::kAllocated ||
+        (it->second->front != nullptr && !fronts_.Release(it->second))) {
       return components_.queries.UnknownPointerError("record_stream", addr);
     }
+    // A block used by another stream never enters a front (it left its front above).
     return components_.stream_uses.Record(it->second, stream, addr);
   }
 
@@ -193,7 +231,7 @@ class CachingAllocatorImpl {
     }
     MutexLock lock(&mu_);
     if (shut_down_) return absl::OkStatus();
-    components_.lifecycle.FlushReuseCache();
+    components_.lifecycle.FlushReuseCache();  // the fronts' blocks too
     // From now on no event may be recorded on the handle (until a new stream gets it): what is
     // cached for it is parked below behind an event recorded now, and afterwards needs none.
     components_.frees.MarkDestroyed(stream);
@@ -208,12 +246,14 @@ class CachingAllocatorImpl {
   void BeginAllocateToPool(PoolId pool, std::function<bool(StreamHandle)> filter) {
     MutexLock lock(&mu_);
     components_.graph_pools.BeginCapture(pool, std::move(filter));
+    fronts_.SetCapturing(true);  // requests on a capturing stream go to the pool
   }
 
   absl::Status EndAllocateToPool(PoolId pool) {
     MutexLock lock(&mu_);
     if (absl::Status s = components_.graph_pools.EndCapture(pool); !s.ok()) return s;
     if (components_.graph_pools.capture_under_way()) return absl::OkStatus();
+    fronts_.SetCapturing(false);
     // The capture is over: frees that needed events can record them now.
     components_.backing->CaptureEnded(components_.lifecycle.Streams());
     return components_.frees.CaptureEnded();
@@ -283,6 +323,7 @@ class CachingAllocatorImpl {
       MutexLock lock(&mu_);
       if (shut_down_) return absl::OkStatus();
       shut_down_ = true;
+      fronts_.Stop();  // its blocks back in the allocator's hands, for ForgetAll
       events = components_.frees.ForgetAll();
       components_.graph_pools.EndAllCaptures();
       released = components_.lifecycle
@@ -304,36 +345,45 @@ class CachingAllocatorImpl {
 
   DeviceStats GetStats() const {
     MutexLock lock(&mu_);
-    return components_.queries.Stats();
+    DeviceStats stats = components_.queries.Stats();
+    fronts_.AddChangesTo(stats);
+    return stats;
   }
 
   void ResetPeakStats() {
     MutexLock lock(&mu_);
+    FlushFronts();  // the peaks then start from exact values
     components_.stats.ResetPeak();
   }
 
   void ResetAccumulatedStats() {
     MutexLock lock(&mu_);
+    FlushFronts();
     components_.stats.ResetAccumulated();
   }
 
-  absl::StatusOr<std::size_t> AllocationSize(const void* ptr) const {
+  // The queries below read blocks: the fronts' cached ones must show as what they are (freed).
+  absl::StatusOr<std::size_t> AllocationSize(const void* ptr) {
     MutexLock lock(&mu_);
+    FlushFronts();
     return components_.queries.AllocationSize(reinterpret_cast<DevicePtr>(ptr));
   }
 
-  absl::StatusOr<std::pair<DevicePtr, std::size_t>> BaseAllocation(const void* ptr) const {
+  absl::StatusOr<std::pair<DevicePtr, std::size_t>> BaseAllocation(const void* ptr) {
     MutexLock lock(&mu_);
+    FlushFronts();
     return components_.queries.BaseAllocation(reinterpret_cast<DevicePtr>(ptr));
   }
 
-  std::size_t LargestFreeBlock() const {
+  std::size_t LargestFreeBlock() {
     MutexLock lock(&mu_);
+    FlushFronts();
     return components_.queries.LargestFreeBlock();
   }
 
-  std::vector<SegmentInfo> Snapshot() const {
+  std::vector<SegmentInfo> Snapshot() {
     MutexLock lock(&mu_);
+    FlushFronts();
     return components_.queries.Snapshot();
   }
 
@@ -375,6 +425,7 @@ class CachingAllocatorImpl {
     std::size_t held = 0;
     {
       MutexLock lock(&mu_);
+      FlushFronts();
       released = components_.rungs.ReleaseCachedAbove(cap);  // freed below, without the lock
       held = components_.backing->HeldBytes();
     }
@@ -402,8 +453,9 @@ class CachingAllocatorImpl {
     components_.rungs.AttachOomObserver(std::move(observer));
   }
 
-  absl::Status CheckInvariants() const {
+  absl::Status CheckInvariants() {
     MutexLock lock(&mu_);
+    FlushFronts();
     return components_.queries.CheckInvariants();
   }
 
@@ -422,6 +474,8 @@ class CachingAllocatorImpl {
       rounder_.store(rounders_.back().get(), std::memory_order_release);
     }
     // Blocks and segments already counted oversize stay counted until they go (their flags).
+    FlushFronts();
+    fronts_.SetMaxSplitSize(settings.max_split_size);
     components_.ledger.SetMaxSplitSize(settings.max_split_size);
     components_.settings = settings;
     components_.limits.SetGarbageCollectionThreshold(
@@ -442,6 +496,30 @@ class CachingAllocatorImpl {
       return components_.queries.UnknownPointerError("free", addr);
     }
     return components_.debug->BeginCheckedFree(it->second);
+  }
+
+  // The per-thread fronts' blocks back in the allocator's hands (nothing to do when they hold
+  // none: a single-threaded program never has any).
+  void FlushFronts() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!fronts_.holds_blocks()) return;
+    fronts_.FlushAll();
+    if (components_.reuse_cache.over_limit()) components_.lifecycle.FlushReuseCache();
+  }
+
+  static ThreadFronts::Parts FrontsParts(const AllocatorConfig& config,
+                                         AllocatorComponents& components) {
+    // Every debug mode, the history and the per-step checks need each free in the allocator's
+    // hands; unmap_on_free and pass-through never reuse a block.
+    const bool allowed = config.caching && components.debug == nullptr &&
+                         !config.record_history && !config.check_invariants &&
+                         !components.single_use_ranges;
+    return ThreadFronts::Parts{
+        .stats = &components.stats,
+        .ledger = &components.ledger,
+        .reuse_cache = &components.reuse_cache,
+        .vmm = components.ledger.vmm(),
+        .limit_bytes = allowed ? config.thread_cache_bytes : 0,
+    };
   }
 
   absl::Status MaybeCheckInvariants() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -465,6 +543,9 @@ class CachingAllocatorImpl {
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   AllocatorComponents components_ ABSL_GUARDED_BY(mu_);
   BlockingSteps blocking_;
+  // Per-thread fronts: their hot paths run without mu_ (each front has its lock); the rest with
+  // mu_ held.
+  ThreadFronts fronts_;
 };
 
 // ------------------------------------------------------------------ facade

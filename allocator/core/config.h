@@ -19,6 +19,8 @@ inline constexpr std::size_t kGiB = 1024 * kMiB;
 // mode (see EffectiveReuseCacheBytes).
 inline constexpr std::size_t kDefaultReuseCacheBytes = 256 * kMiB;
 inline constexpr std::size_t kDefaultVmmReuseCacheBytes = 1 * kMiB;
+// What one thread's front may cache (thread_fronts.h) once several threads allocate.
+inline constexpr std::size_t kDefaultThreadCacheBytes = 8 * kMiB;
 
 enum class DeviceKind { kAuto, kCuda, kSim };
 enum class VmmMode { kAuto, kOn, kOff };
@@ -49,6 +51,11 @@ struct AllocatorConfig {
   // at most this many bytes. 0 turns the reuse cache off. Unset: kDefaultReuseCacheBytes in
   // segment mode, off in virtual-memory mode (see EffectiveReuseCacheBytes).
   std::optional<std::size_t> reuse_cache_bytes;
+  // Per-thread fronts (thread_fronts.h): once a second thread uses the allocator, each thread
+  // caches up to this many bytes of the blocks it freed whole, reused without the allocator's
+  // lock. 0 turns them off. Off with the debug modes, record_history, check_invariants,
+  // unmap_on_free and pass-through, which need every block in the allocator's hands.
+  std::size_t thread_cache_bytes = kDefaultThreadCacheBytes;
   // false: pass-through (caching:off, or PYTORCH_NO_CUDA_MEMORY_CACHING=1), so that
   // compute-sanitizer sees every buffer: each allocation is its own device allocation of the
   // rounded size (segment mode, never split, never reused), given back to the device as soon

@@ -42,6 +42,8 @@ class ReuseCache {
 
   // Whether a block of `bytes` fits under the limit.
   bool HasRoomFor(std::size_t bytes) const { return bytes_ + bytes <= limit_bytes_; }
+  // Whether it holds more than its limit (after the per-thread fronts were flushed into it).
+  bool over_limit() const { return bytes_ > limit_bytes_; }
 
   // Lists `block` under its pool, the stream that allocated it last (`alloc_stream`: its own
   // stream, except for a borrowed block whose free has completed) and its rounded size, newest

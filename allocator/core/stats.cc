@@ -31,6 +31,23 @@ void DeviceStats::ResetAccumulated() {
 #undef VRAMCACHE_RESET_COUNTER
 }
 
+void DeviceStats::AddChanges(const DeviceStats& changes) {
+  auto add = [](Stat& into, const Stat& change) {
+    into.current += change.current;
+    into.allocated += change.allocated;
+  };
+#define VRAMCACHE_ADD_POOL(name) \
+  for (int p = 0; p < kNumPoolStats; ++p) add(name.by_pool[p], changes.name.by_pool[p]);
+  VRAMCACHE_POOL_STATS(VRAMCACHE_ADD_POOL)
+#undef VRAMCACHE_ADD_POOL
+#define VRAMCACHE_ADD_SINGLE(name) add(name, changes.name);
+  VRAMCACHE_SINGLE_STATS(VRAMCACHE_ADD_SINGLE)
+#undef VRAMCACHE_ADD_SINGLE
+#define VRAMCACHE_ADD_COUNTER(name) name += changes.name;
+  VRAMCACHE_EVENT_COUNTERS(VRAMCACHE_ADD_COUNTER)
+#undef VRAMCACHE_ADD_COUNTER
+}
+
 namespace {
 void AppendStat(std::vector<std::pair<std::string, std::int64_t>>& out, const std::string& prefix,
                 const Stat& s) {

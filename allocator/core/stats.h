@@ -74,6 +74,9 @@ struct DeviceStats {
 
   void ResetPeak();
   void ResetAccumulated();
+  // Adds `changes` (a per-thread front's counts against these, thread_fronts.h): every current
+  // value, accumulation and event count; peaks and gauges stay.
+  void AddChanges(const DeviceStats& changes);
 
   // Flat key/value pairs with torch.cuda.memory_stats() names, e.g.
   // "allocated_bytes.all.current", "num_ooms", "max_split_size". Sorted by key.

@@ -5,6 +5,18 @@
 
 namespace vramcache {
 
+void StatsLedger::CheckPeakWithFronts(const PoolStat& stat, bool small, std::int64_t amount,
+                                      const std::int64_t* reserved) {
+  const Stat& pool = stat.by_pool[small ? 1 : 2];
+  const Stat& all = stat.by_pool[0];
+  const std::int64_t reserved_pool = reserved != nullptr ? reserved[small ? 1 : 0] : 0;
+  const std::int64_t reserved_all = reserved != nullptr ? reserved[0] + reserved[1] : 0;
+  if (pool.current + amount + reserved_pool > pool.peak ||
+      all.current + amount + reserved_all > all.peak) {
+    guard_->FoldAndFreeze();  // clears guard_: the increase that follows is exact
+  }
+}
+
 void StatsLedger::SettleVmmSplitStats() {
   SettleVmmSplitStats(true);
   SettleVmmSplitStats(false);

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "absl/base/attributes.h"
 #include "allocator/core/block.h"
@@ -33,6 +34,28 @@ inline std::int64_t WholePagesOf(const Block& block, std::size_t granularity) {
   return end > first ? static_cast<std::int64_t>(end - first) : 0;
 }
 
+// What the per-thread fronts (thread_fronts.h) hold back from the allocator's statistics. A
+// front reuses its blocks without the allocator's lock, so the allocator's counters miss the
+// fronts' changes, and the fronts never look at a peak: each front reuse only gives back what
+// the same block's front free took, and the split statistics that rise at such a free rise by
+// no more than the amounts reserved here (per pool, large [0] and small [1]), which the fronts
+// took from under the peaks when their blocks entered them. So while fronts hold blocks, the
+// allocator's own increase may pass a peak unseen only when it takes its counter, plus what the
+// fronts reserve of it, above that peak: then the fronts are folded in and stopped
+// (FoldAndFreeze), and the peak is exact again (docs/design.md, "Per-thread fronts").
+class FrontReserves {
+ public:
+  // The fronts' changes added into the allocator's statistics and the fronts stopped (every
+  // request then goes to the allocator) until they are flushed; called with the allocator's
+  // lock held, never with a front's.
+  virtual void FoldAndFreeze() = 0;
+  std::int64_t split_bytes[2] = {0, 0};  // reserved of inactive_split_bytes
+  std::int64_t split_count[2] = {0, 0};  // reserved of inactive_split
+
+ protected:
+  ~FrontReserves() = default;
+};
+
 class StatsLedger {
  public:
   // `stats` must outlive the ledger. Blocks of at least `max_split_size` bytes are oversize.
@@ -49,6 +72,32 @@ class StatsLedger {
   // Blocks of at least `bytes` are oversize from now on (max_split_size changed at run time);
   // blocks already counted stay counted until their free.
   void SetMaxSplitSize(std::size_t bytes) { max_split_size_ = bytes; }
+  std::size_t max_split_size() const { return max_split_size_; }
+  const ChunkPool* vmm() const { return vmm_; }  // null in segment mode
+
+  // While fronts hold blocks: every increase of a counter they change checks the peak against
+  // `reserves` first (FrontReserves). Null: no front holds anything, increases are plain.
+  void GuardPeaks(FrontReserves* reserves) { guard_ = reserves; }
+
+  // Folding a front in (FrontReserves::FoldAndFreeze): the whole pages its blocks' moves
+  // counted active, which this ledger's virtual-memory split statistics follow, are added here
+  // and zeroed in `front`, the front's ledger.
+  void TakePagesOf(StatsLedger& front) {
+    for (int i = 0; i < 2; ++i) {
+      active_whole_pages_[i] += front.active_whole_pages_[i];
+      front.active_whole_pages_[i] = 0;
+    }
+  }
+
+  // What the split statistics rise by when `block` is freed whole into a cache that keeps its
+  // pages (CountActiveKeepingPages(-1) and CountSplitBlock(+1)): {bytes, count}.
+  std::pair<std::int64_t, std::int64_t> SplitRiseWhenCached(const Block& block) const {
+    if (vmm_ != nullptr) {
+      return {static_cast<std::int64_t>(block.size), WholePagesOf(block, granularity_)};
+    }
+    if (!block.is_split()) return {0, 0};
+    return {static_cast<std::int64_t>(block.size), 1};
+  }
 
   // `block` serves a user's request of `requested` bytes; it remembers whether it was counted
   // oversize.
@@ -108,9 +157,32 @@ class StatsLedger {
 
  private:
   // Moves `stat`'s current value in `small`'s pool (and `all`) to `target`.
-  static void AdjustTo(PoolStat& stat, bool small, std::int64_t target);
+  void AdjustTo(PoolStat& stat, bool small, std::int64_t target, const std::int64_t* reserved);
+
+  // stat.Increase, after the fronts' check (GuardPeaks); `reserved`: what the fronts reserve of
+  // this counter per pool (null: nothing).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Raise(PoolStat& stat, bool small, std::int64_t amount,
+                                          const std::int64_t* reserved = nullptr) {
+    if (guard_ != nullptr) [[unlikely]] CheckPeakWithFronts(stat, small, amount, reserved);
+    stat.Increase(small, amount);
+  }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Raise(Stat& stat, std::int64_t amount) {
+    if (guard_ != nullptr && stat.current + amount > stat.peak) [[unlikely]] {
+      guard_->FoldAndFreeze();
+    }
+    stat.Increase(amount);
+  }
+  void CheckPeakWithFronts(const PoolStat& stat, bool small, std::int64_t amount,
+                           const std::int64_t* reserved);
+  const std::int64_t* split_bytes_reserved() const {
+    return guard_ != nullptr ? guard_->split_bytes : nullptr;
+  }
+  const std::int64_t* split_count_reserved() const {
+    return guard_ != nullptr ? guard_->split_count : nullptr;
+  }
 
   DeviceStats* const stats_;
+  FrontReserves* guard_ = nullptr;
   std::size_t max_split_size_;
   const ChunkPool* vmm_ = nullptr;  // null in segment mode
   std::size_t granularity_ = 0;     // vmm_'s page size, kept here for the hot path
@@ -126,11 +198,11 @@ class StatsLedger {
 
 inline void StatsLedger::CountUserAllocation(Block& block, std::size_t requested) {
   const bool small = block.segment->small;
-  stats_->allocation.Increase(small, 1);
-  stats_->allocated_bytes.Increase(small, static_cast<std::int64_t>(block.size));
-  stats_->requested_bytes.Increase(small, static_cast<std::int64_t>(requested));
+  Raise(stats_->allocation, small, 1);
+  Raise(stats_->allocated_bytes, small, static_cast<std::int64_t>(block.size));
+  Raise(stats_->requested_bytes, small, static_cast<std::int64_t>(requested));
   block.counted_oversize = block.size >= max_split_size_;
-  if (block.counted_oversize) stats_->oversize_allocations.Increase(1);
+  if (block.counted_oversize) Raise(stats_->oversize_allocations, 1);
 }
 
 // Forced inline: GCC keeps it out of line in Free (~10 instructions a call).
@@ -147,8 +219,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountActive(const Block& b
   const bool small = block.segment->small;
   const auto bytes = static_cast<std::int64_t>(block.size);
   if (direction > 0) {
-    stats_->active.Increase(small, 1);
-    stats_->active_bytes.Increase(small, bytes);
+    Raise(stats_->active, small, 1);
+    Raise(stats_->active_bytes, small, bytes);
   } else {
     stats_->active.Decrease(small, 1);
     stats_->active_bytes.Decrease(small, bytes);
@@ -169,8 +241,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountActiveKeepingPages(co
     stats_->inactive_split_bytes.Decrease(small, bytes);
     if (whole != 0) stats_->inactive_split.Decrease(small, whole);
   } else {
-    stats_->inactive_split_bytes.Increase(small, bytes);
-    if (whole != 0) stats_->inactive_split.Increase(small, whole);
+    Raise(stats_->inactive_split_bytes, small, bytes, split_bytes_reserved());
+    if (whole != 0) Raise(stats_->inactive_split, small, whole, split_count_reserved());
   }
 }
 
@@ -179,8 +251,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountActiveKeepingPages(co
   const bool small = block.segment->small;
   const auto bytes = static_cast<std::int64_t>(block.size);
   if (direction > 0) {
-    stats_->inactive_split.Increase(small, 1);
-    stats_->inactive_split_bytes.Increase(small, bytes);
+    Raise(stats_->inactive_split, small, 1, split_count_reserved());
+    Raise(stats_->inactive_split_bytes, small, bytes, split_bytes_reserved());
   } else {
     stats_->inactive_split.Decrease(small, 1);
     stats_->inactive_split_bytes.Decrease(small, bytes);
@@ -193,14 +265,18 @@ inline void StatsLedger::SettleVmmSplitStats(bool small) {
   const auto live_pages = static_cast<std::int64_t>(vmm_->live_pages(small));
   const std::int64_t bytes = live_pages * static_cast<std::int64_t>(granularity_) -
                              stats_->active_bytes.by_pool[p].current;
+  AdjustTo(stats_->inactive_split_bytes, small, bytes, split_bytes_reserved());
+  // Read only now: folding the fronts in (FrontReserves), which the adjustment above may do,
+  // adds the whole pages their moves counted active. (A target read before a fold, with the
+  // value the adjustment starts from read after it, would be off by the fronts' count.)
   const std::int64_t count = live_pages - active_whole_pages_[small ? 1 : 0];
-  AdjustTo(stats_->inactive_split_bytes, small, bytes);
-  AdjustTo(stats_->inactive_split, small, count);
+  AdjustTo(stats_->inactive_split, small, count, split_count_reserved());
 }
 
-inline void StatsLedger::AdjustTo(PoolStat& stat, bool small, std::int64_t target) {
+inline void StatsLedger::AdjustTo(PoolStat& stat, bool small, std::int64_t target,
+                                  const std::int64_t* reserved) {
   const std::int64_t current = stat.by_pool[small ? 1 : 2].current;
-  if (target > current) stat.Increase(small, target - current);
+  if (target > current) Raise(stat, small, target - current, reserved);
   if (target < current) stat.Decrease(small, current - target);
 }
 

@@ -93,6 +93,13 @@ absl::Status SetReuseCache(const ConfigEntry& entry, ConfigParseState& state) {
   return absl::OkStatus();
 }
 
+absl::Status SetThreadCache(const ConfigEntry& entry, ConfigParseState& state) {
+  absl::StatusOr<std::size_t> bytes = ReadSize(entry.scalar);
+  if (!bytes.ok()) return bytes.status();
+  state.config.thread_cache_bytes = *bytes;
+  return absl::OkStatus();
+}
+
 absl::Status SetSimGranularity(const ConfigEntry& entry, ConfigParseState& state) {
   absl::StatusOr<std::size_t> bytes = ReadSize(entry.scalar);
   if (!bytes.ok()) return bytes.status();

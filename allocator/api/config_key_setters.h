@@ -70,6 +70,8 @@ absl::Status SetVmm(const ConfigEntry& entry, ConfigParseState& state);
 absl::Status SetCrossStream(const ConfigEntry& entry, ConfigParseState& state);
 absl::Status SetHistoryCapacity(const ConfigEntry& entry, ConfigParseState& state);
 absl::Status SetReuseCache(const ConfigEntry& entry, ConfigParseState& state);
+// thread_cache: what one thread's front may cache (AllocatorConfig::thread_cache_bytes).
+absl::Status SetThreadCache(const ConfigEntry& entry, ConfigParseState& state);
 
 // PyTorch's keys.
 absl::Status SetLargeSegmentSize(const ConfigEntry& entry, ConfigParseState& state);

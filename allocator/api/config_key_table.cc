@@ -125,6 +125,13 @@ std::vector<ConfigKey> MakeKeys() {
          return FormatSize(*c.reuse_cache_bytes);
        },
        17},
+      {"thread_cache", K::kVramcache, false, false,
+       "a size (0 turns the per-thread caches off)", SetThreadCache,
+       [](const AllocatorConfig& c) -> Described {
+         if (c.thread_cache_bytes == kDefaultThreadCacheBytes) return std::nullopt;
+         return FormatSize(c.thread_cache_bytes);
+       },
+       28},
       // Printed only when off, so that every configuration's description stays as it was.
       {"caching", K::kVramcache, true, false, std::string(kVramcacheBoolAllowed),
        SetBoolField<&AllocatorConfig::caching>,

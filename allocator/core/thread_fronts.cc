@@ -3,12 +3,9 @@
 #include "allocator/core/thread_fronts.h"
 
 #include <algorithm>
-#include <cstdio>
 
 namespace vramcache {
 namespace {
-std::atomic<long> dbg_adopt{0}, dbg_freeze{0}, dbg_drop{0}, dbg_flush{0};
-struct DbgPrint { ~DbgPrint() { std::fprintf(stderr, "FRONTS adopt=%ld freeze=%ld drop=%ld flush=%ld\n", dbg_adopt.load(), dbg_freeze.load(), dbg_drop.load(), dbg_flush.load()); } } dbg_print;
 
 std::atomic<std::uint64_t> next_fronts_id{1};
 
@@ -113,8 +110,7 @@ bool ThreadFronts::Adopt(Block* block) {
   // The blocks fronts have out hold reserves that the peaks no longer cover: they leave their
   // fronts (their frees come to the allocator). What is left reserved is then exactly what
   // the cached blocks raised, which the peaks hold.
-  if (over) { ++dbg_drop; DropBlocksOutLocked(); }
-  ++dbg_adopt;
+  if (over) DropBlocksOutLocked();
   Reserve(*block, +1);
   block->front = front;
   block->front_requested_cap = block->requested;
@@ -156,7 +152,6 @@ void ThreadFronts::FoldLocked() {
 }
 
 void ThreadFronts::FoldAndFreeze() {
-  ++dbg_freeze;
   LockAll();
   FoldLocked();
   for (auto& front : fronts_) front->frozen = true;
@@ -167,7 +162,6 @@ void ThreadFronts::FoldAndFreeze() {
 
 void ThreadFronts::FlushAll() {
   if (!holding_ && !frozen_) return;
-  ++dbg_flush;
   LockAll();
   FoldLocked();
   for (auto& front : fronts_) {

@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -287,6 +288,14 @@ TEST_P(ThreadFrontsTest, StatisticsOfTwoThreadsTakingTurnsMatchAModel) {
         ASSERT_EQ(s.allocation.all().peak, count_peak);
         ASSERT_EQ(s.allocation.all().allocated, allocs);
         ASSERT_EQ(s.allocation.all().freed(), allocs - count);
+        // No counter above its peak: a front's change the peak did not cover would show here.
+        const auto pairs = s.ToKeyValues();
+        std::map<std::string, std::int64_t> values(pairs.begin(), pairs.end());
+        for (const auto& [key, value] : values) {
+          if (!absl::EndsWith(key, ".current")) continue;
+          const std::string peak = absl::StrCat(key.substr(0, key.size() - 8), ".peak");
+          ASSERT_LE(value, values[peak]) << key << " at step " << step;
+        }
         // Flushing the fronts into the allocator changes no statistic.
         ASSERT_TRUE(allocator->CheckInvariants().ok());
         const DeviceStats flushed = allocator->GetStats();

@@ -133,7 +133,8 @@ class CachingAllocatorImpl {
     const auto addr = reinterpret_cast<DevicePtr>(ptr);
     if (ptr == nullptr) return absl::OkStatus();  // as cudaFree(nullptr) and PyTorch
     // Several threads: a block the calling thread's front has out goes back to it.
-    if (fronts_.active()) [[unlikely]] {
+    const bool fronts_active = fronts_.active();
+    if (fronts_active) [[unlikely]] {
       if (ThreadFront* front = fronts_.Mine(); front != nullptr && fronts_.TryCache(*front, addr)) {
         return absl::OkStatus();
       }
@@ -149,9 +150,9 @@ class CachingAllocatorImpl {
       RelaxedCapture relaxed(device_);
       band_status = guard_.VerifyBands(*guarded);
     }
+    // No NoteThread or FlushIfFrozen here: fronts start at a second thread's allocation, and a
+    // frozen front only sends its requests here until the next allocation flushes it.
     MutexLock lock(&mu_);
-    fronts_.NoteThread();
-    fronts_.FlushIfFrozen();
     auto it = components_.allocated_or_cached.find(addr - front_bytes_);
     if (guard_.canaries()) {
       if (shut_down_) return AllocatorShutDownError();
@@ -167,7 +168,7 @@ class CachingAllocatorImpl {
       return components_.queries.UnknownPointerError("free", addr);
     }
     // Several threads: the block enters the calling thread's front (no debug mode then).
-    if (fronts_.Adopt(block)) return absl::OkStatus();
+    if (fronts_active && fronts_.Adopt(block)) return absl::OkStatus();
     absl::Status guard_status = absl::OkStatus();
     if (components_.debug != nullptr)
       guard_status = components_.debug->OnUserFree(block, band_status);

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "allocator/core/stats_fields.h"
 
 namespace vramcache {
@@ -28,12 +29,12 @@ struct Stat {
   // amount, so current - current_at_reset == allocated - freed.
   std::int64_t freed() const { return allocated - (current - current_at_reset); }
 
-  void Increase(std::int64_t amount) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Increase(std::int64_t amount) {
     current += amount;
     allocated += amount;
     if (current > peak) peak = current;
   }
-  void Decrease(std::int64_t amount) { current -= amount; }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Decrease(std::int64_t amount) { current -= amount; }
   void ResetPeak() { peak = current; }
   void ResetAccumulated() {
     allocated = 0;
@@ -46,14 +47,15 @@ inline constexpr int kNumPoolStats = 3;
 inline constexpr std::array<const char*, kNumPoolStats> kPoolStatNames = {"all", "small_pool",
                                                                           "large_pool"};
 
-// Aggregate updates keep `all` equal to small + large by construction.
+// Aggregate updates keep `all` equal to small + large by construction. Always inline: the fast
+// path makes a dozen, and GCC 12 kept some out of line (18 instructions a pair, callgrind).
 struct PoolStat {
   std::array<Stat, kNumPoolStats> by_pool;
-  void Increase(bool small, std::int64_t amount) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Increase(bool small, std::int64_t amount) {
     by_pool[0].Increase(amount);
     by_pool[small ? 1 : 2].Increase(amount);
   }
-  void Decrease(bool small, std::int64_t amount) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Decrease(bool small, std::int64_t amount) {
     by_pool[0].Decrease(amount);
     by_pool[small ? 1 : 2].Decrease(amount);
   }

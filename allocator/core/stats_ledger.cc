@@ -5,15 +5,41 @@
 
 namespace vramcache {
 
-void StatsLedger::CheckPeakWithFronts(const PoolStat& stat, bool small, std::int64_t amount,
-                                      const std::int64_t* reserved) {
+bool StatsLedger::PassesPeak(const PoolStat& stat, bool small, std::int64_t amount,
+                             const std::int64_t* reserved) {
   const Stat& pool = stat.by_pool[small ? 1 : 2];
   const Stat& all = stat.by_pool[0];
   const std::int64_t reserved_pool = reserved != nullptr ? reserved[small ? 1 : 0] : 0;
   const std::int64_t reserved_all = reserved != nullptr ? reserved[0] + reserved[1] : 0;
-  if (pool.current + amount + reserved_pool > pool.peak ||
-      all.current + amount + reserved_all > all.peak) {
-    guard_->FoldAndFreeze();  // clears guard_: the increase that follows is exact
+  return pool.current + amount + reserved_pool > pool.peak ||
+         all.current + amount + reserved_all > all.peak;
+}
+
+void StatsLedger::GuardUserAllocation(const Block& block, std::size_t requested) {
+  const bool small = block.segment->small;
+  const auto size = static_cast<std::int64_t>(block.size);
+  const Stat& oversize = stats_->oversize_allocations;
+  if (PassesPeak(stats_->allocation, small, 1, nullptr) ||
+      PassesPeak(stats_->allocated_bytes, small, size, nullptr) ||
+      PassesPeak(stats_->requested_bytes, small, static_cast<std::int64_t>(requested), nullptr) ||
+      (block.size >= max_split_size_ && oversize.current + 1 > oversize.peak)) {
+    guard_->FoldAndFreeze();
+  }
+}
+
+void StatsLedger::GuardActive(const Block& block) {
+  const bool small = block.segment->small;
+  if (PassesPeak(stats_->active, small, 1, nullptr) ||
+      PassesPeak(stats_->active_bytes, small, static_cast<std::int64_t>(block.size), nullptr)) {
+    guard_->FoldAndFreeze();
+  }
+}
+
+void StatsLedger::GuardSplitRise(const Block& block, std::int64_t bytes, std::int64_t count) {
+  const bool small = block.segment->small;
+  if (PassesPeak(stats_->inactive_split_bytes, small, bytes, guard_->split_bytes) ||
+      (count != 0 && PassesPeak(stats_->inactive_split, small, count, guard_->split_count))) {
+    guard_->FoldAndFreeze();
   }
 }
 

@@ -159,21 +159,21 @@ class StatsLedger {
   // Moves `stat`'s current value in `small`'s pool (and `all`) to `target`.
   void AdjustTo(PoolStat& stat, bool small, std::int64_t target, const std::int64_t* reserved);
 
-  // stat.Increase, after the fronts' check (GuardPeaks); `reserved`: what the fronts reserve of
-  // this counter per pool (null: nothing).
-  ABSL_ATTRIBUTE_ALWAYS_INLINE void Raise(PoolStat& stat, bool small, std::int64_t amount,
-                                          const std::int64_t* reserved = nullptr) {
-    if (guard_ != nullptr) [[unlikely]] CheckPeakWithFronts(stat, small, amount, reserved);
-    stat.Increase(small, amount);
-  }
-  ABSL_ATTRIBUTE_ALWAYS_INLINE void Raise(Stat& stat, std::int64_t amount) {
-    if (guard_ != nullptr && stat.current + amount > stat.peak) [[unlikely]] {
-      guard_->FoldAndFreeze();
-    }
-    stat.Increase(amount);
-  }
-  void CheckPeakWithFronts(const PoolStat& stat, bool small, std::int64_t amount,
-                           const std::int64_t* reserved);
+  // While fronts hold blocks (GuardPeaks), each transition that raises counters first checks
+  // them all, out of line: one predictable branch on the hot path when no front holds any.
+  // Each checks every counter its transition raises, with the amount it raises it by, and folds
+  // the fronts in (FoldAndFreeze, which clears guard_) when one would pass its peak counting
+  // what the fronts reserve of it; the plain increases that follow are then exact.
+  ABSL_ATTRIBUTE_COLD ABSL_ATTRIBUTE_NOINLINE void GuardUserAllocation(const Block& block,
+                                                                      std::size_t requested);
+  ABSL_ATTRIBUTE_COLD ABSL_ATTRIBUTE_NOINLINE void GuardActive(const Block& block);
+  ABSL_ATTRIBUTE_COLD ABSL_ATTRIBUTE_NOINLINE void GuardSplitRise(const Block& block,
+                                                                 std::int64_t bytes,
+                                                                 std::int64_t count);
+  // Whether raising `stat` by `amount` in `small`'s pool would pass its peak (in the pool or in
+  // `all`), `reserved` (per pool, null: none) counted.
+  static bool PassesPeak(const PoolStat& stat, bool small, std::int64_t amount,
+                         const std::int64_t* reserved);
   const std::int64_t* split_bytes_reserved() const {
     return guard_ != nullptr ? guard_->split_bytes : nullptr;
   }
@@ -198,11 +198,12 @@ class StatsLedger {
 
 inline void StatsLedger::CountUserAllocation(Block& block, std::size_t requested) {
   const bool small = block.segment->small;
-  Raise(stats_->allocation, small, 1);
-  Raise(stats_->allocated_bytes, small, static_cast<std::int64_t>(block.size));
-  Raise(stats_->requested_bytes, small, static_cast<std::int64_t>(requested));
+  if (guard_ != nullptr) [[unlikely]] GuardUserAllocation(block, requested);
+  stats_->allocation.Increase(small, 1);
+  stats_->allocated_bytes.Increase(small, static_cast<std::int64_t>(block.size));
+  stats_->requested_bytes.Increase(small, static_cast<std::int64_t>(requested));
   block.counted_oversize = block.size >= max_split_size_;
-  if (block.counted_oversize) Raise(stats_->oversize_allocations, 1);
+  if (block.counted_oversize) stats_->oversize_allocations.Increase(1);
 }
 
 // Forced inline: GCC keeps it out of line in Free (~10 instructions a call).
@@ -219,8 +220,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountActive(const Block& b
   const bool small = block.segment->small;
   const auto bytes = static_cast<std::int64_t>(block.size);
   if (direction > 0) {
-    Raise(stats_->active, small, 1);
-    Raise(stats_->active_bytes, small, bytes);
+    if (guard_ != nullptr) [[unlikely]] GuardActive(block);
+    stats_->active.Increase(small, 1);
+    stats_->active_bytes.Increase(small, bytes);
   } else {
     stats_->active.Decrease(small, 1);
     stats_->active_bytes.Decrease(small, bytes);
@@ -241,8 +243,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountActiveKeepingPages(co
     stats_->inactive_split_bytes.Decrease(small, bytes);
     if (whole != 0) stats_->inactive_split.Decrease(small, whole);
   } else {
-    Raise(stats_->inactive_split_bytes, small, bytes, split_bytes_reserved());
-    if (whole != 0) Raise(stats_->inactive_split, small, whole, split_count_reserved());
+    if (guard_ != nullptr) [[unlikely]] GuardSplitRise(block, bytes, whole);
+    stats_->inactive_split_bytes.Increase(small, bytes);
+    if (whole != 0) stats_->inactive_split.Increase(small, whole);
   }
 }
 
@@ -251,8 +254,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountActiveKeepingPages(co
   const bool small = block.segment->small;
   const auto bytes = static_cast<std::int64_t>(block.size);
   if (direction > 0) {
-    Raise(stats_->inactive_split, small, 1, split_count_reserved());
-    Raise(stats_->inactive_split_bytes, small, bytes, split_bytes_reserved());
+    if (guard_ != nullptr) [[unlikely]] GuardSplitRise(block, bytes, 1);
+    stats_->inactive_split.Increase(small, 1);
+    stats_->inactive_split_bytes.Increase(small, bytes);
   } else {
     stats_->inactive_split.Decrease(small, 1);
     stats_->inactive_split_bytes.Decrease(small, bytes);
@@ -276,7 +280,12 @@ inline void StatsLedger::SettleVmmSplitStats(bool small) {
 inline void StatsLedger::AdjustTo(PoolStat& stat, bool small, std::int64_t target,
                                   const std::int64_t* reserved) {
   const std::int64_t current = stat.by_pool[small ? 1 : 2].current;
-  if (target > current) Raise(stat, small, target - current, reserved);
+  if (target > current) {
+    if (guard_ != nullptr && PassesPeak(stat, small, target - current, reserved)) [[unlikely]] {
+      guard_->FoldAndFreeze();
+    }
+    stat.Increase(small, target - current);
+  }
   if (target < current) stat.Decrease(small, current - target);
 }
 

@@ -9,25 +9,20 @@ namespace {
 
 std::atomic<std::uint64_t> next_fronts_id{1};
 
-// An address unique to the calling thread while it runs.
-const void* ThreadMarker() {
-  static thread_local char marker;
-  return &marker;
-}
-
 }  // namespace
 
 ThreadFronts::ThreadFronts(const Parts& parts)
-    : p_(parts), id_(next_fronts_id.fetch_add(1, std::memory_order_relaxed)) {}
+    : p_(parts),
+      id_(next_fronts_id.fetch_add(1, std::memory_order_relaxed)),
+      watching_(parts.limit_bytes != 0) {}
 
-void ThreadFronts::NoteThread() {
-  if (p_.limit_bytes == 0 || stopped_ || active_.load(std::memory_order_relaxed)) return;
-  const void* me = ThreadMarker();
+void ThreadFronts::NoteAnotherThread() {
   if (first_thread_ == nullptr) {
-    first_thread_ = me;
-  } else if (me != first_thread_) {
-    active_.store(true, std::memory_order_release);
+    first_thread_ = ThreadMarker();
+    return;
   }
+  watching_ = false;
+  active_.store(true, std::memory_order_release);
 }
 
 ThreadFront* ThreadFronts::MineOrNew() {
@@ -200,7 +195,7 @@ void ThreadFronts::SetMaxSplitSize(std::size_t bytes) {
 
 void ThreadFronts::Stop() {
   FlushAll();
-  stopped_ = true;
+  watching_ = false;
   active_.store(false, std::memory_order_release);
 }
 

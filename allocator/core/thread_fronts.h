@@ -127,8 +127,11 @@ class ThreadFronts final : public FrontReserves {
 
   // ------------------------------------------------ with the allocator's lock held
 
-  // Called by the allocator's paths: fronts start when a second thread comes.
-  void NoteThread();
+  // Called by the allocator's paths: fronts start when a second thread comes. Inline: every
+  // allocation and free of a single-threaded program makes it.
+  void NoteThread() {
+    if (watching_ && ThreadMarker() != first_thread_) NoteAnotherThread();
+  }
   // A capture begins or every capture ended.
   void SetCapturing(bool capturing) { capturing_.store(capturing, std::memory_order_release); }
 
@@ -182,6 +185,18 @@ class ThreadFronts final : public FrontReserves {
     front.cache.Push(block);
   }
 
+  // An address unique to the calling thread while it runs: its thread pointer (one register
+  // read; a thread_local's address costs a __tls_get_addr call in position-independent code,
+  // and every allocation and free of a single-threaded program asks).
+  static const void* ThreadMarker() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__aarch64__))
+    return __builtin_thread_pointer();
+#else
+    static thread_local char marker;
+    return &marker;
+#endif
+  }
+  void NoteAnotherThread();
   ThreadFront* MineOrNew();
   void LockAll() const ABSL_NO_THREAD_SAFETY_ANALYSIS;
   void UnlockAll() const ABSL_NO_THREAD_SAFETY_ANALYSIS;
@@ -196,7 +211,9 @@ class ThreadFronts final : public FrontReserves {
   const std::uint64_t id_;
   std::atomic<bool> active_{false};
   std::atomic<bool> capturing_{false};
-  bool stopped_ = false;
+  // Whether NoteThread still looks for a second thread (fronts allowed, not started, not
+  // stopped); first_thread_ is the first caller's ThreadMarker.
+  bool watching_ = false;
   const void* first_thread_ = nullptr;
   bool holding_ = false;  // a block entered a front since the last flush
   bool frozen_ = false;

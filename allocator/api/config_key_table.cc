@@ -125,8 +125,8 @@ std::vector<ConfigKey> MakeKeys() {
          return FormatSize(*c.reuse_cache_bytes);
        },
        17},
-      {"thread_cache", K::kVramcache, false, false,
-       "a size (0 turns the per-thread caches off)", SetThreadCache,
+      {"thread_cache", K::kVramcache, false, false, "a size (0 turns the per-thread caches off)",
+       SetThreadCache,
        [](const AllocatorConfig& c) -> Described {
          if (c.thread_cache_bytes == kDefaultThreadCacheBytes) return std::nullopt;
          return FormatSize(c.thread_cache_bytes);

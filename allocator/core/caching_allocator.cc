@@ -79,8 +79,6 @@ class CachingAllocatorImpl {
     {
       MutexLock lock(&mu_);
       if (shut_down_) return AllocatorShutDownError();
-      fronts_.NoteThread();
-      fronts_.FlushIfFrozen();
       components_.frees.StreamUsed(stream);  // the handle names a new stream
       pool = components_.graph_pools.PoolFor(stream);
       // unmap_on_free: every allocation gets fresh addresses (TryGrow); pass-through:
@@ -110,6 +108,10 @@ class CachingAllocatorImpl {
         return components_.lifecycle.MarkAllocated(block, size, rounded, stream);
       }
       // The slow path: the heap, then another stream's cache (BlockLifecycle::ServeFromHeap).
+      // Fronts start when a second thread comes this way (a new thread's stream has nothing
+      // cached yet), and frozen ones are flushed here; neither is the fast path's business.
+      fronts_.NoteThread();
+      fronts_.FlushIfFrozen();
       GrowthRequest request{size, rounded, small, stream, pool};
       const bool fronts_held = fronts_.holds_blocks();
       if (auto served =
@@ -150,8 +152,9 @@ class CachingAllocatorImpl {
       RelaxedCapture relaxed(device_);
       band_status = guard_.VerifyBands(*guarded);
     }
-    // No NoteThread or FlushIfFrozen here: fronts start at a second thread's allocation, and a
-    // frozen front only sends its requests here until the next allocation flushes it.
+    // No NoteThread or FlushIfFrozen here: fronts start at a second thread's slow-path
+    // allocation, and a frozen front only sends its requests here until the next slow path
+    // flushes it.
     MutexLock lock(&mu_);
     auto it = components_.allocated_or_cached.find(addr - front_bytes_);
     if (guard_.canaries()) {
@@ -511,9 +514,8 @@ class CachingAllocatorImpl {
                                          AllocatorComponents& components) {
     // Every debug mode, the history and the per-step checks need each free in the allocator's
     // hands; unmap_on_free and pass-through never reuse a block.
-    const bool allowed = config.caching && components.debug == nullptr &&
-                         !config.record_history && !config.check_invariants &&
-                         !components.single_use_ranges;
+    const bool allowed = config.caching && components.debug == nullptr && !config.record_history &&
+                         !config.check_invariants && !components.single_use_ranges;
     return ThreadFronts::Parts{
         .stats = &components.stats,
         .ledger = &components.ledger,

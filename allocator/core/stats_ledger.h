@@ -165,11 +165,11 @@ class StatsLedger {
   // the fronts in (FoldAndFreeze, which clears guard_) when one would pass its peak counting
   // what the fronts reserve of it; the plain increases that follow are then exact.
   ABSL_ATTRIBUTE_COLD ABSL_ATTRIBUTE_NOINLINE void GuardUserAllocation(const Block& block,
-                                                                      std::size_t requested);
+                                                                       std::size_t requested);
   ABSL_ATTRIBUTE_COLD ABSL_ATTRIBUTE_NOINLINE void GuardActive(const Block& block);
   ABSL_ATTRIBUTE_COLD ABSL_ATTRIBUTE_NOINLINE void GuardSplitRise(const Block& block,
-                                                                 std::int64_t bytes,
-                                                                 std::int64_t count);
+                                                                  std::int64_t bytes,
+                                                                  std::int64_t count);
   // Whether raising `stat` by `amount` in `small`'s pool would pass its peak (in the pool or in
   // `all`), `reserved` (per pool, null: none) counted.
   static bool PassesPeak(const PoolStat& stat, bool small, std::int64_t amount,
@@ -198,7 +198,8 @@ class StatsLedger {
 
 inline void StatsLedger::CountUserAllocation(Block& block, std::size_t requested) {
   const bool small = block.segment->small;
-  if (guard_ != nullptr) [[unlikely]] GuardUserAllocation(block, requested);
+  if (guard_ != nullptr) [[unlikely]]
+    GuardUserAllocation(block, requested);
   stats_->allocation.Increase(small, 1);
   stats_->allocated_bytes.Increase(small, static_cast<std::int64_t>(block.size));
   stats_->requested_bytes.Increase(small, static_cast<std::int64_t>(requested));
@@ -220,7 +221,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountActive(const Block& b
   const bool small = block.segment->small;
   const auto bytes = static_cast<std::int64_t>(block.size);
   if (direction > 0) {
-    if (guard_ != nullptr) [[unlikely]] GuardActive(block);
+    if (guard_ != nullptr) [[unlikely]]
+      GuardActive(block);
     stats_->active.Increase(small, 1);
     stats_->active_bytes.Increase(small, bytes);
   } else {
@@ -243,7 +245,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountActiveKeepingPages(co
     stats_->inactive_split_bytes.Decrease(small, bytes);
     if (whole != 0) stats_->inactive_split.Decrease(small, whole);
   } else {
-    if (guard_ != nullptr) [[unlikely]] GuardSplitRise(block, bytes, whole);
+    if (guard_ != nullptr) [[unlikely]]
+      GuardSplitRise(block, bytes, whole);
     stats_->inactive_split_bytes.Increase(small, bytes);
     if (whole != 0) stats_->inactive_split.Increase(small, whole);
   }
@@ -254,7 +257,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StatsLedger::CountActiveKeepingPages(co
   const bool small = block.segment->small;
   const auto bytes = static_cast<std::int64_t>(block.size);
   if (direction > 0) {
-    if (guard_ != nullptr) [[unlikely]] GuardSplitRise(block, bytes, 1);
+    if (guard_ != nullptr) [[unlikely]]
+      GuardSplitRise(block, bytes, 1);
     stats_->inactive_split.Increase(small, 1);
     stats_->inactive_split_bytes.Increase(small, bytes);
   } else {

@@ -240,7 +240,7 @@ TEST_P(ThreadFrontsTest, StatisticsOfTwoThreadsTakingTurnsMatchAModel) {
     allocator->ResetAccumulatedStats();
     std::mt19937_64 rng(static_cast<std::uint64_t>(seed));
     // Pairs that round to one size with different requests, small and large pool.
-    const std::size_t sizes[] = {3000,           3070,     64 * kKiB,     60 * kKiB,
+    const std::size_t sizes[] = {3000,           3070,     64 * kKiB,      60 * kKiB,
                                  2 * kMiB + 100, 2 * kMiB, 4 * kMiB - 500, 4 * kMiB};
     struct Live {
       int thread;
@@ -333,8 +333,7 @@ TEST_P(ThreadFrontsTest, StatisticsOfTwoThreadsTakingTurnsMatchAModel) {
 }
 
 INSTANTIATE_TEST_SUITE_P(BothModes, ThreadFrontsTest,
-                         ::testing::Values(VmmMode::kOff, VmmMode::kOn),
-                         [](const auto& info) {
+                         ::testing::Values(VmmMode::kOff, VmmMode::kOn), [](const auto& info) {
                            return std::string(info.param == VmmMode::kOn ? "vmm" : "segment");
                          });
 

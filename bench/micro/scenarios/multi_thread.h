@@ -1,7 +1,8 @@
 // multi_thread: 1, 2 and 4 threads share one allocator, each on its own stream, each
-// allocating a batch of four sizes (small and large pool) and freeing it. Measures contention
-// on the allocator's lock: with perfect scaling items_per_second grows with the threads (real
-// time, all threads together).
+// allocating a batch of four sizes (small and large pool) and freeing it. Measures what the
+// threads cost each other: with several threads each reuses its blocks through its own front
+// (allocator/core/thread_fronts.h), 1 thread takes the allocator's lock; with perfect scaling
+// items_per_second grows with the threads (real time, all threads together).
 // multi_thread/<peer>/private: the same with one allocator (and device) per thread, nothing
 // shared: the ceiling any sharing design can reach on the machine as loaded during the run
 // (issue #18: on a loaded 2-core VM it measured 1.0x its 1 thread, so "2 threads >= 1.6x 1

@@ -93,11 +93,14 @@ class BlockLifecycle final : public OomRungs::Host {
     // A cached block never left the pointer map (see PushReuseCache): no lookup on the fast path.
     if (!reused) p_.allocated_or_cached->try_emplace(block->addr, block);
     assert(p_.allocated_or_cached->contains(block->addr));
-    p_.ledger->CountUserAllocation(*block, size);
+    // While per-thread fronts hold blocks, the peaks these raise are checked first, at once.
+    if (p_.ledger->guarding_peaks()) [[unlikely]]
+      p_.ledger->GuardAllocation(*block, size);
+    p_.ledger->CountUserAllocation</*kCheckPeaks=*/false>(*block, size);
     if (reused) {
-      p_.ledger->CountActiveKeepingPages(*block, +1);
+      p_.ledger->CountActiveKeepingPages</*kCheckPeaks=*/false>(*block, +1);
     } else {
-      p_.ledger->CountActive(*block, +1);
+      p_.ledger->CountActive</*kCheckPeaks=*/false>(*block, +1);
       p_.ledger->SettleVmmSplitStats(block->segment->small);  // only its pool's pages changed
     }
     p_.history->Record(TraceAction::kAlloc, block->addr, block->size, alloc_stream);
@@ -144,10 +147,14 @@ class BlockLifecycle final : public OomRungs::Host {
   // pointer map, so a reuse needs no second hash insert.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void PushReuseCache(Block* block) {
     if (p_.debug != nullptr) p_.debug->PoisonIfPending(block);
-    p_.ledger->CountActiveKeepingPages(*block, -1);  // a cached block keeps its pages
+    // While per-thread fronts hold blocks, the peaks these raise are checked first, at once.
+    if (p_.ledger->guarding_peaks()) [[unlikely]]
+      p_.ledger->GuardCaching(*block);
+    // A cached block keeps its pages.
+    p_.ledger->CountActiveKeepingPages</*kCheckPeaks=*/false>(*block, -1);
     p_.history->Record(TraceAction::kFreeCompleted, block->addr, block->size, block->stream);
     block->state = BlockState::kCached;
-    p_.ledger->CountSplitBlock(*block, +1);
+    p_.ledger->CountSplitBlock</*kCheckPeaks=*/false>(*block, +1);
     p_.reuse_cache->Push(block);
   }
 

@@ -166,12 +166,17 @@ class CachingAllocatorImpl {
       return components_.queries.UnknownPointerError("free", addr);
     }
     Block* block = it->second;
-    // A front's block: cached there is freed already; out, it leaves the front for this free.
-    if (block->front != nullptr && !fronts_.Release(block)) {
-      return components_.queries.UnknownPointerError("free", addr);
+    // Several threads: the per-thread fronts' part, out of line (one call site on this path).
+    if (fronts_active || block->front != nullptr) [[unlikely]] {
+      switch (fronts_.TakeFree(block, fronts_active)) {
+        case ThreadFronts::FreeOutcome::kRefused:
+          return components_.queries.UnknownPointerError("free", addr);
+        case ThreadFronts::FreeOutcome::kCached:
+          return absl::OkStatus();
+        case ThreadFronts::FreeOutcome::kNotTheirs:
+          break;
+      }
     }
-    // Several threads: the block enters the calling thread's front (no debug mode then).
-    if (fronts_active && fronts_.Adopt(block)) return absl::OkStatus();
     absl::Status guard_status = absl::OkStatus();
     if (components_.debug != nullptr)
       guard_status = components_.debug->OnUserFree(block, band_status);

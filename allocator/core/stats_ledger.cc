@@ -27,6 +27,16 @@ void StatsLedger::GuardUserAllocation(const Block& block, std::size_t requested)
   }
 }
 
+void StatsLedger::GuardAllocation(const Block& block, std::size_t requested) {
+  GuardUserAllocation(block, requested);
+  if (guard_ != nullptr) GuardActive(block);  // the first did not fold the fronts in
+}
+
+void StatsLedger::GuardCaching(const Block& block) {
+  const auto [bytes, count] = SplitRiseWhenCached(block);
+  if (bytes != 0 || count != 0) GuardSplitRise(block, bytes, count);
+}
+
 void StatsLedger::GuardActive(const Block& block) {
   const bool small = block.segment->small;
   if (PassesPeak(stats_->active, small, 1, nullptr) ||

@@ -116,6 +116,12 @@ bool ThreadFronts::Adopt(Block* block) {
   return true;
 }
 
+ThreadFronts::FreeOutcome ThreadFronts::TakeFree(Block* block, bool fronts_active) {
+  if (block->front != nullptr && !Release(block)) return FreeOutcome::kRefused;
+  if (fronts_active && Adopt(block)) return FreeOutcome::kCached;
+  return FreeOutcome::kNotTheirs;
+}
+
 void ThreadFronts::DropBlocksOutLocked() {
   for (auto& front : fronts_) {
     absl::erase_if(front->blocks, [&](const auto& entry) {

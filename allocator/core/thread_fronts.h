@@ -142,6 +142,12 @@ class ThreadFronts final : public FrontReserves {
   // cached (the user's pointer is not live); else it leaves the front.
   bool Release(Block* block);
 
+  // The allocator's free of `block` by the calling thread, for the fronts: refused when a front
+  // has it cached (a second free); else it leaves the front holding it, if any, and enters the
+  // calling thread's when `fronts_active` and it may (Adopt), or stays the allocator's.
+  enum class FreeOutcome { kRefused, kCached, kNotTheirs };
+  ABSL_ATTRIBUTE_NOINLINE FreeOutcome TakeFree(Block* block, bool fronts_active);
+
   // Every front's changes added into the allocator's statistics, its cached blocks moved into
   // the allocator's reuse cache, and the blocks it had out left to the allocator.
   void FlushAll();

@@ -75,6 +75,10 @@ class BlockLifecycle final : public OomRungs::Host {
   void AttachRungs(OomRungs* rungs) { rungs_ = rungs; }
   // The per-thread fronts (thread_fronts.h), flushed with the reuse cache; set once.
   void AttachFronts(ThreadFronts* fronts) { fronts_ = fronts; }
+  // `stream` was destroyed: what it borrowed last is forgotten, since a new stream given the same
+  // handle never traded that block (it would grow a range instead of borrowing it), and the
+  // record of every stream a program ever made would otherwise stay.
+  void StreamDestroyed(StreamHandle stream) { last_borrow_.erase(stream); }
 
   // ---------------------------------------------------------------- handing out
 

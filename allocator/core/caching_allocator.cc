@@ -245,6 +245,7 @@ class CachingAllocatorImpl {
     // cached for it is parked below behind an event recorded now, and afterwards needs none.
     components_.frees.MarkDestroyed(stream);
     components_.backing->StreamDestroyed(stream);
+    components_.lifecycle.StreamDestroyed(stream);
     StreamUses::MarkUsedByDestroyed(components_.allocated_or_cached, stream);
     // Pending frees returning to this stream's list, frees waiting for a capture to end, and the
     // free blocks cached for it wait for its last work (or a synchronization) from now on.

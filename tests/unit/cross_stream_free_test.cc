@@ -176,6 +176,34 @@ TEST(CrossStreamFreeTest, AStreamThatGaveABlockBackGrowsItsOwnRangeOnlyInVirtual
   }
 }
 
+// A stream destroyed after it gave a borrowed block back: a new stream given the same handle
+// never traded that block, so it borrows it as any stream would, instead of growing a range of
+// its own (the rule above is about the stream that gave it back, not about its handle).
+TEST(CrossStreamFreeTest, ANewStreamWithADestroyedStreamsHandleBorrowsAsAnyStream) {
+  constexpr std::size_t block = 4 * kMiB;
+  Scene scene(VmmMode::kOn);
+  const StreamHandle b = scene.device->CreateStream();
+  void* owned = scene.Alloc(block, kA);
+  scene.Kernel(kA, owned, block, 1);
+  ASSERT_TRUE(scene.allocator->Free(owned).ok());
+  void* borrowed = scene.Alloc(block, b);
+  ASSERT_EQ(borrowed, owned);
+  scene.Kernel(b, borrowed, block, 2);
+  ASSERT_TRUE(scene.allocator->Free(borrowed).ok());
+  scene.device->CompleteAll();
+  ASSERT_TRUE(scene.allocator->StreamDestroyed(b).ok());
+  ASSERT_TRUE(scene.device->DestroyStream(b).ok());
+  ASSERT_EQ(scene.device->CreateStream(), b);  // a new stream, the same handle
+  const std::int64_t ranges_before = scene.device->Calls(SimOp::kReserveAddress);
+  void* again = scene.Alloc(block, b);  // a new stream, the same handle
+  EXPECT_EQ(again, owned);
+  EXPECT_EQ(scene.device->Calls(SimOp::kReserveAddress), ranges_before);
+  EXPECT_EQ(scene.allocator->GetStats().num_cross_stream_reuse, 2);
+  scene.Kernel(b, again, block, 3);
+  ASSERT_TRUE(scene.allocator->Free(again).ok());
+  scene.device->CompleteAll();
+}
+
 // The home stream destroyed while its block's cross-stream free waits: the completed free goes
 // back to the pool (parked behind the dead stream's last work), not into a dead stream's list;
 // a new stream with the same handle is served without a hazard.

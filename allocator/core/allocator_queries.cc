@@ -26,10 +26,13 @@ DeviceStats AllocatorQueries::Stats() const {
 absl::StatusOr<std::size_t> AllocatorQueries::AllocationSize(DevicePtr user_ptr) const {
   auto it = p_.allocated_or_cached->find(user_ptr - p_.front_bytes);
   if (it == p_.allocated_or_cached->end() || it->second->state != BlockState::kAllocated) {
-    return absl::NotFoundError(
-        absl::StrFormat("vramcache: %#x is not a live allocation", user_ptr));
+    return NotLiveError(user_ptr);
   }
   return it->second->size;
+}
+
+absl::Status AllocatorQueries::NotLiveError(DevicePtr user_ptr) {
+  return absl::NotFoundError(absl::StrFormat("vramcache: %#x is not a live allocation", user_ptr));
 }
 
 const Segment* AllocatorQueries::SegmentHolding(DevicePtr addr) const {

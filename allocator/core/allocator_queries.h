@@ -48,6 +48,8 @@ class AllocatorQueries {
   DeviceStats Stats() const;
   // The size the user asked for at `user_ptr`; NotFound when it is no live allocation.
   absl::StatusOr<std::size_t> AllocationSize(DevicePtr user_ptr) const;
+  // What AllocationSize says of a pointer that is not live.
+  static absl::Status NotLiveError(DevicePtr user_ptr);
   // The segment holding `addr` (base and size); NotFound when none does.
   absl::StatusOr<std::pair<DevicePtr, std::size_t>> BaseAllocation(DevicePtr addr) const;
   // `operation` ("free", "record_stream") was given `addr`, which is no live allocation: a

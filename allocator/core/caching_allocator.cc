@@ -372,13 +372,20 @@ class CachingAllocatorImpl {
     components_.stats.ResetAccumulated();
   }
 
-  // The queries below read blocks: the fronts' cached ones must show as what they are (freed).
-  absl::StatusOr<std::size_t> AllocationSize(const void* ptr) {
+  // A block a front holds cached is freed, as one in the reuse cache. Asked of its front rather
+  // than by flushing the fronts: the C ABI's record_stream asks this of every allocator.
+  absl::StatusOr<std::size_t> AllocationSize(const void* ptr) const {
+    const auto addr = reinterpret_cast<DevicePtr>(ptr);
     MutexLock lock(&mu_);
-    FlushFronts();
-    return components_.queries.AllocationSize(reinterpret_cast<DevicePtr>(ptr));
+    absl::StatusOr<std::size_t> size = components_.queries.AllocationSize(addr);
+    if (size.ok() && fronts_.holds_blocks() &&
+        ThreadFronts::Cached(*components_.allocated_or_cached.at(addr - front_bytes_))) {
+      return AllocatorQueries::NotLiveError(addr);
+    }
+    return size;
   }
 
+  // The queries below read blocks: the fronts' cached ones must show as what they are (freed).
   absl::StatusOr<std::pair<DevicePtr, std::size_t>> BaseAllocation(const void* ptr) {
     MutexLock lock(&mu_);
     FlushFronts();

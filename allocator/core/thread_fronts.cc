@@ -31,7 +31,8 @@ ThreadFront* ThreadFronts::MineOrNew() {
   fronts_.push_back(
       std::make_unique<ThreadFront>(p_.limit_bytes, p_.ledger->max_split_size(), p_.vmm));
   ThreadFront* made = fronts_.back().get();
-  // A slot of this allocator (a front made before, dropped from the slots) or the least useful.
+  // A free slot, else the last one: a thread using more allocators than slots gets a new front
+  // from the allocator whose slot it lost (the old one's blocks return at the next flush).
   Slot* slot = &tls_slots_[kSlots - 1];
   for (Slot& s : tls_slots_) {
     if (s.owner == 0) {
@@ -64,7 +65,7 @@ void ThreadFronts::Reserve(const Block& block, int direction) {
 }
 
 bool ThreadFronts::Adopt(Block* block) {
-  if (!active() || frozen_ || !Cacheable(*block)) return false;
+  if (frozen_ || !Cacheable(*block)) return false;  // TakeFree asks only while active
   ThreadFront* front = MineOrNew();
   if (front == nullptr) return false;
   LockAll();

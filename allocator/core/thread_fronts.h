@@ -127,6 +127,13 @@ class ThreadFronts final : public FrontReserves {
 
   // ------------------------------------------------ with the allocator's lock held
 
+  // Whether a front holds `block` cached (its user's pointer is not live).
+  static bool Cached(const Block& block) {
+    if (block.front == nullptr) return false;
+    MutexLock lock(&block.front->mu);
+    return block.front_cached;
+  }
+
   // Called by the allocator's paths: fronts start when a second thread comes. Inline: every
   // allocation and free of a single-threaded program makes it.
   void NoteThread() {

@@ -142,12 +142,13 @@ TEST_P(ThreadFrontsTest, APointerCachedInAFrontIsRefusedEverywhere) {
   EXPECT_TRUE(absl::IsInvalidArgument(allocator->Free(p)));
   EXPECT_TRUE(absl::IsInvalidArgument(FreeOn(&other_, p)));
   EXPECT_TRUE(absl::IsInvalidArgument(allocator->RecordStream(p, kOtherStream)));
+  EXPECT_TRUE(absl::IsNotFound(allocator->AllocationSize(p).status()));
   const DeviceStats after = allocator->GetStats();
   EXPECT_EQ(after.ToKeyValues(), before.ToKeyValues());
-  // Still the front's: the next request of its size gets it.
-  void* again = Alloc(64 * kKiB, kMyStream);
-  EXPECT_EQ(again, p);
-  ASSERT_TRUE(allocator->Free(again).ok());
+  // Asking left it in the front: the other thread, same stream and size, does not get it.
+  void* other = AllocOn(&other_, 64 * kKiB, kMyStream);
+  EXPECT_NE(other, p);
+  ASSERT_TRUE(FreeOn(&other_, other).ok());
   ASSERT_TRUE(allocator->CheckInvariants().ok());
 }
 
